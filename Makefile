@@ -1,0 +1,55 @@
+# tcpmem: two commands on a fresh machine -- `make report` and `make test`.
+# Everything else here is what those two call, plus conveniences for developers.
+SHELL := /bin/sh
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SAMPLE ?= data/sample.tar.gz
+BEFORE ?=
+REPORT_DIR ?= reports
+
+.PHONY: setup setup-dev system-deps test lint report lab sample bench clean
+
+# A virtualenv of our own; re-created when pyproject.toml changes.
+$(VENV)/.base-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.base-installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.base-installed
+setup-dev: $(VENV)/.dev-installed
+
+system-deps:
+	sh scripts/system-deps.sh
+
+lint: setup-dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check tcpmemlib tests bench
+	$(PY) -m nbstripout --verify notebooks/*.ipynb
+
+# Sets up (venv with dev extras, system tools), then runs every test.
+test: setup-dev system-deps lint
+	$(PY) -m pytest
+
+# Sets up, then builds the HTML reports from the bundled sample capture into $(REPORT_DIR)/.
+report: setup
+	$(PY) -m tcpmemlib report $(SAMPLE) $(if $(BEFORE),--before $(BEFORE)) -o $(REPORT_DIR)
+
+# JupyterLab on the teaching notebooks.
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Regenerate data/ with the lab's experiment runner (real sockets on loopback, ~10 minutes).
+sample: setup system-deps
+	$(PY) -m tcpmemlib.lab experiment -o data/
+
+bench: setup-dev system-deps
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache .ruff_cache .hypothesis
