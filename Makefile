@@ -30,7 +30,7 @@ system-deps:
 lint: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check tcpmemlib tests bench
-	$(PY) -m nbstripout --verify notebooks/*.ipynb
+	$(if $(wildcard notebooks/*.ipynb),$(PY) -m nbstripout --verify notebooks/*.ipynb)
 
 # Sets up (venv with dev extras, system tools), then runs every test.
 test: setup-dev system-deps lint
