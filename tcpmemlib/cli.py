@@ -1,0 +1,86 @@
+"""The ``tcpmem`` command (also ``python -m tcpmemlib``).
+
+``tcpmem report CAPTURE [--before CAPTURE] [-o DIR] [--with-code]`` builds the HTML reports.
+Exit status: 0 when every notebook ran, 1 when one failed (its HTML still shows the error), 2 on bad
+usage (e.g. a capture path that does not exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcpmem",
+        description="Where does this Linux box's TCP socket memory go? Reports from a capture.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    rep = sub.add_parser(
+        "report",
+        help="run the notebooks on a capture and write HTML reports",
+        description="Run every notebook on CAPTURE with papermill, convert each to HTML and write "
+        "an index.html that links them with a summary of the answers.",
+    )
+    rep.add_argument("capture", help="a collect.sh output directory or a .tar.gz bundle of one")
+    rep.add_argument(
+        "--before", metavar="CAPTURE", help="a capture taken before a change, to compare"
+    )
+    rep.add_argument("-o", "--out", default="reports", metavar="DIR", help="output directory")
+    rep.add_argument("--with-code", action="store_true", help="show the code cells in the HTML")
+    rep.add_argument(
+        "--notebooks", metavar="DIR", help="run the notebooks in DIR instead of the bundled ones"
+    )
+    rep.add_argument(
+        "--only", action="append", metavar="NAME", help="run only this notebook (repeatable)"
+    )
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"tcpmem: error: {message}", file=sys.stderr)
+    return 2
+
+
+def report_command(args: argparse.Namespace) -> int:
+    for label, path in (("capture", args.capture), ("--before capture", args.before)):
+        if path is not None and not Path(path).exists():
+            return _fail(f"{label} not found: {path}")
+    if args.notebooks and not Path(args.notebooks).is_dir():
+        return _fail(f"notebook directory not found: {args.notebooks}")
+
+    from tcpmemlib.report import build_report
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    report = build_report(
+        args.capture,
+        before=args.before,
+        out_dir=args.out,
+        with_code=args.with_code,
+        notebook_dir=args.notebooks,
+        only=args.only,
+        log=log,
+    )
+    if not report.runs:
+        return _fail("no notebooks to run")
+    if report.failed:
+        print(f"tcpmem: notebooks failed: {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "report":
+        return report_command(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""HTML helpers for notebooks and reports: everything that came from a capture is escaped here.
+
+Process names, cgroup paths, hostnames and command lines are written by whoever controls the box, so
+they may be hostile (``<img src=x onerror=...>``). Notebooks never build HTML or Markdown from capture
+strings themselves: they call :func:`show_verdict` and :func:`show_table`, which escape every value.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+
+def esc(value: object) -> str:
+    """``value`` as text, HTML-escaped (quotes included), ready to put between tags or in attributes."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_number(value: object) -> str:
+    """A figure for prose: bytes-sized numbers in MiB/KiB are left to the caller; this adds separators."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def verdict_html(verdict: Any, title: str | None = None) -> str:
+    """A ``Verdict(label, text, figures)`` as an escaped HTML block (label, sentence, figures table)."""
+    label = getattr(verdict, "label", "")
+    text = getattr(verdict, "text", "")
+    figures: Mapping[str, object] = getattr(verdict, "figures", {}) or {}
+    parts = [
+        '<div class="tcpmem-verdict" style="border-left:4px solid #3465a4;padding:0.4em 1em;">'
+    ]
+    if title:
+        parts.append(f"<h4 style='margin:0.2em 0'>{esc(title)}</h4>")
+    parts.append(f"<p><strong>{esc(label)}</strong>: {esc(text)}</p>")
+    if figures:
+        parts.append("<table><thead><tr><th>figure</th><th>value</th></tr></thead><tbody>")
+        for key, val in figures.items():
+            parts.append(f"<tr><td>{esc(key)}</td><td>{esc(fmt_number(val))}</td></tr>")
+        parts.append("</tbody></table>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def table_html(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> str:
+    """``frame`` as an HTML table with every cell escaped (pandas escapes by default; we insist)."""
+    return frame.head(max_rows).to_html(escape=True, index=index, border=0, na_rep="NA")
+
+
+def show_verdict(verdict: Any, title: str | None = None) -> None:
+    """Display a verdict in a notebook (escaped HTML; plain text for terminals)."""
+    from IPython.display import HTML, display
+
+    display(HTML(verdict_html(verdict, title)))
+
+
+def show_table(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> None:
+    """Display a frame in a notebook as an escaped HTML table."""
+    from IPython.display import HTML, display
+
+    display(HTML(table_html(frame, max_rows=max_rows, index=index)))

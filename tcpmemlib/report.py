@@ -1,0 +1,346 @@
+"""Build the HTML reports: run each notebook with papermill, convert it with nbconvert, write an index.
+
+``build_report(capture, before=None, out_dir="reports")`` runs ``notebooks/*.ipynb`` (the four teaching
+notebooks) against a capture, writes ``<name>.ipynb`` (executed) and ``<name>.html`` for each, and an
+``index.html`` that links them with a paragraph built from the analyses' verdicts.
+
+The kernel is the current interpreter: a kernelspec pointing at ``sys.executable`` is written into a
+temporary ``JUPYTER_PATH`` entry for the duration of the run, so the report works from any venv
+whether or not a kernelspec was ever installed, and never picks up another Python's kernel.
+
+Notebooks hand their answers to the report through one output: :func:`emit_summary` displays a
+``application/vnd.tcpmem.summary+json`` bundle in a cell tagged ``tcpmem-summary`` (removed from the
+HTML). :func:`read_summary` reads it back from the executed notebook; the tests use it to check that
+the numbers the notebook shows are the library's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcpmemlib.html import esc
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS: tuple[str, ...] = ("00_primer", "01_where", "02_per_process", "03_idle_or_traffic")
+SUMMARY_TAG = "tcpmem-summary"
+SUMMARY_MIME = "application/vnd.tcpmem.summary+json"
+KERNEL_NAME = "tcpmem-python"
+
+
+@dataclass
+class NotebookRun:
+    """One notebook of a report: where it went and how it ended."""
+
+    name: str
+    ipynb: Path
+    html: Path
+    ok: bool
+    seconds: float
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+@dataclass
+class Report:
+    """The result of :func:`build_report`."""
+
+    out_dir: Path
+    index: Path
+    runs: list[NotebookRun] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.name for r in self.runs if not r.ok]
+
+
+# --- used inside the notebooks -------------------------------------------------------------------
+
+
+def resolve_input(path: str | os.PathLike[str] | None) -> str | None:
+    """A notebook parameter path made absolute; relative paths are tried from the cwd, then from
+    ``notebooks/`` (the defaults are written relative to the notebook). Empty or None -> None."""
+    if path is None or str(path).strip() == "":
+        return None
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    for base in (Path.cwd(), NOTEBOOK_DIR):
+        if (base / p).exists():
+            return str((base / p).resolve())
+    return str((NOTEBOOK_DIR / p).resolve())
+
+
+def _verdict_dict(verdict: Any) -> dict[str, Any]:
+    figures = getattr(verdict, "figures", {}) or {}
+    return {
+        "label": str(getattr(verdict, "label", "")),
+        "text": str(getattr(verdict, "text", "")),
+        "figures": {str(k): _jsonable(v) for k, v in figures.items()},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        import pandas as pd
+
+        if value is pd.NA or (not isinstance(value, str | bytes) and pd.isna(value)):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def emit_summary(
+    notebook: str,
+    verdicts: Mapping[str, Any] | None = None,
+    numbers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Display the notebook's answers as one machine-readable output (call it in the last cell,
+    tagged ``tcpmem-summary``). ``verdicts`` maps a short key (e.g. ``"where"``) to a Verdict;
+    ``numbers`` maps names to the figures the notebook shows. Returns the bundle."""
+    from IPython.display import display
+
+    bundle = {
+        "notebook": notebook,
+        "verdicts": {k: _verdict_dict(v) for k, v in (verdicts or {}).items()},
+        "numbers": {str(k): _jsonable(v) for k, v in (numbers or {}).items()},
+    }
+    display({SUMMARY_MIME: bundle}, raw=True)
+    return bundle
+
+
+def read_summary(nb: Any) -> dict[str, Any] | None:
+    """The bundle :func:`emit_summary` displayed in an executed notebook (node or path), or None."""
+    import nbformat
+
+    if isinstance(nb, str | os.PathLike):
+        nb = nbformat.read(os.fspath(nb), as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if SUMMARY_MIME in data:
+                value = data[SUMMARY_MIME]
+                return json.loads(value) if isinstance(value, str) else dict(value)
+    return None
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def current_python_kernel() -> Iterator[str]:
+    """A kernelspec for ``sys.executable`` in a temporary JUPYTER_PATH entry; yields its name."""
+    old = os.environ.get("JUPYTER_PATH")
+    with tempfile.TemporaryDirectory(prefix="tcpmem-kernel-") as tmp:
+        spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {
+            "argv": [
+                sys.executable,
+                "-m",
+                "ipykernel_launcher",
+                "--log-level=ERROR",
+                "-f",
+                "{connection_file}",
+            ],
+            "display_name": f"Python ({sys.executable})",
+            "language": "python",
+            "env": {"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        os.environ["JUPYTER_PATH"] = tmp if not old else tmp + os.pathsep + old
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+def _error_text(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None)
+    evalue = getattr(exc, "evalue", None)
+    if ename:
+        text = f"{ename}: {evalue}" if evalue else str(ename)
+        cell = getattr(exc, "exec_count", None)
+        return f"{text} (cell [{cell}])" if cell is not None else text
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_notebook(
+    source: Path,
+    out_ipynb: Path,
+    parameters: Mapping[str, Any],
+    kernel_name: str,
+    timeout_s: float = 900,
+) -> str | None:
+    """Execute ``source`` into ``out_ipynb`` (written even when a cell fails). Returns the error
+    text, or None when every cell ran."""
+    import papermill
+
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(out_ipynb),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            language="python",
+            cwd=str(source.parent),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            execution_timeout=timeout_s,
+        )
+    except Exception as exc:  # papermill's own errors and kernel failures: reported per notebook
+        return _error_text(exc)
+    return None
+
+
+def to_html(ipynb: Path, out_html: Path, title: str, with_code: bool = False) -> None:
+    """Convert an executed notebook to a standalone HTML page (code hidden unless ``with_code``)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    config = Config()
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_cell_tags = {SUMMARY_TAG, "remove-cell"}
+    exporter = HTMLExporter(
+        config=config,
+        exclude_input=not with_code,
+        exclude_input_prompt=not with_code,
+        exclude_output_prompt=not with_code,
+    )
+    nb = nbformat.read(str(ipynb), as_version=4)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    out_html.write_text(body, encoding="utf-8")
+
+
+def _failure_page(title: str, error: str) -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title></head>"
+        f"<body><h1>{esc(title)}</h1><p style='color:#a40000'>This notebook could not be run: "
+        f"<code>{esc(error)}</code></p></body></html>"
+    )
+
+
+# --- index ---------------------------------------------------------------------------------------
+
+TITLES = {
+    "00_primer": "Primer: how Linux accounts TCP socket memory",
+    "01_where": "Q1: where is TCP buffer memory reported?",
+    "02_per_process": "Q2: per process, and did tuning reduce it?",
+    "03_idle_or_traffic": "Q3: held while idle, or growing with traffic?",
+}
+
+
+def summary_paragraph(runs: Sequence[NotebookRun]) -> str:
+    """One escaped HTML paragraph made of the verdicts the notebooks emitted."""
+    sentences = []
+    for run in runs:
+        if run.summary is None:
+            if not run.ok:
+                sentences.append(
+                    f"<strong>{esc(run.name)}</strong> failed ({esc(run.error or 'error')})."
+                )
+            continue
+        for verdict in run.summary.get("verdicts", {}).values():
+            label, text = verdict.get("label", ""), verdict.get("text", "")
+            sentences.append(f"<strong>{esc(label)}</strong>: {esc(text)}")
+    if not sentences:
+        return "<p>No verdicts were produced.</p>"
+    return "<p>" + " ".join(sentences) + "</p>"
+
+
+def write_index(
+    out_dir: Path, runs: Sequence[NotebookRun], capture: str, before: str | None
+) -> Path:
+    """Write ``index.html`` linking every notebook's HTML, with the summary paragraph."""
+    rows = []
+    for run in runs:
+        status = "ok" if run.ok else f"FAILED: {run.error or ''}"
+        color = "#4e9a06" if run.ok else "#a40000"
+        rows.append(
+            f"<tr><td><a href='{esc(run.html.name)}'>{esc(TITLES.get(run.name, run.name))}</a></td>"
+            f"<td style='color:{color}'>{esc(status)}</td><td>{run.seconds:.1f} s</td></tr>"
+        )
+    before_line = f"<br>Before: <code>{esc(before)}</code>" if before else ""
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>tcpmem report</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}}
+td,th{{padding:0.2em 0.8em;text-align:left}}</style></head>
+<body><h1>tcpmem: where does this box's TCP socket memory go?</h1>
+<p>Capture: <code>{esc(capture)}</code>{before_line}</p>
+<h2>The answers</h2>
+{summary_paragraph(runs)}
+<h2>The reports</h2>
+<table><thead><tr><th>report</th><th>status</th><th>build time</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+</body></html>
+"""
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def build_report(
+    capture: str | os.PathLike[str],
+    before: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "reports",
+    with_code: bool = False,
+    notebook_dir: str | os.PathLike[str] | None = None,
+    only: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Run every notebook against ``capture`` (and ``before``), write HTML and ``index.html``."""
+    nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.stem for p in nb_dir.glob("*.ipynb"))
+    if only:
+        names = [n for n in names if n in set(only)]
+    capture_abs = str(Path(capture).resolve())
+    before_abs = str(Path(before).resolve()) if before else ""
+    params = {"capture": capture_abs, "before": before_abs}
+    runs: list[NotebookRun] = []
+    with current_python_kernel() as kernel:
+        for i, name in enumerate(names, 1):
+            title = TITLES.get(name, name)
+            ipynb, html_path = out / f"{name}.ipynb", out / f"{name}.html"
+            log(f"[{i}/{len(names)}] {name}: running")
+            t0 = time.perf_counter()
+            error = run_notebook(nb_dir / f"{name}.ipynb", ipynb, params, kernel)
+            seconds = time.perf_counter() - t0
+            summary = None
+            if ipynb.exists():
+                try:
+                    summary = read_summary(ipynb)
+                    to_html(ipynb, html_path, title, with_code)
+                except Exception as exc:  # an unreadable notebook still gets a page
+                    error = error or _error_text(exc)
+                    html_path.write_text(_failure_page(title, error), encoding="utf-8")
+            else:
+                html_path.write_text(_failure_page(title, error or "no output"), encoding="utf-8")
+            run = NotebookRun(name, ipynb, html_path, error is None, seconds, error, summary)
+            runs.append(run)
+            state = "ok" if run.ok else f"FAILED ({error})"
+            log(f"[{i}/{len(names)}] {name}: {state} in {seconds:.1f} s -> {html_path}")
+    index = write_index(out, runs, capture_abs, before_abs or None)
+    log(f"index: {index}")
+    return Report(out, index, runs)
