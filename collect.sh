@@ -1,0 +1,622 @@
+#!/bin/sh
+# shellcheck disable=SC2317 # functions are called through step(); shellcheck cannot see it
+# collect.sh - snapshot where a Linux box's TCP socket memory goes, for tcpmem.
+#
+# Takes periodic snapshots of ss (with skmem), /proc/net/sockstat, meminfo, slabinfo,
+# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, into one
+# directory per snapshot. Copy this single file to the box and run it there; read the
+# output elsewhere with tcpmemlib (load_capture) and the tcpmem notebooks.
+#
+# USAGE
+#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-b] [-h]
+#     -o DIR      output directory (created; default ./tcpmem-HOST-UTCTIME)
+#     -i SECONDS  interval between snapshot starts (default 10; 0 = back to back)
+#     -n COUNT    take COUNT snapshots, then exit
+#     -d SECONDS  run for SECONDS (default 3600 when neither -n nor -d is given)
+#     -m MB       disk budget for DIR, may be fractional (default 200): the oldest
+#                 snapshots are deleted first; the budget is never exceeded, even mid-run
+#     -a          also record full process command lines (ps_args.txt). Off by default:
+#                 command lines can hold secrets; the default records comm only
+#     -b          at the end, bundle DIR's snapshots into DIR.tar.gz (next to DIR)
+#     -h          this help
+#   Examples:
+#     collect.sh -o /var/tmp/tcpmem -n 1              # one snapshot, then exit
+#     collect.sh -o /var/tmp/tcpmem -i 10 -d 3600 -b  # an hour, every 10 s, bundled
+#     collect.sh -o /var/tmp/tcpmem -i 60 -m 50       # until ^C, at most 50 MB on disk
+#   SIGINT/SIGTERM/SIGHUP: the snapshot in progress is discarded, then the run ends
+#   normally (bundling with -b) and exits 0.
+#
+# REQUIREMENTS
+#   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps,
+#   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
+#   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b). No Python.
+#   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
+#   of this user's sockets; both are said once on stderr and recorded in meta.txt.
+#
+# OVERHEAD
+#   (measured by bench/bench_collect.py; see bench/README.md)
+#
+# OUTPUT (the format is specified in docs/design.md section 1)
+#   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
+#   DIR/20261125T231700.123456789Z/ one snapshot, named by its UTC start time, renamed
+#                                  into place complete in one mv:
+#     meta.txt sockstat.txt sockstat6.txt meminfo.txt slabinfo.txt.gz slab_aliases.txt
+#     protocols.txt netstat.txt snmp.txt zoneinfo.txt.gz sysctl.txt ps.txt
+#     [ps_args.txt] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
+#   DIR.tar.gz                     with -b: the snapshot directories (relative paths)
+#
+# EXIT STATUS
+#   0  done (also after SIGINT/SIGTERM/SIGHUP)
+#   2  usage error (bad option or value)
+#   3  a required command is missing (ss, gzip, ps, awk, ...)
+#   4  output directory cannot be created or written
+#   5  write failed: disk full or I/O error (the partial snapshot is removed)
+#   6  the disk budget (-m) cannot hold even one snapshot
+#   7  bundling (-b) failed
+#   1  any other error
+set -eu
+
+COLLECTOR_VERSION=1
+PROG=${0##*/}
+
+EX_USAGE=2
+EX_NOCMD=3
+EX_OUTDIR=4
+EX_WRITE=5
+EX_BUDGET=6
+EX_BUNDLE=7
+
+# Sysctls recorded in sysctl.txt (read from /proc/sys; a missing one goes to meta).
+SYSCTLS='net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_moderate_rcvbuf
+net.ipv4.tcp_congestion_control net.ipv4.udp_mem net.core.rmem_max net.core.wmem_max
+net.core.rmem_default net.core.wmem_default net.core.optmem_max net.core.mem_pcpu_rsv'
+
+GZIP_LEVEL=6
+
+usage() {
+	sed -n '/^# USAGE/,/^# REQUIREMENTS/{/^# REQUIREMENTS/d;s/^# \{0,1\}//;p;}' "$0"
+	sed -n '/^# EXIT STATUS/,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;p;}' "$0"
+}
+
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() {
+	code=$1
+	shift
+	say "error: $*"
+	exit "$code"
+}
+
+is_uint() {
+	case $1 in '' | *[!0-9]*) return 1 ;; esac
+}
+
+# now: sets ts_name (snapshot name, 20261125T231700.123456789Z) and ts_iso
+# (2026-11-25T23:17:00.123456789Z) from one clock reading.
+now() {
+	case $clock in
+	date-ns)
+		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ')
+		;;
+	file-mtime)
+		# busybox date has no %N; a fresh file's mtime carries sub-second time.
+		: >"$out/.clock.$$"
+		t=$(TZ=UTC0 stat -c %y "$out/.clock.$$" | sed 's/^\([0-9]*\)-\([0-9]*\)-\([0-9]*\) \([0-9]*\):\([0-9]*\):\([0-9]*\)\.\([0-9]*\).*/\1\2\3T\4\5\6.\7Z \1-\2-\3T\4:\5:\6.\7Z/')
+		;;
+	*)
+		# seconds + a run-wide sequence number: unique and sortable, not sub-second.
+		seq_no=$((seq_no + 1))
+		t=$(date -u '+%Y%m%dT%H%M%S %Y-%m-%dT%H:%M:%S')
+		f=$(printf '%09d' "$seq_no")
+		t="${t% *}.${f}Z ${t#* }.${f}Z"
+		;;
+	esac
+	ts_name=${t% *}
+	ts_iso=${t#* }
+}
+
+detect_clock() {
+	clock=seq
+	case $(date -u +%N 2>/dev/null) in
+	[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) clock=date-ns ;;
+	*)
+		if command -v stat >/dev/null 2>&1; then
+			: >"$out/.clock.$$"
+			case $(TZ=UTC0 stat -c %y "$out/.clock.$$" 2>/dev/null) in
+			*.[0-9][0-9][0-9]*) clock=file-mtime ;;
+			esac
+			rm -f "$out/.clock.$$"
+		fi
+		;;
+	esac
+}
+
+# Static facts about the box, read once per run.
+detect_box() {
+	hostname=$(uname -n)
+	kernel=$(uname -r)
+	ss_version=$(ss -V 2>&1 | sed -n '1p')
+	page_size=$(getconf PAGESIZE 2>/dev/null ||
+		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
+	# online CPUs from the kernel's list ("0-3,8-11")
+	cpus=$(awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { if (split($i, r, "-") == 2) n += r[2] - r[1] + 1; else n++ } print n }' \
+		/sys/devices/system/cpu/online 2>/dev/null || echo '')
+	user=$(id -un 2>/dev/null || echo '?')
+	uid=$(id -u)
+	# -O (one line per socket) exists since iproute2 5.2
+	if ss -OV >/dev/null 2>&1; then
+		ss_oneline=1
+		ss_tcp_opts=-tanmieOpH
+		ss_udp_opts=-uanmieOpH
+	else
+		ss_oneline=0
+		ss_tcp_opts=-tanmiepH
+		ss_udp_opts=-uanmiepH
+	fi
+	# Memory cgroups: a v1 memory mount, a v2 mount, or both (hybrid).
+	cg_v1=$(awk '$3 == "cgroup" && ("," $4 ",") ~ /,memory,/ { print $2; exit }' /proc/self/mounts)
+	cg_v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+	if [ -n "$cg_v1" ] && [ -n "$cg_v2" ]; then
+		cgroup_version=hybrid
+	elif [ -n "$cg_v1" ]; then
+		cgroup_version=1
+	elif [ -n "$cg_v2" ]; then
+		cgroup_version=2
+	else
+		cgroup_version=none
+	fi
+	# The hierarchy that holds the memory controller: v1 memory if mounted (hybrid
+	# boxes account memory there), else v2 when its root lists "memory".
+	cg_mem=none
+	if [ -n "$cg_v1" ]; then
+		cg_mem=v1
+	elif [ -n "$cg_v2" ] && grep -qw memory "$cg_v2/cgroup.controllers" 2>/dev/null; then
+		cg_mem=v2
+	fi
+
+	# What this run cannot see: said once here, recorded in every meta.txt.
+	static_missing=
+	if ! head -c 1 /proc/slabinfo >/dev/null 2>&1; then
+		static_missing="${static_missing}missing=slabinfo.txt.gz: /proc/slabinfo is not readable (uid $uid; root only)
+"
+	fi
+	if [ "$uid" != 0 ]; then
+		static_missing="${static_missing}missing=ss_tcp.txt.gz: users:(...) owners limited to processes of uid $uid (not root)
+missing=ss_udp.txt.gz: users:(...) owners limited to processes of uid $uid (not root)
+"
+	fi
+	if [ "$cg_mem" = none ]; then
+		static_missing="${static_missing}missing=cgroups.txt: no memory cgroup hierarchy mounted (stat records absent)
+"
+	fi
+	if [ ! -r /proc/zoneinfo ]; then
+		static_missing="${static_missing}missing=zoneinfo.txt.gz: /proc/zoneinfo is not readable
+"
+	fi
+	if [ -n "$static_missing" ]; then
+		printf '%s' "$static_missing" | sed "s/^missing=/$PROG: warning: not collected: /" >&2
+	fi
+	if [ "$clock" != date-ns ]; then
+		say "warning: date has no %N; snapshot names use clock=$clock"
+	fi
+}
+
+# Disk use of the output directory in KiB (what du reports: allocated blocks).
+used_kb() {
+	du -sk "$out" 2>/dev/null | awk '{ print $1 + 0; exit }'
+}
+
+# Names of complete snapshots, oldest first.
+list_snapshots() {
+	for d in "$out"/[0-9]*T*Z; do
+		[ ! -d "$d" ] || echo "${d##*/}"
+	done
+}
+
+# Remove a snapshot so that no reader sees it half-deleted.
+remove_snapshot() {
+	mv "$out/$1" "$out/.deleting-$1" && rm -rf "$out/.deleting-$1"
+}
+
+# make_room NEED_KB: delete oldest snapshots until used + NEED_KB fits in the budget.
+# Returns 1 if it cannot.
+make_room() {
+	used=$(used_kb)
+	while [ $((used + $1)) -gt "$budget_kb" ]; do
+		oldest=$(list_snapshots | sed -n '1p')
+		[ -n "$oldest" ] || return 1
+		remove_snapshot "$oldest"
+		deleted=$((deleted + 1))
+		used=$(used_kb)
+	done
+	return 0
+}
+
+# over_budget: true if the directory (with the partial snapshot) exceeds the budget.
+over_budget() {
+	[ "$(used_kb)" -gt "$budget_kb" ]
+}
+
+disk_full() {
+	avail=$(df -Pk "$out" 2>/dev/null | awk 'NR == 2 { print $4 + 0 }')
+	[ -n "$avail" ] && [ "$avail" -lt 64 ]
+}
+
+# ss_to FILE PIDFILE OPTS: ss output, gzipped into FILE; the pids that own sockets
+# (from users:(("comm",pid=N,fd=M),...)) into PIDFILE, in the same single pass.
+ss_to() {
+	{
+		ss "$3" 2>"$p/.err.$3"
+		echo $? >"$p/.rc.$3"
+	} | awk -v pidfile="$2" '
+		{ print }
+		index($0, "pid=") {
+			s = $0
+			while (match(s, /pid=[0-9]+/)) {
+				pid = substr(s, RSTART + 4, RLENGTH - 4)
+				if (!(pid in seen)) { seen[pid] = 1; print pid > pidfile }
+				s = substr(s, RSTART + RLENGTH)
+			}
+		}
+		END { close(pidfile) }' | gzip -"$GZIP_LEVEL" >"$1"
+}
+
+# copy_proc DIR: the small /proc text files and the sysctls, in one awk process.
+copy_proc() {
+	awk -v dir="$1" -v sysctls="$SYSCTLS" '
+	function copy(src, dst,    line, n) {
+		n = 0
+		while ((getline line < src) > 0) { print line > dst; n++ }
+		close(src); close(dst)
+		if (n == 0) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
+	}
+	BEGIN {
+		copy("/proc/net/sockstat", dir "/sockstat.txt")
+		copy("/proc/net/sockstat6", dir "/sockstat6.txt")
+		copy("/proc/meminfo", dir "/meminfo.txt")
+		copy("/proc/net/protocols", dir "/protocols.txt")
+		copy("/proc/net/netstat", dir "/netstat.txt")
+		copy("/proc/net/snmp", dir "/snmp.txt")
+		out = dir "/sysctl.txt"
+		printf "" > out
+		n = split(sysctls, names, /[ \n]+/)
+		for (i = 1; i <= n; i++) {
+			name = names[i]
+			if (name == "") continue
+			f = "/proc/sys/" name
+			gsub(/\./, "/", f)
+			if ((getline v < f) > 0) print name " = " v > out
+			else missing = missing "missing=sysctl.txt: " name " (" f " not readable)\n"
+			close(f)
+		}
+		close(out)
+		printf "%s", missing > (dir "/.missing")
+	}'
+}
+
+# cgroups_to FILE PIDFILES...: "pid" records for each socket-owning pid, then "stat"
+# records for each distinct cgroup, each cgroup read once. One awk process.
+cgroups_to() {
+	dst=$1
+	shift
+	awk -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
+	function val(f,    v) { v = ""; if ((getline v < f) <= 0) v = ""; close(f); return v }
+	!($1 in done) {
+		pid = $1; done[pid] = 1
+		f = "/proc/" pid "/cgroup"; p1 = ""; p2 = ""
+		while ((getline line < f) > 0) {
+			if (substr(line, 1, 3) == "0::") p2 = substr(line, 4)
+			else {
+				c = index(line, ":"); rest = substr(line, c + 1); c2 = index(rest, ":")
+				if (("," substr(rest, 1, c2 - 1) ",") ~ /,memory,/) p1 = substr(rest, c2 + 1)
+			}
+		}
+		close(f)
+		path = (mem == "v1") ? p1 : p2
+		if (path == "" && p2 == "" && p1 == "") next
+		if (path == "") path = (p2 != "") ? p2 : p1
+		printf "pid\t%s\t%s\n", pid, path
+		cg[path] = 1
+	}
+	END {
+		for (path in cg) {
+			if (mem == "v2") {
+				d = v2 path
+				f = d "/memory.stat"
+				while ((getline line < f) > 0) {
+					if (substr(line, 1, 5) == "sock ") { printf "stat\t%s\tsock\t%s\n", path, substr(line, 6); break }
+				}
+				close(f)
+				v = val(d "/memory.current")
+				if (v != "") printf "stat\t%s\tmemory.current\t%s\n", path, v
+			} else if (mem == "v1") {
+				d = v1 path
+				v = val(d "/memory.kmem.tcp.usage_in_bytes")
+				if (v != "") printf "stat\t%s\tkmem.tcp.usage_in_bytes\t%s\n", path, v
+				v = val(d "/memory.kmem.tcp.limit_in_bytes")
+				if (v != "") printf "stat\t%s\tkmem.tcp.limit_in_bytes\t%s\n", path, v
+			}
+		}
+	}' "$@" >"$dst"
+}
+
+# slab_aliases_to FILE: "<cache> <target>" for each merged cache (a symlink in /sys/kernel/slab).
+slab_aliases_to() {
+	# shellcheck disable=SC2012 # one ls for ~400 links beats a readlink per link
+	ls -l /sys/kernel/slab 2>/dev/null | awk '$(NF - 1) == "->" { print $(NF - 2), $NF }' >"$1"
+}
+
+# gz_to FILE SRC: gzip a /proc file (through cat: gzip warns when a /proc size changes).
+gz_to() {
+	# shellcheck disable=SC2002
+	cat "$2" | gzip -"$GZIP_LEVEL" >"$1"
+}
+
+# fail_step NAME: record a failed step in the snapshot's meta, or abort it on a write
+# error (disk full) or when it took the directory over budget.
+failed=
+step() {
+	step_name=$1
+	shift
+	[ "$stop" = 0 ] || return 1
+	if "$@" 2>"$p/.err"; then
+		return 0
+	fi
+	if over_budget; then
+		return 2
+	fi
+	if disk_full; then
+		return 3
+	fi
+	reason=$(sed -n '1p' "$p/.err" 2>/dev/null)
+	failed="${failed}failed=$step_name: ${reason:-exit status non-zero}
+"
+	return 0
+}
+
+# snapshot: write one snapshot into .partial-NAME and rename it into place.
+# Returns 0 (done), 1 (interrupted: discarded), 2 (over budget), 3 (disk full).
+snapshot() {
+	now
+	snap=$ts_name
+	start_iso=$ts_iso
+	p="$out/.partial-$snap"
+	partial=$p
+	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
+	failed=
+	rc=0
+	: >"$p/.pids_tcp" && : >"$p/.pids_udp" || return 3
+	{
+		step copy_proc copy_proc "$p" &&
+			step "ss $ss_tcp_opts" ss_to "$p/ss_tcp.txt.gz" "$p/.pids_tcp" "$ss_tcp_opts" &&
+			step "ss $ss_udp_opts" ss_to "$p/ss_udp.txt.gz" "$p/.pids_udp" "$ss_udp_opts" &&
+			{ [ "$stop" = 0 ] || return 1; } &&
+			step "ps" ps_to "$p/ps.txt" &&
+			step cgroups cgroups_to "$p/cgroups.txt" "$p/.pids_tcp" "$p/.pids_udp" &&
+			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
+			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
+			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
+			{ [ "$args" = 0 ] || step "ps -eo pid,args" ps_args_to "$p/ps_args.txt"; }
+	} || rc=$?
+	[ "$rc" = 0 ] || return "$rc"
+	[ "$stop" = 0 ] || return 1
+	for o in tcp_opts udp_opts; do
+		eval "opt=\$ss_$o"
+		if [ -s "$p/.err.$opt" ] || [ "$(cat "$p/.rc.$opt" 2>/dev/null)" != 0 ]; then
+			failed="${failed}failed=ss $opt: $(sed -n '1p' "$p/.err.$opt") (exit $(cat "$p/.rc.$opt" 2>/dev/null))
+"
+		fi
+	done
+	now
+	{
+		echo "collector_version=$COLLECTOR_VERSION"
+		echo "hostname=$hostname"
+		echo "kernel=$kernel"
+		echo "ss_version=$ss_version"
+		echo "page_size=$page_size"
+		echo "cpus=$cpus"
+		echo "start=$start_iso"
+		echo "end=$ts_iso"
+		echo "user=$user"
+		echo "uid=$uid"
+		echo "ss_oneline=$ss_oneline"
+		echo "args=$args"
+		echo "interval_s=$interval"
+		echo "cgroup_version=$cgroup_version"
+		echo "clock=$clock"
+		echo "gzip_level=$GZIP_LEVEL"
+		printf '%s' "$static_missing"
+		cat "$p/.missing" 2>/dev/null
+		printf '%s' "$failed"
+	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; disk_full && return 3; return 3; }
+	rm -f "$p"/.err* "$p"/.rc.* "$p"/.pids_* "$p/.missing"
+	over_budget && return 2
+	[ ! -e "$out/$snap" ] || die 1 "$out/$snap already exists (two collectors on one directory?)"
+	mv "$p" "$out/$snap" || return 3
+	partial=
+	last_kb=$(du -sk "$out/$snap" | awk '{ print $1 + 0 }')
+	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
+	taken=$((taken + 1))
+	return 0
+}
+
+ps_to() { ps -eo pid,ppid,rss,vsz,uid,comm >"$1"; }
+ps_args_to() { ps -eo pid,args >"$1"; }
+
+discard_partial() {
+	if [ -n "$partial" ] && [ -d "$partial" ]; then
+		rm -rf "$partial"
+	fi
+	partial=
+}
+
+cleanup() {
+	discard_partial
+	[ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true
+	[ -z "${out:-}" ] || rm -f "$out/.clock.$$"
+}
+
+on_signal() {
+	stop=1
+	[ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true
+}
+
+bundle_out() {
+	set --
+	for d in "$out"/[0-9]*T*Z; do
+		[ ! -d "$d" ] || set -- "$@" "${d##*/}"
+	done
+	if [ $# = 0 ]; then
+		say "no snapshot to bundle"
+		return 0
+	fi
+	tarball="${out%/}.tar.gz"
+	extra=
+	[ ! -f "$out/phases.tsv" ] || extra=phases.tsv
+	# shellcheck disable=SC2086 # $extra is empty or one plain name
+	if tar -C "$out" -cf - $extra "$@" | gzip -"$GZIP_LEVEL" >"$tarball.partial"; then
+		mv "$tarball.partial" "$tarball"
+		say "bundle: $tarball ($# snapshots)"
+	else
+		rm -f "$tarball.partial"
+		die "$EX_BUNDLE" "cannot write $tarball"
+	fi
+}
+
+main() {
+	out=
+	interval=10
+	count=
+	duration=
+	bundle=0
+	budget_mb=200
+	args=0
+	while getopts o:i:n:d:m:abh opt; do
+		case $opt in
+		o) out=$OPTARG ;;
+		i) interval=$OPTARG ;;
+		n) count=$OPTARG ;;
+		d) duration=$OPTARG ;;
+		m) budget_mb=$OPTARG ;;
+		a) args=1 ;;
+		b) bundle=1 ;;
+		h)
+			usage
+			exit 0
+			;;
+		*)
+			echo "usage: $PROG [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-b] [-h]" >&2
+			exit "$EX_USAGE"
+			;;
+		esac
+	done
+	shift $((OPTIND - 1))
+	[ $# = 0 ] || die "$EX_USAGE" "unexpected argument: $1 (see -h)"
+	is_uint "$interval" || die "$EX_USAGE" "-i wants whole seconds, got '$interval'"
+	[ -z "$count" ] || is_uint "$count" || die "$EX_USAGE" "-n wants a count, got '$count'"
+	[ -z "$duration" ] || is_uint "$duration" || die "$EX_USAGE" "-d wants whole seconds, got '$duration'"
+	case $budget_mb in
+	'' | *[!0-9.]* | *.*.* | .) die "$EX_USAGE" "-m wants megabytes (e.g. 200 or 0.5), got '$budget_mb'" ;;
+	esac
+	[ -n "$count" ] || [ -n "$duration" ] || duration=3600
+	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
+
+	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head; do
+		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
+	done
+	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"
+	budget_kb=$(awk -v m="$budget_mb" 'BEGIN { printf "%d", m * 1024 }')
+	[ "$budget_kb" -gt 0 ] || die "$EX_USAGE" "-m must be more than 0"
+
+	[ -n "$out" ] || out="./tcpmem-$(uname -n)-$(date -u +%Y%m%dT%H%M%SZ)"
+	mkdir -p "$out" 2>/dev/null || die "$EX_OUTDIR" "cannot create output directory $out"
+	{ [ -d "$out" ] && [ -w "$out" ] && [ -x "$out" ]; } || die "$EX_OUTDIR" "output directory $out is not writable"
+	probe="$out/.probe.$$"
+	if ! : >"$probe" 2>/dev/null; then
+		die "$EX_OUTDIR" "cannot write into $out"
+	fi
+	rm -f "$probe"
+
+	partial=
+	sleep_pid=
+	stop=0
+	seq_no=0
+	taken=0
+	deleted=0
+	max_kb=0
+	trap cleanup EXIT
+	trap 'on_signal' INT TERM HUP
+
+	for stale in "$out"/.partial-* "$out"/.deleting-*; do
+		[ -e "$stale" ] || continue
+		say "removing $stale (left by a killed run)"
+		rm -rf "$stale"
+	done
+
+	detect_clock
+	detect_box
+	can_slabinfo=1
+	head -c 1 /proc/slabinfo >/dev/null 2>&1 || can_slabinfo=0
+
+	t0=$(date +%s)
+	end_s=
+	[ -z "$duration" ] || end_s=$((t0 + duration))
+	exit_code=0
+	while [ "$stop" = 0 ]; do
+		started=$(date +%s)
+		# room for the next snapshot: 1.5x the largest so far, or a guess from the
+		# socket count before the first one (about 64 bytes per socket + 64 KiB).
+		if [ "$max_kb" -gt 0 ]; then
+			need=$((max_kb * 3 / 2))
+		else
+			socks=$(awk '/^sockets:/ { print $3 + 0 }' /proc/net/sockstat)
+			need=$((64 + ${socks:-0} / 16))
+		fi
+		make_room "$need" || {
+			[ "$(list_snapshots | sed -n '1p')" = "" ] || true
+		}
+		src=0
+		snapshot || src=$?
+		case $src in
+		0) ;;
+		1)
+			discard_partial
+			break
+			;;
+		2)
+			discard_partial
+			if [ -z "$(list_snapshots)" ]; then
+				say "error: the budget -m $budget_mb (${budget_kb} KiB) cannot hold one snapshot (needs about ${need} KiB or more)"
+				exit_code=$EX_BUDGET
+				break
+			fi
+			# room by deleting the oldest, then try again at once
+			make_room "$((max_kb > need ? max_kb * 2 : need * 2))" || true
+			continue
+			;;
+		3)
+			discard_partial
+			say "error: write failed in $out: disk full? (snapshot discarded)"
+			exit_code=$EX_WRITE
+			break
+			;;
+		esac
+		[ -z "$count" ] || [ "$taken" -lt "$count" ] || break
+		next_s=$((started + interval))
+		[ -z "$end_s" ] || [ "$next_s" -lt "$end_s" ] || break
+		wait_s=$((next_s - $(date +%s)))
+		if [ "$wait_s" -gt 0 ] && [ "$stop" = 0 ]; then
+			sleep "$wait_s" &
+			sleep_pid=$!
+			wait "$sleep_pid" || true
+			sleep_pid=
+		fi
+	done
+	[ "$deleted" = 0 ] || say "budget -m $budget_mb: deleted the $deleted oldest snapshot(s)"
+	say "$taken snapshot(s) in $out"
+	if [ "$bundle" = 1 ]; then
+		bundle_out
+	fi
+	exit "$exit_code"
+}
+
+main "$@"
