@@ -6,11 +6,13 @@ parsed here with a small regex on purpose (these tests must not depend on tcpmem
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -110,7 +112,8 @@ def test_recv_backlog_queues_k_bytes_on_every_server_socket(lab: LabRun) -> None
 
 
 def test_send_backlog_fills_server_send_buffers(lab: LabRun) -> None:
-    lab.scenario("send_backlog", max_bytes_per_conn=4 << 20)
+    # 1 MiB each (200 MiB in all) keeps the box far from tcp_mem pressure; 4 MiB works too
+    lab.scenario("send_backlog", max_bytes_per_conn=1 << 20)
     server = established_server(lab.port)
     assert len(server) == N
     big = [s for s in server if s["skmem"]["w"] >= 500 << 10]
@@ -120,7 +123,8 @@ def test_send_backlog_fills_server_send_buffers(lab: LabRun) -> None:
 
 def test_trickle_then_drained_empties_every_queue(lab: LabRun) -> None:
     result = lab.scenario("trickle", bits_per_s=250_000)
-    assert result["server"]["written_sum"] > 0 and result["client"]["written_sum"] > 0
+    assert result["server"]["trickled_sum"] > 0 and result["client"]["trickled_sum"] > 0
+    assert result["server"]["read_sum"] > 0 and result["client"]["read_sum"] > 0
     lab.scenario("drained")
     server = established_server(lab.port)
     client = [s for s in ss_sockets(lab.port, "dport") if s["state"] == "ESTAB"]
@@ -132,7 +136,7 @@ def test_trickle_then_drained_empties_every_queue(lab: LabRun) -> None:
 
 def test_tuned_sets_doubled_limits_and_caps_the_send_backlog() -> None:
     with LabRun(connections=N, timeout_s=30) as run:
-        run.scenario("tuned", sndbuf=65536, rcvbuf=32768, max_bytes_per_conn=4 << 20)
+        run.scenario("tuned", sndbuf=65536, rcvbuf=32768, max_bytes_per_conn=1 << 20)
         server = established_server(run.port)
         assert len(server) == N
         for s in server:
@@ -206,3 +210,38 @@ def test_rejects_non_loopback_and_unknown_scenarios(lab: LabRun) -> None:
         LabRun(address="10.0.0.1")
     with pytest.raises(ValueError, match="unknown scenario"):
         lab.scenario("nope")
+
+
+def test_experiment_runner_records_every_phase_with_collect_sh(tmp_path: Path) -> None:
+    from tcpmemlib.lab.experiment import Experiment
+
+    exp = Experiment(
+        out_dir=tmp_path, name="mini", connections=50, interval_s=0, snapshots_per_phase=1
+    )
+    bundle = exp.run()
+    assert bundle == tmp_path / "mini.tar.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini.lab.json", "mini.tar.gz"]
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+        phases_text = tar.extractfile("phases.tsv").read().decode()  # type: ignore[union-attr]
+        snaps = sorted({n.split("/")[0] for n in names if re.match(r"\d{8}T\d{6}\.\d+Z/", n)})
+        metas = [tar.extractfile(f"{s}/meta.txt").read().decode() for s in snaps]  # type: ignore[union-attr]
+    phases = [line.split("\t") for line in phases_text.splitlines()]
+    assert [p[1] for p in phases] == [
+        "baseline", "idle", "trickle", "recv_backlog", "send_backlog", "drained", "tuned",
+    ]  # fmt: skip
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", p[0]) for p in phases)
+    assert len(snaps) == 7
+    # each snapshot starts after its phase's mark and before the next phase's mark
+    starts = [re.search(r"^start=(\S+)$", m, re.M)[1] for m in metas]  # type: ignore[index]
+    marks = [p[0] for p in phases]
+    for i, start in enumerate(starts):
+        assert marks[i][:23] <= start[:23], (marks[i], start)
+        if i + 1 < len(marks):
+            assert start[:23] < marks[i + 1][:23], (start, marks[i + 1])
+    manifest = json.loads((tmp_path / "mini.lab.json").read_text())
+    assert manifest["connections"] == 50
+    by_phase = {p["phase"]: p for p in manifest["phases"]}
+    assert by_phase["recv_backlog"]["server"]["inq_min"] == 64 << 10
+    assert by_phase["send_backlog"]["server"]["outq_min"] > 500 << 10
+    assert by_phase["drained"]["server"]["outq_sum"] == 0

@@ -272,10 +272,10 @@ class LabRun:
         for p in (self.server, self.client):
             p.call("read on")
             p.call(f"trickle bytes_per_s={per_side} chunk={int(chunk)}")
+        before = {role: s["trickled_sum"] for role, s in self.stats().items()}
         time.sleep(warmup_s)
-        st = self.stats()
-        for role, s in st.items():
-            if s["written_sum"] <= 0:
+        for role, s in self.stats().items():
+            if s["trickled_sum"] <= before[role]:
                 raise LabError(f"trickle: tcpmem-{role} wrote nothing in {warmup_s} s: {s}")
 
     def _s_recv_backlog(self, bytes_per_conn: int = 65536) -> None:

@@ -105,6 +105,7 @@ class Conn:
     to_write: int = 0  # bytes still to write (push / fill)
     written: int = 0  # bytes written since the last push/fill began
     read_total: int = 0
+    trickled: int = 0  # bytes sent by trickle
     last_outq: int = -1
     last_change: float = 0.0
     blocked: bool = False  # last write hit EAGAIN
@@ -305,6 +306,7 @@ class Worker:
                 n = c.sock.send(_PAYLOAD[: self.trickle_chunk])
             except BlockingIOError:
                 n = 0
+            c.trickled += n
             self.trickle_credit -= n if n else self.trickle_chunk
         if sends == 0 and self.trickle_credit > self.trickle_bytes_per_s:
             self.trickle_credit = float(self.trickle_bytes_per_s)
@@ -340,6 +342,7 @@ class Worker:
             "outq_max": max(outq, default=0),
             "written_sum": sum(c.written for c in self.conns.values()),
             "read_sum": sum(c.read_total for c in self.conns.values()),
+            "trickled_sum": sum(c.trickled for c in self.conns.values()),
         }
 
     # ---- commands ----------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""The experiment runner: record a real capture of the lab going through every phase.
+
+``python -m tcpmemlib.lab experiment -o data/`` runs collect.sh (one snapshot per call, ``-n 1``)
+several times in each phase and writes ``phases.tsv`` (``<UTC ISO-8601>\\t<phase>``) at the capture
+root at the start of each phase:
+
+=================  ================================================================================
+``baseline``       before the lab starts (the box as it is)
+``idle``           N connections open, no traffic
+``trickle``        ~0.25 Mbit/s in total over all connections, both directions, both sides reading
+``recv_backlog``   the server stops reading; every client writes 64 KiB (``--recv-bytes``)
+``send_backlog``   the clients stop reading; the server writes up to ``--send-cap`` per connection
+``drained``        everybody reads everything; the queues go back to 0
+``tuned``          reconnected with the server's SO_SNDBUF/SO_RCVBUF (``--tuned-buf``) set before
+                   ``listen()``, then the same send_backlog: the limits cap what each socket holds
+=================  ================================================================================
+
+The last snapshot call adds ``-b``, so collect.sh itself bundles the capture (members
+``phases.tsv`` and ``<snapshot>/...``, relative paths), moved to ``DIR/<name>.tar.gz``, and a description of the run (command, kernel, ss version, N, the
+phase start times and what each process measured on its own sockets) is written to
+``DIR/<name>.lab.json``.
+
+``--send-cap`` defaults to 1 MiB per connection: with N=1000 that is ~1 GiB of send queues, below
+the default ``tcp_mem`` pressure threshold of a 24 GiB box (tcp_mem[1] = 1.46 GiB there), so the lab
+does not push the whole machine into TCP memory pressure (which would change every other socket's
+behaviour). The runner lowers the cap (and says so) when ``N × cap × 1.1`` plus what TCP already
+holds would exceed 80 % of this box's ``tcp_mem[1]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcpmemlib.errors import CaptureError
+from tcpmemlib.lab.control import LabRun
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COLLECT = REPO_ROOT / "collect.sh"
+
+
+def utc_now() -> str:
+    """UTC ISO-8601 with microseconds and a ``Z`` suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Experiment:
+    """One run of the phases into ``capture_dir``."""
+
+    out_dir: Path
+    name: str = "sample"
+    connections: int = 1000
+    interval_s: float = 2.0
+    snapshots_per_phase: int = 3
+    address: str = "127.0.0.1"
+    recv_bytes: int = 64 << 10
+    send_cap: int = 1 << 20
+    tuned_buf: int = 65536
+    trickle_bits_per_s: int = 250_000
+    timeout_s: float = 120.0
+    collect: Path = DEFAULT_COLLECT
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def capture_dir(self) -> Path:
+        return self.out_dir / f".work-{self.name}" / self.name
+
+    def _say(self, msg: str) -> None:
+        print(f"[{utc_now()}] {msg}", file=sys.stderr, flush=True)
+
+    def snapshot(self, bundle: bool = False) -> None:
+        """One collect.sh snapshot into the capture directory (``-b``: then bundle them all)."""
+        cmd = ["sh", str(self.collect), "-o", str(self.capture_dir), "-n", "1"]
+        if bundle:
+            cmd.append("-b")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise CaptureError(
+                self.capture_dir, f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}"
+            )
+
+    def phase(
+        self,
+        label: str,
+        lab: LabRun | None,
+        scenario: str | None,
+        last: bool = False,
+        **params: Any,
+    ) -> None:
+        """Mark the phase start, switch the lab, then take the phase's snapshots."""
+        start = utc_now()
+        with open(self.capture_dir / "phases.tsv", "a") as f:
+            f.write(f"{start}\t{label}\n")
+        entry: dict[str, Any] = {"phase": label, "start": start, "scenario": scenario}
+        if lab is not None and scenario is not None:
+            t0 = time.monotonic()
+            result = lab.scenario(scenario, **params)
+            entry.update(
+                params=params,
+                reached_after_s=round(time.monotonic() - t0, 3),
+                server=result["server"],
+                client=result["client"],
+            )
+            s = result["server"]
+            self._say(
+                f"{label}: reached in {entry['reached_after_s']} s; server "
+                f"{s['established']} conns, inq {s['inq_sum']} B, outq {s['outq_sum']} B"
+            )
+        for i in range(self.snapshots_per_phase):
+            if i:
+                time.sleep(self.interval_s)
+            self.snapshot(bundle=last and i == self.snapshots_per_phase - 1)
+        entry["end_of_snapshots"] = utc_now()
+        self.log.append(entry)
+
+    def effective_send_cap(self) -> int:
+        """``send_cap``, lowered so that N × cap × 1.1 (truesize) stays under 80 % of tcp_mem[1]
+        minus what TCP already holds: the lab must not push a shared box into memory pressure."""
+        try:
+            fields = Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()
+            page = os.sysconf("SC_PAGE_SIZE")
+            pressure_bytes = int(fields[1]) * page
+            used_pages = 0
+            for line in Path("/proc/net/sockstat").read_text().splitlines():
+                if line.startswith("TCP:"):
+                    words = line.split()
+                    used_pages = int(words[words.index("mem") + 1])
+        except (OSError, IndexError, ValueError):
+            return self.send_cap
+        headroom = int(0.8 * pressure_bytes) - used_pages * page
+        limit = max(0, int(headroom / 1.1 / max(1, self.connections)))
+        if self.send_cap > limit:
+            self._say(
+                f"send cap lowered from {self.send_cap} to {limit} B/connection: TCP holds "
+                f"{used_pages} pages and tcp_mem[1] is {pressure_bytes} B"
+            )
+            return limit
+        return self.send_cap
+
+    def run(self) -> Path:
+        if not self.collect.is_file():
+            raise CaptureError(self.collect, "collect.sh not found (use --collect PATH)")
+        work = self.capture_dir.parent
+        if work.exists():
+            shutil.rmtree(work)
+        self.capture_dir.mkdir(parents=True)
+        send_cap = self.effective_send_cap()
+        started = utc_now()
+        self._say(f"baseline: {self.snapshots_per_phase} snapshots before the lab starts")
+        self.phase("baseline", None, None)
+        with LabRun(
+            connections=self.connections, address=self.address, timeout_s=self.timeout_s
+        ) as lab:
+            self._say(
+                f"lab up: tcpmem-server pid {lab.server_pid}, tcpmem-client pid "
+                f"{lab.client_pid}, port {lab.port}, {self.connections} connections"
+            )
+            pids = {"server_pid": lab.server_pid, "client_pid": lab.client_pid, "port": lab.port}
+            self.phase("idle", lab, "idle")
+            self.phase("trickle", lab, "trickle", bits_per_s=self.trickle_bits_per_s)
+            self.phase("recv_backlog", lab, "recv_backlog", bytes_per_conn=self.recv_bytes)
+            self.phase("send_backlog", lab, "send_backlog", max_bytes_per_conn=send_cap)
+            self.phase("drained", lab, "drained")
+            self.phase(
+                "tuned",
+                lab,
+                "tuned",
+                sndbuf=self.tuned_buf,
+                rcvbuf=self.tuned_buf,
+                then="send_backlog",
+                last=True,
+                max_bytes_per_conn=send_cap,
+            )
+        # collect.sh -b wrote <capture_dir>.tar.gz (phases.tsv + the snapshot directories)
+        made = self.capture_dir.with_name(f"{self.name}.tar.gz")
+        if not made.is_file():
+            raise CaptureError(made, "collect.sh -b did not write the bundle")
+        bundle = self.out_dir / f"{self.name}.tar.gz"
+        shutil.move(made, bundle)
+        manifest = {
+            "command": " ".join([Path(sys.executable).name, "-m", "tcpmemlib.lab", *sys.argv[1:]]),
+            "started": started,
+            "finished": utc_now(),
+            "kernel": platform.release(),
+            "ss_version": subprocess.run(
+                ["ss", "-V"], capture_output=True, text=True, check=False
+            ).stdout.strip(),
+            "connections": self.connections,
+            "address": self.address,
+            "interval_s": self.interval_s,
+            "snapshots_per_phase": self.snapshots_per_phase,
+            "send_cap_bytes": send_cap,
+            "recv_bytes_per_conn": self.recv_bytes,
+            "tuned_buf_bytes": self.tuned_buf,
+            "trickle_bits_per_s": self.trickle_bits_per_s,
+            **pids,
+            "phases": self.log,
+            "bundle": bundle.name,
+            "bundle_bytes": bundle.stat().st_size,
+        }
+        (self.out_dir / f"{self.name}.lab.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        shutil.rmtree(work)
+        self._say(f"wrote {bundle} ({bundle.stat().st_size} bytes)")
+        return bundle
