@@ -1,0 +1,193 @@
+"""``ss`` output (TCP/UDP, ``ss -tanmieOpH`` and its variants) -> one row per socket.
+
+``read_ss(source)`` (alias ``parse``): ``source`` is a path (``X`` or ``X.gz``), bytes, or the text.
+Reads what iproute2 ``ss`` prints with or without ``-O`` (without it the ``-m``/``-i`` text is on a
+continuation line starting with a TAB), with or without the header (``-H``), with or without the
+``Netid`` column (``ss -t`` omits it, ``ss -tu`` prints it), with or without ``-n`` (service names such
+as ``127.0.0.1:http`` are kept as printed), skmem with 7, 8 (``bl``) or 9 (``d``) fields and the
+pre-2012 ``mem:(r,w,f,t)``.
+
+Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, never 0):
+
+| column | dtype | unit | source token | since |
+|---|---|---|---|---|
+| ``netid`` | category | | ``Netid`` column (tcp, udp, ...); NA when ss did not print it | always |
+| ``state`` | category | | ``State`` column (ESTAB, LISTEN, TIME-WAIT, UNCONN, ...) | always |
+| ``recv_q`` | Int64 | bytes | ``Recv-Q``: unread in-order payload; LISTEN: accept queue | always |
+| ``send_q`` | Int64 | bytes | ``Send-Q``: unacked payload; LISTEN: backlog | always |
+| ``local_address`` | string | | ``Local Address`` without brackets, IPv6 scope kept (``fe80::1%eth0``) | always |
+| ``local_port`` | string | | port after the last ``:`` (``80``, ``*``, ``http`` without ``-n``) | always |
+| ``peer_address`` | string | | as ``local_address`` (``*``, ``0.0.0.0``, ``::`` for listeners) | always |
+| ``peer_port`` | string | | as ``local_port`` | always |
+| ``inode`` | Int64 | | ``ino:`` (``-e``; 0 for TIME-WAIT/SYN-RECV) | iproute2 2.6.x |
+| ``uid`` | Int64 | | ``uid:`` (``-e``); ss omits ``uid:0``, so 0 when ``ino:`` is printed and ``uid:`` is not | 2.6.x |
+| ``sk`` | string | | ``sk:`` socket cookie, hex as printed (``-e``) | 2.6.x |
+| ``cgroup`` | string | | ``cgroup:`` path (``-e``) | iproute2 5.10 |
+| ``timer`` | string | | ``timer:(name,expiry,retrans)`` contents (``-o``, or TIME-WAIT with ``-e``) | always |
+| ``skmem_r`` | Int64 | bytes | ``skmem:(r…`` rmem_alloc (truesize: receive + OFO queue) / ``mem:(r…`` | v3.4 / older |
+| ``skmem_rb`` | Int64 | bytes | ``rb`` sk_rcvbuf: a limit | v3.4 |
+| ``skmem_t`` | Int64 | bytes | ``t`` wmem_alloc: in flight to the driver / ``mem:(…t)`` | v3.4 / older |
+| ``skmem_tb`` | Int64 | bytes | ``tb`` sk_sndbuf: a limit | v3.4 |
+| ``skmem_f`` | Int64 | bytes | ``f`` forward_alloc / ``mem:(…f…)`` | v3.4 / older |
+| ``skmem_w`` | Int64 | bytes | ``w`` wmem_queued: unsent + unacked (truesize) / ``mem:(…w…)`` | v3.4 / older |
+| ``skmem_o`` | Int64 | bytes | ``o`` optmem | v3.4 |
+| ``skmem_bl`` | Int64 | bytes | ``bl`` backlog (not yet charged) | iproute2 v3.6 + kernel 3.6 |
+| ``skmem_d`` | Int64 | segments | ``d`` drops | iproute2 v4.7 + kernel 4.7 |
+| ``rcv_space`` | Int64 | bytes | ``rcv_space:`` (``-i``) | 2005 (ss050607) |
+| ``rcv_ssthresh`` | Int64 | bytes | ``rcv_ssthresh:`` (``-i``) | v4.15 |
+| ``notsent`` | Int64 | bytes | ``notsent:`` (``-i``; only when > 0) | v4.6 |
+| ``bytes_sent`` | Int64 | bytes | ``bytes_sent:`` (``-i``; only when > 0) | v5.5 |
+| ``bytes_acked`` | Int64 | bytes | ``bytes_acked:`` (``-i``; only when > 0) | v4.1 |
+| ``bytes_received`` | Int64 | bytes | ``bytes_received:`` (``-i``; only when > 0) | v4.1 |
+| ``snd_wnd`` | Int64 | bytes | ``snd_wnd:`` (``-i``) | v5.18 |
+| ``rcv_wnd`` | Int64 | bytes | ``rcv_wnd:`` (``-i``) | v6.6 |
+| ``cwnd`` | Int64 | segments | ``cwnd:`` (``-i``) | always |
+| ``mss`` | Int64 | bytes | ``mss:`` (``-i``) | always |
+| ``advmss`` | Int64 | bytes | ``advmss:`` (``-i``) | v3.x |
+| ``rcvmss`` | Int64 | bytes | ``rcvmss:`` (``-i``) | v3.x |
+| ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is its variance) (``-i``) | always |
+| ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``) | always |
+| ``unparsed`` | string | | tokens read_ss does not know, space-joined; NA when none | |
+
+Notes:
+- The ``-i`` counters that ss prints only when non-zero (``notsent``, ``bytes_*``) are NA when absent
+  on a line that has other ``-i`` fields; read_ss does not guess 0 for them.
+- ss (6.1) reads ``comm`` from /proc/PID/stat up to the first ``)``, so a process named ``x)y`` shows
+  as ``x``. A comm may hold spaces, commas, quotes and ``(``: the owners block is cut out before the
+  other tokens are read, so a hostile comm cannot inject values.
+- Known ``-i`` tokens that have no column (``wscale``, ``rto``, ``pacing_rate``, ``bbr:(...)``, flags,
+  congestion-control names, ...) are dropped; anything else goes to ``unparsed`` without failing.
+- A line that cannot be a socket line (no state / queues / addresses) raises ``ParseError`` naming the
+  path, the 1-based line number and ``repr(line)``. The header line and empty lines are skipped.
+
+Speed: the common lines are parsed with vectorized pyarrow string kernels (``_ss_fast``); a line the
+fast path cannot vouch for (unknown token, odd format, hostile comm) goes through the reference
+per-line parser (``_ss_line.parse_line``). See bench/README.md for figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers import _ss_line
+from tcpmemlib.parsers._text import read_text, split_lines
+
+__all__ = ["COLUMNS", "DTYPES", "empty_frame", "parse", "read_ss"]
+
+STRING = pd.StringDtype("pyarrow")
+
+DTYPES: dict[str, object] = {
+    "netid": "category",
+    "state": "category",
+    "recv_q": "Int64",
+    "send_q": "Int64",
+    "local_address": STRING,
+    "local_port": STRING,
+    "peer_address": STRING,
+    "peer_port": STRING,
+    "inode": "Int64",
+    "uid": "Int64",
+    "sk": STRING,
+    "cgroup": STRING,
+    "timer": STRING,
+    "skmem_r": "Int64",
+    "skmem_rb": "Int64",
+    "skmem_t": "Int64",
+    "skmem_tb": "Int64",
+    "skmem_f": "Int64",
+    "skmem_w": "Int64",
+    "skmem_o": "Int64",
+    "skmem_bl": "Int64",
+    "skmem_d": "Int64",
+    "rcv_space": "Int64",
+    "rcv_ssthresh": "Int64",
+    "notsent": "Int64",
+    "bytes_sent": "Int64",
+    "bytes_acked": "Int64",
+    "bytes_received": "Int64",
+    "snd_wnd": "Int64",
+    "rcv_wnd": "Int64",
+    "cwnd": "Int64",
+    "mss": "Int64",
+    "advmss": "Int64",
+    "rcvmss": "Int64",
+    "rtt_ms": "Float64",
+    "owners": object,
+    "unparsed": STRING,
+}
+COLUMNS: tuple[str, ...] = tuple(DTYPES)
+
+
+def empty_frame() -> pd.DataFrame:
+    """The ``read_ss`` frame with no rows: every column, every dtype."""
+    return pd.DataFrame({c: pd.Series([], dtype=d) for c, d in DTYPES.items()})  # type: ignore[call-overload]
+
+
+def _logical_lines(path: str | None, text: str) -> tuple[list[str], list[int]]:
+    """Socket lines with their continuation lines (TAB-led, ss without -O) joined, and the 1-based
+    number of each one's first physical line. Header and blank lines are dropped."""
+    lines: list[str] = []
+    numbers: list[int] = []
+    for no, raw in enumerate(split_lines(text), start=1):
+        if raw.startswith("\t"):
+            if not lines:
+                raise ParseError(path, no, raw, "continuation line before any socket line")
+            lines[-1] = lines[-1] + " " + raw
+            continue
+        if not raw.strip() or _ss_line.is_header(raw):
+            continue
+        lines.append(raw)
+        numbers.append(no)
+    return lines, numbers
+
+
+def _frame_from_records(records: list[dict[str, object]]) -> pd.DataFrame:
+    n = len(records)
+    data: dict[str, object] = {}
+    for col, dtype in DTYPES.items():
+        if col == "owners":
+            owners = np.empty(n, dtype=object)
+            owners[:] = [()] * n if n else []
+            for i, rec in enumerate(records):
+                owners[i] = rec.get("owners", ())
+            data[col] = owners
+        else:
+            data[col] = pd.array([rec.get(col) for rec in records], dtype=dtype)  # type: ignore[call-overload]
+    return pd.DataFrame(data)
+
+
+def _fill_uid(df: pd.DataFrame) -> pd.DataFrame:
+    # ss prints "uid:N" only when N != 0 but always prints "ino:" with -e.
+    df.loc[df["uid"].isna() & df["inode"].notna(), "uid"] = 0
+    return df
+
+
+def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
+    """Parse ``ss`` output (path, ``.gz`` path, bytes or text) into one row per socket.
+
+    See the module docstring for the columns. Raises ``ParseError`` (path, line number, line) for a
+    line that cannot be a socket line, a missing file or undecodable bytes.
+    """
+    path, text = read_text(source)
+    lines, numbers = _logical_lines(path, text)
+    records = []
+    for line, no in zip(lines, numbers, strict=True):
+        rec = _ss_line.parse_line(line)
+        if rec is None:
+            raise ParseError(path, no, line, "not an ss socket line")
+        records.append(rec)
+    if not records:
+        return empty_frame()
+    return _fill_uid(_frame_from_records(records))
+
+
+parse = read_ss
+
+
+def _arrow_ok() -> bool:  # pragma: no cover - import-time sanity
+    return pa is not None

@@ -1,0 +1,284 @@
+"""read_ss: real lines, formats, errors, empty input, and a live loopback workload with known truth."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers import ss as ss_mod
+from tcpmemlib.parsers._text import read_text
+from tcpmemlib.parsers.ss import COLUMNS, DTYPES, parse, read_ss
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures" / "ss"
+
+
+def _load_workload():
+    spec = importlib.util.spec_from_file_location("ss_workload", FIXTURES / "workload.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ss_workload"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Real lines from `ss -tanmieOpH` on this machine (iproute2-6.1.0, kernel 6.18).
+LISTEN_SHARED = (
+    "LISTEN 0      4096   127.0.0.1:36039   0.0.0.0:*     "
+    'users:(("python",pid=5761,fd=3),("python",pid=5760,fd=3),("python",pid=5759,fd=3)) '
+    "ino:14339 sk:1001 cgroup:/ <-> skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0) bbr cwnd:10 "
+)
+ESTAB_UNREAD = (
+    "ESTAB  65536  0      127.0.0.1:36039   127.0.0.1:50408 "
+    'users:(("python",pid=5759,fd=5)) ino:14341 sk:1005 cgroup:/ <-> '
+    "skmem:(r68032,rb131072,t0,tb3939840,f1600,w0,o0,bl0,d1) ts sack bbr wscale:10,10 rto:200 "
+    "rtt:0.023/0.011 ato:80 mss:32768 pmtu:65535 rcvmss:32741 advmss:65483 cwnd:10 "
+    "bytes_received:65536 segs_out:2 segs_in:6 data_segs_in:4 bbr:(bw:0bps,mrtt:0.023) "
+    "send 113975652174bps lastsnd:616 lastrcv:616 lastack:608 pacing_rate 325725462640bps "
+    "delivered:1 app_limited rcv_rtt:1 rcv_space:65483 rcv_ssthresh:94833 minrtt:0.023 "
+    "snd_wnd:65536 "
+)
+HOSTILE = (
+    "ESTAB  0      0      127.0.0.1:50428   127.0.0.1:36039 "
+    'users:(("a b,"c(d",pid=5762,fd=8)) ino:14344 sk:100a cgroup:/ <-> '
+    "skmem:(r0,rb131072,t0,tb3939840,f0,w0,o0,bl0,d0) ts sack bbr wscale:10,10 rto:200 "
+    "rtt:0.007/0.003 mss:32741 pmtu:65535 rcvmss:536 advmss:65483 cwnd:10 bytes_acked:1 "
+    "segs_out:2 segs_in:1 rcv_space:65495 rcv_ssthresh:65495 minrtt:0.007 snd_wnd:65483"
+)
+TIME_WAIT = "TIME-WAIT 0      0      127.0.0.1:36039   127.0.0.1:50448 timer:(timewait,59sec,0) ino:0 sk:1003 "
+V4_MAPPED = (
+    "ESTAB 10     0       [::ffff:127.0.0.1]:36133 [::ffff:127.0.0.1]:54968 "
+    'users:(("python",pid=5759,fd=17)) ino:14355 sk:101c cgroup:/ <-> '
+    "skmem:(r842,rb131072,t0,tb3939840,f3254,w0,o0,bl0,d0) ts sack bbr wscale:10,10 rto:200 "
+    "rtt:0.009/0.004 ato:40 mss:32768 pmtu:65535 rcvmss:536 advmss:65483 cwnd:10"
+)
+V6_LISTEN = (
+    'LISTEN 0      4096   [::1]:41769   [::]:*     users:(("python",pid=5759,fd=8)) ino:14350 '
+    "sk:101a cgroup:/ v6only:1 <-> skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0) bbr cwnd:10 "
+)
+
+
+def test_columns_and_dtypes_match_contract():
+    df = read_ss("\n".join([LISTEN_SHARED, ESTAB_UNREAD, TIME_WAIT]))
+    assert tuple(df.columns) == COLUMNS
+    for col, dtype in DTYPES.items():
+        assert str(df[col].dtype) == str(pd.Series([], dtype=dtype).dtype), col  # type: ignore[call-overload]
+    assert parse is read_ss
+
+
+def test_empty_input_gives_full_empty_frame():
+    for text in ("", "\n", "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n"):
+        df = read_ss(text)
+        assert len(df) == 0
+        assert tuple(df.columns) == COLUMNS
+        assert str(df["recv_q"].dtype) == "Int64"
+        assert str(df["rtt_ms"].dtype) == "Float64"
+        assert str(df["state"].dtype) == "category"
+
+
+def test_listener_shared_by_forked_workers():
+    row = read_ss(LISTEN_SHARED).iloc[0]
+    assert row["state"] == "LISTEN"
+    assert row["recv_q"] == 0 and row["send_q"] == 4096
+    assert (row["local_address"], row["local_port"]) == ("127.0.0.1", "36039")
+    assert (row["peer_address"], row["peer_port"]) == ("0.0.0.0", "*")
+    assert row["owners"] == (("python", 5761, 3), ("python", 5760, 3), ("python", 5759, 3))
+    assert row["skmem_rb"] == 131072 and row["skmem_d"] == 0 and row["cwnd"] == 10
+    assert pd.isna(row["rtt_ms"]) and pd.isna(row["netid"]) and pd.isna(row["unparsed"])
+    assert row["inode"] == 14339 and row["sk"] == "1001" and row["cgroup"] == "/"
+    assert row["uid"] == 0  # ss omits uid:0; -e printed ino:
+
+
+def test_estab_with_unread_data_and_tcp_info():
+    row = read_ss(ESTAB_UNREAD).iloc[0]
+    assert row["recv_q"] == 65536
+    assert (row["skmem_r"], row["skmem_f"], row["skmem_tb"], row["skmem_d"]) == (
+        68032,
+        1600,
+        3939840,
+        1,
+    )
+    assert row["rtt_ms"] == pytest.approx(0.023)
+    assert (row["mss"], row["rcvmss"], row["advmss"], row["cwnd"]) == (32768, 32741, 65483, 10)
+    assert row["bytes_received"] == 65536 and pd.isna(row["bytes_sent"])
+    assert (row["rcv_space"], row["rcv_ssthresh"], row["snd_wnd"]) == (65483, 94833, 65536)
+    assert pd.isna(row["rcv_wnd"]) and pd.isna(row["notsent"])  # ss 6.1 has no rcv_wnd
+    assert pd.isna(row["unparsed"])
+
+
+def test_hostile_comm_with_space_comma_quote_paren():
+    row = read_ss(HOSTILE).iloc[0]
+    assert row["owners"] == (('a b,"c(d', 5762, 8),)
+    assert row["inode"] == 14344 and row["bytes_acked"] == 1
+
+
+def test_hostile_comm_cannot_inject_values():
+    line = HOSTILE.replace('"a b,"c(d"', '"x mss:1 ino:2"')
+    row = read_ss(line).iloc[0]
+    assert row["owners"] == (("x mss:1 ino:2", 5762, 8),)
+    assert row["mss"] == 32741 and row["inode"] == 14344
+
+
+def test_time_wait_has_no_skmem():
+    row = read_ss(TIME_WAIT).iloc[0]
+    assert row["state"] == "TIME-WAIT" and row["timer"] == "timewait,59sec,0"
+    assert row["inode"] == 0 and pd.isna(row["skmem_r"]) and row["owners"] == ()
+
+
+def test_addresses_v6_mapped_and_wildcards():
+    df = read_ss("\n".join([V4_MAPPED, V6_LISTEN]))
+    assert df["local_address"].tolist() == ["::ffff:127.0.0.1", "::1"]
+    assert df["peer_address"].tolist() == ["::ffff:127.0.0.1", "::"]
+    assert df["peer_port"].tolist() == ["54968", "*"]
+
+
+@pytest.mark.parametrize(
+    ("token", "addr", "port"),
+    [
+        ("[fe80::1]%eth0:22", "fe80::1%eth0", "22"),
+        ("fe80::1%eth0:22", "fe80::1%eth0", "22"),
+        ("127.0.0.53%lo:53", "127.0.0.53%lo", "53"),
+        ("*:*", "*", "*"),
+        ("[::]:*", "::", "*"),
+        (":::22", "::", "22"),
+        ("127.0.0.1:http", "127.0.0.1", "http"),
+        ("localhost:36039", "localhost", "36039"),
+    ],
+)
+def test_address_forms(token, addr, port):
+    line = f"LISTEN 0 128 {token} *:* ino:1 sk:1"
+    row = read_ss(line).iloc[0]
+    assert (row["local_address"], row["local_port"]) == (addr, port)
+
+
+def test_continuation_lines_without_O():
+    text = (
+        "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n"
+        + LISTEN_SHARED.split(" skmem")[0]
+        + "\n\t skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0) bbr cwnd:10 \n"
+        + TIME_WAIT
+        + "\n\t \n"
+    )
+    df = read_ss(text)
+    assert len(df) == 2
+    assert df["skmem_rb"].iloc[0] == 131072 and df["cwnd"].iloc[0] == 10
+    assert df["state"].tolist() == ["LISTEN", "TIME-WAIT"]
+
+
+def test_netid_column():
+    df = read_ss("tcp   " + ESTAB_UNREAD + "\nudp   UNCONN 0 0 127.0.0.1:5353 0.0.0.0:* ino:7 sk:2")
+    assert df["netid"].tolist() == ["tcp", "udp"]
+    assert df["state"].tolist() == ["ESTAB", "UNCONN"]
+
+
+def test_old_skmem_and_mem_formats():
+    text = "\n".join(
+        [
+            "ESTAB 0 0 10.0.0.1:22 10.0.0.2:5000 skmem:(r0,rb369280,t0,tb87040,f0,w0,o0)",
+            "ESTAB 0 0 10.0.0.1:22 10.0.0.2:5001 skmem:(r0,rb369280,t0,tb87040,f0,w0,o0,bl0)",
+            "ESTAB 0 0 10.0.0.1:22 10.0.0.2:5002 mem:(r0,w0,f0,t0)",
+        ]
+    )
+    df = read_ss(text)
+    assert df["skmem_rb"].tolist()[:2] == [369280, 369280]
+    assert pd.isna(df["skmem_rb"].iloc[2]) and df["skmem_w"].iloc[2] == 0
+    assert pd.isna(df["skmem_bl"].iloc[0]) and df["skmem_bl"].iloc[1] == 0
+    assert df["skmem_d"].isna().all()
+    assert df["unparsed"].isna().all()
+
+
+def test_unknown_tokens_kept_aside():
+    line = ESTAB_UNREAD.rstrip() + " frobnicate:42 ??? "
+    row = read_ss(line).iloc[0]
+    assert row["unparsed"] == "frobnicate:42 ???"
+    assert row["snd_wnd"] == 65536
+
+
+def test_error_names_path_line_and_text(tmp_path):
+    p = tmp_path / "ss_tcp.txt"
+    p.write_text(LISTEN_SHARED + "\nthis is not a socket line\n")
+    with pytest.raises(ParseError) as exc:
+        read_ss(p)
+    assert exc.value.path == str(p) and exc.value.line_no == 2
+    assert exc.value.line == "this is not a socket line"
+    assert f"{p}:2:" in str(exc.value) and "'this is not a socket line'" in str(exc.value)
+
+
+def test_error_line_number_counts_continuation_lines():
+    text = LISTEN_SHARED + "\n\t skmem:(r0,rb1,t0,tb1,f0,w0,o0)\ngarbage\n"
+    with pytest.raises(ParseError) as exc:
+        read_ss(text)
+    assert exc.value.line_no == 3 and exc.value.path is None
+
+
+def test_gz_path_and_bytes(tmp_path):
+    p = tmp_path / "ss_tcp.txt.gz"
+    p.write_bytes(gzip.compress((LISTEN_SHARED + "\n" + ESTAB_UNREAD + "\n").encode()))
+    assert len(read_ss(p)) == 2 and len(read_ss(str(p))) == 2
+    assert len(read_ss((ESTAB_UNREAD + "\n").encode())) == 1
+
+
+def test_bad_inputs_raise_parse_error(tmp_path):
+    with pytest.raises(ParseError, match="no such file"):
+        read_ss(tmp_path / "missing.txt")
+    with pytest.raises(ParseError, match="no such file"):
+        read_ss(str(tmp_path / "missing.txt.gz"))
+    bad = tmp_path / "bin.txt"
+    bad.write_bytes(b"LISTEN 0 1 1.2.3.4:5 *:*\n\x00\x01\x02")
+    with pytest.raises(ParseError, match="binary"):
+        read_ss(bad)
+    trunc = tmp_path / "t.txt.gz"
+    trunc.write_bytes(gzip.compress(b"x" * 1000)[:20])
+    with pytest.raises(ParseError, match="gzip"):
+        read_ss(trunc)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b'ESTAB 0 0 1.2.3.4:5 1.2.3.4:6 users:(("caf\xe9",pid=1,fd=3))\n')
+    with pytest.raises(ParseError) as exc:
+        read_ss(latin)
+    assert exc.value.line_no == 1
+
+
+def test_read_text_api(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("a\n")
+    assert read_text(p) == (str(p), "a\n")
+    assert read_text("a b\n") == (None, "a b\n")
+    assert read_text(b"a\n") == (None, "a\n")
+
+
+def test_module_docstring_lists_every_column():
+    doc = ss_mod.__doc__ or ""
+    for col in COLUMNS:
+        assert f"``{col}``" in doc, col
+
+
+def test_live_unread_bytes_and_owners():
+    """N connections x K unread bytes on loopback; the real ss output must add up exactly."""
+    wl = _load_workload()
+    n, k = 100, 40000
+    with wl.Loopback(max_life_s=120) as lb:
+        lst = lb.listener()
+        port = str(lst.getsockname()[1])
+        pairs = lb.pairs(lst, n, unread=k)
+        worker = lb.hold([lst])
+        text = wl.run_ss("-tanmieOpH", f"sport = :{port} or dport = :{port}")
+        df = read_ss(text)
+        servers = df[(df["local_port"] == port) & (df["state"] == "ESTAB")]
+        assert len(servers) == n
+        assert int(servers["recv_q"].sum()) == n * k
+        r = int(servers["skmem_r"].sum())
+        assert n * k <= r <= 1.2 * n * k, r
+        me = os.getpid()
+        assert all(any(pid == me for _c, pid, _fd in o) for o in servers["owners"])
+        fds = {p.server.fileno() for p in pairs}
+        assert {o[0][2] for o in servers["owners"]} == fds
+        listener = df[df["state"] == "LISTEN"].iloc[0]
+        assert {pid for _c, pid, _fd in listener["owners"]} == {me, worker}
+        assert df["unparsed"].isna().all()
