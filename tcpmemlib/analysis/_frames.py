@@ -1,0 +1,302 @@
+"""Shared helpers for the analyses: snapshot index and phases, TCP socket selection, owner attribution,
+per-snapshot sums, meminfo/sysctl/netstat pivots and SLUB alias resolution.
+
+Everything here takes a ``Capture`` (docs/design.md §2) or its frames and returns frames; nothing here
+prints or decides. Conventions shared by every analysis:
+
+- ``buffer_bytes`` = ``skmem_r + skmem_w + skmem_f`` of a socket (bytes the socket has charged to the
+  protocol's ``memory_allocated``, reference §1.1). A socket that prints no skmem (TIME-WAIT, SYN-RECV)
+  has ``<NA>`` and adds nothing to a sum.
+- A *connection* is a TCP socket in any state except LISTEN, TIME-WAIT, SYN-RECV (minisockets without
+  buffers) and UNCONN/CLOSE.
+- ``queued_bytes`` = ``recv_q + send_q`` over connections (payload bytes; a listener's Recv-Q/Send-Q is
+  its accept queue and backlog, so listeners are left out).
+- A socket held by several processes (a listener shared by forked workers) is attributed to the lowest
+  pid among its owners; the other pids are listed in ``other_owners``. A socket with no owner (orphans,
+  TIME-WAIT, other users' sockets when collected as non-root) is *unattributed*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "NON_CONNECTION_STATES",
+    "UNATTRIBUTED",
+    "as_output",
+    "attributed_sockets",
+    "corr",
+    "fmt_bytes",
+    "meminfo_wide",
+    "netstat_wide",
+    "page_size_bytes",
+    "per_snapshot_socket_sums",
+    "resolve_cache",
+    "slab_frame",
+    "snapshots",
+    "sysctl_ints",
+    "tcp_sockets",
+]
+
+NON_CONNECTION_STATES = frozenset({"LISTEN", "TIME-WAIT", "SYN-RECV", "UNCONN", "CLOSE", "CLOSED"})
+UNATTRIBUTED = "(unattributed)"
+MIB = float(1 << 20)
+KIB = 1024.0
+
+
+# --------------------------------------------------------------------------------------- formatting
+def fmt_bytes(value: Any) -> str:
+    """Human bytes for verdict text: ``12.3 MiB``, ``3.8 KiB``, ``512 B``; NA -> ``n/a``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    v = float(value)
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    if v >= MIB:
+        return f"{sign}{v / MIB:.1f} MiB"
+    if v >= KIB:
+        return f"{sign}{v / KIB:.1f} KiB"
+    return f"{sign}{v:.0f} B"
+
+
+def as_output(frame: pd.DataFrame, categories: Iterable[str] = ("host", "phase")) -> pd.DataFrame:
+    """Final touch for result frames: repeated labels as ``category``, fresh index."""
+    out = frame.reset_index(drop=True)
+    for col in categories:
+        if col in out.columns:
+            out[col] = out[col].astype("string").astype("category")
+    return out
+
+
+def _num(x: Any) -> float:
+    """A scalar as float, NA/None -> nan."""
+    if x is None or x is pd.NA:
+        return float("nan")
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def corr(a: pd.Series, b: pd.Series) -> float:
+    """Pearson correlation of two aligned series, NaN when undefined (constant or < 3 points)."""
+    x = pd.to_numeric(a, errors="coerce").astype("float64")
+    y = pd.to_numeric(b, errors="coerce").astype("float64")
+    ok = x.notna() & y.notna()
+    x, y = x[ok].to_numpy(), y[ok].to_numpy()
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# --------------------------------------------------------------------------------------- snapshots
+def snapshots(cap: Any) -> pd.DataFrame:
+    """One row per snapshot, sorted by time: ``ts``, ``host``, ``phase`` (string, NA without phases)."""
+    meta = cap.meta
+    if meta is not None and len(meta):
+        out = meta[["ts", "host"]].copy()
+        out["phase"] = (
+            meta["phase"].astype("string")
+            if "phase" in meta.columns
+            else pd.Series(pd.NA, index=meta.index, dtype="string")
+        )
+    else:  # fall back to the snapshots sockstat saw
+        st = cap.sockstat
+        out = st[["ts", "host"]].copy()
+        out["phase"] = pd.Series(pd.NA, index=st.index, dtype="string")
+    out["host"] = out["host"].astype("string")
+    return out.drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
+
+
+def _phase_of(frame: pd.DataFrame, snaps: pd.DataFrame) -> pd.DataFrame:
+    """Add ``phase`` (and ``host`` if missing) by ``ts`` from ``snapshots()``."""
+    cols = ["ts", "phase"] + ([] if "host" in frame.columns else ["host"])
+    drop = [c for c in ("phase",) if c in frame.columns]
+    return frame.drop(columns=drop).merge(snaps[cols], on="ts", how="left")
+
+
+def page_size_bytes(cap: Any) -> int:
+    """The capture's page size (from meta; never assumed)."""
+    return int(cap.page_size_bytes)
+
+
+# --------------------------------------------------------------------------------------- sockets
+def tcp_sockets(cap: Any) -> pd.DataFrame:
+    """The capture's TCP sockets (all states), with ``buffer_bytes`` = r + w + f (NA if no skmem)."""
+    s = cap.sockets
+    if "netid" in s.columns and len(s):
+        netid = s["netid"].astype("string")
+        s = s[netid.isna() | netid.str.startswith("tcp")]
+    s = s.copy()
+    r, w, f = (s[c].astype("Int64") for c in ("skmem_r", "skmem_w", "skmem_f"))
+    none = r.isna() & w.isna() & f.isna()
+    buf = r.fillna(0) + w.fillna(0) + f.fillna(0)
+    s["buffer_bytes"] = buf.mask(none)
+    s["state"] = s["state"].astype("string")
+    s["is_connection"] = ~s["state"].isin(list(NON_CONNECTION_STATES)).fillna(False).astype(bool)
+    rq = s["recv_q"].astype("Int64").fillna(0)
+    sq = s["send_q"].astype("Int64").fillna(0)
+    s["queued_bytes"] = (rq + sq).where(s["is_connection"], 0).astype("Int64")
+    return s
+
+
+def attributed_sockets(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """TCP sockets with their primary owner: ``pid`` (Int64, NA = unattributed), ``comm`` (string,
+    ``(unattributed)`` when no owner), ``other_owners`` (string: the other pids, space-separated, NA if
+    none). Rule: the lowest pid among the socket's owners counts the socket."""
+    s = tcp_sockets(cap) if sockets is None else sockets
+    own = cap.owners
+    if own is None or not len(own):
+        prim = pd.DataFrame(
+            {
+                "sock_id": pd.Series([], dtype="int64"),
+                "pid": pd.Series([], dtype="Int64"),
+                "comm": pd.Series([], dtype="string"),
+                "other_owners": pd.Series([], dtype="string"),
+            }
+        )
+    else:
+        o = own[["sock_id", "pid", "comm"]].dropna(subset=["pid"]).copy()
+        o["pid"] = o["pid"].astype("int64")
+        o = o.drop_duplicates(["sock_id", "pid"]).sort_values(["sock_id", "pid"])
+        first = o.drop_duplicates("sock_id", keep="first")
+        rest = o[o.duplicated("sock_id", keep="first")]
+        others = rest.groupby("sock_id")["pid"].agg(lambda p: " ".join(str(int(v)) for v in p))
+        prim = first[["sock_id", "pid", "comm"]].copy()
+        prim["other_owners"] = prim["sock_id"].map(others).astype("string")
+        prim["pid"] = prim["pid"].astype("Int64")
+        prim["comm"] = prim["comm"].astype("string")
+    out = s.drop(columns=[c for c in ("pid", "comm", "other_owners") if c in s.columns]).merge(
+        prim, on="sock_id", how="left"
+    )
+    out["comm"] = out["comm"].astype("string").fillna(UNATTRIBUTED)
+    out.loc[out["pid"].isna(), "comm"] = UNATTRIBUTED
+    return out
+
+
+def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
+    ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
+    ``sndbuf_limit_bytes``, ``queued_bytes``, ``sockets_without_skmem``."""
+    s = tcp_sockets(cap) if sockets is None else sockets
+    snaps = snapshots(cap)
+    g = s.assign(
+        one=1,
+        conn=s["is_connection"].astype("int64"),
+        lis=(s["state"] == "LISTEN").fillna(False).astype("int64"),
+        noskmem=s["buffer_bytes"].isna().astype("int64"),
+    ).groupby("ts")
+    sums = pd.DataFrame(
+        {
+            "tcp_sockets": g["one"].sum(),
+            "connections": g["conn"].sum(),
+            "listeners": g["lis"].sum(),
+            "buffer_bytes": g["buffer_bytes"].sum(),
+            "skmem_r_bytes": g["skmem_r"].sum(),
+            "skmem_w_bytes": g["skmem_w"].sum(),
+            "skmem_f_bytes": g["skmem_f"].sum(),
+            "skmem_t_bytes": g["skmem_t"].sum(),
+            "rcvbuf_limit_bytes": g["skmem_rb"].sum(),
+            "sndbuf_limit_bytes": g["skmem_tb"].sum(),
+            "queued_bytes": g["queued_bytes"].sum(),
+            "sockets_without_skmem": g["noskmem"].sum(),
+        }
+    ).reset_index()
+    out = snaps.merge(sums, on="ts", how="left")
+    for c in sums.columns:
+        if c != "ts":
+            out[c] = out[c].astype("Int64").fillna(0)
+    return out
+
+
+# --------------------------------------------------------------------------------------- pivots
+def meminfo_wide(cap: Any) -> pd.DataFrame:
+    """``ts`` + one Int64 column per meminfo field (bytes when the source said kB)."""
+    m = cap.meminfo
+    snaps = snapshots(cap)[["ts"]]
+    if m is None or not len(m):
+        return snaps
+    w = m.assign(field=m["field"].astype("string")).pivot_table(
+        index="ts", columns="field", values="value", aggfunc="first", observed=True
+    )
+    w.columns = [str(c) for c in w.columns]
+    w = w.astype("Int64").reset_index()
+    return snaps.merge(w, on="ts", how="left")
+
+
+def sysctl_ints(cap: Any, name: str) -> pd.Series:
+    """Per ``ts``: the integers of sysctl ``name`` (a list; empty when the snapshot lacks it)."""
+    sc = cap.sysctl
+    snaps = snapshots(cap)
+    vals: dict[Any, list[int]] = {ts: [] for ts in snaps["ts"]}
+    if sc is not None and len(sc):
+        rows = sc[sc["name"].astype("string") == name]
+        for ts, value in zip(rows["ts"], rows["value"], strict=True):
+            try:
+                vals[ts] = [int(v) for v in str(value).split()]
+            except ValueError:
+                vals[ts] = []
+    return pd.Series(vals, name=name)
+
+
+def netstat_wide(cap: Any, counters: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """``ts`` + one Int64 column ``<group><counter>`` per requested (group, counter) pair (NA when the
+    kernel does not print it)."""
+    ns = cap.netstat
+    out = snapshots(cap)[["ts"]].copy()
+    wanted = list(counters)
+    if ns is None or not len(ns):
+        for grp, ctr in wanted:
+            out[grp + ctr] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+        return out
+    key = ns["group"].astype("string") + ns["counter"].astype("string")
+    for grp, ctr in wanted:
+        rows = ns[key == grp + ctr].drop_duplicates("ts")
+        out = out.merge(
+            rows[["ts", "value"]].rename(columns={"value": grp + ctr}), on="ts", how="left"
+        )
+        out[grp + ctr] = out[grp + ctr].astype("Int64")
+    return out
+
+
+# --------------------------------------------------------------------------------------- slab
+def slab_frame(cap: Any) -> pd.DataFrame | None:
+    """The slab frame, or None when the capture has no slabinfo (collected as non-root)."""
+    sl = getattr(cap, "slab", None)
+    if sl is None or not len(sl):
+        return None
+    out = sl.copy()
+    out["name"] = out["name"].astype("string")
+    return out
+
+
+def resolve_cache(cap: Any, cache: str, slab_names: set[str]) -> tuple[str | None, list[str]]:
+    """Where ``cache``'s objects are counted in slabinfo, with SLUB merging.
+
+    Returns ``(shown_as, merged_with)``: ``shown_as`` is the slabinfo row name holding the cache's
+    objects (None when no row holds them), ``merged_with`` the other cache names sharing that merged
+    cache (empty when the cache is not merged).
+    """
+    al = getattr(cap, "slab_aliases", None)
+    if al is None or not len(al):
+        return (cache if cache in slab_names else None), []
+    al = al.drop_duplicates(["cache"])
+    row = al[al["cache"].astype("string") == cache]
+    if not len(row):
+        if cache not in slab_names:
+            return None, []
+        # not a symlink: a cache of its own, unless other caches are merged into it
+        merged = al[al["shown_as"].astype("string") == cache]["cache"].astype("string").tolist()
+        return cache, sorted(c for c in merged if c != cache)
+    target = str(row["target"].iloc[0])
+    shown = row["shown_as"].iloc[0]
+    same = al[al["target"].astype("string") == target]["cache"].astype("string").tolist()
+    merged = sorted(c for c in same if c != cache)
+    if shown is pd.NA or shown is None or str(shown) not in slab_names:
+        shown = next((c for c in sorted(same) if c in slab_names), None)
+    return (None if shown is None else str(shown)), merged

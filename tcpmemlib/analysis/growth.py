@@ -1,0 +1,239 @@
+"""Q3: do socket buffers hold memory when traffic is minimal, or grow with load?
+
+On Linux, ``rb``/``tb`` are ceilings: a socket charges memory per skb as data is queued (receive queue
+not yet read, write queue not yet acked) and returns it as the data leaves (reference §5.2). This
+function measures, in the capture, what buffer memory follows: the number of connections, the traffic,
+or the queued bytes.
+
+``growth(capture) -> GrowthResult``:
+
+``by_snapshot`` (one row per snapshot):
+
+| column | unit | meaning |
+|---|---|---|
+| ts, host, phase | | snapshot |
+| connections | sockets | TCP connections (every state but LISTEN/TIME-WAIT/SYN-RECV) |
+| buffer_bytes | bytes | Σ r + w + f over TCP sockets |
+| queued_bytes | bytes | Σ Recv-Q + Send-Q over connections (payload not read / not acked) |
+| connections_with_buffer | sockets | connections holding at least one page of r + w + f |
+| buffer_bytes_per_connection, queued_bytes_per_connection | bytes | the above / connections (NA at 0) |
+| traffic_bytes_per_s | bytes/s | Σ over sockets seen in this and the previous snapshot of Δ(bytes_received + bytes_acked), / Δt (both ends of a loopback pair count); NA for the first snapshot |
+| ip_traffic_bytes_per_s | bytes/s | Δ netstat IpExt InOctets + OutOctets / Δt (whole host, all protocols) |
+| sockstat_tcp_mem_bytes | bytes | sockstat TCP mem × page size |
+| slab_bytes | bytes | slab pages of the socket object caches (as in where_is_it) |
+
+``by_phase`` (one row per phase, ``(no phase)`` when phases.tsv is absent): ``phase``, ``snapshots``,
+mean ``connections``, ``connections_with_buffer``, ``buffer_bytes``, ``queued_bytes``, ``traffic_bytes_per_s``,
+``buffer_bytes_per_connection``, ``queued_bytes_per_connection``, ``buffer_to_queued_ratio``, and the
+phase's ``label``.
+
+Label set (per phase, and for the whole capture in ``verdict.label``; per phase checked in this order):
+
+- ``no connections``: the phase (or capture) has no TCP connection.
+- ``grows with queued data``: at least a page is queued and buffers ≈ queued bytes
+  (``0.5 ≤ buffer/queued ≤ 4``; the excess over 1 is skb truesize overhead): memory is there because
+  data waits for a reader or an ACK.
+- ``not held while idle``: less than one page of buffer per connection (only the sub-page ``f``
+  forward-allocation remains): idle or trickling connections do not hold buffer memory.
+- ``held while idle``: more than a page per connection that queued data does not explain.
+
+Whole capture (``verdict.label``): ``not held while idle`` when every phase with connections is;
+otherwise the first that holds of
+``grows with queued data`` (some phase is, and the overall buffer/queued ratio is in range),
+``grows with connections`` (buffers follow the connection count: correlation ≥ 0.8 across snapshots;
+e.g. pre-6.0 kernels caching up to 2 MB of ``f`` per socket), ``grows with traffic`` (correlation with
+traffic ≥ 0.8; e.g. out-of-order data on a lossy path, which is in ``r`` but not in Recv-Q),
+``held while idle``. ``verdict.text`` gives every phase's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
+from tcpmemlib.analysis.where import SOCKET_OBJECT_CACHES, _slab_sum
+
+__all__ = ["LABELS", "GrowthResult", "growth"]
+
+LABELS = (
+    "not held while idle",
+    "grows with queued data",
+    "grows with connections",
+    "grows with traffic",
+    "held while idle",
+    "no connections",
+)
+QUEUED_RATIO_RANGE = (0.5, 4.0)
+CORR_MIN = 0.8
+NO_PHASE = "(no phase)"
+
+
+@dataclass(frozen=True)
+class GrowthResult:
+    """Result of :func:`growth` (schemas and labels in the module doc)."""
+
+    by_snapshot: pd.DataFrame
+    by_phase: pd.DataFrame
+    verdict: Verdict
+
+
+def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
+    """Per ts: socket traffic (bytes/s) since the previous snapshot (NA for the first)."""
+    out = pd.Series(pd.NA, index=snaps["ts"], dtype="Float64")
+    if len(snaps) < 2 or not len(s):
+        return out
+    key_cols = ["sk", "local_address", "local_port", "peer_address", "peer_port"]
+    d = s[["ts", *key_cols, "bytes_received", "bytes_acked"]].copy()
+    for c in key_cols:
+        d[c] = d[c].astype("string").fillna("")
+    d["total"] = d["bytes_received"].astype("Int64").fillna(0) + d["bytes_acked"].astype(
+        "Int64"
+    ).fillna(0)
+    d = d.drop_duplicates(["ts", *key_cols])
+    order = list(snaps["ts"])
+    prev_of = dict(zip(order[1:], order[:-1], strict=True))
+    for ts, prev in prev_of.items():
+        cur = d[d["ts"] == ts]
+        old = d[d["ts"] == prev]
+        m = cur.merge(old, on=key_cols, suffixes=("", "_prev"))
+        delta = (m["total"] - m["total_prev"]).clip(lower=0).sum()
+        dt = (ts - prev).total_seconds()
+        if dt > 0:
+            out[ts] = float(delta) / dt
+    return out
+
+
+def _ip_traffic(cap: Any, snaps: pd.DataFrame) -> pd.Series:
+    w = F.netstat_wide(cap, [("IpExt", "InOctets"), ("IpExt", "OutOctets")]).set_index("ts")
+    tot = (w["IpExtInOctets"] + w["IpExtOutOctets"]).astype("Float64").reindex(snaps["ts"])
+    dt = pd.Series(snaps["ts"].values, index=snaps["ts"]).diff().dt.total_seconds()
+    return (tot.diff() / dt.astype("Float64")).where(dt > 0)
+
+
+def _label(conn: float, buf: float, queued: float, page: int) -> str:
+    if not conn or conn != conn:
+        return "no connections"
+    lo, hi = QUEUED_RATIO_RANGE
+    if queued >= page and lo * queued <= buf <= hi * queued:
+        return "grows with queued data"
+    if buf != buf or buf < page * conn:
+        return "not held while idle"
+    return "held while idle"
+
+
+def growth(capture: Any) -> GrowthResult:
+    """Does buffer memory follow connections, traffic or queued data? (module doc)"""
+    cap = capture
+    page = F.page_size_bytes(cap)
+    snaps = F.snapshots(cap)
+    s = F.tcp_sockets(cap)
+    sums = F.per_snapshot_socket_sums(cap, s)
+    bs = snaps.copy()
+    bs["connections"] = sums["connections"].astype("Int64").values
+    bs["buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
+    bs["queued_bytes"] = sums["queued_bytes"].astype("Int64").values
+    holding = s[s["is_connection"] & (s["buffer_bytes"] >= page).fillna(False).astype(bool)]
+    held = holding.groupby("ts").size().reindex(bs["ts"]).fillna(0).astype("Int64")
+    bs["connections_with_buffer"] = held.values
+    conn = bs["connections"].astype("Float64").replace(0, pd.NA)
+    bs["buffer_bytes_per_connection"] = (bs["buffer_bytes"].astype("Float64") / conn).astype(
+        "Float64"
+    )
+    bs["queued_bytes_per_connection"] = (bs["queued_bytes"].astype("Float64") / conn).astype(
+        "Float64"
+    )
+    bs["traffic_bytes_per_s"] = _traffic(cap, s, snaps).values
+    bs["ip_traffic_bytes_per_s"] = _ip_traffic(cap, snaps).astype("Float64").values
+    st = cap.sockstat.drop_duplicates("ts").set_index("ts")
+    bs["sockstat_tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(bs["ts"]).astype("Int64").values
+    bs["slab_bytes"] = _slab_sum(cap, SOCKET_OBJECT_CACHES)[0].values
+
+    ph = bs.assign(phase=bs["phase"].fillna(NO_PHASE))
+    first_seen = {p: i for i, p in reversed(list(enumerate(ph["phase"])))}
+    g = ph.groupby("phase", sort=False)
+    by_phase = pd.DataFrame(
+        {
+            "snapshots": g.size(),
+            "connections": g["connections"].mean(),
+            "connections_with_buffer": g["connections_with_buffer"].mean(),
+            "buffer_bytes": g["buffer_bytes"].mean(),
+            "queued_bytes": g["queued_bytes"].mean(),
+            "traffic_bytes_per_s": g["traffic_bytes_per_s"].mean(),
+        }
+    ).astype("Float64")
+    by_phase["buffer_bytes_per_connection"] = by_phase["buffer_bytes"] / by_phase[
+        "connections"
+    ].replace(0, pd.NA)
+    by_phase["queued_bytes_per_connection"] = by_phase["queued_bytes"] / by_phase[
+        "connections"
+    ].replace(0, pd.NA)
+    by_phase["buffer_to_queued_ratio"] = by_phase["buffer_bytes"] / by_phase[
+        "queued_bytes"
+    ].replace(0, pd.NA)
+    by_phase["label"] = [
+        _label(F._num(r.connections), F._num(r.buffer_bytes), F._num(r.queued_bytes), page)
+        for r in by_phase.itertuples()
+    ]
+    by_phase = by_phase.reset_index()
+    by_phase["_o"] = by_phase["phase"].map(first_seen)
+    by_phase = by_phase.sort_values("_o").drop(columns="_o")
+    by_phase["snapshots"] = by_phase["snapshots"].astype("Int64")
+    by_phase["label"] = by_phase["label"].astype("category")
+
+    # whole-capture verdict
+    c_q = F.corr(bs["buffer_bytes"], bs["queued_bytes"])
+    c_c = F.corr(bs["buffer_bytes"], bs["connections"])
+    c_t = F.corr(bs["buffer_bytes"], bs["traffic_bytes_per_s"])
+    tot_buf = F._num(bs["buffer_bytes"].sum())
+    tot_q = F._num(bs["queued_bytes"].sum())
+    ratio = tot_buf / tot_q if tot_q else float("nan")
+    labels = list(by_phase["label"].astype(str))
+    idle = by_phase[by_phase["label"] == "not held while idle"]
+    fig = {
+        "corr_buffer_queued": c_q,
+        "corr_buffer_connections": c_c,
+        "corr_buffer_traffic": c_t,
+        "buffer_to_queued_ratio": ratio,
+        "max_buffer_bytes_per_connection": F._num(bs["buffer_bytes_per_connection"].max()),
+        "idle_buffer_bytes_per_connection": F._num(idle["buffer_bytes_per_connection"].mean())
+        if len(idle)
+        else float("nan"),
+        "max_connections": F._num(bs["connections"].max()),
+    }
+    real = [lab for lab in labels if lab != "no connections"]
+    if not real:
+        label = "no connections"
+    elif all(lab == "not held while idle" for lab in real):
+        label = "not held while idle"
+    elif (
+        QUEUED_RATIO_RANGE[0] <= ratio <= QUEUED_RATIO_RANGE[1] and "grows with queued data" in real
+    ):
+        label = "grows with queued data"
+    elif c_c == c_c and c_c >= CORR_MIN:
+        label = "grows with connections"
+    elif c_t == c_t and c_t >= CORR_MIN:
+        label = "grows with traffic"
+    else:
+        label = "held while idle"
+    parts = []
+    for r in by_phase.itertuples():
+        parts.append(
+            f"{r.phase}: {F._num(r.connections):.0f} connections "
+            f"({F._num(r.connections_with_buffer):.0f} holding a page or more), "
+            f"{F.fmt_bytes(F._num(r.buffer_bytes_per_connection))} buffer and "
+            f"{F.fmt_bytes(F._num(r.queued_bytes_per_connection))} queued per connection ({r.label})"
+        )
+    text = f"Overall: {label}. " + "; ".join(parts) + "."
+    if c_q == c_q:
+        text += (
+            f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes, "
+            f"{c_c:.2f} with connections and {c_t:.2f} with traffic"
+            if c_c == c_c and c_t == c_t
+            else f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes"
+        )
+        text += f"; buffer/queued = {ratio:.2f}." if ratio == ratio else "."
+    return GrowthResult(F.as_output(bs), F.as_output(by_phase), Verdict(label, text, fig))

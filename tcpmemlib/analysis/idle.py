@@ -1,0 +1,260 @@
+"""What does a TCP socket cost when it carries no data?
+
+A socket that exists holds kernel objects even with empty queues (reference §3.2): its ``struct
+tcp_sock`` (slab ``TCP``/``TCPv6``), the socket inode (``sock_inode_cache``), a sockfs ``dentry``, a
+``struct file`` (``filp``), LSM blobs (``lsm_inode_cache``/``lsm_file_cache`` when an LSM is built in)
+and, for ``connect()``-ed sockets with an ephemeral port, a bind bucket pair (``tcp_bind_bucket`` +
+``tcp_bind2_bucket``). None of it is in sockstat ``mem`` or in ss skmem. Sockets registered in epoll
+add ``eventpoll_epi`` + ``eventpoll_pwq`` (listed, not counted: the capture cannot tell).
+
+``idle_cost(capture) -> IdleCostResult``:
+
+- ``by_object``: one row per object: ``object``, ``cache`` (kernel cache name), ``shown_as`` (the
+  slabinfo row that holds it: with SLUB merging that row is named after another cache, see
+  ``merged_with``), ``merged_with`` (other caches sharing the row; NA if not merged),
+  ``objsize_bytes``, ``objects_per_socket`` (1; the IPv4/IPv6 share for TCP/TCPv6; the share of
+  connect()-ed sockets for bind buckets), ``bytes_per_socket`` (= objsize × objects_per_socket),
+  ``counted`` (bool: part of ``per_socket_bytes``), ``meminfo_bucket`` (SUnreclaim/SReclaimable),
+  ``evidence`` (where the size came from).
+- ``per_socket_bytes``: Σ bytes_per_socket of counted objects (float; NaN when nothing is known).
+- ``by_snapshot``: ``ts``, ``host``, ``phase``, ``sockets`` (sockstat TCP ``alloc``, host-wide like
+  slab; ss full sockets when sockstat lacks it), ``object_slab_bytes`` (slab pages of the rows that
+  hold the counted objects), ``meminfo_slab_bytes``.
+- ``regression_slab_bytes_per_socket`` / ``regression_meminfo_slab_bytes_per_socket``: least-squares
+  slope of those against ``sockets`` when the capture spans a change of at least
+  ``MIN_SOCKET_SPAN`` sockets (NaN otherwise). Slab pages include partly-filled slabs and anything
+  else the host allocated meanwhile, so they scatter around the object figure.
+- ``verdict``: label ``per-socket cost`` (object sizes known), ``partial: no slabinfo`` (slabinfo not
+  collected: only ``/proc/net/protocols`` sizes) or ``no data``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
+
+__all__ = ["MIN_SOCKET_SPAN", "IdleCostResult", "idle_cost"]
+
+MIN_SOCKET_SPAN = 20
+
+# object, cache, share kind, counted, meminfo bucket
+_OBJECTS: tuple[tuple[str, str, str, bool, str], ...] = (
+    ("struct tcp_sock (IPv4)", "TCP", "v4", True, "SUnreclaim"),
+    ("struct tcp6_sock (IPv6)", "TCPv6", "v6", True, "SUnreclaim"),
+    ("struct socket + inode", "sock_inode_cache", "one", True, "SReclaimable"),
+    ("sockfs dentry", "dentry", "one", True, "SReclaimable"),
+    ("struct file", "filp", "one", True, "SUnreclaim"),
+    ("LSM inode blob", "lsm_inode_cache", "one", True, "SUnreclaim"),
+    ("LSM file blob", "lsm_file_cache", "one", True, "SUnreclaim"),
+    ("bind bucket (connect()-ed)", "tcp_bind_bucket", "connected", True, "SUnreclaim"),
+    ("bind2 bucket (connect()-ed)", "tcp_bind2_bucket", "connected", True, "SUnreclaim"),
+    ("epoll item (if registered)", "eventpoll_epi", "one", False, "SUnreclaim"),
+    ("epoll wait-queue hook (if registered)", "eventpoll_pwq", "one", False, "SUnreclaim"),
+)
+
+
+@dataclass(frozen=True)
+class IdleCostResult:
+    """Result of :func:`idle_cost` (schemas in the module doc)."""
+
+    by_object: pd.DataFrame
+    per_socket_bytes: float
+    by_snapshot: pd.DataFrame
+    regression_slab_bytes_per_socket: float
+    regression_meminfo_slab_bytes_per_socket: float
+    verdict: Verdict
+
+
+def _shares(cap: Any) -> dict[str, float]:
+    """IPv4/IPv6 share of TCP full sockets and the share of connect()-ed connections."""
+    s = F.tcp_sockets(cap)
+    s = s[~s["state"].isin(["TIME-WAIT", "SYN-RECV"]).fillna(False).astype(bool)]
+    if not len(s):
+        return {"v4": 1.0, "v6": 0.0, "one": 1.0, "connected": 0.0}
+    addr = s["local_address"].astype("string").fillna("")
+    v6 = float(addr.str.contains(":", regex=False).mean())
+    # connect()-ed: a connection whose local port is not a port this snapshot listens on
+    lis = s[s["state"] == "LISTEN"][["ts", "local_port"]].drop_duplicates()
+    conns = s[s["is_connection"]][["ts", "local_port"]]
+    if len(conns):
+        m = conns.merge(lis.assign(listening=True), on=["ts", "local_port"], how="left")
+        connected = float(m["listening"].isna().sum()) / float(len(s))
+    else:
+        connected = 0.0
+    return {"v4": 1.0 - v6, "v6": v6, "one": 1.0, "connected": connected}
+
+
+def _protocol_size(cap: Any, proto: str) -> float:
+    pr = getattr(cap, "protocols", None)
+    if pr is None or not len(pr):
+        return float("nan")
+    rows = pr[pr["protocol"].astype("string") == proto]
+    return F._num(rows["size_bytes"].iloc[-1]) if len(rows) else float("nan")
+
+
+def _slope(x: pd.Series, y: pd.Series) -> float:
+    xs = pd.to_numeric(x, errors="coerce").astype("float64")
+    ys = pd.to_numeric(y, errors="coerce").astype("float64")
+    ok = xs.notna() & ys.notna()
+    xs, ys = xs[ok].to_numpy(), ys[ok].to_numpy()
+    if len(xs) < 2 or np.ptp(xs) < MIN_SOCKET_SPAN:
+        return float("nan")
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def idle_cost(capture: Any) -> IdleCostResult:
+    """Kernel memory per socket that exists with no traffic (module doc)."""
+    cap = capture
+    sl = F.slab_frame(cap)
+    shares = _shares(cap)
+    names: set[str] = set(sl["name"].dropna()) if sl is not None else set()
+    latest = sl[sl["ts"] == sl["ts"].max()].set_index("name") if sl is not None else None
+    rows = []
+    for obj, cache, share, counted, bucket in _OBJECTS:
+        shown, merged = F.resolve_cache(cap, cache, names) if sl is not None else (None, [])
+        size = float("nan")
+        evidence = ""
+        if shown is not None and latest is not None and shown in latest.index:
+            size = F._num(latest.at[shown, "objsize_bytes"])
+            evidence = f"slabinfo row {shown!r} objsize"
+            if merged:
+                evidence += f" (merged cache: the row also holds {', '.join(merged)})"
+        if cache in ("TCP", "TCPv6"):
+            psize = _protocol_size(cap, cache)
+            if math.isnan(size) and not math.isnan(psize):
+                size = psize
+                evidence = "/proc/net/protocols size (no slabinfo)"
+            elif not math.isnan(psize):
+                evidence += f"; /proc/net/protocols size {int(psize)}"
+        if math.isnan(size):
+            evidence = (
+                "not in this capture's slabinfo" if sl is not None else "slabinfo not collected"
+            )
+            if cache.startswith("lsm_") and sl is not None:
+                counted = False  # no LSM blobs on this kernel
+        per = shares[share]
+        rows.append(
+            (
+                obj,
+                cache,
+                shown,
+                ", ".join(merged) or None,
+                size,
+                per,
+                size * per,
+                counted,
+                bucket,
+                evidence,
+            )
+        )
+    by_object = pd.DataFrame(
+        rows,
+        columns=[
+            "object",
+            "cache",
+            "shown_as",
+            "merged_with",
+            "objsize_bytes",
+            "objects_per_socket",
+            "bytes_per_socket",
+            "counted",
+            "meminfo_bucket",
+            "evidence",
+        ],
+    )
+    by_object = by_object.astype(
+        {
+            "object": "string",
+            "cache": "string",
+            "shown_as": "string",
+            "merged_with": "string",
+            "objsize_bytes": "Float64",
+            "objects_per_socket": "Float64",
+            "bytes_per_socket": "Float64",
+            "counted": "boolean",
+            "meminfo_bucket": "category",
+            "evidence": "string",
+        }
+    )
+    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
+    per_socket = float(known["bytes_per_socket"].sum()) if len(known) else float("nan")
+
+    # regression over the capture
+    snaps = F.snapshots(cap)
+    bs = snaps.copy()
+    st = cap.sockstat.drop_duplicates("ts").set_index("ts")
+    sockets = st["tcp_alloc"].reindex(bs["ts"]).astype("Int64") if len(st) else None
+    if sockets is None or sockets.isna().all():
+        sums = F.per_snapshot_socket_sums(cap)
+        bs["sockets"] = (sums["tcp_sockets"] - 0).astype("Int64").values
+    else:
+        bs["sockets"] = sockets.values
+    counted_rows = sorted({r for r in known["shown_as"].dropna()})
+    if sl is not None:
+        obj_slab = sl[sl["name"].isin(counted_rows)].groupby("ts")["slab_bytes"].sum()
+        bs["object_slab_bytes"] = obj_slab.reindex(bs["ts"]).astype("Int64").values
+    else:
+        bs["object_slab_bytes"] = pd.Series(pd.NA, index=bs.index, dtype="Int64")
+    mw = F.meminfo_wide(cap).set_index("ts")
+    slab_col = mw["Slab"] if "Slab" in mw.columns else pd.Series(pd.NA, index=mw.index)
+    bs["meminfo_slab_bytes"] = slab_col.reindex(bs["ts"]).astype("Int64").values
+    reg_slab = _slope(bs["sockets"], bs["object_slab_bytes"])
+    reg_mem = _slope(bs["sockets"], bs["meminfo_slab_bytes"])
+    bs = F.as_output(bs)
+
+    merged_notes = [
+        f"{c} -> slabinfo {s!r}"
+        for c, s, m in zip(
+            by_object["cache"], by_object["shown_as"], by_object["merged_with"], strict=True
+        )
+        if m is not pd.NA and s is not pd.NA and s != c
+    ]
+    fig = {
+        "per_socket_bytes": per_socket,
+        "regression_slab_bytes_per_socket": reg_slab,
+        "regression_meminfo_slab_bytes_per_socket": reg_mem,
+        "connected_share": shares["connected"],
+        "ipv6_share": shares["v6"],
+        "epoll_bytes_per_socket": float(
+            by_object[~by_object["counted"]]["bytes_per_socket"].astype("Float64").sum()
+        ),
+    }
+    if math.isnan(per_socket):
+        verdict = Verdict(
+            "no data", "No object sizes in this capture (no slabinfo, no protocols).", fig
+        )
+    else:
+        if sl is None:
+            label = "partial: no slabinfo"
+            text = (
+                f"slabinfo was not collected (run collect.sh as root): only the tcp_sock size is known, "
+                f"{F.fmt_bytes(per_socket)} per socket from /proc/net/protocols; inode, dentry, file and "
+                "bind-bucket objects add about 1.3 KiB more on 6.x kernels."
+            )
+        else:
+            label = "per-socket cost"
+            text = (
+                f"Each socket costs about {F.fmt_bytes(per_socket)} of kernel slab objects even with no "
+                f"data queued ({', '.join(known['cache'].astype(str))}); none of it is in sockstat mem "
+                "or in ss skmem."
+            )
+            if fig["epoll_bytes_per_socket"] > 0:
+                text += f" Sockets registered in epoll add {F.fmt_bytes(fig['epoll_bytes_per_socket'])}."
+            if merged_notes:
+                text += " SLUB merged caches: " + "; ".join(merged_notes) + "."
+        if not math.isnan(reg_slab):
+            text += (
+                f" Across this capture's change in socket count, slab pages grew by "
+                f"{F.fmt_bytes(reg_slab)} per socket (meminfo Slab: {F.fmt_bytes(reg_mem)} per socket)."
+            )
+        else:
+            text += " The capture does not span a change in socket count, so there is no slab-delta estimate."
+        verdict = Verdict(label, text, fig)
+    return IdleCostResult(by_object, per_socket, bs, reg_slab, reg_mem, verdict)

@@ -1,0 +1,161 @@
+"""Is the box near or under TCP memory pressure, and did the kernel drop or prune because of memory?
+
+``pressure(capture) -> PressureResult`` (reference §2.4 and §6):
+
+``by_snapshot``: ``ts``, ``host``, ``phase``, ``tcp_mem_bytes`` (sockstat TCP mem × page size),
+``min_bytes``, ``pressure_bytes``, ``max_bytes`` (``net.ipv4.tcp_mem`` [0], [1], [2] × page size; NA
+when the sysctl was not collected), ``fraction_of_pressure`` (tcp_mem_bytes / pressure_bytes).
+
+``counters``: one row per counter: ``counter`` (TcpExt name), ``first``, ``last`` (values in the
+first and last snapshot that print it), ``delta`` (last − first; NA when the kernel does not print the
+counter), ``unit`` (``events``, ``ms`` or ``segments``...), ``meaning``.
+
+``verdict`` labels: ``over tcp_mem max``, ``under pressure`` (above tcp_mem[1] in some snapshot, or
+TCPMemoryPressures rose), ``memory drops`` (a drop/prune/abort counter rose without pressure),
+``no pressure``, ``no data``. The text gives the peak as a fraction of the pressure threshold and the
+counters that moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
+
+__all__ = ["COUNTERS", "PressureResult", "pressure"]
+
+#: counter -> (unit, meaning); reference §6
+COUNTERS: dict[str, tuple[str, str]] = {
+    "TCPMemoryPressures": (
+        "events",
+        "entered global TCP memory pressure (allocated > tcp_mem[1], or a real skb/page allocation failure)",
+    ),
+    "TCPMemoryPressuresChrono": ("ms", "cumulative time spent under TCP memory pressure"),
+    "PruneCalled": (
+        "events",
+        "a receive queue exceeded rcvbuf or could not be charged; collapse/prune attempted",
+    ),
+    "RcvPruned": ("events", "collapsing and OFO pruning failed: incoming data was dropped"),
+    "TCPRcvCollapsed": ("skbs", "skbs freed by copying the receive/OFO queue into compact skbs"),
+    "OfoPruned": ("events", "out-of-order data thrown away to make room"),
+    "TCPRcvQDrop": ("segments", "in-order data dropped for lack of memory"),
+    "TCPOFODrop": ("segments", "out-of-order segment dropped for lack of memory"),
+    "TCPBacklogDrop": (
+        "segments",
+        "socket busy in the app and its backlog over 2*rcvbuf + sndbuf/2 + 64K: segment dropped",
+    ),
+    "TCPAbortOnMemory": (
+        "connections",
+        "connection reset because tcp_mem[2] was exceeded or too many orphans (dmesg: 'out of memory -- consider tuning tcp_mem')",
+    ),
+    "TCPZeroWindowDrop": ("segments", "data arrived while our advertised window was 0"),
+}
+_DROPS = (
+    "RcvPruned",
+    "OfoPruned",
+    "TCPRcvQDrop",
+    "TCPOFODrop",
+    "TCPBacklogDrop",
+    "TCPAbortOnMemory",
+    "PruneCalled",
+    "TCPRcvCollapsed",
+)
+
+
+@dataclass(frozen=True)
+class PressureResult:
+    """Result of :func:`pressure` (schemas in the module doc)."""
+
+    by_snapshot: pd.DataFrame
+    counters: pd.DataFrame
+    verdict: Verdict
+
+
+def pressure(capture: Any) -> PressureResult:
+    """sockstat TCP mem against tcp_mem thresholds, and memory-trouble counters (module doc)."""
+    cap = capture
+    snaps = F.snapshots(cap)
+    page = F.page_size_bytes(cap)
+    st = cap.sockstat.drop_duplicates("ts").set_index("ts")
+    out = snaps.copy()
+    out["tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
+    tm = F.sysctl_ints(cap, "net.ipv4.tcp_mem").reindex(out["ts"])
+    for i, col in enumerate(("min_bytes", "pressure_bytes", "max_bytes")):
+        vals = [v[i] * page if isinstance(v, list) and len(v) == 3 else pd.NA for v in tm]
+        out[col] = pd.array(vals, dtype="Int64")
+    out["fraction_of_pressure"] = out["tcp_mem_bytes"].astype("Float64") / out[
+        "pressure_bytes"
+    ].astype("Float64").replace(0, pd.NA)
+    out = F.as_output(out)
+
+    ns = F.netstat_wide(cap, [("TcpExt", c) for c in COUNTERS]).sort_values("ts")
+    rows = []
+    for c, (unit, meaning) in COUNTERS.items():
+        v = ns["TcpExt" + c].dropna()
+        first = v.iloc[0] if len(v) else pd.NA
+        last = v.iloc[-1] if len(v) else pd.NA
+        delta = last - first if len(v) else pd.NA
+        rows.append((c, first, last, delta, unit, meaning))
+    counters = pd.DataFrame(
+        rows, columns=["counter", "first", "last", "delta", "unit", "meaning"]
+    ).astype(
+        {
+            "counter": "string",
+            "first": "Int64",
+            "last": "Int64",
+            "delta": "Int64",
+            "unit": "category",
+            "meaning": "string",
+        }
+    )
+
+    d = dict(zip(counters["counter"], counters["delta"], strict=True))
+    peak = F._num(out["tcp_mem_bytes"].max())
+    frac = F._num(out["fraction_of_pressure"].max())
+    fig = {
+        "peak_tcp_mem_bytes": peak,
+        "min_bytes": F._num(out["min_bytes"].max()),
+        "pressure_bytes": F._num(out["pressure_bytes"].max()),
+        "max_bytes": F._num(out["max_bytes"].max()),
+        "peak_fraction_of_pressure": frac,
+    }
+    fig.update({f"delta_{k}": F._num(v) for k, v in d.items()})
+    moved = [k for k in _DROPS if F._num(d.get(k)) > 0]
+    over_max = bool((out["tcp_mem_bytes"] > out["max_bytes"]).fillna(False).any())
+    over_pressure = bool((out["tcp_mem_bytes"] > out["pressure_bytes"]).fillna(False).any())
+    pressures = F._num(d.get("TCPMemoryPressures"))
+    if peak != peak:
+        return PressureResult(
+            out, counters, Verdict("no data", "No sockstat in this capture.", fig)
+        )
+    if over_max:
+        label = "over tcp_mem max"
+    elif over_pressure or pressures > 0:
+        label = "under pressure"
+    elif moved:
+        label = "memory drops"
+    else:
+        label = "no pressure"
+    text = f"sockstat TCP mem peaked at {F.fmt_bytes(peak)}"
+    if frac == frac:
+        text += (
+            f", {frac:.1%} of the pressure threshold tcp_mem[1] = {F.fmt_bytes(fig['pressure_bytes'])} "
+            f"(min {F.fmt_bytes(fig['min_bytes'])}, max {F.fmt_bytes(fig['max_bytes'])})."
+        )
+    else:
+        text += " (net.ipv4.tcp_mem not collected: no thresholds)."
+    if pressures == pressures:
+        text += f" TCPMemoryPressures rose by {int(pressures)}"
+        chrono = F._num(d.get("TCPMemoryPressuresChrono"))
+        text += f" ({int(chrono)} ms under pressure)." if chrono == chrono else "."
+    if moved:
+        text += (
+            " Counters that moved: " + ", ".join(f"{k} +{int(F._num(d[k]))}" for k in moved) + "."
+        )
+    else:
+        text += " No memory drop, prune or abort counter moved."
+    return PressureResult(out, counters, Verdict(label, text, fig))

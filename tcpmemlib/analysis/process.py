@@ -1,0 +1,157 @@
+"""Q2: which process holds the TCP buffer memory?
+
+``by_process(capture) -> pandas.DataFrame``, one row per (snapshot, process that owns TCP sockets),
+plus one ``(unattributed)`` row per snapshot (always present, 0 when every socket has an owner).
+
+Attribution rule: a socket held by several processes (a listener or connection shared by forked
+workers) is counted once, for the **lowest pid** among its owners; the other owners' pids are listed in
+``other_owners`` and the number of such sockets in ``shared_sockets``. Sockets with no owning process
+(orphans with unsent data, TIME-WAIT, sockets of other users when collected as non-root, a process that
+exited between ``ss`` and ``ps``) go to the ``(unattributed)`` row, so per snapshot
+Σ over rows of ``buffer_bytes`` == Σ over all TCP sockets of r + w + f.
+
+| column | dtype | unit | meaning |
+|---|---|---|---|
+| ts, host, phase | | | snapshot |
+| pid | Int64 | | the process (NA for ``(unattributed)``) |
+| comm | string | | process name as ss printed it (``(unattributed)`` for the no-owner row) |
+| sockets | Int64 | sockets | TCP sockets counted for this process (every state) |
+| buffer_bytes | Int64 | bytes | Σ r + w + f: memory charged for these sockets' queues |
+| skmem_r_bytes, skmem_w_bytes, skmem_f_bytes, skmem_t_bytes | Int64 | bytes | Σ of each skmem field |
+| rcvbuf_limit_bytes, sndbuf_limit_bytes | Int64 | bytes | Σ rb and Σ tb: **limits** (ceilings), not allocations |
+| queued_bytes | Int64 | bytes | Σ Recv-Q + Send-Q payload over connections |
+| rss_bytes | Int64 | bytes | the process's RSS from ps (NA if it exited before ps ran) |
+| cgroup | string | | the process's cgroup (v2 path, or v1 memory path) |
+| cgroup_sock_bytes | Int64 | bytes | that cgroup's v2 ``memory.stat sock`` (whole cgroup, not just this process), else v1 ``kmem.tcp.usage_in_bytes``; NA when not collected |
+| other_owners | string | | other pids (space-separated) that also hold sockets counted here |
+| shared_sockets | Int64 | sockets | sockets counted here that other processes also hold |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+
+__all__ = ["COLUMNS", "by_process"]
+
+COLUMNS: dict[str, str] = {
+    "ts": "datetime64[ns, UTC]",
+    "host": "string",
+    "phase": "string",
+    "pid": "Int64",
+    "comm": "string",
+    "sockets": "Int64",
+    "buffer_bytes": "Int64",
+    "skmem_r_bytes": "Int64",
+    "skmem_w_bytes": "Int64",
+    "skmem_f_bytes": "Int64",
+    "skmem_t_bytes": "Int64",
+    "rcvbuf_limit_bytes": "Int64",
+    "sndbuf_limit_bytes": "Int64",
+    "queued_bytes": "Int64",
+    "rss_bytes": "Int64",
+    "cgroup": "string",
+    "cgroup_sock_bytes": "Int64",
+    "other_owners": "string",
+    "shared_sockets": "Int64",
+}
+
+
+def _cgroup_values(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    pc = getattr(cap, "proc_cgroups", None)
+    cg = getattr(cap, "cgroups", None)
+    if pc is None or not len(pc):
+        pcf = pd.DataFrame(
+            {
+                "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "pid": pd.Series([], dtype="Int64"),
+                "cgroup": pd.Series([], dtype="string"),
+            }
+        )
+    else:
+        pcf = pc[["ts", "pid", "cgroup"]].drop_duplicates(["ts", "pid"]).copy()
+        pcf["pid"] = pcf["pid"].astype("Int64")
+        pcf["cgroup"] = pcf["cgroup"].astype("string")
+    empty = pd.DataFrame(
+        {
+            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "cgroup": pd.Series([], dtype="string"),
+            "cgroup_sock_bytes": pd.Series([], dtype="Int64"),
+        }
+    )
+    if cg is None or not len(cg):
+        return pcf, empty
+    key = cg["key"].astype("string")
+    v2 = cg[key == "sock"]
+    v1 = cg[key == "kmem.tcp.usage_in_bytes"]
+    rows = pd.concat(
+        [v2, v1[~v1.set_index(["ts", "cgroup"]).index.isin(v2.set_index(["ts", "cgroup"]).index)]]
+    )
+    vals = rows.drop_duplicates(["ts", "cgroup"])[["ts", "cgroup", "value_bytes"]]
+    vals = vals.rename(columns={"value_bytes": "cgroup_sock_bytes"})
+    vals["cgroup"] = vals["cgroup"].astype("string")
+    vals["cgroup_sock_bytes"] = vals["cgroup_sock_bytes"].astype("Int64")
+    return pcf, vals
+
+
+def by_process(capture: Any) -> pd.DataFrame:
+    """Per snapshot and process: sockets, buffer bytes, limits, RSS, cgroup (schema in module doc)."""
+    cap = capture
+    snaps = F.snapshots(cap)
+    s = F.attributed_sockets(cap)
+    s = s.assign(
+        one=1,
+        shared=s["other_owners"].notna().astype("int64"),
+        key_pid=s["pid"].fillna(-1).astype("int64"),
+    )
+    g = s.groupby(["ts", "key_pid"], sort=True)
+    agg = pd.DataFrame(
+        {
+            "comm": g["comm"].first(),
+            "sockets": g["one"].sum(),
+            "buffer_bytes": g["buffer_bytes"].sum(),
+            "skmem_r_bytes": g["skmem_r"].sum(),
+            "skmem_w_bytes": g["skmem_w"].sum(),
+            "skmem_f_bytes": g["skmem_f"].sum(),
+            "skmem_t_bytes": g["skmem_t"].sum(),
+            "rcvbuf_limit_bytes": g["skmem_rb"].sum(),
+            "sndbuf_limit_bytes": g["skmem_tb"].sum(),
+            "queued_bytes": g["queued_bytes"].sum(),
+            "shared_sockets": g["shared"].sum(),
+            "other_owners": g["other_owners"].agg(
+                lambda v: (
+                    " ".join(sorted({p for x in v.dropna() for p in str(x).split()}, key=int))
+                    or pd.NA
+                )
+            ),
+        }
+    ).reset_index()
+    # the (unattributed) row exists in every snapshot, even when empty
+    present = set(zip(agg["ts"], agg["key_pid"], strict=True))
+    missing = [ts for ts in snaps["ts"] if (ts, -1) not in present]
+    if missing:
+        zero = pd.DataFrame({"ts": missing, "key_pid": -1, "comm": F.UNATTRIBUTED})
+        for c in agg.columns:
+            if c not in zero.columns:
+                zero[c] = 0 if c not in ("other_owners",) else pd.NA
+        agg = pd.concat([agg, zero[agg.columns]], ignore_index=True)
+    agg["pid"] = agg["key_pid"].astype("Int64").mask(agg["key_pid"] == -1)
+    agg = agg.drop(columns="key_pid")
+    agg = agg.merge(snaps, on="ts", how="left")
+    procs = cap.processes
+    if procs is not None and len(procs):
+        rss = procs[["ts", "pid", "rss_bytes"]].drop_duplicates(["ts", "pid"]).copy()
+        rss["pid"] = rss["pid"].astype("Int64")
+        agg = agg.merge(rss, on=["ts", "pid"], how="left")
+    else:
+        agg["rss_bytes"] = pd.NA
+    pcf, vals = _cgroup_values(cap)
+    agg = agg.merge(pcf, on=["ts", "pid"], how="left")
+    agg = agg.merge(vals, on=["ts", "cgroup"], how="left")
+    out = agg.astype({c: t for c, t in COLUMNS.items() if c not in ("ts",)})[list(COLUMNS)]
+    out["_u"] = out["pid"].isna()
+    out = out.sort_values(["ts", "_u", "buffer_bytes", "pid"], ascending=[True, True, False, True])
+    return F.as_output(out.drop(columns="_u"))

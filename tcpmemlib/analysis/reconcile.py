@@ -1,0 +1,173 @@
+"""Do the per-socket numbers add up to the kernel's global counter?
+
+``reconcile(capture) -> ReconcileResult`` compares, per snapshot, Σ(r + w + f) over every TCP socket
+``ss`` listed with sockstat ``TCP: mem`` × page size, and bounds what can explain the gap
+(reference §2.1, §2.2):
+
+- **per-CPU reserves** (kernel ≥ 6.0): each CPU caches up to ``net.core.mem_pcpu_rsv`` pages of
+  charges/refunds before folding them into the global counter, so sockstat can be off by up to
+  ``mem_pcpu_rsv × page size × CPUs`` either way. When the sysctl is missing the kernel default is used
+  (1 MiB per CPU = ``1 MiB / page size`` pages, 256 at 4 KiB pages); kernels before 6.0 have no reserve.
+- **other network namespaces**: sockstat ``mem`` and ``alloc`` are host-wide, ``ss`` sees only the
+  collector's namespace. ``hidden_sockets`` = sockstat ``alloc`` − full TCP sockets ss listed (all
+  states but TIME-WAIT / SYN-RECV); > 0 means sockets ss could not see (other namespaces, or sockets
+  created/closed between the two reads). Their buffers cannot be bounded, only counted.
+- **UDP** has its own counter (``sockstat_udp_mem_bytes``), not part of the TCP line.
+- **backlog** (``bl``) skbs are not charged yet, so Σbl is neither in r+w+f nor in sockstat.
+
+``by_snapshot``:
+
+| column | unit | meaning |
+|---|---|---|
+| ts, host, phase | | snapshot |
+| skmem_sum_bytes | bytes | Σ r + w + f over TCP sockets ss listed |
+| sockstat_mem_bytes | bytes | sockstat TCP ``mem`` × page size |
+| gap_bytes | bytes | sockstat_mem_bytes − skmem_sum_bytes |
+| pcpu_reserve_bound_bytes | bytes | mem_pcpu_rsv × page size × CPUs |
+| explained_bound_bytes | bytes | the largest \\|gap\\| the known lags explain (= the per-CPU bound) |
+| unexplained | boolean | \\|gap\\| > explained_bound_bytes |
+| tcp_alloc | sockets | sockstat ``alloc`` (global) |
+| ss_full_sockets | sockets | TCP sockets ss listed, minus TIME-WAIT and SYN-RECV |
+| hidden_sockets | sockets | tcp_alloc − ss_full_sockets (NA without sockstat) |
+| backlog_bytes | bytes | Σ bl (not charged anywhere yet) |
+| sockstat_udp_mem_bytes | bytes | UDP's separate counter |
+
+``verdict`` label: ``consistent`` (every snapshot within the bound) or ``unexplained gap``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
+
+__all__ = ["ReconcileResult", "pcpu_reserve_pages", "reconcile"]
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """``by_snapshot`` and ``verdict`` of :func:`reconcile` (schema in the module doc)."""
+
+    by_snapshot: pd.DataFrame
+    verdict: Verdict
+
+
+def _kernel_major_minor(kernel: Any) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", str(kernel)) if kernel is not None else None
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def pcpu_reserve_pages(cap: Any) -> tuple[pd.Series, str]:
+    """Per ts: the per-CPU reserve in pages, and where it came from (``sysctl``/``default``/``none``)."""
+    page = F.page_size_bytes(cap)
+    rsv = F.sysctl_ints(cap, "net.core.mem_pcpu_rsv")
+    kernels = (
+        cap.meta.drop_duplicates("ts").set_index("ts")["kernel"]
+        if len(cap.meta)
+        else pd.Series(dtype=object)
+    )
+    default = max(1, (1 << 20) // page)
+    vals: dict[Any, int] = {}
+    source = "sysctl"
+    for ts, v in rsv.items():
+        if v:
+            vals[ts] = v[0]
+            continue
+        ver = _kernel_major_minor(kernels.get(ts))
+        if ver is not None and ver < (6, 0):
+            vals[ts] = 0
+            source = "none"
+        else:
+            vals[ts] = default
+            source = "default"
+    return pd.Series(vals, dtype="Int64"), source
+
+
+def reconcile(capture: Any) -> ReconcileResult:
+    """Σ skmem r+w+f against sockstat TCP mem, with the bound on the gap (module doc)."""
+    cap = capture
+    snaps = F.snapshots(cap)
+    sums = F.per_snapshot_socket_sums(cap)
+    s = F.tcp_sockets(cap)
+    full = ~s["state"].isin(["TIME-WAIT", "SYN-RECV"]).fillna(False).astype(bool)
+    ss_full = s[full].groupby("ts").size()
+    bl = s.groupby("ts")["skmem_bl"].sum() if len(s) else pd.Series(dtype="Int64")
+    st = cap.sockstat.drop_duplicates("ts").set_index("ts")
+    page = F.page_size_bytes(cap)
+    cpus = int(cap.cpus)
+    rsv, rsv_source = pcpu_reserve_pages(cap)
+
+    out = snaps.copy()
+    out["skmem_sum_bytes"] = sums["buffer_bytes"].astype("Int64").values
+    out["sockstat_mem_bytes"] = st["tcp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
+    out["gap_bytes"] = out["sockstat_mem_bytes"] - out["skmem_sum_bytes"]
+    out["pcpu_reserve_bound_bytes"] = (rsv.reindex(out["ts"]).astype("Int64") * page * cpus).values
+    out["explained_bound_bytes"] = out["pcpu_reserve_bound_bytes"]
+    out["unexplained"] = (out["gap_bytes"].abs() > out["explained_bound_bytes"]).astype("boolean")
+    out["tcp_alloc"] = st["tcp_alloc"].reindex(out["ts"]).astype("Int64").values
+    out["ss_full_sockets"] = ss_full.reindex(out["ts"]).fillna(0).astype("Int64").values
+    out["hidden_sockets"] = out["tcp_alloc"] - out["ss_full_sockets"]
+    out["backlog_bytes"] = bl.reindex(out["ts"]).fillna(0).astype("Int64").values
+    out["sockstat_udp_mem_bytes"] = st["udp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
+    out = F.as_output(out)
+
+    fig: dict[str, float] = {
+        "snapshots": float(len(out)),
+        "page_size_bytes": float(page),
+        "cpus": float(cpus),
+    }
+    if not len(out) or out["gap_bytes"].notna().sum() == 0:
+        return ReconcileResult(
+            out, Verdict("no data", "No snapshot has both sockstat and ss data to reconcile.", fig)
+        )
+    gap = out["gap_bytes"].astype("Float64")
+    worst = int(gap.abs().idxmax())
+    bound = F._num(out.at[worst, "explained_bound_bytes"])
+    n_unexp = int(out["unexplained"].fillna(False).sum())
+    hidden = F._num(out["hidden_sockets"].max())
+    udp = F._num(out["sockstat_udp_mem_bytes"].max())
+    blmax = F._num(out["backlog_bytes"].max())
+    fig.update(
+        max_abs_gap_bytes=float(abs(gap.iloc[worst])),
+        gap_at_worst_bytes=float(gap.iloc[worst]),
+        skmem_at_worst_bytes=F._num(out.at[worst, "skmem_sum_bytes"]),
+        sockstat_at_worst_bytes=F._num(out.at[worst, "sockstat_mem_bytes"]),
+        bound_bytes=bound,
+        unexplained_snapshots=float(n_unexp),
+        max_hidden_sockets=hidden,
+        max_udp_mem_bytes=udp,
+        max_backlog_bytes=blmax,
+    )
+    rsv_txt = {
+        "sysctl": "net.core.mem_pcpu_rsv",
+        "default": "kernel default 1 MiB per CPU (sysctl not collected)",
+        "none": "kernel < 6.0 has no per-CPU reserve",
+    }[rsv_source]
+    text = (
+        f"Σ skmem r+w+f = {F.fmt_bytes(fig['skmem_at_worst_bytes'])} vs sockstat TCP mem "
+        f"{F.fmt_bytes(fig['sockstat_at_worst_bytes'])} in the worst of {len(out)} snapshot(s): gap "
+        f"{F.fmt_bytes(fig['gap_at_worst_bytes'])}; the per-CPU reserves explain up to ±"
+        f"{F.fmt_bytes(bound)} ({rsv_txt}, {cpus} CPUs)."
+    )
+    if n_unexp:
+        label = "unexplained gap"
+        text += f" {n_unexp} snapshot(s) exceed that bound."
+    else:
+        label = "consistent"
+        text += " Every snapshot is within that bound."
+    if hidden == hidden and hidden > 0:
+        text += (
+            f" sockstat is host-wide but ss sees only its own network namespace: up to {int(hidden)} "
+            "allocated TCP socket(s) were not visible to ss (other namespaces, or opened/closed between "
+            "the reads); their buffers are in sockstat only."
+        )
+    else:
+        text += " sockstat is host-wide and ss sees only its own network namespace; no hidden sockets here."
+    text += f" UDP is counted separately (up to {F.fmt_bytes(udp)})"
+    text += f"; backlog skbs (Σbl up to {F.fmt_bytes(blmax)}) are not charged in either."
+    return ReconcileResult(out, Verdict(label, text, fig))

@@ -1,0 +1,347 @@
+"""Q1: where is TCP buffer memory reported -- top's buff/cache, a process's RES, or nowhere?
+
+``where_is_it(capture) -> WhereResult`` lines up, per snapshot, every place an operator might look for
+socket memory, then compares how each moved between the snapshot with the least and the one with the
+most socket buffer memory (sockstat TCP ``mem``).
+
+``by_snapshot`` (one row per snapshot):
+
+| column | unit | source |
+|---|---|---|
+| ts, host, phase | | snapshot start, host, phase (NA without phases.tsv) |
+| sockstat_tcp_mem_bytes | bytes | sockstat ``TCP: mem`` × page size (global, v4+v6, lags ±mem_pcpu_rsv×CPUs) |
+| sockstat_udp_mem_bytes | bytes | sockstat ``UDP: mem`` × page size |
+| skmem_buffer_bytes | bytes | Σ over TCP sockets ss saw of r + w + f |
+| meminfo_<field>_bytes | bytes | MemTotal, MemFree, MemAvailable, Buffers, Cached, SwapCached, AnonPages, Slab, SReclaimable, SUnreclaim, KernelStack, PageTables, SecPageTables, Percpu, VmallocUsed (NA when the kernel does not print it) |
+| buff_cache_bytes | bytes | Buffers + Cached + SReclaimable: what free(1)/top call buff/cache |
+| pcp_free_bytes | bytes | Σ per-CPU page-list ``count`` from zoneinfo × page size: free pages not in MemFree |
+| unlisted_bytes | bytes | MemTotal − (MemFree + Buffers + Cached + SwapCached + AnonPages + Slab + KernelStack + PageTables + SecPageTables + Percpu + VmallocUsed) − pcp_free_bytes (reference §3.3; a field the kernel does not print counts 0) |
+| socket_slab_bytes | bytes | slab pages of the socket object caches (TCP, TCPv6, sock_inode_cache, tw_sock_*, request_sock_*), SLUB aliases resolved (a merged row also holds other objects) |
+| skb_slab_bytes | bytes | slab pages of skbuff_head_cache, skbuff_fclone_cache, skbuff_small_head (aliases resolved) |
+| process_rss_bytes | bytes | Σ RSS of every process in ps |
+| cgroup_sock_bytes | bytes | Σ cgroup v2 ``memory.stat sock`` over the cgroups collected (NA without v2) |
+
+``places`` (one row per place): ``place``, ``contains_socket_buffers`` (``yes``/``no``/``partly``),
+``why`` (kernel reason, reference §4), ``low_bytes`` and ``high_bytes`` (the place's value in the
+snapshot with the least and the most sockstat TCP mem), ``delta_bytes`` and ``delta_ratio``
+(delta_bytes / the sockstat delta: ≈1 for a place that holds the buffers, ≈0 for one that does not;
+NA when sockstat did not move).
+
+``verdict``: label ``outside RSS and buff/cache`` (always, on Linux: reference §4) unless the capture
+saw no socket buffer at all (``no socket buffers``); the text quotes the capture's numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
+
+__all__ = ["SKB_CACHES", "SOCKET_OBJECT_CACHES", "WhereResult", "where_is_it"]
+
+MEMINFO_FIELDS = (
+    "MemTotal",
+    "MemFree",
+    "MemAvailable",
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "AnonPages",
+    "Slab",
+    "SReclaimable",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "SecPageTables",
+    "Percpu",
+    "VmallocUsed",
+)
+#: The consumers MemTotal is split into for the "unlisted" remainder (reference §3.3).
+LISTED = (
+    "MemFree",
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "AnonPages",
+    "Slab",
+    "KernelStack",
+    "PageTables",
+    "SecPageTables",
+    "Percpu",
+    "VmallocUsed",
+)
+SOCKET_OBJECT_CACHES = (
+    "TCP",
+    "TCPv6",
+    "sock_inode_cache",
+    "tw_sock_TCP",
+    "tw_sock_TCPv6",
+    "request_sock_TCP",
+    "request_sock_TCPv6",
+)
+SKB_CACHES = ("skbuff_head_cache", "skbuff_fclone_cache", "skbuff_small_head")
+
+
+@dataclass(frozen=True)
+class WhereResult:
+    """``by_snapshot``, ``places`` and ``verdict`` of :func:`where_is_it` (schemas in the module doc)."""
+
+    by_snapshot: pd.DataFrame
+    places: pd.DataFrame
+    verdict: Verdict
+
+
+def _slab_sum(cap: Any, caches: tuple[str, ...]) -> tuple[pd.Series, list[str]]:
+    """Per ts: Σ slab_bytes of the slabinfo rows holding ``caches`` (each row once), and notes on
+    merged caches. NA per ts when slabinfo is missing."""
+    snaps = F.snapshots(cap)
+    sl = F.slab_frame(cap)
+    if sl is None:
+        return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64"), []
+    names = set(sl["name"].dropna())
+    rows: set[str] = set()
+    notes: list[str] = []
+    for cache in caches:
+        shown, merged = F.resolve_cache(cap, cache, names)
+        if shown is None:
+            continue
+        rows.add(shown)
+        if merged:
+            notes.append(f"{cache} is counted in slabinfo row {shown!r} with {', '.join(merged)}")
+    part = sl[sl["name"].isin(sorted(rows))]
+    s = part.groupby("ts")["slab_bytes"].sum().astype("Int64")
+    return s.reindex(snaps["ts"]).fillna(0).astype("Int64"), notes
+
+
+def _pcp_free(cap: Any) -> pd.Series:
+    snaps = F.snapshots(cap)
+    z = getattr(cap, "zoneinfo", None)
+    if z is None or not len(z):
+        return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64")
+    pcp = z[z["cpu"].notna()]
+    s = pcp.groupby("ts")["count_pages"].sum().astype("Int64") * F.page_size_bytes(cap)
+    present = set(z["ts"])
+    out = s.reindex(snaps["ts"]).fillna(0).astype("Int64")
+    return out.where(out.index.isin(present), pd.NA)
+
+
+def _cgroup_sock(cap: Any) -> pd.Series:
+    snaps = F.snapshots(cap)
+    cg = getattr(cap, "cgroups", None)
+    if cg is None or not len(cg):
+        return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64")
+    rows = cg[cg["key"].astype("string") == "sock"].drop_duplicates(["ts", "cgroup"])
+    if not len(rows):
+        return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64")
+    s = rows.groupby("ts")["value_bytes"].sum().astype("Int64")
+    return s.reindex(snaps["ts"]).astype("Int64")
+
+
+def by_snapshot_frame(cap: Any) -> tuple[pd.DataFrame, list[str]]:
+    """The ``by_snapshot`` frame (module doc) and notes on merged slab caches."""
+    snaps = F.snapshots(cap)
+    st = cap.sockstat.drop_duplicates("ts").set_index("ts")
+    out = snaps.copy()
+    out["sockstat_tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
+    out["sockstat_udp_mem_bytes"] = st["udp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
+    sums = F.per_snapshot_socket_sums(cap)
+    out["skmem_buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
+    mw = F.meminfo_wide(cap).set_index("ts").reindex(out["ts"])
+    for field in MEMINFO_FIELDS:
+        col = mw[field] if field in mw.columns else pd.Series(pd.NA, index=mw.index)
+        out[f"meminfo_{field}_bytes"] = col.astype("Int64").values
+    out["buff_cache_bytes"] = (
+        out["meminfo_Buffers_bytes"]
+        + out["meminfo_Cached_bytes"]
+        + out["meminfo_SReclaimable_bytes"]
+    )
+    out["pcp_free_bytes"] = _pcp_free(cap).values
+    listed = sum(out[f"meminfo_{f}_bytes"].fillna(0) for f in LISTED)
+    unlisted = out["meminfo_MemTotal_bytes"] - listed - out["pcp_free_bytes"].fillna(0)
+    out["unlisted_bytes"] = unlisted.astype("Int64")
+    sock_slab, notes = _slab_sum(cap, SOCKET_OBJECT_CACHES)
+    skb_slab, notes2 = _slab_sum(cap, SKB_CACHES)
+    out["socket_slab_bytes"] = sock_slab.values
+    out["skb_slab_bytes"] = skb_slab.values
+    procs = cap.processes
+    rss = procs.groupby("ts")["rss_bytes"].sum() if len(procs) else pd.Series(dtype="Int64")
+    out["process_rss_bytes"] = rss.reindex(out["ts"]).astype("Int64").values
+    out["cgroup_sock_bytes"] = _cgroup_sock(cap).values
+    return out, notes + notes2
+
+
+_PLACES: tuple[tuple[str, str, str, str], ...] = (
+    # place, column, contains, why
+    (
+        "sockstat TCP mem",
+        "sockstat_tcp_mem_bytes",
+        "yes",
+        "the protocol's memory_allocated: pages charged for skb truesize in receive/OFO/write/retransmit "
+        "queues; global over network namespaces, v4+v6, lags by up to mem_pcpu_rsv pages per CPU",
+    ),
+    (
+        "ss skmem r+w+f",
+        "skmem_buffer_bytes",
+        "yes",
+        "per socket: r (receive+OFO truesize) + w (unsent+unacked truesize) + f (forward-allocated "
+        "quota); only sockets of the collector's network namespace",
+    ),
+    (
+        "cgroup v2 memory.stat sock",
+        "cgroup_sock_bytes",
+        "yes",
+        "MEMCG_SOCK: charged with the same pages as sockstat, for sockets of non-root cgroups only "
+        "(v1 charges nothing unless memory.kmem.tcp.limit_in_bytes was set)",
+    ),
+    (
+        "unlisted kernel memory",
+        "unlisted_bytes",
+        "yes",
+        "payload lives in page frags from alloc_pages() (sk_page_frag / NIC page pools), which no "
+        "meminfo line lists: MemTotal minus every listed consumer and free/per-CPU-free pages",
+    ),
+    (
+        "meminfo Slab",
+        "meminfo_Slab_bytes",
+        "partly",
+        "only skb heads and struct sk_buff (a few % of the data); large kmalloc heads are in "
+        "SUnreclaim; the payload itself is not slab",
+    ),
+    (
+        "skb slab caches",
+        "skb_slab_bytes",
+        "partly",
+        "skbuff_head_cache / skbuff_fclone_cache / skbuff_small_head: skb metadata and small heads",
+    ),
+    (
+        "socket slab caches",
+        "socket_slab_bytes",
+        "no",
+        "struct tcp_sock, socket inode, minisockets: the cost of a socket existing, not its buffers",
+    ),
+    (
+        "top/free buff/cache",
+        "buff_cache_bytes",
+        "no",
+        "Buffers + Cached + SReclaimable: block and file page cache plus reclaimable slab; only the "
+        "socket inode/dentry objects (SReclaimable) land here, never buffer data",
+    ),
+    (
+        "meminfo Buffers",
+        "meminfo_Buffers_bytes",
+        "no",
+        "block-device page cache; meminfo has no socket line",
+    ),
+    ("meminfo Cached", "meminfo_Cached_bytes", "no", "file page cache"),
+    (
+        "process RSS (top RES)",
+        "process_rss_bytes",
+        "no",
+        "RSS counts pages mapped in the process's page tables (file, anon, shmem); skb memory is "
+        "kernel memory never mapped there (exception: TCP_ZEROCOPY_RECEIVE while mapped)",
+    ),
+    (
+        "MemAvailable",
+        "meminfo_MemAvailable_bytes",
+        "no",
+        "socket buffers are 'used' memory: MemAvailable falls as they grow",
+    ),
+)
+
+
+def _places(bs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, int | None]:
+    tcp = bs["sockstat_tcp_mem_bytes"].astype("Float64")
+    if tcp.notna().sum() == 0:
+        tcp = bs["skmem_buffer_bytes"].astype("Float64")
+    lo = hi = None
+    if tcp.notna().any():
+        lo, hi = int(tcp.idxmin()), int(tcp.idxmax())
+    rows = []
+    for place, col, contains, why in _PLACES:
+        low = bs.at[lo, col] if lo is not None else pd.NA
+        high = bs.at[hi, col] if hi is not None else pd.NA
+        rows.append((place, contains, why, low, high))
+    out = pd.DataFrame(
+        rows, columns=["place", "contains_socket_buffers", "why", "low_bytes", "high_bytes"]
+    )
+    out["low_bytes"] = out["low_bytes"].astype("Int64")
+    out["high_bytes"] = out["high_bytes"].astype("Int64")
+    out["delta_bytes"] = out["high_bytes"] - out["low_bytes"]
+    ref = out.loc[0, "delta_bytes"] if out.loc[0, "low_bytes"] is not pd.NA else pd.NA
+    if ref is pd.NA or ref == 0:
+        ref = out.loc[1, "delta_bytes"]
+    if ref is pd.NA or ref == 0:
+        out["delta_ratio"] = pd.Series(pd.NA, index=out.index, dtype="Float64")
+    else:
+        out["delta_ratio"] = (out["delta_bytes"].astype("Float64") / float(ref)).round(3)
+    out["place"] = out["place"].astype("string")
+    out["contains_socket_buffers"] = out["contains_socket_buffers"].astype("category")
+    out["why"] = out["why"].astype("string")
+    return out, lo, hi
+
+
+def where_is_it(capture: Any) -> WhereResult:
+    """Q1: line up every place socket memory might be reported, per snapshot (module doc)."""
+    bs, notes = by_snapshot_frame(capture)
+    places, lo, hi = _places(bs)
+    fig: dict[str, float] = {}
+    by_place = places.set_index("place")
+
+    def val(place: str, col: str) -> float:
+        return F._num(by_place.at[place, col])
+
+    peak = val("sockstat TCP mem", "high_bytes")
+    skmem_peak = val("ss skmem r+w+f", "high_bytes")
+    fig.update(
+        peak_sockstat_tcp_mem_bytes=peak,
+        peak_skmem_buffer_bytes=skmem_peak,
+        rss_total_bytes=val("process RSS (top RES)", "high_bytes"),
+    )
+    for name, place in (
+        ("sockstat", "sockstat TCP mem"),
+        ("rss", "process RSS (top RES)"),
+        ("buff_cache", "top/free buff/cache"),
+        ("unlisted", "unlisted kernel memory"),
+        ("slab", "meminfo Slab"),
+        ("skmem", "ss skmem r+w+f"),
+    ):
+        fig[f"delta_{name}_bytes"] = val(place, "delta_bytes")
+    if bs.empty or (peak != peak and skmem_peak != skmem_peak):
+        return WhereResult(
+            F.as_output(bs),
+            places,
+            Verdict("no socket buffers", "The capture has no sockstat or socket data.", fig),
+        )
+    if max(peak if peak == peak else 0, skmem_peak if skmem_peak == skmem_peak else 0) == 0:
+        text = (
+            "No socket buffer memory was held in this capture (sockstat TCP mem 0, Σ skmem 0): "
+            "there is nothing to find in RSS or buff/cache."
+        )
+        return WhereResult(F.as_output(bs), places, Verdict("no socket buffers", text, fig))
+    text = (
+        f"Socket buffers held up to {F.fmt_bytes(peak)} (sockstat TCP mem; Σ skmem r+w+f "
+        f"{F.fmt_bytes(skmem_peak)}). They are not in any process's RSS (all RSS together: "
+        f"{F.fmt_bytes(fig['rss_total_bytes'])}) and not in buff/cache."
+    )
+    dsock = fig["delta_sockstat_bytes"]
+    if lo is not None and hi is not None and lo != hi and dsock == dsock and dsock != 0:
+        text += (
+            f" Between the snapshot with the least and the most socket memory, sockstat rose by "
+            f"{F.fmt_bytes(dsock)} while RSS changed by {F.fmt_bytes(fig['delta_rss_bytes'])}, "
+            f"buff/cache by {F.fmt_bytes(fig['delta_buff_cache_bytes'])} and Slab by "
+            f"{F.fmt_bytes(fig['delta_slab_bytes'])} (skb heads); the 'unlisted' kernel memory "
+            f"(in no meminfo line, shown as 'used' by top) rose by "
+            f"{F.fmt_bytes(fig['delta_unlisted_bytes'])}."
+        )
+    else:
+        text += (
+            " Socket memory did not change within the capture, so which lines follow it cannot be "
+            "seen here; the kernel puts the payload in page frags that no meminfo line lists."
+        )
+    if notes:
+        text += " Merged slab caches: " + "; ".join(notes) + "."
+    return WhereResult(F.as_output(bs), places, Verdict("outside RSS and buff/cache", text, fig))
