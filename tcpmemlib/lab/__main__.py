@@ -80,6 +80,8 @@ def cmd_experiment(a: argparse.Namespace) -> int:
         tuned_buf=a.tuned_buf,
         timeout_s=a.timeout,
         collect=Path(a.collect),
+        quiet_wait_s=a.quiet_wait,
+        quiet_max=a.quiet_max,
     )
     exp.run()
     return 0
@@ -116,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--tuned-buf", type=int, default=65536, help="SO_SNDBUF/SO_RCVBUF (tuned)")
     e.add_argument("--timeout", type=float, default=120.0)
     e.add_argument("--collect", default=str(DEFAULT_COLLECT), help="path of collect.sh")
+    e.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="first wait up to S seconds for the box to hold <= --quiet-max TCP sockets",
+    )
+    e.add_argument("--quiet-max", type=int, default=200)
     e.set_defaults(func=cmd_experiment)
 
     a = p.parse_args(argv)

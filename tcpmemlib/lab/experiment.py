@@ -30,6 +30,7 @@ holds would exceed 80 % of this box's ``tcp_mem[1]``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -53,6 +54,21 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _tcp_inuse() -> int:
+    """TCP sockets in use (IPv4 + IPv6) in this network namespace, from /proc/net/sockstat{,6}."""
+    total = 0
+    for name in ("sockstat", "sockstat6"):
+        try:
+            text = Path(f"/proc/net/{name}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if words and words[0] in ("TCP:", "TCP6:") and "inuse" in words:
+                total += int(words[words.index("inuse") + 1])
+    return total
+
+
 @dataclass
 class Experiment:
     """One run of the phases into ``capture_dir``."""
@@ -70,6 +86,9 @@ class Experiment:
     timeout_s: float = 120.0
     collect: Path = DEFAULT_COLLECT
     log: list[dict[str, Any]] = field(default_factory=list)
+    tcp_sockets_before: int = 0
+    quiet_wait_s: float = 0.0
+    quiet_max: int = 200
 
     @property
     def capture_dir(self) -> Path:
@@ -83,11 +102,27 @@ class Experiment:
         cmd = ["sh", str(self.collect), "-o", str(self.capture_dir), "-n", "1"]
         if bundle:
             cmd.append("-b")
+        before = set(self._snapshots())
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise CaptureError(
                 self.capture_dir, f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}"
             )
+        new = sorted(set(self._snapshots()) - before)
+        if len(new) != 1:
+            raise CaptureError(
+                self.capture_dir, f"{' '.join(cmd)} made {len(new)} snapshots, not 1"
+            )
+        snap = self.capture_dir / new[0]
+        # The sample must be complete: the socket table and the sockstat counters are the point.
+        for wanted in ("ss_tcp.txt", "sockstat.txt", "meminfo.txt", "ps.txt"):
+            if not any((snap / f"{wanted}{gz}").is_file() for gz in ("", ".gz")):
+                failed = [ln for ln in (snap / "meta.txt").read_text().splitlines() if "=" in ln]
+                failed = [ln for ln in failed if ln.startswith(("failed=", "missing="))]
+                raise CaptureError(snap, f"collect.sh wrote no {wanted}: {'; '.join(failed)}")
+
+    def _snapshots(self) -> list[str]:
+        return [p.name for p in self.capture_dir.iterdir() if p.is_dir() and p.name[:1].isdigit()]
 
     def phase(
         self,
@@ -123,6 +158,20 @@ class Experiment:
         entry["end_of_snapshots"] = utc_now()
         self.log.append(entry)
 
+    def wait_quiet(self) -> None:
+        """Wait (at most ``quiet_wait_s``) until the box holds at most ``quiet_max`` TCP sockets,
+        so that other workloads' sockets do not swamp the capture (a shared test box)."""
+        deadline = time.monotonic() + self.quiet_wait_s
+        said = False
+        while _tcp_inuse() > self.quiet_max and time.monotonic() < deadline:
+            if not said:
+                self._say(
+                    f"waiting up to {self.quiet_wait_s:g} s for the box to hold <= "
+                    f"{self.quiet_max} TCP sockets (now {_tcp_inuse()})"
+                )
+                said = True
+            time.sleep(1.0)
+
     def effective_send_cap(self) -> int:
         """``send_cap``, lowered so that N × cap × 1.1 (truesize) stays under 80 % of tcp_mem[1]
         minus what TCP already holds: the lab must not push a shared box into memory pressure."""
@@ -154,7 +203,14 @@ class Experiment:
         if work.exists():
             shutil.rmtree(work)
         self.capture_dir.mkdir(parents=True)
+        self.wait_quiet()
         send_cap = self.effective_send_cap()
+        self.tcp_sockets_before = _tcp_inuse()
+        if self.tcp_sockets_before > 200:
+            self._say(
+                f"note: {self.tcp_sockets_before} TCP sockets already exist on this box; they are "
+                f"in the capture too (the lab's own are the ones of tcpmem-server/tcpmem-client)"
+            )
         started = utc_now()
         self._say(f"baseline: {self.snapshots_per_phase} snapshots before the lab starts")
         self.phase("baseline", None, None)
@@ -195,6 +251,9 @@ class Experiment:
             "ss_version": subprocess.run(
                 ["ss", "-V"], capture_output=True, text=True, check=False
             ).stdout.strip(),
+            "collect": str(self.collect),
+            "collect_sha256": hashlib.sha256(self.collect.read_bytes()).hexdigest(),
+            "tcp_sockets_before": self.tcp_sockets_before,
             "connections": self.connections,
             "address": self.address,
             "interval_s": self.interval_s,
