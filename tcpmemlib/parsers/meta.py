@@ -1,0 +1,143 @@
+"""``meta.txt`` (written by collect.sh) -> one row describing the snapshot, plus its recorded problems.
+
+``key=value`` lines, value to the end of the line (docs/design.md §1). Unknown keys are ignored (a newer
+collector); ``missing=<file>: <reason>`` and ``failed=<command>: <reason>`` may repeat.
+
+``parse(source)``:
+
+| column | dtype | unit | key |
+|---|---|---|---|
+| collector_version | string | | ``collector_version`` |
+| hostname | string | | ``hostname`` (``Capture`` turns it into ``host``) |
+| kernel | string | | ``kernel`` (``uname -r``) |
+| ss_version | string | | ``ss_version`` (``ss -V`` text) |
+| page_size_bytes | Int64 | bytes | ``page_size`` (``getconf PAGESIZE``) |
+| cpus | Int64 | | ``cpus`` (online CPUs) |
+| start | datetime64[ns, UTC] | | ``start`` (ISO-8601 UTC, nanoseconds) |
+| end | datetime64[ns, UTC] | | ``end`` |
+| user | string | | ``user`` |
+| uid | Int64 | | ``uid`` |
+| ss_oneline | boolean | | ``ss_oneline`` (``1`` if ``ss -O`` was used) |
+| args_collected | boolean | | ``args`` (``1`` if ps_args.txt was collected) |
+| interval_s | Float64 | seconds | ``interval_s`` |
+| cgroup_version | category | | ``cgroup_version``: ``1``, ``2``, ``hybrid``, ``none`` |
+
+``parse_problems(source)``: ``kind`` (``missing``/``failed``), ``item`` (file or command), ``reason``.
+A line without ``=``, or a bad number/timestamp, raises ``ParseError`` naming the line.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers._text import read_text, split_lines
+
+__all__ = [
+    "PROBLEMS_SCHEMA",
+    "SCHEMA",
+    "frame",
+    "parse",
+    "parse_both",
+    "parse_problems",
+    "records",
+]
+
+SCHEMA: dict[str, str] = {
+    "collector_version": "string",
+    "hostname": "string",
+    "kernel": "string",
+    "ss_version": "string",
+    "page_size_bytes": "Int64",
+    "cpus": "Int64",
+    "start": "datetime64[ns, UTC]",
+    "end": "datetime64[ns, UTC]",
+    "user": "string",
+    "uid": "Int64",
+    "ss_oneline": "boolean",
+    "args_collected": "boolean",
+    "interval_s": "Float64",
+    "cgroup_version": "category",
+}
+PROBLEMS_SCHEMA: dict[str, str] = {"kind": "category", "item": "string", "reason": "string"}
+_KEYS = {"page_size": "page_size_bytes", "args": "args_collected"}
+_INT = {"page_size_bytes", "cpus", "uid"}
+_BOOL = {"ss_oneline", "args_collected"}
+_TIME = {"start", "end"}
+
+
+def _convert(column: str, raw: str) -> object:
+    if raw == "":
+        return pd.NA
+    if column in _INT:
+        return int(raw)
+    if column in _BOOL:
+        if raw not in ("0", "1"):
+            raise ValueError(f"expected 0 or 1, not {raw!r}")
+        return raw == "1"
+    if column == "interval_s":
+        return float(raw)
+    if column in _TIME:
+        return pd.Timestamp(raw).tz_convert("UTC") if raw.endswith("Z") else _utc(raw)
+    return raw
+
+
+def _utc(raw: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(raw)
+    if stamp.tzinfo is None:
+        raise ValueError(f"timestamp {raw!r} has no time zone (expected ...Z)")
+    return stamp.tz_convert("UTC")
+
+
+def records(
+    text: str, path: str | None = None
+) -> tuple[dict[str, object], list[tuple[str, str, str]]]:
+    """One file -> ``(values by column, [(kind, item, reason), ...])``."""
+    values: dict[str, object] = {}
+    problems: list[tuple[str, str, str]] = []
+    for no, line in enumerate(split_lines(text), 1):
+        if not line.strip():
+            continue
+        key, sep, raw = line.partition("=")
+        if not sep or not key or any(c.isspace() for c in key):
+            raise ParseError(path, no, line, "expected 'key=value'")
+        if key in ("missing", "failed"):
+            item, _, reason = raw.partition(": ")
+            problems.append((key, item.strip(), reason.strip()))
+            continue
+        column = _KEYS.get(key, key)
+        if column not in SCHEMA:
+            continue
+        try:
+            values[column] = _convert(column, raw.strip())
+        except ValueError as err:
+            raise ParseError(path, no, line, f"bad value for {key!r}: {err}") from err
+    return values, problems
+
+
+def frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Value dicts (from ``records``, one per file) -> the typed frame, one row each."""
+    out = pd.DataFrame({c: [row.get(c, pd.NA) for row in rows] for c in SCHEMA})
+    for column in _TIME:
+        out[column] = pd.to_datetime(out[column], utc=True)
+    return out.astype({"cgroup_version": "str"}).astype(SCHEMA)
+
+
+def parse_both(source: str | bytes | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse meta.txt once -> ``(one-row frame, problems frame)``; empty text -> empty frames."""
+    path, text = read_text(source)
+    values, problems = records(text, path)
+    problem_frame = pd.DataFrame(problems, columns=list(PROBLEMS_SCHEMA)).astype(PROBLEMS_SCHEMA)
+    return frame([values] if values else []), problem_frame
+
+
+def parse(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
+    """The one-row snapshot description (see the schema above)."""
+    return parse_both(source)[0]
+
+
+def parse_problems(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
+    """The ``missing=`` / ``failed=`` lines."""
+    return parse_both(source)[1]

@@ -1,0 +1,84 @@
+"""``/proc/net/netstat`` and ``/proc/net/snmp`` -> one row per counter.
+
+Both files are pairs of lines: ``Group: Name1 Name2 ...`` then ``Group: v1 v2 ...``
+(``netstat_seq_show()`` / ``snmp_seq_show()``, net/ipv4/proc.c). Counters come and go between kernels
+(e.g. ``TcpExt: TCPMemoryPressuresChrono`` since 4.13); a counter the kernel does not print has no row.
+
+| column | dtype | source |
+|---|---|---|
+| file | category | ``netstat`` or ``snmp`` (``parse(source, file=...)``; else from the path name) |
+| group | category | the line label: ``TcpExt``, ``IpExt``, ``MPTcpExt``, ``Ip``, ``Tcp``, ``Udp``... |
+| counter | string | the name from the header line |
+| value | Int64 | the value line's number (may be negative: ``Tcp: MaxConn -1``) |
+
+A header without its value line, a value line whose label or count differs from its header, or a
+non-integer value raises ``ParseError`` naming the line.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers._text import read_text, split_lines
+
+__all__ = ["SCHEMA", "frame", "parse", "records"]
+
+SCHEMA: dict[str, str] = {
+    "file": "category",
+    "group": "category",
+    "counter": "string",
+    "value": "Int64",
+}
+
+
+def records(text: str, path: str | None = None, file: str | None = None) -> dict[str, list[object]]:
+    """Column lists of one file (see ``frame``)."""
+    if file is None:
+        file = "snmp" if path is not None and "snmp" in os.path.basename(path) else "netstat"
+    lines = [(no, ln) for no, ln in enumerate(split_lines(text), 1) if ln.strip()]
+    groups: list[str] = []
+    counters: list[str] = []
+    values: list[int] = []
+    for i in range(0, len(lines), 2):
+        head_no, head = lines[i]
+        if i + 1 >= len(lines):
+            raise ParseError(path, head_no, head, "header line without its value line")
+        value_no, value_line = lines[i + 1]
+        label, sep, names = head.partition(":")
+        vlabel, vsep, numbers = value_line.partition(":")
+        if not sep or not label or " " in label:
+            raise ParseError(path, head_no, head, "expected 'Group: Name Name ...'")
+        if not vsep or vlabel != label:
+            raise ParseError(
+                path, value_no, value_line, f"value line does not follow header {label!r}"
+            )
+        name_list, number_list = names.split(), numbers.split()
+        if len(name_list) != len(number_list):
+            raise ParseError(
+                path,
+                value_no,
+                value_line,
+                f"{len(number_list)} values for {len(name_list)} names in {label!r}",
+            )
+        try:
+            values.extend(int(v) for v in number_list)
+        except ValueError as err:
+            raise ParseError(path, value_no, value_line, "a value is not an integer") from err
+        groups.extend([label] * len(name_list))
+        counters.extend(name_list)
+    return {"file": [file] * len(values), "group": groups, "counter": counters, "value": values}
+
+
+def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
+    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
+    out = pd.DataFrame(columns, columns=list(SCHEMA))
+    return out.astype({"file": "str", "group": "str"}).astype(SCHEMA)
+
+
+def parse(source: str | bytes | os.PathLike[str], file: str | None = None) -> pd.DataFrame:
+    """Parse netstat/snmp text/path into (file, group, counter, value) rows."""
+    path, text = read_text(source)
+    return frame(records(text, path, file))

@@ -1,0 +1,73 @@
+"""``slab_aliases.txt`` (written by collect.sh) -> one row per SLUB cache name that is a symlink.
+
+With SLUB cache merging, ``/sys/kernel/slab/<cache>`` is a symlink to a merged cache's unique id
+(``:A-0000128``, ``:0000064``...), and ``/proc/slabinfo`` prints the merged cache under one of the
+names only (e.g. ``tcp_bind_bucket`` is counted in the row named ``eventpoll_epi``). collect.sh writes
+``<cache> <target>`` per line, from those symlinks.
+
+| column | dtype | source |
+|---|---|---|
+| cache | string | the cache name (symlink name) |
+| target | string | the symlink target's base name (the merged cache's sysfs id) |
+| shown_as | string | the name slabinfo prints for ``target``: the one cache of the same target that has a slabinfo row (``parse(source, slab_names=...)``), ``<NA>`` if unknown |
+
+A line that is not two whitespace-separated names raises ``ParseError`` naming the line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import pandas as pd
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers._text import read_text, split_lines
+
+__all__ = ["SCHEMA", "frame", "parse", "records", "resolve"]
+
+SCHEMA: dict[str, str] = {"cache": "string", "target": "string", "shown_as": "string"}
+
+
+def records(
+    text: str, path: str | None = None, slab_names: Iterable[str] | None = None
+) -> dict[str, list[object]]:
+    """Column lists of one file; ``shown_as`` resolved from that snapshot's slabinfo names if given."""
+    caches: list[str] = []
+    targets: list[str] = []
+    for no, line in enumerate(split_lines(text), 1):
+        if not line.strip():
+            continue
+        tokens = line.split()
+        if len(tokens) != 2:
+            raise ParseError(path, no, line, "expected '<cache> <target>'")
+        caches.append(tokens[0])
+        targets.append(tokens[1].rstrip("/").rsplit("/", 1)[-1])
+    return {"cache": caches, "target": targets, "shown_as": resolve(caches, targets, slab_names)}
+
+
+def resolve(
+    caches: list[str], targets: list[str], slab_names: Iterable[str] | None
+) -> list[object]:
+    """For each alias, the name slabinfo prints for its target (the alias of it that has a row)."""
+    if slab_names is None:
+        return [pd.NA] * len(caches)
+    names = set(slab_names)
+    by_target: dict[str, str] = {}
+    for cache, target in zip(caches, targets, strict=True):
+        if cache in names:
+            by_target.setdefault(target, cache)
+    return [by_target.get(t, pd.NA) for t in targets]
+
+
+def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
+    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
+    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+
+
+def parse(
+    source: str | bytes | os.PathLike[str], slab_names: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Parse ``<cache> <target>`` lines; resolve ``shown_as`` from the slabinfo names if given."""
+    path, text = read_text(source)
+    return frame(records(text, path, slab_names))

@@ -1,0 +1,152 @@
+"""``/proc/net/sockstat`` and ``/proc/net/sockstat6`` -> one row (the two files share this parser).
+
+Each line is ``PROTO: key value key value ...`` (``sockstat_seq_show()``, net/ipv4/proc.c;
+``sockstat6_seq_show()``, net/ipv6/proc.c). A column whose line or key the file does not print is
+``<NA>`` (sockstat6 fills only the ``*6`` columns; kernels before 2.6.x print no ``UDPLITE`` line, some
+configurations no ``FRAG`` line). ``*_mem_bytes`` need the page size: ``parse(source,
+page_size_bytes=...)`` fills them, else they are ``<NA>``.
+
+| column | dtype | unit | source token | note |
+|---|---|---|---|---|
+| sockets_used | Int64 | sockets | ``sockets: used`` | per netns, every family |
+| tcp_inuse | Int64 | sockets | ``TCP: inuse`` | IPv4 only, per netns |
+| tcp_orphan | Int64 | sockets | ``TCP: orphan`` | global |
+| tcp_tw | Int64 | sockets | ``TCP: tw`` | per netns, v4+v6 |
+| tcp_alloc | Int64 | sockets | ``TCP: alloc`` | global, v4+v6 |
+| tcp_mem_pages | Int64 | pages | ``TCP: mem`` | global, v4+v6 |
+| tcp_mem_bytes | Int64 | bytes | tcp_mem_pages × page size | |
+| udp_inuse | Int64 | sockets | ``UDP: inuse`` | |
+| udp_mem_pages | Int64 | pages | ``UDP: mem`` | |
+| udp_mem_bytes | Int64 | bytes | udp_mem_pages × page size | |
+| udplite_inuse | Int64 | sockets | ``UDPLITE: inuse`` | since 2.6.20 |
+| raw_inuse | Int64 | sockets | ``RAW: inuse`` | |
+| frag_inuse | Int64 | queues | ``FRAG: inuse`` | |
+| frag_memory_bytes | Int64 | bytes | ``FRAG: memory`` | already bytes |
+| tcp6_inuse, udp6_inuse, udplite6_inuse, raw6_inuse, frag6_inuse | Int64 | | ``TCP6: inuse`` ... | sockstat6 |
+| frag6_memory_bytes | Int64 | bytes | ``FRAG6: memory`` | |
+
+Unknown lines or keys (a future kernel) are skipped with one ``warnings.warn`` per file. A line that is
+not ``PROTO: key int ...`` raises ``ParseError`` naming the line.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pandas as pd
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers._text import read_text, split_lines
+from tcpmemlib.units import pages_to_bytes
+
+__all__ = ["SCHEMA", "frame", "merge", "parse", "records", "with_bytes"]
+
+SCHEMA: dict[str, str] = {
+    c: "Int64"
+    for c in (
+        "sockets_used",
+        "tcp_inuse",
+        "tcp_orphan",
+        "tcp_tw",
+        "tcp_alloc",
+        "tcp_mem_pages",
+        "tcp_mem_bytes",
+        "udp_inuse",
+        "udp_mem_pages",
+        "udp_mem_bytes",
+        "udplite_inuse",
+        "raw_inuse",
+        "frag_inuse",
+        "frag_memory_bytes",
+        "tcp6_inuse",
+        "udp6_inuse",
+        "udplite6_inuse",
+        "raw6_inuse",
+        "frag6_inuse",
+        "frag6_memory_bytes",
+    )
+}
+
+# (line label, key) -> column
+_COLUMNS: dict[tuple[str, str], str] = {("sockets", "used"): "sockets_used"}
+for _proto in ("TCP", "UDP", "UDPLITE", "RAW", "FRAG", "TCP6", "UDP6", "UDPLITE6", "RAW6", "FRAG6"):
+    _COLUMNS[(_proto, "inuse")] = f"{_proto.lower()}_inuse"
+_COLUMNS.update(
+    {
+        ("TCP", "orphan"): "tcp_orphan",
+        ("TCP", "tw"): "tcp_tw",
+        ("TCP", "alloc"): "tcp_alloc",
+        ("TCP", "mem"): "tcp_mem_pages",
+        ("UDP", "mem"): "udp_mem_pages",
+        ("FRAG", "memory"): "frag_memory_bytes",
+        ("FRAG6", "memory"): "frag6_memory_bytes",
+    }
+)
+
+
+def records(text: str, path: str | None = None) -> dict[str, list[object]]:
+    """Column lists (one row, or none for empty text); unknown fields -> one warning per file."""
+    values: dict[str, int] = {}
+    unknown: list[str] = []
+    for no, line in enumerate(split_lines(text), 1):
+        if not line.strip():
+            continue
+        label, sep, rest = line.partition(":")
+        tokens = rest.split()
+        if not sep or not label or " " in label.strip() or len(tokens) % 2:
+            raise ParseError(path, no, line, "expected 'PROTO: key value key value ...'")
+        for key, raw in zip(tokens[::2], tokens[1::2], strict=True):
+            try:
+                value = int(raw)
+            except ValueError as err:
+                raise ParseError(path, no, line, f"value of {key!r} is not an integer") from err
+            column = _COLUMNS.get((label.strip(), key))
+            if column is None:
+                unknown.append(f"{label.strip()} {key}")
+            else:
+                values[column] = value
+    if unknown:
+        warnings.warn(
+            f"{path or '<text>'}: unknown sockstat fields skipped: {', '.join(unknown)}",
+            stacklevel=2,
+        )
+    if not values:
+        return {c: [] for c in SCHEMA}
+    return {c: [values.get(c, pd.NA)] for c in SCHEMA}
+
+
+def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
+    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
+    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+
+
+def parse(
+    source: str | bytes | os.PathLike[str], page_size_bytes: int | None = None
+) -> pd.DataFrame:
+    """Parse sockstat or sockstat6 text/path into one row (no row for empty input)."""
+    path, text = read_text(source)
+    out = frame(records(text, path))
+    return out if page_size_bytes is None else with_bytes(out, page_size_bytes)
+
+
+def with_bytes(df: pd.DataFrame, page_size_bytes: int | pd.Series) -> pd.DataFrame:
+    """Fill ``tcp_mem_bytes`` / ``udp_mem_bytes`` from the page columns (page size per row or one)."""
+    df = df.copy()
+    if isinstance(page_size_bytes, pd.Series):
+        page_size_bytes = page_size_bytes.set_axis(df.index)
+    df["tcp_mem_bytes"] = pages_to_bytes(df["tcp_mem_pages"], page_size_bytes)
+    df["udp_mem_bytes"] = pages_to_bytes(df["udp_mem_pages"], page_size_bytes)
+    return df
+
+
+def merge(v4: pd.DataFrame, v6: pd.DataFrame) -> pd.DataFrame:
+    """One row from a sockstat row and a sockstat6 row of the same snapshot (either may be empty)."""
+    if v6.empty:
+        return v4
+    if v4.empty:
+        return v6
+    out = v4.copy()
+    for column in SCHEMA:
+        out[column] = out[column].fillna(v6[column].iloc[0])
+    return out
