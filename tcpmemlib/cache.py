@@ -1,0 +1,157 @@
+"""Parquet cache of loaded captures, kept beside the capture.
+
+- Where: ``<dir>/.tcpmem-cache/`` for a capture directory (a dot entry: the loader ignores it),
+  ``<bundle>.tcpmem-cache/`` for a bundle.
+- Key: a hash of the tcpmemlib version, this cache format, and the capture's file list with sizes and
+  modification times (a bundle: its size and mtime). A changed capture (a new snapshot, a rewritten
+  file) gets a new key, and the old entry is removed when the new one is written.
+- Content: one Parquet file per frame in ``<cache>/<key>/`` plus ``complete`` (written last; an entry
+  without it is ignored). The ``sockets.owners`` column (tuples) is stored as a dictionary of distinct
+  owner lists (JSON) with one code per socket, so loading rebuilds it without a per-row Python loop.
+- A cache that cannot be written (read-only capture, full disk) is skipped silently; a cache that
+  cannot be read is ignored (the capture is parsed again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
+__all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "store"]
+
+CACHE_FORMAT = 1
+_COMPLETE = "complete"
+
+
+def cache_dir(source: str | os.PathLike[str]) -> Path:
+    """The cache directory of a capture directory or bundle."""
+    path = Path(os.fspath(source))
+    if path.is_dir():
+        return path / ".tcpmem-cache"
+    return path.with_name(path.name + ".tcpmem-cache")
+
+
+def capture_key(source: str | os.PathLike[str]) -> str | None:
+    """A key that changes whenever the capture does (None if the capture cannot be listed)."""
+    from tcpmemlib import __version__
+
+    path = Path(os.fspath(source))
+    digest = hashlib.sha256(f"tcpmemlib {__version__} cache {CACHE_FORMAT}\n".encode())
+    try:
+        if path.is_file():
+            st = path.stat()
+            digest.update(f"bundle {st.st_size} {st.st_mtime_ns}\n".encode())
+        else:
+            for rel, size, mtime in _listing(path):
+                digest.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _listing(root: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of every non-dot file up to two levels deep."""
+    out: list[tuple[str, int, int]] = []
+    stack = [(root, "", 0)]
+    while stack:
+        directory, prefix, depth = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    out.append((rel + "/", 0, st.st_mtime_ns))
+                    if depth < 2:
+                        stack.append((Path(entry.path), rel + "/", depth + 1))
+                elif entry.is_file():
+                    st = entry.stat()
+                    out.append((rel, st.st_size, st.st_mtime_ns))
+    out.sort()
+    return out
+
+
+def load(source: str | os.PathLike[str], key: str) -> Capture | None:
+    """The cached Capture for ``key``, or None (no entry, incomplete, unreadable)."""
+    from tcpmemlib.capture import FRAMES, SEVERITY_DTYPE, Capture
+
+    entry = cache_dir(source) / key
+    if not (entry / _COMPLETE).exists():
+        return None
+    try:
+        frames = {name: pd.read_parquet(entry / f"{name}.parquet") for name in FRAMES}
+        frames["sockets"] = _decode_owners(frames["sockets"])
+        problems = frames["problems"]
+        problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    return Capture(**frames)
+
+
+def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
+    """Write ``capture`` under ``key`` (replacing older entries); False if it cannot be written."""
+    from tcpmemlib.capture import FRAMES
+
+    base = cache_dir(source)
+    tmp: str | None = None
+    try:
+        base.mkdir(exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=base)
+        for name in FRAMES:
+            frame = getattr(capture, name)
+            if name == "sockets":
+                frame = _encode_owners(frame)
+            frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False, compression="zstd")
+        (Path(tmp) / _COMPLETE).write_text(key + "\n")
+        final = base / key
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        tmp = None
+        for old in base.iterdir():
+            if old.name != key:
+                shutil.rmtree(old, ignore_errors=True)
+    except (OSError, ValueError, TypeError):
+        return False
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def _encode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
+    if "owners" not in sockets.columns:
+        return sockets
+    codes, uniques = pd.factorize(sockets["owners"].to_numpy(), use_na_sentinel=True)
+    labels = [json.dumps([list(o) for o in (u or ())]) for u in uniques]
+    out = sockets.copy()
+    out["owners"] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+    return out
+
+
+def _decode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
+    if "owners" not in sockets.columns or not isinstance(
+        sockets["owners"].dtype, pd.CategoricalDtype
+    ):
+        return sockets
+    column = sockets["owners"].array
+    table = np.empty(len(column.categories) + 1, dtype=object)
+    for i, label in enumerate(column.categories):
+        table[i] = tuple(tuple(entry) for entry in json.loads(label))
+    table[-1] = ()
+    codes = np.asarray(column.codes, dtype=np.int64)  # -1 (missing) -> the last entry: ()
+    out = sockets.copy()
+    out["owners"] = table[codes]
+    return out

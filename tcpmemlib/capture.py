@@ -1,0 +1,824 @@
+"""``load_capture(path) -> Capture``: a collect.sh capture (directory or bundle) as tidy frames.
+
+A capture is the ``-o`` directory of collect.sh: one sub-directory per snapshot (named by its UTC
+start time), an optional ``phases.tsv``, and dot entries (``.partial-*``, ``.tcpmem-cache``) that are
+ignored. A ``.tar.gz``/``.tgz``/``.tar`` bundle of such a directory is extracted safely first
+(``tcpmemlib.bundle``). See docs/design.md §1 (layout) and §2 (frames).
+
+Every frame starts with ``ts`` (datetime64[ns, UTC], the snapshot's start time from meta.txt) and
+``host`` (category, meta's hostname). Frames and their columns are in ``FRAMES`` and in the design
+doc; each parser module's docstring is the schema of its columns.
+
+What cannot be read is data too: ``Capture.problems`` lists every file that was skipped or loaded with a
+gap (``snapshot``, ``file``, ``line``, ``reason``, ``severity``):
+
+- ``error``: the file was not loaded (truncated, garbled, binary, a refused bundle member, ...);
+- ``warning``: loaded with a gap (an expected file missing from a snapshot, unknown fields skipped);
+- ``collector``: collect.sh recorded it at capture time (meta.txt ``missing=``/``failed=`` lines).
+
+Only a capture that cannot be read at all raises ``CaptureError`` (no such path, no snapshots, no
+snapshot with a readable meta.txt, a corrupt bundle). Python warnings are issued once per file name
+(not per snapshot or line), summarising how many snapshots were affected.
+
+Speed: ``ss`` files are parsed in batches (many snapshots' text concatenated, one ``read_ss`` call,
+rows assigned back to snapshots by count), in up to two worker processes for large captures. The other
+files are parsed to column lists and turned into one frame per kind. Results are cached as Parquet
+beside the capture (``tcpmemlib.cache``) and reused until the capture changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tcpmemlib.errors import CaptureError, ParseError
+from tcpmemlib.parsers import (
+    cgroups,
+    meminfo,
+    meta,
+    netstat,
+    phases,
+    protocols,
+    ps,
+    slab_aliases,
+    slabinfo,
+    sockstat,
+    sysctl,
+    zoneinfo,
+)
+from tcpmemlib.parsers._text import read_text
+
+__all__ = ["FRAMES", "PROBLEMS_SCHEMA", "Capture", "load_capture"]
+
+PROBLEMS_SCHEMA: dict[str, str] = {
+    "snapshot": "string",
+    "file": "string",
+    "line": "Int64",
+    "reason": "string",
+    "severity": "category",
+}
+SEVERITIES = ("error", "warning", "collector")
+SEVERITY_DTYPE = pd.CategoricalDtype(pd.Index(SEVERITIES, dtype="str"))
+META_COLUMNS: dict[str, str] = {
+    "snapshot": "string",
+    **{c: d for c, d in meta.SCHEMA.items() if c != "hostname"},
+    "phase": "string",
+}
+OWNERS_SCHEMA: dict[str, str] = {
+    "sock_id": "int64",
+    "pid": "Int64",
+    "comm": "string",
+    "fd": "Int64",
+}
+
+# Files every snapshot should have (besides meta.txt); ps_args.txt only when meta says args=1.
+EXPECTED_FILES = (
+    "sockstat.txt",
+    "sockstat6.txt",
+    "meminfo.txt",
+    "slabinfo.txt",
+    "slab_aliases.txt",
+    "protocols.txt",
+    "netstat.txt",
+    "snmp.txt",
+    "zoneinfo.txt",
+    "sysctl.txt",
+    "ps.txt",
+    "ss_tcp.txt",
+    "ss_udp.txt",
+    "cgroups.txt",
+)
+SS_FILES = {"ss_tcp.txt": "tcp", "ss_udp.txt": "udp"}
+# A snapshot directory name: UTC start time, e.g. 20261125T231700.123456789Z
+_SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
+# Batches of ss text handed to read_ss at once, and when to use worker processes.
+SS_BATCH_BYTES = 32 * 1024**2
+PARALLEL_MIN_BYTES = 64 * 1024**2
+PROGRESS_MIN_BYTES = 32 * 1024**2
+
+
+@dataclass
+class Capture:
+    """Every frame of a capture (docs/design.md §2). Build it with ``load_capture``."""
+
+    sockets: pd.DataFrame
+    owners: pd.DataFrame
+    sockstat: pd.DataFrame
+    meminfo: pd.DataFrame
+    processes: pd.DataFrame
+    slab: pd.DataFrame
+    slab_aliases: pd.DataFrame
+    protocols: pd.DataFrame
+    netstat: pd.DataFrame
+    zoneinfo: pd.DataFrame
+    sysctl: pd.DataFrame
+    cgroups: pd.DataFrame
+    proc_cgroups: pd.DataFrame
+    meta: pd.DataFrame
+    phases: pd.DataFrame
+    problems: pd.DataFrame
+    path: str | None = None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Every frame by attribute name."""
+        return {name: getattr(self, name) for name in FRAMES}
+
+    def _one(self, column: str, what: str) -> Any:
+        values = self.meta[column].dropna().unique()
+        if len(values) == 0:
+            raise CaptureError(self.path, f"no snapshot records its {what}")
+        if len(values) > 1:
+            shown = ", ".join(str(v) for v in sorted(values, key=str))
+            raise CaptureError(self.path, f"snapshots disagree on {what}: {shown}")
+        return values[0]
+
+    @property
+    def page_size_bytes(self) -> int:
+        """The capture's page size (from meta.txt; an error if snapshots disagree)."""
+        return int(self._one("page_size_bytes", "page size"))
+
+    @property
+    def cpus(self) -> int:
+        """The capture's online CPU count (from meta.txt; an error if snapshots disagree)."""
+        return int(self._one("cpus", "CPU count"))
+
+    @property
+    def host(self) -> str:
+        """The capture's host name (an error if the capture mixes hosts)."""
+        return str(self._one("host", "host"))
+
+    def select(
+        self,
+        phase: str | Sequence[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+    ) -> Capture:
+        """The snapshots of ``phase`` (a label or labels) with ``start <= ts < end``, every frame cut.
+
+        ``start``/``end`` take anything ``pd.Timestamp`` takes; naive times are UTC.
+        """
+        keep = pd.Series(True, index=self.meta.index)
+        if phase is not None:
+            labels = [phase] if isinstance(phase, str) else list(phase)
+            keep &= self.meta["phase"].isin(labels).fillna(False).astype(bool)
+        if start is not None:
+            keep &= self.meta["ts"] >= _utc(start)
+        if end is not None:
+            keep &= self.meta["ts"] < _utc(end)
+        chosen = self.meta[keep]
+        pairs = pd.MultiIndex.from_frame(chosen[["ts", "host"]].astype({"host": "string"}))
+        snapshots = set(chosen["snapshot"].dropna())
+        out: dict[str, pd.DataFrame] = {}
+        for name, frame in self.frames().items():
+            if name == "phases":
+                out[name] = (
+                    frame
+                    if phase is None
+                    else frame[frame["phase"].isin(labels)].reset_index(drop=True)
+                )
+            elif name == "problems":
+                mask = frame["snapshot"].isna() | frame["snapshot"].isin(snapshots)
+                out[name] = frame[mask.astype(bool)].reset_index(drop=True)
+            else:
+                key = pd.MultiIndex.from_frame(frame[["ts", "host"]].astype({"host": "string"}))
+                out[name] = frame[key.isin(pairs)].reset_index(drop=True)
+        return replace(self, **out)
+
+
+FRAMES = [f.name for f in fields(Capture) if f.name != "path"]
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _ts_from_name(name: str) -> pd.Timestamp | None:
+    match = _SNAPSHOT_NAME.match(name)
+    if not match:
+        return None
+    frac = (match[2] or "0").ljust(9, "0")
+    try:
+        return pd.Timestamp(match[1]).tz_localize("UTC") + pd.Timedelta(int(frac), "ns")
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the capture and its snapshots
+
+
+@dataclass
+class _Snapshot:
+    name: str
+    dir: Path
+    files: dict[str, Path]  # base name (without .gz) -> path
+
+
+def _capture_root(directory: Path) -> Path:
+    """The directory holding the snapshots (a bundle may wrap them in one top-level directory)."""
+    if _snapshot_dirs(directory):
+        return directory
+    subdirs = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subdirs) == 1 and _snapshot_dirs(subdirs[0]):
+        return subdirs[0]
+    return directory
+
+
+def _snapshot_dirs(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as err:
+        raise CaptureError(directory, f"cannot list the capture: {err.strerror or err}") from err
+    return [
+        p
+        for p in entries
+        if not p.name.startswith(".")
+        and p.is_dir()
+        and (_ts_from_name(p.name) is not None or _has_meta(p))
+    ]
+
+
+def _has_meta(directory: Path) -> bool:
+    return (directory / "meta.txt").exists() or (directory / "meta.txt.gz").exists()
+
+
+def _list_snapshot(directory: Path) -> _Snapshot:
+    files: dict[str, Path] = {}
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        base = entry.name[:-3] if entry.name.endswith(".gz") else entry.name
+        if base not in files or not entry.name.endswith(".gz"):
+            files[base] = entry
+    return _Snapshot(directory.name, directory, files)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.rows: list[tuple[object, object, object, str, str]] = []
+        self.warned: dict[str, list[str]] = {}
+
+    def add(
+        self,
+        snapshot: str | None,
+        file: str | None,
+        line: int | None,
+        reason: str,
+        severity: str,
+    ) -> None:
+        self.rows.append(
+            (
+                pd.NA if snapshot is None else snapshot,
+                pd.NA if file is None else file,
+                pd.NA if line is None else line,
+                reason,
+                severity,
+            )
+        )
+
+    def parse_error(self, snapshot: str, file: str, err: ParseError) -> None:
+        self.add(snapshot, file, err.line_no, f"not loaded: {_short(err)}", "error")
+        where = f"{snapshot}/{file}" + (f":{err.line_no}" if err.line_no is not None else "")
+        self.warned.setdefault(file, []).append(f"{where}: not loaded: {_short(err)}")
+
+    def python_warning(self, snapshot: str, file: str, message: str) -> None:
+        self.add(snapshot, file, None, message, "warning")
+        self.warned.setdefault(file, []).append(f"{snapshot}/{file}: {message}")
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=list(PROBLEMS_SCHEMA))
+        frame = frame.astype({"severity": "string"}).astype(PROBLEMS_SCHEMA)
+        frame["severity"] = frame["severity"].astype("string").astype(SEVERITY_DTYPE)
+        return frame
+
+    def emit(self) -> None:
+        """One Python warning per file name, however many snapshots it concerns."""
+        for messages in self.warned.values():
+            more = f" (and {len(messages) - 1} more snapshots)" if len(messages) > 1 else ""
+            warnings.warn(f"tcpmem: {messages[0]}{more}", stacklevel=3)
+
+
+def _short(err: ParseError) -> str:
+    text = err.reason
+    if err.line is not None:
+        shown = err.line if len(err.line) <= 120 else err.line[:120] + "..."
+        text += f": {shown!r}"
+    return text
+
+
+def _read(snap: _Snapshot, base: str, problems: _Problems) -> tuple[str, str] | tuple[None, None]:
+    """``(path, text)`` of one snapshot file, or ``(None, None)`` with a problem recorded."""
+    path = snap.files[base]
+    try:
+        got_path, text = read_text(path)
+    except ParseError as err:
+        problems.parse_error(snap.name, path.name, err)
+        return None, None
+    return got_path or str(path), text
+
+
+def _parse_file(
+    snap: _Snapshot,
+    base: str,
+    problems: _Problems,
+    parser: Callable[[str, str], Any],
+) -> Any:
+    """Run ``parser(text, path)`` on one file, turning ParseError/warnings into problems."""
+    path, text = _read(snap, base, problems)
+    if text is None or path is None:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = parser(text, path)
+        except ParseError as err:
+            problems.parse_error(snap.name, snap.files[base].name, err)
+            return None
+    for warning in caught:
+        problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
+    return result
+
+
+class _Columns:
+    """Column lists of one frame kind, accumulated over snapshots, with the snapshot index."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[object]] = {}
+        self.index: list[int] = []
+
+    def add(self, snap_index: int, columns: dict[str, list[object]]) -> None:
+        if not columns:
+            return
+        n = len(next(iter(columns.values())))
+        if not self.columns:
+            self.columns = {c: [] for c in columns}
+        for name, values in columns.items():
+            self.columns[name].extend(values)
+        self.index.extend([snap_index] * n)
+
+
+def load_capture(
+    path: str | os.PathLike[str],
+    *,
+    progress: bool | None = None,
+    cache: bool = True,
+    workers: int | None = None,
+) -> Capture:
+    """Load a collect.sh capture directory or bundle into a ``Capture`` (docs/design.md §2).
+
+    ``progress``: show a tqdm bar (``None``: only for captures over ~32 MB). ``cache``: read/write
+    the Parquet cache beside the capture (``tcpmemlib.cache``). ``workers``: processes for the ``ss``
+    files (``None``: 2 for large captures, else 1).
+    """
+    from tcpmemlib import bundle as bundle_mod
+    from tcpmemlib import cache as cache_mod
+
+    source = Path(os.fspath(path))
+    if not source.exists():
+        raise CaptureError(source, "no such file or directory")
+    is_bundle = source.is_file()
+    if is_bundle and not bundle_mod.is_bundle(source):
+        raise CaptureError(source, "not a capture directory or a .tar.gz/.tgz/.tar bundle")
+    key = cache_mod.capture_key(source) if cache else None
+    if key is not None:
+        cached = cache_mod.load(source, key)
+        if cached is not None:
+            return replace(cached, path=str(source))
+    problems = _Problems()
+    tmp: Path | None = None
+    try:
+        if is_bundle:
+            tmp, refused = bundle_mod.extract(source)
+            for item in refused:
+                problems.add(
+                    None, item.member, None, f"bundle member refused: {item.reason}", "error"
+                )
+                problems.warned.setdefault(item.member, []).append(
+                    f"bundle member refused: {item.reason}"
+                )
+            root = _capture_root(tmp)
+        else:
+            if not source.is_dir():
+                raise CaptureError(source, "not a directory")
+            root = _capture_root(source)
+        capture = _load_dir(root, problems, progress=progress, workers=workers)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    capture = replace(capture, path=str(source))
+    problems.emit()
+    if key is not None:
+        cache_mod.store(source, key, capture)
+    return capture
+
+
+def _load_dir(
+    root: Path, problems: _Problems, *, progress: bool | None, workers: int | None
+) -> Capture:
+    snap_dirs = _snapshot_dirs(root)
+    if not snap_dirs:
+        raise CaptureError(root, "no snapshots in the capture (no snapshot directory)")
+    snaps = [_list_snapshot(d) for d in snap_dirs]
+    total_bytes = sum(p.stat().st_size for s in snaps for p in s.files.values())
+    show = progress if progress is not None else total_bytes >= PROGRESS_MIN_BYTES
+    bar = _progress_bar(show, len(snaps) * 2, "tcpmem load")
+
+    # meta.txt first: a snapshot without a readable meta cannot be placed in time or sized.
+    kept: list[_Snapshot] = []
+    meta_rows: list[dict[str, object]] = []
+    for snap in snaps:
+        values = None
+        if "meta.txt" not in snap.files:
+            problems.add(snap.name, "meta.txt", None, "snapshot skipped: no meta.txt", "error")
+        else:
+            got = _parse_file(snap, "meta.txt", problems, meta.records)
+            if got is not None:
+                values, collector = got
+                for kind, item, reason in collector:
+                    problems.add(snap.name, item, None, f"{kind}: {reason}", "collector")
+                if "start" not in values or pd.isna(values["start"]):
+                    values["start"] = _ts_from_name(snap.name)
+                if values["start"] is None or pd.isna(values["start"]):
+                    problems.add(
+                        snap.name, "meta.txt", None, "snapshot skipped: no start time", "error"
+                    )
+                    values = None
+            else:
+                snapshot, file, line, reason, severity = problems.rows[-1]
+                problems.rows[-1] = (snapshot, file, line, f"{reason}; snapshot skipped", severity)
+        if values is not None:
+            kept.append(snap)
+            values["snapshot"] = snap.name
+            meta_rows.append(values)
+    if not kept:
+        first = problems.rows[0] if problems.rows else None
+        detail = f" (first: {first[0]}/{first[1]}: {first[3]})" if first else ""
+        raise CaptureError(root, f"no snapshot with a readable meta.txt{detail}")
+
+    meta_frame = meta.frame(meta_rows)
+    meta_frame.insert(0, "snapshot", [r["snapshot"] for r in meta_rows])
+    ts = meta_frame["start"].array
+    hosts = _host_categorical(meta_frame["hostname"])
+    page_sizes = meta_frame["page_size_bytes"]
+
+    # Expected files that are absent (and not explained by collect.sh's own missing= lines).
+    recorded = {(p[0], p[1]) for p in problems.rows if p[4] == "collector"}
+    for i, snap in enumerate(kept):
+        expected = list(EXPECTED_FILES)
+        if meta_rows[i].get("args_collected") is True:
+            expected.append("ps_args.txt")
+        for base in expected:
+            if base not in snap.files and (snap.name, base) not in recorded:
+                problems.add(snap.name, base, None, "file missing from the snapshot", "warning")
+
+    acc: dict[str, _Columns] = {
+        k: _Columns()
+        for k in (
+            "sockstat",
+            "meminfo",
+            "processes",
+            "slab",
+            "slab_aliases",
+            "protocols",
+            "netstat",
+            "zoneinfo",
+            "sysctl",
+            "cgroups",
+            "proc_cgroups",
+            "ps_args",
+        )
+    }
+    for i, snap in enumerate(kept):
+        _load_small_files(i, snap, problems, acc)
+        if bar is not None:
+            bar.update(1)
+
+    sockets, owners = _load_ss(kept, ts, hosts, problems, bar, workers, total_bytes)
+    if bar is not None:
+        bar.close()
+
+    def framed(kind: str, build: Callable[[dict[str, list[object]]], pd.DataFrame]) -> pd.DataFrame:
+        cols = acc[kind]
+        frame = build(cols.columns) if cols.columns else build({})
+        return _with_ts_host(frame, np.asarray(cols.index, dtype=np.int64), ts, hosts)
+
+    sockstat_idx = np.asarray(acc["sockstat"].index, dtype=np.int64)
+    sockstat_frame = sockstat.frame(acc["sockstat"].columns or {})
+    if len(sockstat_frame):
+        sizes = page_sizes.iloc[sockstat_idx].reset_index(drop=True)
+        sockstat_frame = _page_bytes(sockstat_frame, sizes, sockstat.with_bytes, problems)
+    sockstat_frame = _with_ts_host(sockstat_frame, sockstat_idx, ts, hosts)
+
+    slab_idx = np.asarray(acc["slab"].index, dtype=np.int64)
+    slab_cols = acc["slab"].columns or {c: [] for c in ["name", *slabinfo.SCHEMA]}
+    slab_frame = slabinfo.frame(slab_cols)
+    if len(slab_frame):
+        sizes = page_sizes.iloc[slab_idx].reset_index(drop=True)
+        slab_frame = _page_bytes(
+            slab_frame, sizes, lambda df, s: slabinfo.frame(slab_cols, s), problems
+        )
+    slab_frame = _with_ts_host(slab_frame, slab_idx, ts, hosts)
+
+    processes = framed("processes", ps.frame)
+    if acc["ps_args"].columns:
+        args = pd.DataFrame(acc["ps_args"].columns).astype(ps.ARGS_SCHEMA)
+        args["_snap"] = acc["ps_args"].index
+        procs_key = pd.DataFrame({"_snap": acc["processes"].index, "pid": processes["pid"]})
+        merged = procs_key.merge(args.drop_duplicates(["_snap", "pid"]), how="left")
+        processes["args"] = merged["args"].astype("string").to_numpy()
+
+    phase_frame = _load_phases(root, problems)
+    meta_frame = _meta_with_phase(meta_frame, phase_frame)
+    meta_frame = _with_ts_host(
+        meta_frame.drop(columns=["hostname"]), np.arange(len(kept)), ts, hosts
+    )
+
+    return Capture(
+        sockets=sockets,
+        owners=owners,
+        sockstat=sockstat_frame,
+        meminfo=framed("meminfo", meminfo.frame),
+        processes=processes,
+        slab=slab_frame,
+        slab_aliases=framed("slab_aliases", slab_aliases.frame),
+        protocols=framed("protocols", protocols.frame),
+        netstat=framed("netstat", netstat.frame),
+        zoneinfo=framed("zoneinfo", zoneinfo.frame),
+        sysctl=framed("sysctl", sysctl.frame),
+        cgroups=framed("cgroups", cgroups.frame),
+        proc_cgroups=framed("proc_cgroups", cgroups.pids_frame),
+        meta=meta_frame,
+        phases=phase_frame,
+        problems=problems.frame(),
+    )
+
+
+def _page_bytes(
+    frame: pd.DataFrame,
+    sizes: pd.Series,
+    convert: Callable[[pd.DataFrame, pd.Series], pd.DataFrame],
+    problems: _Problems,
+) -> pd.DataFrame:
+    try:
+        return convert(frame, sizes)
+    except ValueError as err:
+        problems.add(None, "meta.txt", None, f"page size unusable, *_bytes left NA: {err}", "error")
+        return frame
+
+
+def _load_small_files(
+    i: int, snap: _Snapshot, problems: _Problems, acc: dict[str, _Columns]
+) -> None:
+    files = snap.files
+
+    def run(base: str, parser: Callable[[str, str], Any]) -> Any:
+        return _parse_file(snap, base, problems, parser) if base in files else None
+
+    v4 = run("sockstat.txt", sockstat.records)
+    v6 = run("sockstat6.txt", sockstat.records)
+    merged = _merge_sockstat(v4, v6)
+    if merged is not None:
+        acc["sockstat"].add(i, merged)
+    for kind, base, parser in (
+        ("meminfo", "meminfo.txt", meminfo.records),
+        ("processes", "ps.txt", ps.records),
+        ("ps_args", "ps_args.txt", ps.args_records),
+        ("protocols", "protocols.txt", protocols.records),
+        ("zoneinfo", "zoneinfo.txt", zoneinfo.records),
+        ("sysctl", "sysctl.txt", sysctl.records),
+    ):
+        got = run(base, parser)
+        if got is not None:
+            acc[kind].add(i, got)
+    for base, file in (("netstat.txt", "netstat"), ("snmp.txt", "snmp")):
+        got = run(base, lambda text, path, file=file: netstat.records(text, path, file))
+        if got is not None:
+            acc["netstat"].add(i, got)
+    slab = run("slabinfo.txt", slabinfo.records)
+    if slab is not None:
+        acc["slab"].add(i, slab)
+    names = slab["name"] if slab is not None else None
+    aliases = run("slab_aliases.txt", lambda text, path: slab_aliases.records(text, path, names))
+    if aliases is not None:
+        acc["slab_aliases"].add(i, aliases)
+    got = run("cgroups.txt", cgroups.records)
+    if got is not None:
+        acc["cgroups"].add(i, got[0])
+        acc["proc_cgroups"].add(i, got[1])
+
+
+def _merge_sockstat(
+    v4: dict[str, list[object]] | None, v6: dict[str, list[object]] | None
+) -> dict[str, list[object]] | None:
+    rows = [
+        r
+        for r in (v4, v6)
+        if r is not None and r.get("sockets_used") is not None and len(next(iter(r.values()))) == 1
+    ]
+    if not rows:
+        return None
+    out = dict(rows[0])
+    for other in rows[1:]:
+        for column, value in other.items():
+            if out[column][0] is pd.NA:
+                out[column] = value
+    return out
+
+
+def _with_ts_host(
+    frame: pd.DataFrame, snap_index: np.ndarray, ts: Any, hosts: pd.Categorical
+) -> pd.DataFrame:
+    """Prepend ``ts`` and ``host`` for rows whose snapshot numbers are ``snap_index``.
+
+    ``ts`` is the per-snapshot DatetimeArray (UTC), ``hosts`` the per-snapshot Categorical.
+    """
+    snap_index = np.asarray(snap_index, dtype=np.int64)
+    columns: dict[str, Any] = {"ts": ts.take(snap_index), "host": hosts.take(snap_index)}
+    for column in frame.columns:
+        columns[column] = frame[column].array
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(snap_index)))
+
+
+def _host_categorical(hostnames: pd.Series) -> pd.Categorical:
+    """Per-snapshot host names -> Categorical with ``str`` categories (NA where unknown)."""
+    names = hostnames.astype(object).where(hostnames.notna(), None).tolist()
+    categories = pd.Index(sorted({n for n in names if n is not None}), dtype="str")
+    return pd.Categorical(names, categories=categories)
+
+
+def _load_phases(root: Path, problems: _Problems) -> pd.DataFrame:
+    for name in ("phases.tsv", "phases.tsv.gz"):
+        path = root / name
+        if path.exists():
+            try:
+                return phases.parse(path)
+            except ParseError as err:
+                problems.add(None, name, err.line_no, f"not loaded: {_short(err)}", "error")
+                problems.warned.setdefault(name, []).append(f"not loaded: {_short(err)}")
+                break
+    return phases.parse("")
+
+
+def _meta_with_phase(meta_frame: pd.DataFrame, phase_frame: pd.DataFrame) -> pd.DataFrame:
+    out = meta_frame.copy()
+    phase = pd.Series(pd.NA, index=out.index, dtype="string")
+    if len(phase_frame) and len(out):
+        starts = phase_frame["start"].to_numpy(dtype="datetime64[ns]")
+        when = out["start"].to_numpy(dtype="datetime64[ns]")
+        pos = np.searchsorted(starts, when, side="right") - 1
+        labels = phase_frame["phase"].to_numpy(dtype=object)
+        phase = pd.Series(
+            [labels[p] if p >= 0 else pd.NA for p in pos], index=out.index, dtype="string"
+        )
+    out["phase"] = phase
+    return out[[*META_COLUMNS.keys(), "hostname"]].astype(
+        {k: v for k, v in META_COLUMNS.items() if k not in meta.SCHEMA}
+    )
+
+
+def _progress_bar(show: bool, total: int, desc: str) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="snap")
+
+
+# --------------------------------------------------------------------------------------------
+# ss files: batched read_ss
+
+
+def _count_sockets(text: str) -> int:
+    """Socket rows ``read_ss`` makes of ``text``: lines that do not start a continuation or header."""
+    count = 0
+    for line in text.split("\n"):
+        if line and not line[0].isspace() and not line.startswith(("State ", "Netid ")):
+            count += 1
+    return count
+
+
+def _parse_ss_batch(texts: list[str]) -> pd.DataFrame | None:
+    """read_ss on the concatenation of ``texts``; None if the rows do not add up (re-do per file)."""
+    from tcpmemlib.parsers.ss import read_ss
+
+    joined = "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts)
+    try:
+        frame = read_ss(joined)
+    except ParseError:
+        return None
+    if len(frame) != sum(_count_sockets(t) for t in texts):
+        return None
+    return frame
+
+
+def _load_ss(
+    snaps: list[_Snapshot],
+    ts: np.ndarray,
+    hosts: pd.Categorical,
+    problems: _Problems,
+    bar: Any,
+    workers: int | None,
+    total_bytes: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from tcpmemlib.parsers.ss import read_ss
+
+    # (snapshot index, base name, text) for every readable ss file, in snapshot order.
+    items: list[tuple[int, str, str]] = []
+    for i, snap in enumerate(snaps):
+        for base in SS_FILES:
+            if base in snap.files:
+                _path, text = _read(snap, base, problems)
+                if text is not None:
+                    items.append((i, base, text))
+        if bar is not None:
+            bar.update(1)
+    batches: list[list[tuple[int, str, str]]] = []
+    size = 0
+    for item in items:
+        if not batches or size >= SS_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += len(item[2])
+    if workers is None:
+        workers = 2 if total_bytes >= PARALLEL_MIN_BYTES and len(batches) > 1 else 1
+    texts = [[t for _, _, t in batch] for batch in batches]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_parse_ss_batch, texts))
+    else:
+        results = [_parse_ss_batch(t) for t in texts]
+
+    frames: list[pd.DataFrame] = []
+    snap_index: list[np.ndarray] = []
+    kinds: list[np.ndarray] = []
+    for batch, result in zip(batches, results, strict=True):
+        if result is not None:
+            counts = [_count_sockets(t) for _, _, t in batch]
+            frames.append(result)
+            snap_index.append(np.repeat([i for i, _, _ in batch], counts))
+            kinds.append(np.repeat([SS_FILES[b] for _, b, _ in batch], counts))
+            continue
+        for i, base, text in batch:  # something in this batch is bad: find it file by file
+            snap = snaps[i]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    frame = read_ss(text)
+                except ParseError as err:
+                    err.path = str(snap.files[base])
+                    problems.parse_error(snap.name, snap.files[base].name, err)
+                    continue
+            for warning in caught:
+                problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
+            frames.append(frame)
+            snap_index.append(np.full(len(frame), i, dtype=np.int64))
+            kinds.append(np.full(len(frame), SS_FILES[base], dtype=object))
+    if frames:
+        sockets = pd.concat(frames, ignore_index=True)
+        index = np.concatenate(snap_index).astype(np.int64)
+        kind = np.concatenate(kinds)
+    else:
+        sockets = read_ss("")
+        index = np.array([], dtype=np.int64)
+        kind = np.array([], dtype=object)
+    if "netid" in sockets.columns:
+        netid = sockets["netid"].astype("string").fillna(pd.Series(kind, dtype="string"))
+        sockets["netid"] = netid.astype("str").astype("category")
+    sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
+    sockets = _with_ts_host(sockets, index, ts, hosts)
+    owners = _owners(sockets)
+    return sockets, owners
+
+
+def _owners(sockets: pd.DataFrame) -> pd.DataFrame:
+    """One row per (socket, owning process) from the ``owners`` tuples of ``read_ss``."""
+    owners = sockets["owners"].to_numpy() if "owners" in sockets.columns else np.array([])
+    lengths = np.fromiter((len(o) if o else 0 for o in owners), dtype=np.int64, count=len(owners))
+    rows = np.repeat(np.arange(len(owners), dtype=np.int64), lengths)
+    flat = [entry for o in owners if o for entry in o]
+    return pd.DataFrame(
+        {
+            "ts": sockets["ts"].array.take(rows),
+            "host": sockets["host"].array.take(rows),
+            "sock_id": sockets["sock_id"].to_numpy()[rows],
+            "pid": pd.array([e[1] for e in flat], dtype="Int64"),
+            "comm": pd.array([e[0] for e in flat], dtype="string"),
+            "fd": pd.array([e[2] for e in flat], dtype="Int64"),
+        }
+    )
