@@ -55,6 +55,9 @@
 #   7  bundling (-b) failed
 #   1  any other error
 set -eu
+# bytes, not characters (awk lengths, sort order); the C locale's messages
+LC_ALL=C
+export LC_ALL
 
 COLLECTOR_VERSION=1
 PROG=${0##*/}
@@ -71,7 +74,8 @@ SYSCTLS='net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_moder
 net.ipv4.tcp_congestion_control net.ipv4.udp_mem net.core.rmem_max net.core.wmem_max
 net.core.rmem_default net.core.wmem_default net.core.optmem_max net.core.mem_pcpu_rsv'
 
-GZIP_LEVEL=6
+# gzip level for the .gz files (bench/bench_collect.py measures 1 vs 6; 6 is the default).
+GZIP_LEVEL=${TCPMEM_GZIP_LEVEL:-6}
 
 usage() {
 	sed -n '/^# USAGE/,/^# REQUIREMENTS/{/^# REQUIREMENTS/d;s/^# \{0,1\}//;p;}' "$0"
@@ -95,23 +99,28 @@ is_uint() {
 now() {
 	case $clock in
 	date-ns)
-		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ')
+		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ %s')
 		;;
 	file-mtime)
 		# busybox date has no %N; a fresh file's mtime carries sub-second time.
 		: >"$out/.clock.$$"
-		t=$(TZ=UTC0 stat -c %y "$out/.clock.$$" | sed 's/^\([0-9]*\)-\([0-9]*\)-\([0-9]*\) \([0-9]*\):\([0-9]*\):\([0-9]*\)\.\([0-9]*\).*/\1\2\3T\4\5\6.\7Z \1-\2-\3T\4:\5:\6.\7Z/')
+		t=$(TZ=UTC0 stat -c '%y %Y' "$out/.clock.$$" | sed 's/^\([0-9]*\)-\([0-9]*\)-\([0-9]*\) \([0-9]*\):\([0-9]*\):\([0-9]*\)\.\([0-9]*\) .* \([0-9]*\)$/\1\2\3T\4\5\6.\7Z \1-\2-\3T\4:\5:\6.\7Z \8/')
 		;;
 	*)
 		# seconds + a run-wide sequence number: unique and sortable, not sub-second.
 		seq_no=$((seq_no + 1))
-		t=$(date -u '+%Y%m%dT%H%M%S %Y-%m-%dT%H:%M:%S')
+		t=$(date -u '+%Y%m%dT%H%M%S %Y-%m-%dT%H:%M:%S %s')
 		f=$(printf '%09d' "$seq_no")
-		t="${t% *}.${f}Z ${t#* }.${f}Z"
+		# shellcheck disable=SC2086 # three words, no glob characters
+		set -- $t
+		t="$1.${f}Z $2.${f}Z $3"
 		;;
 	esac
-	ts_name=${t% *}
-	ts_iso=${t#* }
+	# shellcheck disable=SC2086 # three words, no glob characters
+	set -- $t
+	ts_name=$1
+	ts_iso=$2
+	ts_s=$3
 }
 
 detect_clock() {
@@ -132,29 +141,51 @@ detect_clock() {
 
 # Static facts about the box, read once per run.
 detect_box() {
-	hostname=$(uname -n)
-	kernel=$(uname -r)
-	ss_version=$(ss -V 2>&1 | sed -n '1p')
-	page_size=$(getconf PAGESIZE 2>/dev/null ||
-		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
-	# online CPUs from the kernel's list ("0-3,8-11")
-	cpus=$(awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { if (split($i, r, "-") == 2) n += r[2] - r[1] + 1; else n++ } print n }' \
-		/sys/devices/system/cpu/online 2>/dev/null || echo '')
-	user=$(id -un 2>/dev/null || echo '?')
-	uid=$(id -u)
+	# shellcheck disable=SC2046 # two words
+	set -- $(uname -nr)
+	hostname=$1
+	kernel=$2
 	# -O (one line per socket) exists since iproute2 5.2
-	if ss -OV >/dev/null 2>&1; then
+	if ss_version=$(ss -OV 2>/dev/null); then
 		ss_oneline=1
-		ss_tcp_opts=-tanmieOpH
-		ss_udp_opts=-uanmieOpH
+		ss_opts=-tuanmieOpH
 	else
 		ss_oneline=0
-		ss_tcp_opts=-tanmiepH
-		ss_udp_opts=-uanmiepH
+		ss_opts=-tuanmiepH
+		ss_version=$(ss -V 2>&1)
 	fi
-	# Memory cgroups: a v1 memory mount, a v2 mount, or both (hybrid).
-	cg_v1=$(awk '$3 == "cgroup" && ("," $4 ",") ~ /,memory,/ { print $2; exit }' /proc/self/mounts)
-	cg_v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+	ss_version=$(printf '%s' "$ss_version" | tr '\n' ' ')
+	ss_version=${ss_version% }
+	page_size=$(getconf PAGESIZE 2>/dev/null ||
+		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
+	ids=$(id)
+	uid=${ids#uid=}
+	uid=${uid%%[!0-9]*}
+	case $ids in
+	"uid=$uid("*) user=${ids#"uid=$uid("} user=${user%%)*} ;;
+	*) user=$uid ;;
+	esac
+	# One awk: online CPUs (the kernel's list, "0-3,8-11"); the v1 memory and v2
+	# cgroup mounts; whether the v2 root offers the memory controller.
+	# shellcheck disable=SC2046 # four words
+	set -- $(awk '
+		FILENAME ~ /online$/ {
+			n = split($0, part, ",")
+			for (i = 1; i <= n; i++) cpus += (split(part[i], r, "-") == 2) ? r[2] - r[1] + 1 : 1
+		}
+		FILENAME ~ /mounts$/ && $3 == "cgroup" && v1 == "" && ("," $4 ",") ~ /,memory,/ { v1 = $2 }
+		FILENAME ~ /mounts$/ && $3 == "cgroup2" && v2 == "" { v2 = $2 }
+		END {
+			v2mem = 0
+			if (v2 != "") {
+				f = v2 "/cgroup.controllers"
+				if ((getline line < f) > 0 && (" " line " ") ~ / memory /) v2mem = 1
+			}
+			print (cpus ? cpus : "-"), (v1 != "" ? v1 : "-"), (v2 != "" ? v2 : "-"), v2mem
+		}' /sys/devices/system/cpu/online /proc/self/mounts)
+	cpus=${1#-}
+	cg_v1=${2#-}
+	cg_v2=${3#-}
 	if [ -n "$cg_v1" ] && [ -n "$cg_v2" ]; then
 		cgroup_version=hybrid
 	elif [ -n "$cg_v1" ]; then
@@ -165,17 +196,19 @@ detect_box() {
 		cgroup_version=none
 	fi
 	# The hierarchy that holds the memory controller: v1 memory if mounted (hybrid
-	# boxes account memory there), else v2 when its root lists "memory".
+	# boxes account memory there), else v2 when its root offers "memory".
 	cg_mem=none
 	if [ -n "$cg_v1" ]; then
 		cg_mem=v1
-	elif [ -n "$cg_v2" ] && grep -qw memory "$cg_v2/cgroup.controllers" 2>/dev/null; then
+	elif [ "$4" = 1 ]; then
 		cg_mem=v2
 	fi
 
 	# What this run cannot see: said once here, recorded in every meta.txt.
 	static_missing=
-	if ! head -c 1 /proc/slabinfo >/dev/null 2>&1; then
+	can_slabinfo=1
+	if [ ! -r /proc/slabinfo ]; then
+		can_slabinfo=0
 		static_missing="${static_missing}missing=slabinfo.txt.gz: /proc/slabinfo is not readable (uid $uid; root only)
 "
 	fi
@@ -202,7 +235,9 @@ missing=ss_udp.txt.gz: users:(...) owners limited to processes of uid $uid (not 
 
 # Disk use of the output directory in KiB (what du reports: allocated blocks).
 used_kb() {
-	du -sk "$out" 2>/dev/null | awk '{ print $1 + 0; exit }'
+	# shellcheck disable=SC2046
+	set -- $(du -sk "$out" 2>/dev/null)
+	echo "${1:-0}"
 }
 
 # Names of complete snapshots, oldest first.
@@ -241,23 +276,46 @@ disk_full() {
 	[ -n "$avail" ] && [ "$avail" -lt 64 ]
 }
 
-# ss_to FILE PIDFILE OPTS: ss output, gzipped into FILE; the pids that own sockets
-# (from users:(("comm",pid=N,fd=M),...)) into PIDFILE, in the same single pass.
-ss_to() {
-	{
-		ss "$3" 2>"$p/.err.$3"
-		echo $? >"$p/.rc.$3"
-	} | awk -v pidfile="$2" '
-		{ print }
-		index($0, "pid=") {
-			s = $0
-			while (match(s, /pid=[0-9]+/)) {
-				pid = substr(s, RSTART + 4, RLENGTH - 4)
+# ss_start DIR: in the background, one ss run for TCP and UDP (ss -p scans every
+# process's fds, most of its cost: once, not twice), split by the Netid column into
+# DIR/ss_tcp.txt.gz and DIR/.ss_udp (gzipped by ss_finish), lines kept verbatim.
+# The same awk pass writes the pids that own sockets (users:(("comm",pid=N,fd=M),...))
+# to DIR/.pids. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
+ss_start() {
+	if [ -n "$cap" ]; then
+		{
+			ss "$ss_opts" 2>"$1/.err.ss"
+			echo $? >"$1/.rc.ss"
+		} | ss_split "$1" | gzip -"$GZIP_LEVEL" | head -c "$cap" >"$1/ss_tcp.txt.gz" &
+	else
+		{
+			ss "$ss_opts" 2>"$1/.err.ss"
+			echo $? >"$1/.rc.ss"
+		} | ss_split "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" &
+	fi
+	ss_pid=$!
+}
+
+# ss_split DIR: stdin = ss -tu output; UDP lines to DIR/.ss_udp, the rest to stdout,
+# socket-owning pids (",pid=N," after the quoted comm) once each to DIR/.pids.
+ss_split() {
+	awk -F ',pid=' -v udp="$1/.ss_udp" -v pidfile="$1/.pids" '
+		BEGIN { printf "" > udp }
+		{
+			c = substr($0, 1, 1)
+			# a line starting with blank continues the socket above (ss without -O)
+			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
+			if (to_udp) print > udp
+			else print
+		}
+		NF > 1 {
+			for (i = 2; i <= NF; i++) {
+				if ($i !~ /^[0-9]+,fd=/) continue
+				pid = $i + 0
 				if (!(pid in seen)) { seen[pid] = 1; print pid > pidfile }
-				s = substr(s, RSTART + RLENGTH)
 			}
 		}
-		END { close(pidfile) }' | gzip -"$GZIP_LEVEL" >"$1"
+		END { close(udp); close(pidfile) }'
 }
 
 # copy_proc DIR: the small /proc text files and the sysctls, in one awk process.
@@ -351,6 +409,8 @@ gz_to() {
 	cat "$2" | gzip -"$GZIP_LEVEL" >"$1"
 }
 
+gz_file() { gzip -"$GZIP_LEVEL" -c <"$2" >"$1"; }
+
 # fail_step NAME: record a failed step in the snapshot's meta, or abort it on a write
 # error (disk full) or when it took the directory over budget.
 failed=
@@ -383,29 +443,43 @@ snapshot() {
 	partial=$p
 	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
 	failed=
+	: >"$p/.pids" || return 3
+	# ss (the long part) runs in the background while the rest is read.
+	ss_start "$p"
 	rc=0
-	: >"$p/.pids_tcp" && : >"$p/.pids_udp" || return 3
 	{
 		step copy_proc copy_proc "$p" &&
-			step "ss $ss_tcp_opts" ss_to "$p/ss_tcp.txt.gz" "$p/.pids_tcp" "$ss_tcp_opts" &&
-			step "ss $ss_udp_opts" ss_to "$p/ss_udp.txt.gz" "$p/.pids_udp" "$ss_udp_opts" &&
-			{ [ "$stop" = 0 ] || return 1; } &&
-			step "ps" ps_to "$p/ps.txt" &&
-			step cgroups cgroups_to "$p/cgroups.txt" "$p/.pids_tcp" "$p/.pids_udp" &&
+			step "ps -eo pid,ppid,rss,vsz,uid,comm" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
 			{ [ "$args" = 0 ] || step "ps -eo pid,args" ps_args_to "$p/ps_args.txt"; }
 	} || rc=$?
+	ss_rc=0
+	wait "$ss_pid" || ss_rc=$?
+	if [ "$stop" != 0 ]; then
+		# a signal interrupted the wait: stop the pipeline, discard the snapshot
+		kill "$ss_pid" 2>/dev/null || true
+		wait "$ss_pid" 2>/dev/null || true
+		ss_pid=
+		return 1
+	fi
+	ss_pid=
 	[ "$rc" = 0 ] || return "$rc"
-	[ "$stop" = 0 ] || return 1
-	for o in tcp_opts udp_opts; do
-		eval "opt=\$ss_$o"
-		if [ -s "$p/.err.$opt" ] || [ "$(cat "$p/.rc.$opt" 2>/dev/null)" != 0 ]; then
-			failed="${failed}failed=ss $opt: $(sed -n '1p' "$p/.err.$opt") (exit $(cat "$p/.rc.$opt" 2>/dev/null))
+	if [ "$ss_rc" != 0 ]; then
+		over_budget && return 2
+		disk_full && return 3
+		failed="${failed}failed=ss $ss_opts: output pipeline exit status $ss_rc
 "
-		fi
-	done
+	fi
+	ss_exit=
+	read -r ss_exit <"$p/.rc.ss" 2>/dev/null || true
+	if [ -s "$p/.err.ss" ] || [ "$ss_exit" != 0 ]; then
+		failed="${failed}failed=ss $ss_opts: $(sed -n '1p' "$p/.err.ss") (exit ${ss_exit:-?})
+"
+	fi
+	step "gzip ss_udp" gz_file "$p/ss_udp.txt.gz" "$p/.ss_udp" || return $?
+	step cgroups cgroups_to "$p/cgroups.txt" "$p/.pids" || return $?
 	now
 	{
 		echo "collector_version=$COLLECTOR_VERSION"
@@ -422,18 +496,21 @@ snapshot() {
 		echo "args=$args"
 		echo "interval_s=$interval"
 		echo "cgroup_version=$cgroup_version"
+		echo "ss_command=ss $ss_opts"
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
 		printf '%s' "$static_missing"
 		cat "$p/.missing" 2>/dev/null
 		printf '%s' "$failed"
-	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; disk_full && return 3; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p"/.pids_* "$p/.missing"
-	over_budget && return 2
+	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
+	rm -f "$p"/.err* "$p/.rc.ss" "$p/.pids" "$p/.missing" "$p/.ss_udp"
+	# shellcheck disable=SC2046
+	set -- $(du -sk "$p")
+	last_kb=$1
+	[ $((used + last_kb)) -le "$budget_kb" ] || return 2
 	[ ! -e "$out/$snap" ] || die 1 "$out/$snap already exists (two collectors on one directory?)"
 	mv "$p" "$out/$snap" || return 3
 	partial=
-	last_kb=$(du -sk "$out/$snap" | awk '{ print $1 + 0 }')
 	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
 	taken=$((taken + 1))
 	return 0
@@ -450,6 +527,7 @@ discard_partial() {
 }
 
 cleanup() {
+	[ -z "$ss_pid" ] || kill "$ss_pid" 2>/dev/null || true
 	discard_partial
 	[ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true
 	[ -z "${out:-}" ] || rm -f "$out/.clock.$$"
@@ -519,6 +597,7 @@ main() {
 	esac
 	[ -n "$count" ] || [ -n "$duration" ] || duration=3600
 	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
+	case $GZIP_LEVEL in [1-9]) ;; *) die "$EX_USAGE" "TCPMEM_GZIP_LEVEL must be 1..9" ;; esac
 
 	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head; do
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
@@ -538,6 +617,9 @@ main() {
 
 	partial=
 	sleep_pid=
+	ss_pid=
+	cap=
+	used=0
 	stop=0
 	seq_no=0
 	taken=0
@@ -554,28 +636,26 @@ main() {
 
 	detect_clock
 	detect_box
-	can_slabinfo=1
-	head -c 1 /proc/slabinfo >/dev/null 2>&1 || can_slabinfo=0
 
-	t0=$(date +%s)
-	end_s=
-	[ -z "$duration" ] || end_s=$((t0 + duration))
+	t0=
 	exit_code=0
 	while [ "$stop" = 0 ]; do
-		started=$(date +%s)
 		# room for the next snapshot: 1.5x the largest so far, or a guess from the
 		# socket count before the first one (about 64 bytes per socket + 64 KiB).
 		if [ "$max_kb" -gt 0 ]; then
 			need=$((max_kb * 3 / 2))
 		else
-			socks=$(awk '/^sockets:/ { print $3 + 0 }' /proc/net/sockstat)
+			socks=$(awk '/^sockets:/ { print $3 + 0; exit }' /proc/net/sockstat)
 			need=$((64 + ${socks:-0} / 16))
 		fi
-		make_room "$need" || {
-			[ "$(list_snapshots | sed -n '1p')" = "" ] || true
-		}
+		make_room "$need" || true
+		# Near the budget, cut ss_tcp.txt.gz at what is left so that it cannot overshoot.
+		cap=
+		left=$((budget_kb - used))
+		[ "$left" -ge $((need * 4)) ] || cap=$((left > 64 ? (left - 64) * 1024 : 1024))
 		src=0
 		snapshot || src=$?
+		[ -n "$t0" ] || t0=$ts_s
 		case $src in
 		0) ;;
 		1)
@@ -585,12 +665,14 @@ main() {
 		2)
 			discard_partial
 			if [ -z "$(list_snapshots)" ]; then
-				say "error: the budget -m $budget_mb (${budget_kb} KiB) cannot hold one snapshot (needs about ${need} KiB or more)"
+				say "error: the budget -m $budget_mb (${budget_kb} KiB) cannot hold one snapshot (needs about ${last_kb:-$need} KiB or more)"
 				exit_code=$EX_BUDGET
 				break
 			fi
-			# room by deleting the oldest, then try again at once
-			make_room "$((max_kb > need ? max_kb * 2 : need * 2))" || true
+			# make room by deleting the oldest, then try again at once
+			oldest=$(list_snapshots | sed -n '1p')
+			remove_snapshot "$oldest"
+			deleted=$((deleted + 1))
 			continue
 			;;
 		3)
@@ -601,8 +683,8 @@ main() {
 			;;
 		esac
 		[ -z "$count" ] || [ "$taken" -lt "$count" ] || break
-		next_s=$((started + interval))
-		[ -z "$end_s" ] || [ "$next_s" -lt "$end_s" ] || break
+		next_s=$((ts_s + interval))
+		[ -z "$duration" ] || [ "$next_s" -lt $((t0 + duration)) ] || break
 		wait_s=$((next_s - $(date +%s)))
 		if [ "$wait_s" -gt 0 ] && [ "$stop" = 0 ]; then
 			sleep "$wait_s" &
