@@ -99,12 +99,12 @@ is_uint() {
 now() {
 	case $clock in
 	date-ns)
-		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ %s')
+		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ %s %N')
 		;;
 	file-mtime)
 		# busybox date has no %N; a fresh file's mtime carries sub-second time.
 		: >"$out/.clock.$$"
-		t=$(TZ=UTC0 stat -c '%y %Y' "$out/.clock.$$" | sed 's/^\([0-9]*\)-\([0-9]*\)-\([0-9]*\) \([0-9]*\):\([0-9]*\):\([0-9]*\)\.\([0-9]*\) .* \([0-9]*\)$/\1\2\3T\4\5\6.\7Z \1-\2-\3T\4:\5:\6.\7Z \8/')
+		t=$(TZ=UTC0 stat -c '%y %Y' "$out/.clock.$$" | sed 's/^\([0-9]*\)-\([0-9]*\)-\([0-9]*\) \([0-9]*\):\([0-9]*\):\([0-9]*\)\.\([0-9]*\) .* \([0-9]*\)$/\1\2\3T\4\5\6.\7Z \1-\2-\3T\4:\5:\6.\7Z \8 \7/')
 		;;
 	*)
 		# seconds + a run-wide sequence number: unique and sortable, not sub-second.
@@ -113,7 +113,7 @@ now() {
 		f=$(printf '%09d' "$seq_no")
 		# shellcheck disable=SC2086 # three words, no glob characters
 		set -- $t
-		t="$1.${f}Z $2.${f}Z $3"
+		t="$1.${f}Z $2.${f}Z $3 000000000"
 		;;
 	esac
 	# shellcheck disable=SC2086 # three words, no glob characters
@@ -121,6 +121,8 @@ now() {
 	ts_name=$1
 	ts_iso=$2
 	ts_s=$3
+	ms=${4%??????}
+	ts_ms=$((${3}000 + 1$ms - 1000))
 }
 
 detect_clock() {
@@ -439,6 +441,8 @@ snapshot() {
 	now
 	snap=$ts_name
 	start_iso=$ts_iso
+	start_s=$ts_s
+	start_ms=$ts_ms
 	p="$out/.partial-$snap"
 	partial=$p
 	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
@@ -655,7 +659,7 @@ main() {
 		[ "$left" -ge $((need * 4)) ] || cap=$((left > 64 ? (left - 64) * 1024 : 1024))
 		src=0
 		snapshot || src=$?
-		[ -n "$t0" ] || t0=$ts_s
+		[ -n "$t0" ] || t0=$start_s
 		case $src in
 		0) ;;
 		1)
@@ -683,11 +687,14 @@ main() {
 			;;
 		esac
 		[ -z "$count" ] || [ "$taken" -lt "$count" ] || break
-		next_s=$((ts_s + interval))
+		next_s=$((start_s + interval))
 		[ -z "$duration" ] || [ "$next_s" -lt $((t0 + duration)) ] || break
-		wait_s=$((next_s - $(date +%s)))
-		if [ "$wait_s" -gt 0 ] && [ "$stop" = 0 ]; then
-			sleep "$wait_s" &
+		# sleep until interval after this snapshot's start (to the millisecond)
+		[ "$stop" = 0 ] || break
+		now
+		wait_ms=$((start_ms + interval * 1000 - ts_ms))
+		if [ "$wait_ms" -gt 0 ]; then
+			sleep "$((wait_ms / 1000)).$(printf '%03d' $((wait_ms % 1000)))" &
 			sleep_pid=$!
 			wait "$sleep_pid" || true
 			sleep_pid=
