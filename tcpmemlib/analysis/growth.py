@@ -110,7 +110,7 @@ def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
 def _ip_traffic(cap: Any, snaps: pd.DataFrame) -> pd.Series:
     w = F.netstat_wide(cap, [("IpExt", "InOctets"), ("IpExt", "OutOctets")]).set_index("ts")
     tot = (w["IpExtInOctets"] + w["IpExtOutOctets"]).astype("Float64").reindex(snaps["ts"])
-    dt = pd.Series(snaps["ts"].values, index=snaps["ts"]).diff().dt.total_seconds()
+    dt = snaps.set_index("ts", drop=False)["ts"].diff().dt.total_seconds()
     return (tot.diff() / dt.astype("Float64")).where(dt > 0)
 
 

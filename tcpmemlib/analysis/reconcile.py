@@ -14,6 +14,8 @@
   created/closed between the two reads). Their buffers cannot be bounded, only counted.
 - **UDP** has its own counter (``sockstat_udp_mem_bytes``), not part of the TCP line.
 - **backlog** (``bl``) skbs are not charged yet, so Σbl is neither in r+w+f nor in sockstat.
+- **collection skew**: sockstat and ss are read a few milliseconds apart; memory that moves in between
+  (a burst being acked, a busy box) widens the gap of that snapshot only. Not bounded.
 
 ``by_snapshot``:
 
@@ -156,7 +158,12 @@ def reconcile(capture: Any) -> ReconcileResult:
     )
     if n_unexp:
         label = "unexplained gap"
-        text += f" {n_unexp} snapshot(s) exceed that bound."
+        text += (
+            f" {n_unexp} snapshot(s) exceed that bound: memory outside what ss listed, or memory "
+            "that moved between the sockstat read and the ss read (collect.sh takes them a few "
+            "milliseconds apart; on a busy box or right after a burst, compare neighbouring "
+            "snapshots)."
+        )
     else:
         label = "consistent"
         text += " Every snapshot is within that bound."

@@ -1,0 +1,429 @@
+"""Analysis functions on small hand-written captures whose every number is known.
+
+Each capture is a real snapshot directory (the files collect.sh writes, with made-up but well-formed
+content) read by ``load_capture``, so the analyses see exactly the frames a real capture gives.
+The kernel-truth tests on real sockets are in test_analysis_lab.py.
+
+The two-snapshot capture (phases ``idle`` then ``backlog``), per snapshot:
+
+| socket | owners | idle | backlog |
+|---|---|---|---|
+| LISTEN 127.0.0.1:5000 | srv pid 100 and srv pid 101 (shared) | 0 | 0 |
+| ESTAB :5000 <- :40000 | srv pid 101 | 0 | Recv-Q 65536, r68032 f1600 |
+| ESTAB :40000 -> :5000 | hostile name, pid 200 | 0 | 0 |
+| ESTAB :5000 <- :40002 (orphan) | none | (absent) | Send-Q 8000, w8192 |
+| TIME-WAIT :40004 -> :5000 | none | no skmem | no skmem |
+
+sockstat TCP mem: 0 pages (idle) and 19 pages (backlog) = Σ(r+w+f) exactly; alloc 3 and 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tcpmemlib import (
+    Verdict,
+    by_process,
+    compare,
+    growth,
+    idle_cost,
+    load_capture,
+    pressure,
+    reconcile,
+    where_is_it,
+)
+from tcpmemlib.analysis.growth import LABELS
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+PAGE = 4096
+
+META = """collector_version=1
+hostname=synth
+kernel=6.18.0-synthetic
+ss_version=ss utility, iproute2-6.1.0
+page_size=4096
+cpus=2
+start={start}
+end={start}
+user=root
+uid=0
+ss_oneline=1
+args=0
+interval_s=10
+cgroup_version=2
+"""
+SOCKSTAT = """sockets: used 5
+TCP: inuse {alloc} orphan 0 tw 1 alloc {alloc} mem {pages}
+UDP: inuse 0 mem 0
+UDPLITE: inuse 0
+RAW: inuse 0
+FRAG: inuse 0 memory 0
+"""
+SOCKSTAT6 = (
+    "TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n"
+)
+MEMINFO = """MemTotal:       {total} kB
+MemFree:        {free} kB
+MemAvailable:   {avail} kB
+Buffers:            1000 kB
+Cached:            50000 kB
+SwapCached:            0 kB
+AnonPages:         40000 kB
+Slab:              30000 kB
+SReclaimable:      12000 kB
+SUnreclaim:        18000 kB
+KernelStack:        2000 kB
+PageTables:         1000 kB
+SecPageTables:         0 kB
+Percpu:             1000 kB
+VmallocUsed:        5000 kB
+"""
+PS = """  PID  PPID   RSS    VSZ   UID COMMAND
+    1     0  1000   2000     0 init
+  100     1 10000  20000     0 srv
+  101   100 12000  20000     0 srv
+  200     1  5000  10000     0 {hostile}
+"""
+SYSCTL = """net.ipv4.tcp_mem = 1000\t2000\t3000
+net.ipv4.tcp_rmem = 4096\t131072\t33554432
+net.ipv4.tcp_wmem = 4096\t16384\t4194304
+net.core.mem_pcpu_rsv = 256
+net.core.rmem_max = {rmem_max}
+"""
+NETSTAT = """TcpExt: PruneCalled RcvPruned TCPMemoryPressures TCPMemoryPressuresChrono TCPRcvQDrop
+TcpExt: {prune} 0 0 0 0
+IpExt: InOctets OutOctets
+IpExt: {octets} {octets}
+"""
+PROTOCOLS = """protocol  size sockets  memory press maxhdr  slab module     cl co di ac io in de sh ss gs se re bi br ha uh gp em
+TCPv6     2432      0   13358   no     192   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y  y
+TCP       2304      4   {pages}   no     192   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y  y
+"""
+SLABINFO = """slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+TCP                   13     13   2368   13    8 : tunables    0    0    0 : slabdata      1      1      0
+sock_inode_cache      19     19    832   19    4 : tunables    0    0    0 : slabdata      1      1      0
+dentry                21     21    192   21    1 : tunables    0    0    0 : slabdata      1      1      0
+filp                  21     21    192   21    1 : tunables    0    0    0 : slabdata      1      1      0
+eventpoll_epi         32     32    128   32    1 : tunables    0    0    0 : slabdata      1      1      0
+"""
+SLAB_ALIASES = "tcp_bind_bucket :A-0000128\ntcp_bind2_bucket :A-0000128\neventpoll_epi :A-0000128\n"
+ZONEINFO = """Node 0, zone   Normal
+  pages free     1000
+  pagesets
+    cpu: 0
+              count:    {pcp}
+              high:     500
+              batch:    63
+    cpu: 1
+              count:    {pcp}
+              high:     500
+              batch:    63
+"""
+CGROUPS = "pid\t100\t/app.slice\npid\t101\t/app.slice\npid\t200\t/cli.slice\nstat\t/app.slice\tsock\t{sock}\n"
+
+
+def _skmem(r: int = 0, f: int = 0, w: int = 0, rb: int = 131072, tb: int = 16384) -> str:
+    return f"skmem:(r{r},rb{rb},t0,tb{tb},f{f},w{w},o0,bl0,d0)"
+
+
+def _ss(backlog: bool, rb_srv: int = 131072) -> str:
+    srv = '(("srv",pid=100,fd=3),("srv",pid=101,fd=3))'
+    rq, r, f = (65536, 68032, 1600) if backlog else (0, 0, 0)
+    lines = [
+        f"LISTEN 0 128 127.0.0.1:5000 0.0.0.0:* users:{srv} ino:10 sk:1 cgroup:/app.slice <-> "
+        + _skmem(rb=rb_srv),
+        f'ESTAB {rq} 0 127.0.0.1:5000 127.0.0.1:40000 users:(("srv",pid=101,fd=5)) ino:11 sk:2 '
+        f"cgroup:/app.slice <-> {_skmem(r=r, f=f, rb=rb_srv)} bytes_acked:1 bytes_received:{rq}",
+        f'ESTAB 0 0 127.0.0.1:40000 127.0.0.1:5000 users:(("{HOSTILE}",pid=200,fd=4)) ino:12 sk:3 '
+        f"cgroup:/cli.slice <-> {_skmem()} bytes_acked:{rq + 1} bytes_received:0",
+        "TIME-WAIT 0 0 127.0.0.1:40004 127.0.0.1:5000 timer:(timewait,59sec,0) ino:0 sk:5",
+    ]
+    if backlog:  # an orphan with unsent data: no owner
+        lines.append(
+            "ESTAB 0 8000 127.0.0.1:5000 127.0.0.1:40002 ino:0 sk:4 cgroup:/app.slice <-> "
+            + _skmem(w=8192, rb=rb_srv)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_snapshot(
+    root: Path,
+    start: str,
+    *,
+    backlog: bool,
+    sockets: bool = True,
+    slabinfo: bool = True,
+    rb_srv: int = 131072,
+) -> None:
+    """One snapshot directory under ``root`` (named by ``start``, an ISO time ending in Z)."""
+    name = start.replace("-", "").replace(":", "")
+    d = root / name
+    d.mkdir(parents=True)
+    pages = 19 if backlog else 0
+    alloc = (4 if backlog else 3) if sockets else 0
+    octets = 200_000 if backlog else 100_000
+    files = {
+        "meta.txt": META.format(start=start),
+        "sockstat.txt": SOCKSTAT.format(pages=pages, alloc=alloc),
+        "sockstat6.txt": SOCKSTAT6,
+        "meminfo.txt": MEMINFO.format(
+            total=1_000_000, free=800_000 - (68 if backlog else 0), avail=850_000
+        ),
+        "ps.txt": PS.format(hostile=HOSTILE),
+        "sysctl.txt": SYSCTL.format(rmem_max=4194304 if rb_srv == 131072 else 32768),
+        "netstat.txt": NETSTAT.format(prune=1 if backlog else 0, octets=octets),
+        "snmp.txt": "Tcp: CurrEstab\nTcp: 3\n",
+        "protocols.txt": PROTOCOLS.format(pages=pages),
+        "slab_aliases.txt": SLAB_ALIASES,
+        "zoneinfo.txt": ZONEINFO.format(pcp=10),
+        "ss_tcp.txt": _ss(backlog, rb_srv) if sockets else "",
+        "ss_udp.txt": "",
+        "cgroups.txt": CGROUPS.format(sock=69632 if backlog else 0),
+    }
+    if slabinfo:
+        files["slabinfo.txt"] = SLABINFO
+    for fname, text in files.items():
+        (d / fname).write_text(text)
+
+
+T0 = "2026-11-25T10:00:00.000000000Z"
+T1 = "2026-11-25T10:00:10.000000000Z"
+
+
+def _load(path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # files deliberately absent in some captures
+        return load_capture(path, cache=False)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("synth")
+    write_snapshot(root, T0, backlog=False)
+    write_snapshot(root, T1, backlog=True)
+    (root / "phases.tsv").write_text(
+        "2026-11-25T09:59:59.000000000Z\tidle\n2026-11-25T10:00:09.000000000Z\tbacklog\n"
+    )
+    return _load(root)
+
+
+def test_synthetic_capture_loaded_as_written(synth) -> None:
+    assert len(synth.meta) == 2
+    assert list(synth.meta.sort_values("ts")["phase"]) == ["idle", "backlog"]
+    assert len(synth.sockets) == 9
+
+
+# ------------------------------------------------------------------------------------ by_process
+def test_by_process_attribution_rule_and_sums(synth) -> None:
+    bp = by_process(synth)
+    back = bp[bp["phase"] == "backlog"].set_index(bp[bp["phase"] == "backlog"]["comm"].astype(str))
+    # every socket is counted exactly once: 5 sockets, 77824 bytes = 19 pages
+    assert int(back["sockets"].sum()) == 5
+    assert int(back["buffer_bytes"].sum()) == 68032 + 1600 + 8192
+    rows = bp[bp["phase"] == "backlog"].set_index("pid")
+    # the shared listener goes to the lowest pid, which names the other owner
+    assert int(rows.loc[100, "sockets"]) == 1
+    assert rows.loc[100, "other_owners"] == "101"
+    assert int(rows.loc[100, "shared_sockets"]) == 1
+    assert int(rows.loc[101, "buffer_bytes"]) == 68032 + 1600
+    assert int(rows.loc[101, "skmem_r_bytes"]) == 68032
+    assert int(rows.loc[101, "queued_bytes"]) == 65536
+    # rb is summed as a limit: the listener's and the connection's
+    assert int(rows.loc[101, "rcvbuf_limit_bytes"]) == 131072
+    assert int(rows.loc[101, "rss_bytes"]) == 12000 * 1024
+    assert rows.loc[101, "cgroup"] == "/app.slice"
+    assert int(rows.loc[101, "cgroup_sock_bytes"]) == 69632
+    # the hostile name is kept verbatim, as data
+    assert rows.loc[200, "comm"] == HOSTILE
+    assert int(rows.loc[200, "buffer_bytes"]) == 0
+    # orphan + TIME-WAIT: the (unattributed) row, pid NA, never dropped
+    un = back.loc["(unattributed)"]
+    assert pd.isna(un["pid"])
+    assert int(un["sockets"]) == 2
+    assert int(un["buffer_bytes"]) == 8192
+
+
+def test_by_process_sum_equals_all_sockets_every_snapshot(synth) -> None:
+    bp = by_process(synth)
+    s = synth.sockets
+    total = (
+        (s["skmem_r"].fillna(0) + s["skmem_w"].fillna(0) + s["skmem_f"].fillna(0))
+        .groupby(s["ts"])
+        .sum()
+    )
+    per = bp.groupby("ts")["buffer_bytes"].sum()
+    assert per.to_dict() == {k: int(v) for k, v in total.items()}
+    assert set(bp["comm"].astype(str)) >= {"(unattributed)", "srv", HOSTILE}
+
+
+# ------------------------------------------------------------------------------------ reconcile
+def test_reconcile_exact_capture_has_no_gap(synth) -> None:
+    r = reconcile(synth)
+    assert list(r.by_snapshot["gap_bytes"]) == [0, 0]
+    assert list(r.by_snapshot["skmem_sum_bytes"]) == [0, 19 * PAGE]
+    assert list(r.by_snapshot["pcpu_reserve_bound_bytes"]) == [256 * PAGE * 2] * 2
+    assert not r.by_snapshot["unexplained"].any()
+    assert r.verdict.label == "consistent"
+    assert list(r.by_snapshot["hidden_sockets"]) == [0, 0]  # alloc = the full sockets ss listed
+
+
+def test_reconcile_flags_gap_over_bound(synth) -> None:
+    st = synth.sockstat.copy()
+    st["tcp_mem_bytes"] = st["tcp_mem_bytes"] + 3 * (1 << 20)  # 3 MiB more than the sockets hold
+    r = reconcile(dataclasses.replace(synth, sockstat=st))
+    assert r.by_snapshot["unexplained"].all()
+    assert r.verdict.label == "unexplained gap"
+    assert r.verdict.figures["max_abs_gap_bytes"] == 3 * (1 << 20)
+
+
+# ------------------------------------------------------------------------------------ where
+def test_where_is_it_numbers(synth) -> None:
+    w = where_is_it(synth)
+    bs = w.by_snapshot.set_index("phase")
+    assert int(bs.loc["backlog", "sockstat_tcp_mem_bytes"]) == 19 * PAGE
+    assert int(bs.loc["backlog", "skmem_buffer_bytes"]) == 19 * PAGE
+    assert int(bs.loc["idle", "pcp_free_bytes"]) == 20 * PAGE
+    listed_kb = 800_000 + 1000 + 50000 + 40000 + 30000 + 2000 + 1000 + 1000 + 5000
+    assert int(bs.loc["idle", "unlisted_bytes"]) == (1_000_000 - listed_kb) * 1024 - 20 * PAGE
+    # 68 kB less MemFree in backlog: unlisted rose by exactly that
+    assert int(bs.loc["backlog", "unlisted_bytes"] - bs.loc["idle", "unlisted_bytes"]) == 68 * 1024
+    assert int(bs.loc["idle", "process_rss_bytes"]) == (1000 + 10000 + 12000 + 5000) * 1024
+    assert int(bs.loc["idle", "buff_cache_bytes"]) == (1000 + 50000 + 12000) * 1024
+    assert int(bs.loc["idle", "socket_slab_bytes"]) == (8 + 4) * PAGE  # TCP + sock_inode_cache
+    places = w.places.set_index("place")
+    assert places.loc["process RSS (top RES)", "contains_socket_buffers"] == "no"
+    assert places.loc["top/free buff/cache", "contains_socket_buffers"] == "no"
+    assert places.loc["sockstat TCP mem", "contains_socket_buffers"] == "yes"
+    assert int(places.loc["sockstat TCP mem", "delta_bytes"]) == 19 * PAGE
+    assert float(places.loc["process RSS (top RES)", "delta_ratio"]) == 0
+    assert w.verdict.label == "outside RSS and buff/cache"
+    assert isinstance(w.verdict, Verdict)
+    assert "76.0 KiB" in w.verdict.text  # 19 pages peak
+
+
+# ------------------------------------------------------------------------------------ growth
+def test_growth_labels_by_phase(synth) -> None:
+    g = growth(synth)
+    labels = dict(
+        zip(g.by_phase["phase"].astype(str), g.by_phase["label"].astype(str), strict=True)
+    )
+    assert labels == {"idle": "not held while idle", "backlog": "grows with queued data"}
+    assert g.verdict.label == "grows with queued data"
+    bs = g.by_snapshot.set_index("phase")
+    assert int(bs.loc["backlog", "connections"]) == 3
+    assert int(bs.loc["backlog", "queued_bytes"]) == 65536 + 8000
+    # socket traffic: +65536 received and +65536 acked over 10 s
+    assert float(bs.loc["backlog", "traffic_bytes_per_s"]) == pytest.approx(2 * 65536 / 10)
+    assert float(bs.loc["backlog", "ip_traffic_bytes_per_s"]) == pytest.approx(2 * 100_000 / 10)
+    assert pd.isna(bs.loc["idle", "traffic_bytes_per_s"])
+    for label in g.by_phase["label"].astype(str):
+        assert label in LABELS
+
+
+# ------------------------------------------------------------------------------------ pressure
+def test_pressure_thresholds_and_counters(synth) -> None:
+    p = pressure(synth)
+    row = p.by_snapshot.iloc[-1]
+    assert (int(row["min_bytes"]), int(row["pressure_bytes"]), int(row["max_bytes"])) == (
+        1000 * PAGE,
+        2000 * PAGE,
+        3000 * PAGE,
+    )
+    assert float(row["fraction_of_pressure"]) == pytest.approx(19 / 2000)
+    c = p.counters.set_index("counter")
+    assert int(c.loc["PruneCalled", "delta"]) == 1
+    assert pd.isna(c.loc["TCPAbortOnMemory", "delta"])  # not printed by this "kernel": NA, not 0
+    assert p.verdict.label == "memory drops"
+    assert "PruneCalled +1" in p.verdict.text
+
+
+# ------------------------------------------------------------------------------------ compare
+def test_compare_phases(synth) -> None:
+    c = compare(synth.select(phase="idle"), synth.select(phase="backlog"))
+    sysm = c.system.set_index("metric")
+    assert float(sysm.loc["skmem_buffer_bytes", "delta"]) == 68032 + 1600 + 8192
+    assert bool(sysm.loc["skmem_buffer_bytes", "significant"])
+    # sockstat moved 19 pages, well inside the per-CPU reserve noise (2 MiB): not significant
+    assert not bool(sysm.loc["sockstat_tcp_mem_bytes", "significant"])
+    assert c.verdict.label == "increased"
+    proc = c.by_process.set_index(["comm", "metric"])
+    assert float(proc.loc[("srv", "buffer_bytes"), "delta"]) == 68032 + 1600
+    assert not c.limits["changed"].any()
+
+
+def test_compare_reports_limit_change(tmp_path: Path) -> None:
+    before, after = tmp_path / "before", tmp_path / "after"
+    write_snapshot(before, T0, backlog=False)
+    write_snapshot(after, T1, backlog=False, rb_srv=65536)
+    c = compare(_load(before), _load(after))
+    lim = c.limits.set_index(["comm", "limit"])
+    assert float(lim.loc[("srv", "rcvbuf"), "before_median_bytes"]) == 131072
+    assert float(lim.loc[("srv", "rcvbuf"), "after_median_bytes"]) == 65536
+    assert bool(lim.loc[("srv", "rcvbuf"), "changed"])
+    assert not bool(lim.loc[("srv", "sndbuf"), "changed"])
+    sc = c.sysctls.set_index("name")
+    assert bool(sc.loc["net.core.rmem_max", "changed"])
+    assert "rcvbuf 128.0 KiB -> 64.0 KiB" in c.verdict.text
+
+
+# ------------------------------------------------------------------------------------ idle_cost
+def test_idle_cost_objects_and_merging(synth) -> None:
+    ic = idle_cost(synth)
+    obj = ic.by_object.set_index("cache")
+    assert float(obj.loc["TCP", "bytes_per_socket"]) == 2368  # slab objsize, all IPv4
+    assert obj.loc["tcp_bind_bucket", "shown_as"] == "eventpoll_epi"
+    assert "tcp_bind2_bucket" in obj.loc["tcp_bind_bucket", "merged_with"]
+    # one connect()-ed connection (local port 40000) in each snapshot, among 3 + 4 full sockets
+    assert float(obj.loc["tcp_bind_bucket", "objects_per_socket"]) == pytest.approx(2 / 7)
+    assert not bool(obj.loc["eventpoll_epi", "counted"])
+    expected = 2368 + 832 + 192 + 192 + 2 * 128 * 2 / 7  # no lsm caches in this slabinfo
+    assert ic.per_socket_bytes == pytest.approx(expected)
+    assert ic.verdict.label == "per-socket cost"
+    assert pd.isna(ic.regression_slab_bytes_per_socket)  # socket count never changed
+
+
+def test_idle_cost_without_slabinfo_says_so(tmp_path: Path) -> None:
+    write_snapshot(tmp_path, T0, backlog=False, slabinfo=False)
+    ic = idle_cost(_load(tmp_path))
+    assert ic.verdict.label == "partial: no slabinfo"
+    assert "not collected" in ic.verdict.text
+    assert ic.per_socket_bytes == pytest.approx(2304)  # /proc/net/protocols TCP size only
+    assert where_is_it(_load(tmp_path)).by_snapshot["socket_slab_bytes"].isna().all()
+
+
+# ------------------------------------------------------------------------------------ edge cases
+def test_no_sockets_capture(tmp_path: Path) -> None:
+    write_snapshot(tmp_path, T0, backlog=False, sockets=False)
+    write_snapshot(tmp_path, T1, backlog=False, sockets=False)
+    cap = _load(tmp_path)
+    assert len(cap.sockets) == 0
+    bp = by_process(cap)
+    assert list(bp["comm"].astype(str)) == ["(unattributed)"] * 2
+    assert list(bp["sockets"]) == [0, 0]
+    assert growth(cap).verdict.label == "no connections"
+    assert reconcile(cap).verdict.label == "consistent"
+    assert where_is_it(cap).verdict.label == "no socket buffers"
+    assert idle_cost(cap).verdict.label == "per-socket cost"
+    assert pressure(cap).verdict.label == "no pressure"
+    assert compare(cap, cap).verdict.label == "no significant change"
+
+
+def test_single_snapshot(synth) -> None:
+    one = synth.select(phase="backlog")
+    assert len(one.meta) == 1
+    g = growth(one)
+    assert g.by_snapshot["traffic_bytes_per_s"].isna().all()
+    assert list(g.by_phase["label"].astype(str)) == ["grows with queued data"]
+    assert reconcile(one).verdict.label == "consistent"
+    w = where_is_it(one)
+    assert w.places["delta_bytes"].fillna(0).eq(0).all()
+    assert "did not change" in w.verdict.text
+    c = compare(one, one)
+    assert not c.system["significant"].fillna(False).any()
+    assert (c.system["n_before"].fillna(1) <= 1).all()
