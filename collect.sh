@@ -228,7 +228,7 @@ missing=ss_udp.txt.gz: users:(...) owners limited to processes of uid $uid (not 
 "
 	fi
 	if [ -n "$static_missing" ]; then
-		printf '%s' "$static_missing" | sed "s/^missing=/$PROG: warning: not collected: /" >&2
+		printf '%s' "$static_missing" | sed "s/^missing=/$PROG: warning: /" >&2
 	fi
 	if [ "$clock" != date-ns ]; then
 		say "warning: date has no %N; snapshot names use clock=$clock"
@@ -572,7 +572,7 @@ main() {
 	bundle=0
 	budget_mb=200
 	args=0
-	while getopts o:i:n:d:m:abh opt; do
+	while getopts :o:i:n:d:m:abh opt; do
 		case $opt in
 		o) out=$OPTARG ;;
 		i) interval=$OPTARG ;;
@@ -585,10 +585,8 @@ main() {
 			usage
 			exit 0
 			;;
-		*)
-			echo "usage: $PROG [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-b] [-h]" >&2
-			exit "$EX_USAGE"
-			;;
+		:) die "$EX_USAGE" "-$OPTARG needs a value (see -h)" ;;
+		*) die "$EX_USAGE" "unknown option -$OPTARG (see -h)" ;;
 		esac
 	done
 	shift $((OPTIND - 1))

@@ -1,0 +1,536 @@
+"""collect.sh, run for real on this kernel: real loopback sockets, real ss, real /proc.
+
+A module-scoped workload holds 200 connection pairs (and one UDP socket) in a child process; each
+test runs collect.sh against it and checks what lands on disk. The ss text is checked only with
+simple regexes (the test's ports and `pid=`); parsing it is tcpmemlib.parsers.ss's job.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from collect_helpers import COLLECT, LoopbackPairs, dir_usage_bytes
+
+N_PAIRS = 200
+SNAP_RE = re.compile(r"^\d{8}T\d{6}\.\d{9}Z$")
+ALWAYS = {
+    "meta.txt",
+    "sockstat.txt",
+    "sockstat6.txt",
+    "meminfo.txt",
+    "slab_aliases.txt",
+    "protocols.txt",
+    "netstat.txt",
+    "snmp.txt",
+    "zoneinfo.txt.gz",
+    "sysctl.txt",
+    "ps.txt",
+    "ss_tcp.txt.gz",
+    "ss_udp.txt.gz",
+    "cgroups.txt",
+}
+ROOT_ONLY = {"slabinfo.txt.gz"}
+SYSCTLS = [
+    "net.ipv4.tcp_mem",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_moderate_rcvbuf",
+    "net.ipv4.tcp_congestion_control",
+    "net.ipv4.udp_mem",
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+    "net.core.optmem_max",
+    "net.core.mem_pcpu_rsv",
+]
+SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"]}
+RUN_TIMEOUT_S = 60
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
+def run_collect(
+    shell: list[str], *args: str, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*shell, str(COLLECT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def snapshots(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_meta(snap: Path) -> tuple[dict[str, str], list[str]]:
+    """meta.txt as {key: value} (last wins) plus the repeatable missing=/failed= lines."""
+    meta: dict[str, str] = {}
+    repeat: list[str] = []
+    for line in (snap / "meta.txt").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key in ("missing", "failed"):
+            repeat.append(line)
+        else:
+            meta[key] = value
+    return meta, repeat
+
+
+def ss_text(snap: Path, kind: str = "tcp") -> str:
+    return gzip.decompress((snap / f"ss_{kind}.txt.gz").read_bytes()).decode()
+
+
+def expected_cgroup_path(pid: int) -> str:
+    """The memory cgroup of pid as the collector should record it (v1 memory path if mounted)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    v1_memory_mounted = any(
+        f.split()[2] == "cgroup" and "memory" in f.split()[3].split(",")
+        for f in Path("/proc/self/mounts").read_text().splitlines()
+    )
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if v1_memory_mounted and "memory" in controllers.split(","):
+            return path
+        if not v1_memory_mounted and controllers == "":
+            return path
+    raise AssertionError(f"no memory cgroup for pid {pid}: {lines}")
+
+
+@pytest.fixture(scope="module")
+def pairs() -> Iterator[LoopbackPairs]:
+    lp = LoopbackPairs(N_PAIRS, n_procs=1)
+    try:
+        yield lp
+    finally:
+        lp.close()
+
+
+@pytest.fixture(scope="module", params=sorted(SHELLS))
+def capture(
+    request: pytest.FixtureRequest, pairs: LoopbackPairs, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Three snapshots, 1 s apart, under each shell."""
+    out = tmp_path_factory.mktemp(f"cap-{request.param}") / "out"
+    res = run_collect(SHELLS[request.param], "-o", str(out), "-n", "3", "-i", "1")
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = capture
+    snaps = snapshots(out)
+    assert len(snaps) == 3
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    for snap in snaps:
+        assert SNAP_RE.match(snap.name), snap.name
+        names = {p.name for p in snap.iterdir()}
+        assert names == ALWAYS | ROOT_ONLY, names ^ (ALWAYS | ROOT_ONLY)
+        for name in names - {"cgroups.txt"}:
+            assert (snap / name).stat().st_size > 0, name
+        for name in names:
+            if name.endswith(".gz"):
+                gzip.decompress((snap / name).read_bytes())  # a complete gzip stream
+        assert gzip.decompress((snap / "slabinfo.txt.gz").read_bytes()).startswith(b"slabinfo")
+        assert "Node 0, zone" in gzip.decompress((snap / "zoneinfo.txt.gz").read_bytes()).decode()
+        assert (snap / "sockstat.txt").read_text().startswith("sockets: used")
+        assert "MemTotal:" in (snap / "meminfo.txt").read_text()
+        assert "TcpExt:" in (snap / "netstat.txt").read_text()
+        assert "Tcp:" in (snap / "snmp.txt").read_text()
+        assert (snap / "protocols.txt").read_text().startswith("protocol")
+        ps_head = (snap / "ps.txt").read_text().splitlines()[0].split()
+        assert ps_head == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
+
+
+def test_snapshots_are_one_interval_apart(
+    capture: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _ = capture
+    starts = [read_meta(s)[0]["start"] for s in snapshots(out)]
+    secs = [
+        time.mktime(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + s[20:29])
+        for s in starts
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(secs)]
+    assert all(0.9 <= g <= 1.5 for g in gaps), gaps
+
+
+def test_sockets_carry_their_owner(
+    capture: tuple[Path, subprocess.CompletedProcess[str]], pairs: LoopbackPairs
+) -> None:
+    out, _ = capture
+    holder = pairs.holders[0]
+    for snap in snapshots(out):
+        text = ss_text(snap)
+        lines = text.splitlines()
+        assert all(line.startswith("tcp ") for line in lines), "one line per socket with -O"
+        mine = [ln for ln in lines if f"pid={holder.pid}," in ln]
+        # the listener, then both ends of every pair
+        assert len(mine) == 2 * N_PAIRS + 1, len(mine)
+        for port in holder.client_ports:
+            ends = [ln for ln in mine if f"127.0.0.1:{port} " in ln]
+            assert len(ends) == 2, (port, ends)
+            assert all("ESTAB" in ln and "skmem:(r" in ln for ln in ends)
+        assert re.search(rf"LISTEN .*127\.0\.0\.1:{holder.port} .*pid={holder.pid},", text)
+        udp = ss_text(snap, "udp")
+        assert re.search(rf"^udp .*127\.0\.0\.1:{holder.udp_port} .*pid={holder.pid},", udp, re.M)
+        assert f":{holder.udp_port} " not in text
+
+
+def test_meta_is_right(capture: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = capture
+    ss_v = subprocess.run(["ss", "-V"], capture_output=True, text=True, check=True).stdout.strip()
+    mounts = Path("/proc/self/mounts").read_text()
+    v1 = re.search(r" cgroup \S+,memory", mounts) or re.search(r" cgroup memory", mounts)
+    v2 = " cgroup2 " in mounts
+    cg_version = "hybrid" if v1 and v2 else "1" if v1 else "2" if v2 else "none"
+    for snap in snapshots(out):
+        meta, repeat = read_meta(snap)
+        assert meta["collector_version"] == "1"
+        assert meta["hostname"] == os.uname().nodename
+        assert meta["kernel"] == os.uname().release
+        assert meta["ss_version"] == ss_v
+        assert int(meta["page_size"]) == os.sysconf("SC_PAGE_SIZE")
+        assert int(meta["cpus"]) == os.sysconf("SC_NPROCESSORS_ONLN")
+        assert meta["user"] == "root" and meta["uid"] == "0"
+        assert meta["ss_oneline"] == "1" and meta["args"] == "0"
+        assert meta["interval_s"] == "1"
+        assert meta["cgroup_version"] == cg_version
+        assert meta["clock"] == "date-ns"
+        iso = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$"
+        assert re.match(iso, meta["start"]) and re.match(iso, meta["end"])
+        assert meta["start"] < meta["end"]
+        assert meta["start"].replace("-", "").replace(":", "") == snap.name
+        # every sysctl present on this kernel was read; none failed
+        assert [r for r in repeat if r.startswith("failed=")] == []
+        for r in repeat:
+            assert r.startswith("missing=sysctl.txt: "), r
+
+
+def test_sysctls_match_proc_sys(capture: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = capture
+    snap = snapshots(out)[-1]
+    got = dict(
+        line.split(" = ", 1) for line in (snap / "sysctl.txt").read_text().splitlines() if line
+    )
+    _, repeat = read_meta(snap)
+    for name in SYSCTLS:
+        f = Path("/proc/sys") / name.replace(".", "/")
+        if f.exists():
+            # tcp_mem moves with the box; the others are fixed here
+            if name != "net.ipv4.tcp_mem":
+                assert got[name] == f.read_text().rstrip("\n"), name
+            assert name in got
+        else:
+            assert name not in got
+            assert any(name in r for r in repeat), repeat
+
+
+def test_cgroups_of_socket_owners(
+    capture: tuple[Path, subprocess.CompletedProcess[str]], pairs: LoopbackPairs
+) -> None:
+    out, _ = capture
+    pid = pairs.holders[0].pid
+    want = expected_cgroup_path(pid)
+    for snap in snapshots(out):
+        recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+        assert all(r[0] in ("pid", "stat") for r in recs), recs
+        pids = {int(r[1]): r[2] for r in recs if r[0] == "pid"}
+        assert pids[pid] == want
+        stats = {(r[1], r[2]): r[3] for r in recs if r[0] == "stat"}
+        keys = {k for (path, k) in stats if path == want}
+        assert keys in (
+            {"kmem.tcp.usage_in_bytes", "kmem.tcp.limit_in_bytes"},
+            {"sock", "memory.current"},
+            {"sock"},
+        ), keys
+        assert all(v.isdigit() for v in stats.values())
+        # each distinct cgroup is read once: one record per (cgroup, key)
+        assert len(stats) == len([r for r in recs if r[0] == "stat"])
+
+
+def test_args_are_opt_in(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", "-a")
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    assert read_meta(snap)[0]["args"] == "1"
+    args = (snap / "ps_args.txt").read_text()
+    assert re.search(rf"^\s*{pairs.holders[0].pid} .*python.* -c", args, re.M)
+
+
+def test_sigterm_leaves_only_complete_snapshots(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-d", "60", "-b"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen: set[str] = set()
+        while len(seen) < 3 and time.monotonic() < deadline:
+            if out.exists():
+                for snap in snapshots(out):
+                    seen.add(snap.name)
+                    # a visible snapshot is complete at every moment
+                    assert (snap / "meta.txt").exists() or not snap.exists()
+            time.sleep(0.01)
+        assert len(seen) >= 3
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    snaps = snapshots(out)
+    for snap in snaps:
+        assert {p.name for p in snap.iterdir()} >= ALWAYS
+    with tarfile.open(f"{out}.tar.gz") as tar:
+        top = {m.name.split("/")[0] for m in tar.getmembers()}
+    assert top == {s.name for s in snaps}
+
+
+def test_sigkill_leaves_only_a_hidden_partial(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-d", "60"], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # wait for a snapshot in progress after at least one complete one
+        while time.monotonic() < deadline:
+            if out.exists() and snapshots(out) and any(out.glob(".partial-*/ps.txt")):
+                break
+            time.sleep(0.005)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    for snap in snapshots(out):
+        assert {p.name for p in snap.iterdir()} >= ALWAYS, snap
+    leftovers = [p.name for p in out.iterdir() if not SNAP_RE.match(p.name)]
+    assert leftovers, "the kill was meant to land mid-snapshot"
+    assert all(name.startswith(".partial-") for name in leftovers), leftovers
+    # children of the killed shell (ss, awk) finish on their own; then a new run tidies up
+    time.sleep(1)
+    res = run_collect(["dash"], "-o", str(out), "-n", "1")
+    assert res.returncode == 0, res.stderr
+    assert "removing" in res.stderr and ".partial-" in res.stderr
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_budget_is_never_exceeded(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    assert run_collect(["dash"], "-o", str(one), "-n", "1").returncode == 0
+    snap_bytes = dir_usage_bytes(snapshots(one)[0])
+    budget_mb = round(3.2 * snap_bytes / 2**20, 3)
+    budget_bytes = int(budget_mb * 1024) * 1024
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-n", "8", "-m", str(budget_mb)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0
+    try:
+        while proc.poll() is None:
+            if out.exists():
+                peak = max(peak, dir_usage_bytes(out))
+            time.sleep(0.002)
+        _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    final = dir_usage_bytes(out)
+    assert 0 < peak <= budget_bytes, (peak, budget_bytes)
+    assert final <= budget_bytes
+    kept = snapshots(out)
+    assert 1 <= len(kept) < 8
+    assert "deleted the" in err and "oldest" in err
+
+
+def test_budget_too_small_for_one_snapshot(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = run_collect(["dash"], "-o", str(out), "-n", "1", "-m", "0.01")
+    assert res.returncode == 6, res.stderr
+    assert "budget" in res.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_full_disk(tmp_path: Path) -> None:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)], check=True)
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    try:
+        res = run_collect(["dash"], "-o", str(mnt / "o"), "-n", "1")
+        assert res.returncode == 5, res.stderr
+        assert res.stderr.count("error:") == 1 and "disk full" in res.stderr
+        assert [p.name for p in (mnt / "o").iterdir()] == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_no_ss_in_path(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("awk", "sed", "gzip", "ps", "du", "df", "ls", "date", "uname", "id", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    for tool in ("mv", "rm", "mkdir", "grep", "sleep", "head", "getconf", "stat", "tar", "tr"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    res = run_collect(
+        ["/usr/bin/dash"], "-o", str(tmp_path / "o"), "-n", "1", env={"PATH": str(bin_dir)}
+    )
+    assert res.returncode == 3
+    assert res.stderr.strip().count("\n") == 0 and "ss" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_output_dir(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    res = run_collect(["dash"], "-o", str(tmp_path / "file" / "o"), "-n", "1")
+    assert res.returncode == 4
+    assert res.stderr.strip().count("\n") == 0
+
+
+def test_old_ss_without_oneline(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """An ss older than 5.2 (no -O): the multi-line form, recorded as ss_oneline=0."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_ss = shutil.which("ss")
+    fake = bin_dir / "ss"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *O*) echo "ss: invalid option -- \'O\'" >&2; exit 255 ;; esac\n'
+        f'exec {real_ss} "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    meta, repeat = read_meta(snap)
+    assert meta["ss_oneline"] == "0" and "O" not in meta["ss_command"]
+    assert not [r for r in repeat if r.startswith("failed=")]
+    text = ss_text(snap)
+    assert "\n\t skmem:(" in text  # continuation lines kept with their socket
+    pid = pairs.holders[0].pid
+    assert text.count(f"pid={pid},") == 2 * N_PAIRS + 1
+    udp = ss_text(snap, "udp")
+    assert f":{pairs.holders[0].udp_port} " in udp and "\tskmem" not in text.split("\n")[0]
+
+
+def test_busybox_date_clock_fallback(tmp_path: Path) -> None:
+    """busybox date has no %N: names still sub-second, unique and sorted (file mtime clock)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "date").symlink_to(shutil.which("busybox") or "/bin/busybox")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "3", "-i", "0", env=env)
+    assert res.returncode == 0, res.stderr
+    snaps = snapshots(tmp_path / "o")
+    assert len(snaps) == 3 and all(SNAP_RE.match(s.name) for s in snaps)
+    assert len({s.name[:-1] for s in snaps}) == 3
+    metas = [read_meta(s)[0] for s in snaps]
+    assert {m["clock"] for m in metas} == {"file-mtime"}
+    assert all(m["start"] <= m["end"] for m in metas)
+    assert res.stderr.count("clock=file-mtime") == 1
+
+
+def test_non_root_degrades_as_documented(pairs: LoopbackPairs) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    work = Path(tempfile.mkdtemp(prefix="collect-nonroot-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        script = work / "collect.sh"
+        shutil.copy(COLLECT, script)
+        script.chmod(0o755)
+        res = subprocess.run(
+            [*NOBODY, "dash", str(script), "-o", str(work / "o"), "-n", "2", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        # said once on stderr, recorded in every meta.txt
+        lines = res.stderr.splitlines()
+        assert len([ln for ln in lines if "slabinfo" in ln]) == 1, res.stderr
+        assert len([ln for ln in lines if "ss_tcp.txt.gz" in ln]) == 1, res.stderr
+        snaps = snapshots(work / "o")
+        assert len(snaps) == 2
+        for snap in snaps:
+            names = {p.name for p in snap.iterdir()}
+            assert names == ALWAYS, names ^ ALWAYS
+            meta, repeat = read_meta(snap)
+            assert meta["uid"] == "65534"
+            assert any(r.startswith("missing=slabinfo.txt.gz: ") for r in repeat), repeat
+            assert any(r.startswith("missing=ss_tcp.txt.gz: ") for r in repeat), repeat
+            text = ss_text(snap)
+            # root's sockets are listed, but not who owns them
+            assert text.count(f"127.0.0.1:{pairs.holders[0].port} ") >= 2 * N_PAIRS + 1 - 1
+            assert f"pid={pairs.holders[0].pid}," not in text
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_bundle_members_are_relative_snapshot_dirs(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = run_collect(["dash"], "-o", str(out), "-n", "2", "-i", "0", "-b")
+    assert res.returncode == 0, res.stderr
+    names = {s.name for s in snapshots(out)}
+    with tarfile.open(tmp_path / "o.tar.gz") as tar:
+        members = tar.getmembers()
+        for m in members:
+            assert not m.name.startswith(("/", "./", "..")), m.name
+            assert m.name.split("/")[0] in names
+        files = {m.name for m in members if m.isfile()}
+    assert files == {f"{n}/{f}" for n in names for f in ALWAYS | ROOT_ONLY}
+
+
+def test_shellcheck_clean() -> None:
+    res = subprocess.run(
+        ["shellcheck", "-s", "sh", str(COLLECT)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stdout
+
+
+def test_help_and_usage_errors() -> None:
+    res = run_collect(["dash"], "-h")
+    assert res.returncode == 0
+    for opt in ("-o DIR", "-i SECONDS", "-n COUNT", "-d SECONDS", "-m MB", "-a", "-b", "-h"):
+        assert opt in res.stdout, opt
+    assert "EXIT STATUS" in res.stdout and "Examples" in res.stdout
+    for bad in (["-x"], ["-i", "soon"], ["-n", "0"], ["-m", "lots"], ["extra"]):
+        res = run_collect(["dash"], *bad)
+        assert res.returncode == 2, (bad, res.stderr)
+        assert res.stderr.strip().count("\n") == 0, res.stderr
+
+
+def test_script_is_executable_posix_sh() -> None:
+    assert COLLECT.read_text().startswith("#!/bin/sh\n")
+    assert COLLECT.stat().st_mode & stat.S_IXUSR
