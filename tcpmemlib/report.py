@@ -154,7 +154,7 @@ def current_python_kernel() -> Iterator[str]:
                 sys.executable,
                 "-m",
                 "ipykernel_launcher",
-                "--log-level=ERROR",
+                "--log-level=CRITICAL",
                 "-f",
                 "{connection_file}",
             ],
