@@ -278,8 +278,19 @@ def test_reconcile_flags_gap_over_bound(synth) -> None:
     st["tcp_mem_bytes"] = st["tcp_mem_bytes"] + 3 * (1 << 20)  # 3 MiB more than the sockets hold
     r = reconcile(dataclasses.replace(synth, sockstat=st))
     assert r.by_snapshot["unexplained"].all()
+    assert r.by_snapshot["persistent"].all()
     assert r.verdict.label == "unexplained gap"
     assert r.verdict.figures["max_abs_gap_bytes"] == 3 * (1 << 20)
+
+
+def test_reconcile_isolated_gap_is_transient(synth) -> None:
+    st = synth.sockstat.copy()
+    late = st["ts"] == st["ts"].max()
+    st.loc[late, "tcp_mem_bytes"] = st.loc[late, "tcp_mem_bytes"] + 3 * (1 << 20)
+    r = reconcile(dataclasses.replace(synth, sockstat=st))
+    assert list(r.by_snapshot["unexplained"]) == [False, True]
+    assert not r.by_snapshot["persistent"].any()
+    assert r.verdict.label == "transient gaps"
 
 
 # ------------------------------------------------------------------------------------ where
@@ -302,6 +313,8 @@ def test_where_is_it_numbers(synth) -> None:
     assert places.loc["sockstat TCP mem", "contains_socket_buffers"] == "yes"
     assert int(places.loc["sockstat TCP mem", "delta_bytes"]) == 19 * PAGE
     assert float(places.loc["process RSS (top RES)", "delta_ratio"]) == 0
+    assert int(places.loc["RSS of socket owners", "high_bytes"]) == (10000 + 12000 + 5000) * 1024
+    assert int(places.loc["RSS of socket owners", "delta_bytes"]) == 0
     assert w.verdict.label == "outside RSS and buff/cache"
     assert isinstance(w.verdict, Verdict)
     assert "76.0 KiB" in w.verdict.text  # 19 pages peak

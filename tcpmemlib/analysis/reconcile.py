@@ -28,13 +28,16 @@
 | pcpu_reserve_bound_bytes | bytes | mem_pcpu_rsv × page size × CPUs |
 | explained_bound_bytes | bytes | the largest \\|gap\\| the known lags explain (= the per-CPU bound) |
 | unexplained | boolean | \\|gap\\| > explained_bound_bytes |
+| persistent | boolean | unexplained here and in a neighbouring snapshot too (an isolated one is most likely collection skew right after a burst); with a single snapshot, = unexplained |
 | tcp_alloc | sockets | sockstat ``alloc`` (global) |
 | ss_full_sockets | sockets | TCP sockets ss listed, minus TIME-WAIT and SYN-RECV |
 | hidden_sockets | sockets | tcp_alloc − ss_full_sockets (NA without sockstat) |
 | backlog_bytes | bytes | Σ bl (not charged anywhere yet) |
 | sockstat_udp_mem_bytes | bytes | UDP's separate counter |
 
-``verdict`` label: ``consistent`` (every snapshot within the bound) or ``unexplained gap``.
+``verdict`` label: ``consistent`` (every snapshot within the bound), ``transient gaps`` (only isolated
+snapshots exceed it: memory that moved while collect.sh read), ``unexplained gap`` (a gap that
+persists across neighbouring snapshots) or ``no data``.
 """
 
 from __future__ import annotations
@@ -111,6 +114,12 @@ def reconcile(capture: Any) -> ReconcileResult:
     out["pcpu_reserve_bound_bytes"] = (rsv.reindex(out["ts"]).astype("Int64") * page * cpus).values
     out["explained_bound_bytes"] = out["pcpu_reserve_bound_bytes"]
     out["unexplained"] = (out["gap_bytes"].abs() > out["explained_bound_bytes"]).astype("boolean")
+    unexp = out["unexplained"].fillna(False).astype(bool)
+    if len(out) > 1:
+        neighbour = unexp.shift(1, fill_value=False) | unexp.shift(-1, fill_value=False)
+        out["persistent"] = (unexp & neighbour).astype("boolean")
+    else:
+        out["persistent"] = out["unexplained"]
     out["tcp_alloc"] = st["tcp_alloc"].reindex(out["ts"]).astype("Int64").values
     out["ss_full_sockets"] = ss_full.reindex(out["ts"]).fillna(0).astype("Int64").values
     out["hidden_sockets"] = out["tcp_alloc"] - out["ss_full_sockets"]
@@ -131,6 +140,7 @@ def reconcile(capture: Any) -> ReconcileResult:
     worst = int(gap.abs().idxmax())
     bound = F._num(out.at[worst, "explained_bound_bytes"])
     n_unexp = int(out["unexplained"].fillna(False).sum())
+    n_persist = int(out["persistent"].fillna(False).sum())
     hidden = F._num(out["hidden_sockets"].max())
     udp = F._num(out["sockstat_udp_mem_bytes"].max())
     blmax = F._num(out["backlog_bytes"].max())
@@ -141,6 +151,7 @@ def reconcile(capture: Any) -> ReconcileResult:
         sockstat_at_worst_bytes=F._num(out.at[worst, "sockstat_mem_bytes"]),
         bound_bytes=bound,
         unexplained_snapshots=float(n_unexp),
+        persistent_snapshots=float(n_persist),
         max_hidden_sockets=hidden,
         max_udp_mem_bytes=udp,
         max_backlog_bytes=blmax,
@@ -156,13 +167,19 @@ def reconcile(capture: Any) -> ReconcileResult:
         f"{F.fmt_bytes(fig['gap_at_worst_bytes'])}; the per-CPU reserves explain up to ±"
         f"{F.fmt_bytes(bound)} ({rsv_txt}, {cpus} CPUs)."
     )
-    if n_unexp:
+    if n_persist:
         label = "unexplained gap"
         text += (
-            f" {n_unexp} snapshot(s) exceed that bound: memory outside what ss listed, or memory "
-            "that moved between the sockstat read and the ss read (collect.sh takes them a few "
-            "milliseconds apart; on a busy box or right after a burst, compare neighbouring "
-            "snapshots)."
+            f" {n_unexp} snapshot(s) exceed that bound, {n_persist} of them next to another that does: "
+            "memory outside what ss listed (sockets of other network namespaces, see below) or "
+            "charged to no listed socket."
+        )
+    elif n_unexp:
+        label = "transient gaps"
+        text += (
+            f" {n_unexp} isolated snapshot(s) exceed that bound while their neighbours do not: memory "
+            "that moved between the sockstat read and the ss read (collect.sh takes them "
+            "milliseconds apart; e.g. a burst being acked), not memory that stays unaccounted."
         )
     else:
         label = "consistent"

@@ -19,13 +19,16 @@ most socket buffer memory (sockstat TCP ``mem``).
 | socket_slab_bytes | bytes | slab pages of the socket object caches (TCP, TCPv6, sock_inode_cache, tw_sock_*, request_sock_*), SLUB aliases resolved (a merged row also holds other objects) |
 | skb_slab_bytes | bytes | slab pages of skbuff_head_cache, skbuff_fclone_cache, skbuff_small_head (aliases resolved) |
 | process_rss_bytes | bytes | Σ RSS of every process in ps |
+| socket_owner_rss_bytes | bytes | Σ RSS of the processes that own at least one TCP socket (each once) |
 | cgroup_sock_bytes | bytes | Σ cgroup v2 ``memory.stat sock`` over the cgroups collected (NA without v2) |
 
 ``places`` (one row per place): ``place``, ``contains_socket_buffers`` (``yes``/``no``/``partly``),
 ``why`` (kernel reason, reference §4), ``low_bytes`` and ``high_bytes`` (the place's value in the
 snapshot with the least and the most sockstat TCP mem), ``delta_bytes`` and ``delta_ratio``
-(delta_bytes / the sockstat delta: ≈1 for a place that holds the buffers, ≈0 for one that does not;
-NA when sockstat did not move).
+(delta_bytes / the sockstat delta, or the Σ skmem delta when sockstat did not move: ≈1 for a place
+that holds the buffers, ≈0 for one that does not). For ``RSS of socket owners`` the delta is taken
+over the pids that own sockets in the high snapshot and also ran in the low one, so a process that
+started in between does not count its whole RSS as growth.
 
 ``verdict``: label ``outside RSS and buff/cache`` (always, on Linux: reference §4) unless the capture
 saw no socket buffer at all (``no socket buffers``); the text quotes the capture's numbers.
@@ -141,6 +144,22 @@ def _cgroup_sock(cap: Any) -> pd.Series:
     return s.reindex(snaps["ts"]).astype("Int64")
 
 
+def _owner_rss(cap: Any) -> pd.Series:
+    """Per ts: Σ RSS of the processes owning at least one TCP socket (0 when none)."""
+    snaps = F.snapshots(cap)
+    s = F.tcp_sockets(cap)
+    own = cap.owners
+    procs = cap.processes
+    if own is None or not len(own) or procs is None or not len(procs):
+        return pd.Series(0, index=snaps["ts"], dtype="Int64")
+    pids = own[own["sock_id"].isin(s["sock_id"])][["ts", "pid"]].dropna().drop_duplicates()
+    pids["pid"] = pids["pid"].astype("Int64")
+    rss = procs[["ts", "pid", "rss_bytes"]].drop_duplicates(["ts", "pid"]).copy()
+    rss["pid"] = rss["pid"].astype("Int64")
+    total = pids.merge(rss, on=["ts", "pid"], how="inner").groupby("ts")["rss_bytes"].sum()
+    return total.reindex(snaps["ts"]).fillna(0).astype("Int64")
+
+
 def by_snapshot_frame(cap: Any) -> tuple[pd.DataFrame, list[str]]:
     """The ``by_snapshot`` frame (module doc) and notes on merged slab caches."""
     snaps = F.snapshots(cap)
@@ -170,6 +189,7 @@ def by_snapshot_frame(cap: Any) -> tuple[pd.DataFrame, list[str]]:
     procs = cap.processes
     rss = procs.groupby("ts")["rss_bytes"].sum() if len(procs) else pd.Series(dtype="Int64")
     out["process_rss_bytes"] = rss.reindex(out["ts"]).astype("Int64").values
+    out["socket_owner_rss_bytes"] = _owner_rss(cap).reindex(out["ts"]).astype("Int64").values
     out["cgroup_sock_bytes"] = _cgroup_sock(cap).values
     return out, notes + notes2
 
@@ -245,12 +265,35 @@ _PLACES: tuple[tuple[str, str, str, str], ...] = (
         "kernel memory never mapped there (exception: TCP_ZEROCOPY_RECEIVE while mapped)",
     ),
     (
+        "RSS of socket owners",
+        "socket_owner_rss_bytes",
+        "no",
+        "the processes that hold the sockets: their RSS does not grow with the data their sockets "
+        "queue (delta over the pids present in both snapshots)",
+    ),
+    (
         "MemAvailable",
         "meminfo_MemAvailable_bytes",
         "no",
         "socket buffers are 'used' memory: MemAvailable falls as they grow",
     ),
 )
+
+
+def _owner_rss_delta(cap: Any, ts_lo: Any, ts_hi: Any) -> Any:
+    """Σ RSS change, low -> high snapshot, of the pids owning TCP sockets at ``ts_hi`` that also ran
+    at ``ts_lo`` (processes that started in between are left out: their whole RSS is not a change)."""
+    own, procs = cap.owners, cap.processes
+    if own is None or not len(own) or procs is None or not len(procs):
+        return pd.NA
+    s = F.tcp_sockets(cap)
+    hi_ids = s[s["ts"] == ts_hi]["sock_id"]
+    pids = set(own[own["sock_id"].isin(hi_ids)]["pid"].dropna().astype(int))
+    rss = procs[procs["pid"].isin(pids)].drop_duplicates(["ts", "pid"])
+    lo = rss[rss["ts"] == ts_lo].set_index("pid")["rss_bytes"]
+    hi = rss[rss["ts"] == ts_hi].set_index("pid")["rss_bytes"]
+    both = lo.index.intersection(hi.index)
+    return int((hi[both].astype("int64") - lo[both].astype("int64")).sum())
 
 
 def _places(bs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, int | None]:
@@ -288,6 +331,15 @@ def where_is_it(capture: Any) -> WhereResult:
     """Q1: line up every place socket memory might be reported, per snapshot (module doc)."""
     bs, notes = by_snapshot_frame(capture)
     places, lo, hi = _places(bs)
+    if lo is not None and hi is not None:
+        i = places.index[places["place"] == "RSS of socket owners"][0]
+        delta = _owner_rss_delta(capture, bs.at[lo, "ts"], bs.at[hi, "ts"])
+        places.loc[i, "delta_bytes"] = delta
+        ref = places.loc[0, "delta_bytes"]
+        if ref is pd.NA or ref == 0:
+            ref = places.loc[1, "delta_bytes"]
+        if delta is not pd.NA and ref is not pd.NA and ref != 0:
+            places.loc[i, "delta_ratio"] = round(float(delta) / float(ref), 3)
     fig: dict[str, float] = {}
     by_place = places.set_index("place")
 
@@ -300,10 +352,12 @@ def where_is_it(capture: Any) -> WhereResult:
         peak_sockstat_tcp_mem_bytes=peak,
         peak_skmem_buffer_bytes=skmem_peak,
         rss_total_bytes=val("process RSS (top RES)", "high_bytes"),
+        socket_owner_rss_bytes=val("RSS of socket owners", "high_bytes"),
     )
     for name, place in (
         ("sockstat", "sockstat TCP mem"),
         ("rss", "process RSS (top RES)"),
+        ("owner_rss", "RSS of socket owners"),
         ("buff_cache", "top/free buff/cache"),
         ("unlisted", "unlisted kernel memory"),
         ("slab", "meminfo Slab"),
@@ -331,7 +385,9 @@ def where_is_it(capture: Any) -> WhereResult:
     if lo is not None and hi is not None and lo != hi and dsock == dsock and dsock != 0:
         text += (
             f" Between the snapshot with the least and the most socket memory, sockstat rose by "
-            f"{F.fmt_bytes(dsock)} while RSS changed by {F.fmt_bytes(fig['delta_rss_bytes'])}, "
+            f"{F.fmt_bytes(dsock)} while the socket owners' RSS changed by "
+            f"{F.fmt_bytes(fig['delta_owner_rss_bytes'])} (all processes: "
+            f"{F.fmt_bytes(fig['delta_rss_bytes'])}), "
             f"buff/cache by {F.fmt_bytes(fig['delta_buff_cache_bytes'])} and Slab by "
             f"{F.fmt_bytes(fig['delta_slab_bytes'])} (skb heads); the 'unlisted' kernel memory "
             f"(in no meminfo line, shown as 'used' by top) rose by "
