@@ -23,25 +23,33 @@ __all__ = [
 INT_MAX = (1 << 63) - 1
 
 # Head of a socket line: [Netid] State Recv-Q Send-Q Local Peer, then the rest.
+# Whitespace is what ss and RE2 (the fast path) call whitespace: ASCII only, as are digits.
+WS = r"[ \t\n\f\r]"
+NWS = r"[^ \t\n\f\r]"
 HEAD_RE = re.compile(
-    r"^\s*(?:(?P<netid>[a-z][a-z0-9_]*)\s+)?(?P<state>[A-Z][A-Z0-9_-]*)\s+"
-    r"(?P<recv_q>\d+)\s+(?P<send_q>\d+)\s+(?P<local>\S+)\s+(?P<peer>\S+)(?P<rest>(?:\s.*)?)$"
+    rf"^{WS}*(?:(?P<netid>[a-z][a-z0-9_]*){WS}+)?(?P<state>[A-Z][A-Z0-9_-]*){WS}+"
+    rf"(?P<recv_q>[0-9]+){WS}+(?P<send_q>[0-9]+){WS}+(?P<local>{NWS}+){WS}+(?P<peer>{NWS}+)"
+    rf"(?P<rest>(?:{WS}.*)?)$",
+    re.DOTALL,
 )
+SPLIT_RE = re.compile(f"{WS}+")
 # The header ss prints unless -H: "[Netid] State Recv-Q Send-Q Local Address:Port Peer Address:Port[ Process]"
-HEADER_RE = re.compile(r"^\s*(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\s+Local\s+Address:Port\b")
+HEADER_RE = re.compile(rf"^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}")
 # users:(("comm",pid=1,fd=2),("comm",pid=3,fd=4)) right after the peer address (ss prints it first).
 USERS_RE = re.compile(
-    r"^\s+users:\((?P<body>\(\".*?\",pid=\d+,fd=\d+\)(?:,\(\".*?\",pid=\d+,fd=\d+\))*)\)(?=\s|$)"
+    rf"^{WS}+users:\((?P<body>\(\".*?\",pid=[0-9]+,fd=[0-9]+\)(?:,\(\".*?\",pid=[0-9]+,fd=[0-9]+\))*)\)"
+    rf"(?={WS}|$)",
+    re.DOTALL,
 )
-OWNER_RE = re.compile(r"\(\"(.*?)\",pid=(\d+),fd=(\d+)\)(?:,|$)")
+OWNER_RE = re.compile(r"\(\"(.*?)\",pid=([0-9]{1,18}),fd=([0-9]{1,18})\)(?:,|$)", re.DOTALL)
 ADDR_BRACKET_RE = re.compile(r"^\[(?P<addr>[^\]]*)\](?P<scope>%[^:]*)?:(?P<port>[^:\]]+)$")
 ADDR_PLAIN_RE = re.compile(r"^(?P<addr>.+):(?P<port>[^:\]]+)$")
-SKMEM_PART_RE = re.compile(r"^(rb|tb|bl|r|t|f|w|o|d)(\d+)$")
-MEM_RE = re.compile(r"^\(r(\d+),w(\d+),f(\d+),t(\d+)\)$")
-RTT_RE = re.compile(r"^(\d+(?:\.\d+)?)/\d+(?:\.\d+)?$")
-UINT_RE = re.compile(r"^\d{1,18}$")
+SKMEM_PART_RE = re.compile(r"^(rb|tb|bl|r|t|f|w|o|d)([0-9]+)$")
+MEM_RE = re.compile(r"^\(r([0-9]+),w([0-9]+),f([0-9]+),t([0-9]+)\)$")
+RTT_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)/[0-9]+(?:\.[0-9]+)?$")
+UINT_RE = re.compile(r"^[0-9]{1,18}$")
 BARE_WORD_RE = re.compile(r"^[a-z][a-z0-9_-]*$")  # flags (ts, sack, ecn, app_limited) and cc names
-RATE_RE = re.compile(r"^\d+(?:\.\d+)?[KMGT]?bps(?:/\d+(?:\.\d+)?[KMGT]?bps)?$")
+RATE_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?[KMGT]?bps(?:/[0-9]+(?:\.[0-9]+)?[KMGT]?bps)?$")
 SHUTDOWN_TOKENS = frozenset({"<->", "-->", "<--", "---"})
 
 # ss -i / -e tokens whose value becomes a column (Int64), keyed by the ss token name.
@@ -81,6 +89,7 @@ _IGNORED_KEYS_TEXT = """
     rcv_nxt snd_una ecn_flags ecnseen fastopen bpf_filter tcp-ulp iface mptcp subflows add_addr_signal
     add_addr_accepted subflows_max add_addr_signal_max add_addr_accepted_max remote_key token
     write_seq snd_una rcv_nxt sock_ctx proc_ctx tx_ring rx_ring pacing_rate_max
+    rehash tcp-ulp-smc ecn ce
 """
 IGNORED_KEYS = frozenset(_IGNORED_KEYS_TEXT.split())
 # Two-token fields: "send 1.2Mbps", "pacing_rate 2Gbps[/3Gbps]", "delivery_rate 1Mbps".
@@ -185,16 +194,13 @@ def parse_line(line: str) -> dict[str, Any] | None:
         rest = rest[um.end() :]
     out["owners"] = owners
     unknown: list[str] = []
-    tokens = rest.split()
+    tokens = [t for t in SPLIT_RE.split(rest) if t]
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         i += 1
-        if tok in RATE_WORDS:
-            if i < len(tokens) and RATE_RE.match(tokens[i]):
-                i += 1
-            else:
-                unknown.append(tok)
+        if tok in RATE_WORDS and i < len(tokens) and RATE_RE.match(tokens[i]):
+            i += 1  # "send 1.2Mbps": the rate is the next token
             continue
         if tok in SHUTDOWN_TOKENS:
             continue
@@ -210,7 +216,12 @@ def parse_line(line: str) -> dict[str, Any] | None:
             else:
                 out.setdefault(INT_KEYS[key], number)
         elif key == "skmem":
-            if not (value.startswith("(") and value.endswith(")") and _skmem(value[1:-1], out)):
+            if not (
+                len(value) >= 2
+                and value[0] == "("
+                and value[-1] == ")"
+                and _skmem(value[1:-1], out)
+            ):
                 unknown.append(tok)
         elif key == "mem":
             mm = MEM_RE.match(value)
@@ -228,7 +239,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
             else:
                 out.setdefault("rtt_ms", float(rm[1]))
         elif key == "timer":
-            if value.startswith("(") and value.endswith(")"):
+            if len(value) >= 2 and value.startswith("(") and value.endswith(")"):
                 out.setdefault("timer", value[1:-1])
             else:
                 unknown.append(tok)

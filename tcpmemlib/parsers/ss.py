@@ -72,9 +72,10 @@ import os
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers import _ss_line
+from tcpmemlib.parsers import _ss_fast, _ss_line
 from tcpmemlib.parsers._text import read_text, split_lines
 
 __all__ = ["COLUMNS", "DTYPES", "empty_frame", "parse", "read_ss"]
@@ -146,34 +147,55 @@ def _logical_lines(path: str | None, text: str) -> tuple[list[str], list[int]]:
     return lines, numbers
 
 
-def _frame_from_records(records: list[dict[str, object]]) -> pd.DataFrame:
-    n = len(records)
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    col: (pa.int64() if d == "Int64" else pa.float64() if d == "Float64" else pa.large_string())
+    for col, d in DTYPES.items()
+    if col != "owners"
+}
+
+
+def _to_pandas(col: str, arr: pa.Array) -> object:
+    dtype = DTYPES[col]
+    if dtype == "category":
+        return arr.dictionary_encode().to_pandas()
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(
+            pc.fill_null(arr, 0).to_numpy(zero_copy_only=False),
+            pc.is_null(arr).to_numpy(zero_copy_only=False),
+        )
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(
+            pc.fill_null(arr, 0.0).to_numpy(zero_copy_only=False),
+            pc.is_null(arr).to_numpy(zero_copy_only=False),
+        )
+    return pd.array(arr.cast(pa.large_string()), dtype=STRING)
+
+
+def _frame(columns: dict[str, pa.Array], owners: np.ndarray) -> pd.DataFrame:
     data: dict[str, object] = {}
-    for col, dtype in DTYPES.items():
-        if col == "owners":
-            owners = np.empty(n, dtype=object)
-            owners[:] = [()] * n if n else []
-            for i, rec in enumerate(records):
-                owners[i] = rec.get("owners", ())
-            data[col] = owners
-        else:
-            data[col] = pd.array([rec.get(col) for rec in records], dtype=dtype)  # type: ignore[call-overload]
-    return pd.DataFrame(data)
-
-
-def _fill_uid(df: pd.DataFrame) -> pd.DataFrame:
+    for col in COLUMNS:
+        data[col] = owners if col == "owners" else _to_pandas(col, columns[col])
+    df = pd.DataFrame(data)
     # ss prints "uid:N" only when N != 0 but always prints "ino:" with -e.
-    df.loc[df["uid"].isna() & df["inode"].notna(), "uid"] = 0
+    if "uid" in df:
+        df.loc[df["uid"].isna() & df["inode"].notna(), "uid"] = 0
     return df
 
 
-def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
-    """Parse ``ss`` output (path, ``.gz`` path, bytes or text) into one row per socket.
+def _records_to_arrow(records: list[dict[str, object]]) -> tuple[dict[str, pa.Array], np.ndarray]:
+    cols = {
+        col: pa.array([rec.get(col) for rec in records], type=typ)
+        for col, typ in _ARROW_TYPES.items()
+    }
+    owners = np.empty(len(records), dtype=object)
+    owners.fill(())
+    for i, rec in enumerate(records):
+        owners[i] = rec.get("owners", ())
+    return cols, owners
 
-    See the module docstring for the columns. Raises ``ParseError`` (path, line number, line) for a
-    line that cannot be a socket line, a missing file or undecodable bytes.
-    """
-    path, text = read_text(source)
+
+def _read_reference(path: str | None, text: str) -> pd.DataFrame:
+    """The per-line reference parser over the whole text (tests compare it with the fast path)."""
     lines, numbers = _logical_lines(path, text)
     records = []
     for line, no in zip(lines, numbers, strict=True):
@@ -183,11 +205,58 @@ def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
         records.append(rec)
     if not records:
         return empty_frame()
-    return _fill_uid(_frame_from_records(records))
+    cols, owners = _records_to_arrow(records)
+    return _frame(cols, owners)
+
+
+def _read_fast(path: str | None, text: str, threads: int = 2) -> pd.DataFrame:
+    lines, numbers = _ss_fast.split_lines(text.encode("utf-8"))
+    if len(lines):
+        skip = pc.match_substring_regex(lines, _ss_fast.SKIP).to_numpy(zero_copy_only=False)
+        if skip.any():
+            lines = lines.filter(pa.array(~skip))
+            numbers = numbers[~skip]
+    n = len(lines)
+    if n == 0:
+        return empty_frame()
+    gates = frozenset(g for g in _ss_fast.GATES if g in text)
+    chunks = _ss_fast.parse_lines(lines, gates, threads=threads)
+    slow = np.concatenate([c.slow for c in chunks])
+    owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
+    columns: dict[str, pa.Array] = {}
+    for col, typ in _ARROW_TYPES.items():
+        parts = [c.columns.get(col) for c in chunks]
+        arrays = [
+            pa.nulls(len(c.slow), typ) if p is None else p.cast(typ)
+            for p, c in zip(parts, chunks, strict=True)
+        ]
+        columns[col] = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
+    slow_idx = np.flatnonzero(slow)
+    if len(slow_idx):
+        records = []
+        for i in slow_idx:
+            line = lines[int(i)].as_py()
+            rec = _ss_line.parse_line(line)
+            if rec is None:
+                shown = line.rstrip("\r\n")
+                raise ParseError(path, int(numbers[i]), shown, "not an ss socket line")
+            records.append(rec)
+        slow_cols, slow_owners = _records_to_arrow(records)
+        mask = pa.array(slow)
+        for col in _ARROW_TYPES:
+            columns[col] = pc.replace_with_mask(columns[col], mask, slow_cols[col])
+        owners[slow_idx] = slow_owners
+    return _frame(columns, owners)
+
+
+def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
+    """Parse ``ss`` output (path, ``.gz`` path, bytes or text) into one row per socket.
+
+    See the module docstring for the columns. Raises ``ParseError`` (path, line number, line) for a
+    line that cannot be a socket line, a missing file or undecodable bytes.
+    """
+    path, text = read_text(source)
+    return _read_fast(path, text)
 
 
 parse = read_ss
-
-
-def _arrow_ok() -> bool:  # pragma: no cover - import-time sanity
-    return pa is not None
