@@ -146,6 +146,21 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"cap": cap, "mine": _only_port(cap, info["port"]), **info}
 
 
+@pytest.fixture(scope="module")
+def v6(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("v6") / "capture"
+    out.mkdir()
+    with LabRun(connections=N, address="::1", timeout_s=60) as run:
+        info = {"server_pid": run.server_pid, "client_pid": run.client_pid, "port": run.port}
+        _phase(out, "recv_backlog")
+        run.scenario("recv_backlog", bytes_per_conn=K)
+        time.sleep(SETTLE_S)
+        _snap(out)
+        _snap(out)
+    cap = _load(out)
+    return {"cap": cap, "mine": _only_port(cap, info["port"]), **info}
+
+
 def _rows(bp: pd.DataFrame, phase: str, pid: int) -> pd.DataFrame:
     rows = bp[(bp["phase"] == phase) & (bp["pid"] == pid)]
     assert len(rows) == 2, f"{phase}: expected the process in both snapshots"
@@ -286,3 +301,20 @@ def test_pressure_thresholds_are_the_kernels(lab: dict[str, Any]) -> None:
         assert p.verdict.label in ("no pressure", "memory drops")
     else:
         assert p.verdict.label in ("under pressure", "over tcp_mem max")
+
+
+def test_ipv6_sockets_count_in_the_tcp_line(v6: dict[str, Any]) -> None:
+    """TCPv6 shares tcp_memory_allocated: ::1 backlogs are in sockstat's TCP mem and reconcile."""
+    cap = v6["cap"]
+    bp = by_process(cap)
+    server = _rows(bp, "recv_backlog", v6["server_pid"])
+    for value in server["buffer_bytes"]:
+        assert N * K <= int(value) <= 1.2 * N * K
+    r = reconcile(cap).by_snapshot.set_index("ts")
+    skew = _skew_allowance(cap, v6["port"]).reindex(r.index)
+    assert (r["sockstat_mem_bytes"] >= N * K - r["explained_bound_bytes"] - skew).all()
+    assert (r["gap_bytes"].abs() <= r["explained_bound_bytes"] + skew).all()
+    ic = idle_cost(v6["mine"])
+    obj = ic.by_object.set_index("cache")
+    assert float(obj.loc["TCPv6", "objects_per_socket"]) == pytest.approx(1.0)
+    assert float(obj.loc["TCPv6", "bytes_per_socket"]) > float(obj.loc["TCP", "bytes_per_socket"])

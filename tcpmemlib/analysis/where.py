@@ -14,7 +14,7 @@ most socket buffer memory (sockstat TCP ``mem``).
 | skmem_buffer_bytes | bytes | Σ over TCP sockets ss saw of r + w + f |
 | meminfo_<field>_bytes | bytes | MemTotal, MemFree, MemAvailable, Buffers, Cached, SwapCached, AnonPages, Slab, SReclaimable, SUnreclaim, KernelStack, PageTables, SecPageTables, Percpu, VmallocUsed (NA when the kernel does not print it) |
 | buff_cache_bytes | bytes | Buffers + Cached + SReclaimable: what free(1)/top call buff/cache |
-| pcp_free_bytes | bytes | Σ per-CPU page-list ``count`` from zoneinfo × page size: free pages not in MemFree |
+| pcp_free_bytes | bytes | Σ per-CPU page-list ``count`` from zoneinfo × page size: free pages not in MemFree (NA without zoneinfo; then nothing is subtracted below) |
 | unlisted_bytes | bytes | MemTotal − (MemFree + Buffers + Cached + SwapCached + AnonPages + Slab + KernelStack + PageTables + SecPageTables + Percpu + VmallocUsed) − pcp_free_bytes (reference §3.3; a field the kernel does not print counts 0) |
 | socket_slab_bytes | bytes | slab pages of the socket object caches (TCP, TCPv6, sock_inode_cache, tw_sock_*, request_sock_*), SLUB aliases resolved (a merged row also holds other objects) |
 | skb_slab_bytes | bytes | slab pages of skbuff_head_cache, skbuff_fclone_cache, skbuff_small_head (aliases resolved) |
