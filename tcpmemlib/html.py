@@ -53,9 +53,50 @@ def verdict_html(verdict: Any, title: str | None = None) -> str:
     return "".join(parts)
 
 
+def _cell(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "NA"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e18:
+            return f"{int(v):,}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    return str(value)
+
+
+#: Columns that hold identifiers, shown without thousands separators.
+ID_COLUMNS = frozenset({"pid", "ppid", "uid", "sock_id", "fd", "inode", "local_port", "peer_port"})
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy for display: numbers with thousands separators and at most 3 significant decimals
+    (identifiers such as ``pid`` as plain integers), NA as ``NA``."""
+    out = frame.copy()
+    for col in out.columns:
+        series = out[col]
+        if col in ID_COLUMNS and pd.api.types.is_numeric_dtype(series.dtype):
+            out[col] = [
+                "NA" if pd.isna(v) else str(int(v)) for v in series.astype("Float64").tolist()
+            ]
+        elif pd.api.types.is_bool_dtype(series.dtype):
+            out[col] = series.astype("string").fillna("NA")
+        elif pd.api.types.is_numeric_dtype(series.dtype):
+            out[col] = [_cell(v.item() if hasattr(v, "item") else v) for v in series.tolist()]
+        elif pd.api.types.is_string_dtype(series.dtype) or series.dtype == object:
+            out[col] = ["NA" if v is None or v is pd.NA else v for v in series.tolist()]
+    return out
+
+
 def table_html(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> str:
-    """``frame`` as an HTML table with every cell escaped (pandas escapes by default; we insist)."""
-    return frame.head(max_rows).to_html(escape=True, index=index, border=0, na_rep="NA")
+    """``frame`` as an HTML table, numbers made readable, every cell escaped (pandas escapes by
+    default; we insist). Rows past ``max_rows`` are left out, and a note says how many."""
+    shown = readable(frame.head(max_rows))
+    out = shown.to_html(escape=True, index=index, border=0, na_rep="NA")
+    if len(frame) > max_rows:
+        out += f"<p><em>{len(frame) - max_rows:,} more rows not shown.</em></p>"
+    return out
 
 
 def show_verdict(verdict: Any, title: str | None = None) -> None:

@@ -689,3 +689,35 @@ def top_process_verdict(rows: pd.DataFrame) -> Any:
             "total_buffer_bytes": total,
         },
     )
+
+
+def scaled_columns(frame: pd.DataFrame, scale: float = KIB, unit: str = "KiB") -> pd.DataFrame:
+    """Like :func:`mib_columns` with another unit (KiB suits per-socket limits and costs)."""
+    out = frame.copy()
+    for col in [c for c in out.columns if str(c).endswith("_bytes")]:
+        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / scale).round(2)
+        out = out.rename(columns={col: str(col).removesuffix("_bytes") + f" ({unit})"})
+    return out
+
+
+def metric_table(frame: pd.DataFrame, value_columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A long table with a ``metric`` column (``compare`` results): rows whose metric ends in
+    ``_bytes`` get their value columns in MiB and ``(MiB)`` in the metric name."""
+    out = frame.copy()
+    cols = (
+        list(value_columns)
+        if value_columns is not None
+        else [
+            c
+            for c in out.columns
+            if c not in ("metric", "comm", "significant", "n_before", "n_after")
+            and pd.api.types.is_numeric_dtype(out[c].dtype)
+        ]
+    )
+    is_bytes = out["metric"].astype("string").str.endswith("_bytes").fillna(False).to_numpy()
+    for col in cols:
+        values = pd.to_numeric(out[col], errors="coerce").astype("Float64")
+        out[col] = values.where(~is_bytes, (values / MIB).round(2))
+    names = out["metric"].astype("string")
+    out["metric"] = names.where(~is_bytes, names.str.removesuffix("_bytes") + " (MiB)")
+    return out
