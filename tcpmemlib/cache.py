@@ -113,7 +113,7 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
             frame = getattr(capture, name)
             if name == "sockets":
                 frame = _encode_owners(frame)
-            frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False, compression="zstd")
+            frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False, compression="lz4")
         (Path(tmp) / _COMPLETE).write_text(key + "\n")
         final = base / key
         if final.exists():
@@ -136,7 +136,7 @@ def _encode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
         return sockets
     codes, uniques = pd.factorize(sockets["owners"].to_numpy(), use_na_sentinel=True)
     labels = [json.dumps([list(o) for o in (u or ())]) for u in uniques]
-    out = sockets.copy()
+    out = sockets.copy(deep=False)  # copy-on-write: the capture's own frame is left as it is
     out["owners"] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
     return out
 
@@ -152,6 +152,5 @@ def _decode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
         table[i] = tuple(tuple(entry) for entry in json.loads(label))
     table[-1] = ()
     codes = np.asarray(column.codes, dtype=np.int64)  # -1 (missing) -> the last entry: ()
-    out = sockets.copy()
-    out["owners"] = table[codes]
-    return out
+    sockets["owners"] = table[codes]  # a frame just read from Parquet: ours to change
+    return sockets

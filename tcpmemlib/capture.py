@@ -103,7 +103,7 @@ SS_FILES = {"ss_tcp.txt": "tcp", "ss_udp.txt": "udp"}
 _SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
 # Batches of ss text handed to read_ss at once, and when to use worker processes.
 SS_BATCH_BYTES = 32 * 1024**2
-PARALLEL_MIN_BYTES = 64 * 1024**2
+PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning workers costs more
 PROGRESS_MIN_BYTES = 32 * 1024**2
 
 
@@ -436,7 +436,7 @@ def _load_dir(
     snaps = [_list_snapshot(d) for d in snap_dirs]
     total_bytes = sum(p.stat().st_size for s in snaps for p in s.files.values())
     show = progress if progress is not None else total_bytes >= PROGRESS_MIN_BYTES
-    bar = _progress_bar(show, len(snaps) * 2, "tcpmem load")
+    bar = _progress_bar(show, len(snaps), "tcpmem load")
 
     # meta.txt first: a snapshot without a readable meta cannot be placed in time or sized.
     kept: list[_Snapshot] = []
@@ -503,12 +503,16 @@ def _load_dir(
             "ps_args",
         )
     }
-    for i, snap in enumerate(kept):
-        _load_small_files(i, snap, problems, acc)
-        if bar is not None:
-            bar.update(1)
-
-    sockets, owners = _load_ss(kept, ts, hosts, problems, bar, workers, total_bytes)
+    ss_bytes = sum(p.stat().st_size for s in kept for b, p in s.files.items() if b in SS_FILES)
+    if workers is None:
+        workers = 2 if ss_bytes >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else 1
+    with _SsLoader(kept, problems, workers) as ss_loader:
+        for i, snap in enumerate(kept):
+            ss_loader.add(i, snap)  # hands full batches to the workers first...
+            _load_small_files(i, snap, problems, acc)  # ...then parses the small files meanwhile
+            if bar is not None:
+                bar.update(1)
+        sockets, owners = ss_loader.finish(ts, hosts)
     if bar is not None:
         bar.close()
 
@@ -703,122 +707,232 @@ def _progress_bar(show: bool, total: int, desc: str) -> Any:
 # ss files: batched read_ss
 
 
-def _count_sockets(text: str) -> int:
-    """Socket rows ``read_ss`` makes of ``text``: lines that do not start a continuation or header."""
-    count = 0
+def _tidy_ss(text: str) -> tuple[str, int]:
+    """``(text, sockets)``: ss text without the blanks ss pads ``-O`` lines with (to the terminal
+    width) and without empty lines, and the number of socket rows ``read_ss`` makes of it (lines that
+    are neither a continuation, starting with a blank, nor a header)."""
+    kept: list[str] = []
+    sockets = 0
     for line in text.split("\n"):
-        if line and not line[0].isspace() and not line.startswith(("State ", "Netid ")):
-            count += 1
-    return count
+        stripped = line.rstrip(" \t\r")
+        if stripped:
+            kept.append(stripped)
+            if stripped[0] not in " \t" and not stripped.startswith(("State ", "Netid ")):
+                sockets += 1
+    return "\n".join(kept), sockets
 
 
-def _parse_ss_batch(texts: list[str]) -> pd.DataFrame | None:
-    """read_ss on the concatenation of ``texts``; None if the rows do not add up (re-do per file)."""
+def _join(texts: Sequence[str]) -> str:
+    return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts)
+
+
+def _parse_ss_batch(texts: list[str], expected: int) -> pd.DataFrame | None:
+    """read_ss on the concatenation of ``texts``; None unless it gives ``expected`` rows cleanly."""
     from tcpmemlib.parsers.ss import read_ss
 
-    joined = "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts)
     try:
-        frame = read_ss(joined)
-    except ParseError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning in a batch: re-do per file to name the file
+            frame = read_ss(_join(texts))
+    except (ParseError, Warning):
         return None
-    if len(frame) != sum(_count_sockets(t) for t in texts):
+    if len(frame) != expected:
         return None
     return frame
 
 
-def _load_ss(
-    snaps: list[_Snapshot],
-    ts: np.ndarray,
-    hosts: pd.Categorical,
-    problems: _Problems,
-    bar: Any,
-    workers: int | None,
-    total_bytes: int,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from tcpmemlib.parsers.ss import read_ss
+class _OwnerCodes:
+    """Interns ``owners`` tuples: one code per socket row, each distinct tuple kept once."""
 
-    # (snapshot index, base name, text) for every readable ss file, in snapshot order.
-    items: list[tuple[int, str, str]] = []
-    for i, snap in enumerate(snaps):
+    def __init__(self) -> None:
+        self.index: dict[tuple[Any, ...], int] = {}
+        self.uniques: list[tuple[Any, ...]] = []
+
+    def codes(self, owners: np.ndarray) -> np.ndarray:
+        index, uniques = self.index, self.uniques
+
+        def code(o: Any) -> int:
+            key = o if o else ()
+            c = index.get(key)
+            if c is None:
+                c = index[key] = len(uniques)
+                uniques.append(key)
+            return c
+
+        return np.fromiter((code(o) for o in owners), dtype=np.int64, count=len(owners))
+
+    def objects(self) -> np.ndarray:
+        out = np.empty(len(self.uniques), dtype=object)
+        for i, u in enumerate(self.uniques):
+            out[i] = u
+        return out
+
+
+class _SsLoader:
+    """Parses the ss files of a capture in batches, in the background when ``workers`` > 1.
+
+    ``add(i, snap)`` reads snapshot ``i``'s ss files into the current batch and, once it holds about
+    ``SS_BATCH_BYTES`` of text, hands it to a worker process (at most ``workers + 1`` batches in
+    flight, so memory stays bounded). ``finish`` returns the ``sockets`` and ``owners`` frames.
+    Worker processes are spawned (not forked: the parent may hold pyarrow/BLAS threads).
+    """
+
+    def __init__(self, snaps: list[_Snapshot], problems: _Problems, workers: int) -> None:
+        self.snaps, self.problems, self.workers = snaps, problems, workers
+        self.batch: list[tuple[int, str, str, int]] = []
+        self.size = 0
+        self.pending: list[tuple[list[tuple[int, str, str, int]], Any]] = []
+        self.frames: list[pd.DataFrame] = []
+        self.snap_index: list[np.ndarray] = []
+        self.kinds: list[np.ndarray] = []
+        self.owner_codes: list[np.ndarray] = []
+        self.interner = _OwnerCodes()
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+
+    def __enter__(self) -> _SsLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, i: int, snap: _Snapshot) -> None:
         for base in SS_FILES:
             if base in snap.files:
-                _path, text = _read(snap, base, problems)
+                _path, text = _read(snap, base, self.problems)
                 if text is not None:
-                    items.append((i, base, text))
-        if bar is not None:
-            bar.update(1)
-    batches: list[list[tuple[int, str, str]]] = []
-    size = 0
-    for item in items:
-        if not batches or size >= SS_BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += len(item[2])
-    if workers is None:
-        workers = 2 if total_bytes >= PARALLEL_MIN_BYTES and len(batches) > 1 else 1
-    texts = [[t for _, _, t in batch] for batch in batches]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_parse_ss_batch, texts))
-    else:
-        results = [_parse_ss_batch(t) for t in texts]
+                    text, count = _tidy_ss(text)
+                    self.batch.append((i, base, text, count))
+                    self.size += len(text)
+        if self.size >= SS_BATCH_BYTES:
+            self._submit()
 
-    frames: list[pd.DataFrame] = []
-    snap_index: list[np.ndarray] = []
-    kinds: list[np.ndarray] = []
-    for batch, result in zip(batches, results, strict=True):
+    def _submit(self) -> None:
+        batch, self.batch, self.size = self.batch, [], 0
+        if not batch:
+            return
+        texts = [t for _, _, t, _ in batch]
+        expected = sum(n for _, _, _, n in batch)
+        if self.pool is None:
+            self._take(batch, _parse_ss_batch(texts, expected))
+            return
+        self.pending.append((batch, self.pool.submit(_parse_ss_batch, texts, expected)))
+        while len(self.pending) > self.workers:
+            done, future = self.pending.pop(0)
+            self._take(done, future.result())
+
+    def _keep(self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray) -> None:
+        if "owners" in frame.columns:
+            self.owner_codes.append(self.interner.codes(frame["owners"].to_numpy()))
+            frame = frame.drop(columns=["owners"])
+        self.frames.append(frame)
+        self.snap_index.append(index)
+        self.kinds.append(kind)
+
+    def _take(self, batch: list[tuple[int, str, str, int]], result: pd.DataFrame | None) -> None:
+        from tcpmemlib.parsers.ss import read_ss
+
         if result is not None:
-            counts = [_count_sockets(t) for _, _, t in batch]
-            frames.append(result)
-            snap_index.append(np.repeat([i for i, _, _ in batch], counts))
-            kinds.append(np.repeat([SS_FILES[b] for _, b, _ in batch], counts))
-            continue
-        for i, base, text in batch:  # something in this batch is bad: find it file by file
-            snap = snaps[i]
+            counts = [n for _, _, _, n in batch]
+            self._keep(
+                result,
+                np.repeat(np.array([i for i, _, _, _ in batch], dtype=np.int64), counts),
+                np.repeat(np.array([SS_FILES[b] for _, b, _, _ in batch], dtype=object), counts),
+            )
+            return
+        for i, base, _text, _n in batch:  # something in this batch is bad: find it file by file
+            snap = self.snaps[i]
+            _path, text = _read(snap, base, self.problems)  # the file as it is: true line numbers
+            if text is None:
+                continue
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     frame = read_ss(text)
                 except ParseError as err:
                     err.path = str(snap.files[base])
-                    problems.parse_error(snap.name, snap.files[base].name, err)
+                    self.problems.parse_error(snap.name, snap.files[base].name, err)
                     continue
             for warning in caught:
-                problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
-            frames.append(frame)
-            snap_index.append(np.full(len(frame), i, dtype=np.int64))
-            kinds.append(np.full(len(frame), SS_FILES[base], dtype=object))
-    if frames:
-        sockets = pd.concat(frames, ignore_index=True)
-        index = np.concatenate(snap_index).astype(np.int64)
-        kind = np.concatenate(kinds)
-    else:
-        sockets = read_ss("")
-        index = np.array([], dtype=np.int64)
-        kind = np.array([], dtype=object)
-    if "netid" in sockets.columns:
+                self.problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
+            self._keep(
+                frame,
+                np.full(len(frame), i, dtype=np.int64),
+                np.full(len(frame), SS_FILES[base], dtype=object),
+            )
+
+    def finish(self, ts: Any, hosts: pd.Categorical) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from tcpmemlib.parsers.ss import read_ss
+
+        self._submit()
+        for done, future in self.pending:
+            self._take(done, future.result())
+        self.pending = []
+        empty = read_ss("")
+        sockets = _concat_columns(self.frames, empty.drop(columns=["owners"]))
+        index = np.concatenate(self.snap_index) if self.snap_index else np.array([], np.int64)
+        kind = np.concatenate(self.kinds) if self.kinds else np.array([], dtype=object)
+        interner = self.interner
+        codes = np.concatenate(self.owner_codes) if self.owner_codes else np.array([], np.int64)
+        if len(codes) != len(sockets):  # a batch without an owners column: no owners known
+            codes = np.full(len(sockets), interner.codes(np.array([()], dtype=object))[0])
         netid = sockets["netid"].astype("string").fillna(pd.Series(kind, dtype="string"))
         sockets["netid"] = netid.astype("str").astype("category")
-    sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
-    sockets = _with_ts_host(sockets, index, ts, hosts)
-    owners = _owners(sockets)
-    return sockets, owners
+        uniques = interner.objects()
+        sockets.insert(
+            list(empty.columns).index("owners"), "owners", uniques[codes] if len(codes) else []
+        )
+        sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
+        sockets = _with_ts_host(sockets, index, ts, hosts)
+        owners = _owners_from_codes(sockets, codes, interner.uniques)
+        return sockets, owners
 
 
-def _owners(sockets: pd.DataFrame) -> pd.DataFrame:
-    """One row per (socket, owning process) from the ``owners`` tuples of ``read_ss``."""
-    owners = sockets["owners"].to_numpy() if "owners" in sockets.columns else np.array([])
-    lengths = np.fromiter((len(o) if o else 0 for o in owners), dtype=np.int64, count=len(owners))
-    rows = np.repeat(np.arange(len(owners), dtype=np.int64), lengths)
-    flat = [entry for o in owners if o for entry in o]
+def _concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate batch frames column by column, freeing each batch column once copied."""
+    if not frames:
+        return empty.copy()
+    columns: dict[str, Any] = {}
+    for column in empty.columns:
+        parts = [f[column] for f in frames]
+        merged = pd.concat(parts, ignore_index=True)
+        if isinstance(empty[column].dtype, pd.CategoricalDtype):
+            merged = merged.astype("str").astype("category") if len(merged) else empty[column]
+        columns[column] = merged.array
+        del parts, merged
+        for f in frames:
+            del f[column]
+    frames.clear()
+    return pd.DataFrame(columns)
+
+
+def _owners_from_codes(
+    sockets: pd.DataFrame, codes: np.ndarray, uniques: list[tuple[Any, ...]]
+) -> pd.DataFrame:
+    """One row per (socket, owning process), from the interned owner tuples (vectorized)."""
+    lengths_u = np.array([len(u) for u in uniques], dtype=np.int64)
+    starts_u = np.concatenate([[0], np.cumsum(lengths_u)[:-1]]) if len(uniques) else lengths_u
+    flat = [entry for u in uniques for entry in u]
+    comm_u = pd.array([e[0] for e in flat], dtype="string")
+    pid_u = pd.array([e[1] for e in flat], dtype="Int64")
+    fd_u = pd.array([e[2] for e in flat], dtype="Int64")
+    lengths = lengths_u[codes] if len(codes) else np.array([], dtype=np.int64)
+    rows = np.repeat(np.arange(len(codes), dtype=np.int64), lengths)
+    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    flat_index = (starts_u[codes][rows] + within) if len(rows) else rows
     return pd.DataFrame(
         {
             "ts": sockets["ts"].array.take(rows),
             "host": sockets["host"].array.take(rows),
             "sock_id": sockets["sock_id"].to_numpy()[rows],
-            "pid": pd.array([e[1] for e in flat], dtype="Int64"),
-            "comm": pd.array([e[0] for e in flat], dtype="string"),
-            "fd": pd.array([e[2] for e in flat], dtype="Int64"),
+            "pid": pid_u.take(flat_index),
+            "comm": comm_u.take(flat_index),
+            "fd": fd_u.take(flat_index),
         }
     )
