@@ -55,7 +55,8 @@ def utc_now() -> str:
 
 
 def _tcp_inuse() -> int:
-    """TCP sockets in use (IPv4 + IPv6) in this network namespace, from /proc/net/sockstat{,6}."""
+    """TCP sockets in this network namespace, from /proc/net/sockstat{,6}: in use (IPv4 + IPv6)
+    plus TIME-WAIT."""
     total = 0
     for name in ("sockstat", "sockstat6"):
         try:
@@ -64,8 +65,10 @@ def _tcp_inuse() -> int:
             continue
         for line in text.splitlines():
             words = line.split()
-            if words and words[0] in ("TCP:", "TCP6:") and "inuse" in words:
-                total += int(words[words.index("inuse") + 1])
+            if words and words[0] in ("TCP:", "TCP6:"):
+                for key in ("inuse", "tw"):  # tw (TIME-WAIT, v4+v6) is on the TCP: line only
+                    if key in words:
+                        total += int(words[words.index(key) + 1])
     return total
 
 
