@@ -30,6 +30,8 @@ COLORS = {
     "meminfo_SUnreclaim_bytes": "#204a87",
     "buff_cache_bytes": "#4e9a06",
     "process_rss_bytes": "#c17d11",
+    "socket_owner_rss_bytes": "#c17d11",
+    "holder_rss_bytes": "#c17d11",
     "socket_slab_bytes": "#06989a",
     "pcp_free_bytes": "#888a85",
 }
@@ -43,6 +45,8 @@ PLACE_LABELS = {
     "meminfo_SUnreclaim_bytes": "meminfo SUnreclaim",
     "buff_cache_bytes": "free/top buff/cache (Buffers+Cached+SReclaimable)",
     "process_rss_bytes": "sum of process RSS",
+    "socket_owner_rss_bytes": "RSS of the socket-owning processes",
+    "holder_rss_bytes": "RSS of the processes holding the buffers",
     "socket_slab_bytes": "socket objects in slab",
     "pcp_free_bytes": "per-CPU free page lists",
 }
@@ -142,6 +146,26 @@ def with_buff_cache(by_snapshot: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_holder_rss(by_snapshot: pd.DataFrame, procs: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Add ``holder_rss_bytes``: per snapshot, the summed RSS of the ``n`` processes (pids) that held
+    the most socket buffer memory at the peak (from ``by_process``). The RSS to watch: the
+    processes whose sockets hold the buffers, without the noise of everything else running."""
+    out = by_snapshot.copy()
+    named = procs[procs["pid"].notna()]
+    if not len(named):
+        return out
+    peak_ts = named.groupby("ts")["buffer_bytes"].sum().idxmax()
+    at_peak = named[named["ts"] == peak_ts]
+    top = at_peak.assign(_v=_num(at_peak["buffer_bytes"])).nlargest(n, "_v")
+    pids = set(top.loc[top["_v"] > 0, "pid"].astype("int64"))
+    if not pids:
+        return out
+    rows = named[named["pid"].astype("int64").isin(pids)]
+    rss = rows.groupby("ts")["rss_bytes"].sum(min_count=1)
+    out["holder_rss_bytes"] = out["ts"].map(rss).astype("Float64")
+    return out
+
+
 def where_over_time(
     by_snapshot: pd.DataFrame,
     places: Iterable[str] = (
@@ -150,7 +174,7 @@ def where_over_time(
         "unlisted_bytes",
         "meminfo_Slab_bytes",
         "buff_cache_bytes",
-        "process_rss_bytes",
+        "holder_rss_bytes",
     ),
     ax: Axes | None = None,
     relative: bool = True,
@@ -162,11 +186,14 @@ def where_over_time(
     frame = with_buff_cache(by_snapshot).sort_values("ts")
     x = _time_axis(ax, frame)
     for col in places:
+        if col == "holder_rss_bytes" and col not in frame.columns:
+            col = "socket_owner_rss_bytes"  # without with_holder_rss(): every socket owner
         if col not in frame.columns:
             continue
         y = _num(frame[col]) / MIB
-        if relative and len(y):
-            y = y - y[0]
+        finite = y[np.isfinite(y)]
+        if relative and len(finite):
+            y = y - finite[0]  # from the first snapshot that has the value
         ax.plot(x, y, marker=".", label=PLACE_LABELS.get(col, col), color=COLORS.get(col))
     ax.set_ylabel(("change since first snapshot" if relative else "memory") + " (MiB)")
     ax.axhline(0, color="0.5", lw=0.5)
@@ -509,6 +536,14 @@ def phase_table(
     means = (means.loc[order] / scale).round(2)
     means.columns = [c.removesuffix("_bytes") + suffix for c in means.columns]
     return means.reset_index()
+
+
+def quiet_snapshot(totals: pd.DataFrame) -> pd.Series:
+    """From :func:`socket_totals`: the snapshot with the most sockets among those holding (almost)
+    no buffer memory (within 1 MiB of the least): the best view of idle connections."""
+    floor = totals["buffer_bytes"].astype("Float64").min()
+    calm = totals[totals["buffer_bytes"].astype("Float64") <= floor + MIB]
+    return calm.loc[calm["sockets"].astype("Int64").idxmax()]
 
 
 def limits_vs_use(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
