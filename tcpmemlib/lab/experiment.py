@@ -200,12 +200,20 @@ class Experiment:
         return self.send_cap
 
     def run(self) -> Path:
+        """Run every phase; return the bundle's path. The work directory is removed either way
+        (a failed run leaves nothing half-made in ``out_dir``)."""
         if not self.collect.is_file():
             raise CaptureError(self.collect, "collect.sh not found (use --collect PATH)")
         work = self.capture_dir.parent
         if work.exists():
             shutil.rmtree(work)
         self.capture_dir.mkdir(parents=True)
+        try:
+            return self._run()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(self) -> Path:
         self.wait_quiet()
         send_cap = self.effective_send_cap()
         self.tcp_sockets_before = _tcp_inuse()
@@ -271,6 +279,5 @@ class Experiment:
             "bundle_bytes": bundle.stat().st_size,
         }
         (self.out_dir / f"{self.name}.lab.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        shutil.rmtree(work)
         self._say(f"wrote {bundle} ({bundle.stat().st_size} bytes)")
         return bundle
