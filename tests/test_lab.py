@@ -6,6 +6,7 @@ parsed here with a small regex on purpose (these tests must not depend on tcpmem
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -252,3 +253,39 @@ def test_experiment_runner_records_every_phase_with_collect_sh(tmp_path: Path) -
     assert by_phase["recv_backlog"]["server"]["inq_min"] == 64 << 10
     assert by_phase["send_backlog"]["server"]["outq_min"] > 500 << 10
     assert by_phase["drained"]["server"]["outq_sum"] == 0
+
+
+def test_experiment_subset_of_phases_with_server_buffers_from_the_start(tmp_path: Path) -> None:
+    from tcpmemlib.lab.experiment import Experiment
+
+    exp = Experiment(
+        out_dir=tmp_path,
+        name="after",
+        connections=30,
+        interval_s=0,
+        snapshots_per_phase=1,
+        phases=("idle", "send_backlog"),
+        sndbuf=65536,
+        rcvbuf=65536,
+    )
+    bundle = exp.run()
+    with tarfile.open(bundle) as tar:
+        labels = [
+            ln.split("\t")[1] for ln in tar.extractfile("phases.tsv").read().decode().splitlines()
+        ]  # type: ignore[union-attr]
+        ss_members = sorted(n for n in tar.getnames() if n.endswith("/ss_tcp.txt.gz"))
+        last_ss = gzip.decompress(tar.extractfile(ss_members[-1]).read()).decode()  # type: ignore[union-attr]
+    assert labels == ["baseline", "idle", "send_backlog"]
+    assert len(ss_members) == 3
+    manifest = json.loads((tmp_path / "after.lab.json").read_text())
+    server = [
+        ln for ln in last_ss.splitlines()
+        if f"pid={manifest['server_pid']}," in ln and "ESTAB" in ln
+    ]  # fmt: skip
+    assert len(server) == 30
+    for line in server:
+        skmem = dict(re.findall(r"([a-z]+)(\d+)", _SKMEM.search(line)["body"]))  # type: ignore[index]
+        assert (skmem["tb"], skmem["rb"]) == ("131072", "131072"), line
+        assert int(skmem["w"]) <= 131072 + (64 << 10), line
+    with pytest.raises(ValueError, match="subset"):
+        Experiment(out_dir=tmp_path, phases=("idle", "bogus"))

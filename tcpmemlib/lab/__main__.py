@@ -15,7 +15,7 @@ from typing import Any
 
 from tcpmemlib.errors import TcpmemError
 from tcpmemlib.lab.control import SCENARIOS, LabRun
-from tcpmemlib.lab.experiment import DEFAULT_COLLECT, Experiment
+from tcpmemlib.lab.experiment import DEFAULT_COLLECT, PHASES, Experiment
 
 
 def _value(text: str) -> Any:
@@ -69,7 +69,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_experiment(a: argparse.Namespace) -> int:
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
-    exp = Experiment(
+    try:
+        exp = _experiment(a, out)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    exp.run()
+    return 0
+
+
+def _experiment(a: argparse.Namespace, out: Path) -> Experiment:
+    return Experiment(
         out_dir=out,
         name=a.name,
         connections=a.connections,
@@ -82,9 +91,10 @@ def cmd_experiment(a: argparse.Namespace) -> int:
         collect=Path(a.collect),
         quiet_wait_s=a.quiet_wait,
         quiet_max=a.quiet_max,
+        phases=tuple(p.strip() for p in a.phases.split(",") if p.strip()),
+        sndbuf=a.sndbuf,
+        rcvbuf=a.rcvbuf,
     )
-    exp.run()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         help="first wait up to S seconds for the box to hold <= --quiet-max TCP sockets",
     )
     e.add_argument("--quiet-max", type=int, default=200)
+    e.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (baseline always runs first)",
+    )
+    e.add_argument("--sndbuf", type=int, default=None, help="server SO_SNDBUF from the start")
+    e.add_argument("--rcvbuf", type=int, default=None, help="server SO_RCVBUF from the start")
     e.set_defaults(func=cmd_experiment)
 
     a = p.parse_args(argv)

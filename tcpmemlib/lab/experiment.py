@@ -15,6 +15,10 @@ root at the start of each phase:
                    ``listen()``, then the same send_backlog: the limits cap what each socket holds
 =================  ================================================================================
 
+``--phases`` runs a subset (in this order; baseline always first), and ``--sndbuf``/``--rcvbuf`` set the
+server's buffers from the start: two runs with the same phases, without and with them, make a
+before/after pair of captures for ``compare``.
+
 The last snapshot call adds ``-b``, so collect.sh itself bundles the capture (members
 ``phases.tsv`` and ``<snapshot>/...``, relative paths), moved to ``DIR/<name>.tar.gz``, and a description of the run (command, kernel, ss version, N, the
 phase start times and what each process measured on its own sockets) is written to
@@ -52,6 +56,10 @@ DEFAULT_COLLECT = REPO_ROOT / "collect.sh"
 def utc_now() -> str:
     """UTC ISO-8601 with microseconds and a ``Z`` suffix."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+PHASES = ("idle", "trickle", "recv_backlog", "send_backlog", "drained", "tuned")
+"""The lab phases, in order (``baseline`` always comes first, before the lab starts)."""
 
 
 def _tcp_inuse() -> int:
@@ -92,6 +100,14 @@ class Experiment:
     tcp_sockets_before: int = 0
     quiet_wait_s: float = 0.0
     quiet_max: int = 200
+    phases: tuple[str, ...] = PHASES
+    sndbuf: int | None = None  # server SO_SNDBUF from the start (None: kernel default)
+    rcvbuf: int | None = None  # server SO_RCVBUF from the start
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.phases if p not in PHASES]
+        if unknown or not self.phases:
+            raise ValueError(f"phases must be a non-empty subset of {PHASES}, not {self.phases}")
 
     @property
     def capture_dir(self) -> Path:
@@ -226,28 +242,36 @@ class Experiment:
         self._say(f"baseline: {self.snapshots_per_phase} snapshots before the lab starts")
         self.phase("baseline", None, None)
         with LabRun(
-            connections=self.connections, address=self.address, timeout_s=self.timeout_s
+            connections=self.connections,
+            address=self.address,
+            timeout_s=self.timeout_s,
+            sndbuf=self.sndbuf,
+            rcvbuf=self.rcvbuf,
         ) as lab:
             self._say(
                 f"lab up: tcpmem-server pid {lab.server_pid}, tcpmem-client pid "
                 f"{lab.client_pid}, port {lab.port}, {self.connections} connections"
             )
             pids = {"server_pid": lab.server_pid, "client_pid": lab.client_pid, "port": lab.port}
-            self.phase("idle", lab, "idle")
-            self.phase("trickle", lab, "trickle", bits_per_s=self.trickle_bits_per_s)
-            self.phase("recv_backlog", lab, "recv_backlog", bytes_per_conn=self.recv_bytes)
-            self.phase("send_backlog", lab, "send_backlog", max_bytes_per_conn=send_cap)
-            self.phase("drained", lab, "drained")
-            self.phase(
-                "tuned",
-                lab,
-                "tuned",
-                sndbuf=self.tuned_buf,
-                rcvbuf=self.tuned_buf,
-                then="send_backlog",
-                last=True,
-                max_bytes_per_conn=send_cap,
-            )
+            steps: dict[str, tuple[str, dict[str, Any]]] = {
+                "idle": ("idle", {}),
+                "trickle": ("trickle", {"bits_per_s": self.trickle_bits_per_s}),
+                "recv_backlog": ("recv_backlog", {"bytes_per_conn": self.recv_bytes}),
+                "send_backlog": ("send_backlog", {"max_bytes_per_conn": send_cap}),
+                "drained": ("drained", {}),
+                "tuned": (
+                    "tuned",
+                    {
+                        "sndbuf": self.tuned_buf,
+                        "rcvbuf": self.tuned_buf,
+                        "then": "send_backlog",
+                        "max_bytes_per_conn": send_cap,
+                    },
+                ),
+            }
+            for i, label in enumerate(self.phases):
+                scenario, params = steps[label]
+                self.phase(label, lab, scenario, last=i == len(self.phases) - 1, **params)
         # collect.sh -b wrote <capture_dir>.tar.gz (phases.tsv + the snapshot directories)
         made = self.capture_dir.with_name(f"{self.name}.tar.gz")
         if not made.is_file():
@@ -272,6 +296,9 @@ class Experiment:
             "send_cap_bytes": send_cap,
             "recv_bytes_per_conn": self.recv_bytes,
             "tuned_buf_bytes": self.tuned_buf,
+            "server_sndbuf_bytes": self.sndbuf,
+            "server_rcvbuf_bytes": self.rcvbuf,
+            "phase_order": ["baseline", *self.phases],
             "trickle_bits_per_s": self.trickle_bits_per_s,
             **pids,
             "phases": self.log,
