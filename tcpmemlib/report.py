@@ -115,9 +115,11 @@ def emit_summary(
     ``numbers`` maps names to the figures the notebook shows. Returns the bundle."""
     from IPython.display import display
 
+    verdicts = dict(verdicts or {})
     bundle = {
         "notebook": notebook,
-        "verdicts": {k: _verdict_dict(v) for k, v in (verdicts or {}).items()},
+        "verdicts": {k: _verdict_dict(v) for k, v in verdicts.items()},
+        "order": list(verdicts),  # nbformat sorts JSON keys; this keeps the notebook's order
         "numbers": {str(k): _jsonable(v) for k, v in (numbers or {}).items()},
     }
     display({SUMMARY_MIME: bundle}, raw=True)
@@ -250,22 +252,52 @@ TITLES = {
 }
 
 
+QUESTIONS = {
+    "00_primer": "Primer",
+    "01_where": "Where is it reported?",
+    "02_per_process": "Which process?",
+    "03_idle_or_traffic": "Idle or traffic?",
+}
+
+
+def _first_sentence(text: str) -> str:
+    head, sep, _ = text.partition(". ")
+    return head + "." if sep else text
+
+
+def _ordered_verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    verdicts = summary.get("verdicts", {})
+    order = summary.get("order") or sorted(verdicts)
+    return [verdicts[k] for k in order if k in verdicts]
+
+
 def summary_paragraph(runs: Sequence[NotebookRun]) -> str:
-    """One escaped HTML paragraph made of the verdicts the notebooks emitted."""
-    sentences = []
+    """One escaped HTML paragraph of short answers (each verdict's label and first sentence, in
+    notebook order), then the full verdicts as a list."""
+    short, full = [], []
     for run in runs:
         if run.summary is None:
             if not run.ok:
-                sentences.append(
+                short.append(
                     f"<strong>{esc(run.name)}</strong> failed ({esc(run.error or 'error')})."
                 )
             continue
-        for verdict in run.summary.get("verdicts", {}).values():
-            label, text = verdict.get("label", ""), verdict.get("text", "")
-            sentences.append(f"<strong>{esc(label)}</strong>: {esc(text)}")
-    if not sentences:
+        verdicts = _ordered_verdicts(run.summary)
+        if not verdicts:
+            continue
+        parts = [
+            f"<strong>{esc(v.get('label', ''))}</strong>: {esc(_first_sentence(v.get('text', '')))}"
+            for v in verdicts
+        ]
+        short.append(f"<em>{esc(QUESTIONS.get(run.name, run.name))}</em> " + " ".join(parts))
+        full.extend(
+            f"<li><strong>{esc(v.get('label', ''))}</strong>: {esc(v.get('text', ''))}</li>"
+            for v in verdicts
+        )
+    if not short:
         return "<p>No verdicts were produced.</p>"
-    return "<p>" + " ".join(sentences) + "</p>"
+    details = f"<details><summary>Every verdict in full</summary><ul>{''.join(full)}</ul></details>"
+    return "<p>" + " ".join(short) + "</p>\n" + (details if full else "")
 
 
 def write_index(
