@@ -84,20 +84,21 @@ _G3_NAMES = ["rcv_space", "rcv_ssthresh", "rcv_ssthresh2", "notsent", "snd_wnd",
 _OTHER = (
     "(?:"
     f"(?:{_IGNORED}):{_V}"
-    f"|{_SKMEM}|{_MEM}"
     "|rtt:[0-9]+(?:\\.[0-9]+)?/[0-9]+(?:\\.[0-9]+)?"
-    "|timer:\\([^ \\t\\n\\f\\r)]*\\)"
     "|<->|-->|<--|---"
     f"|(?:send|pacing_rate|delivery_rate) +{_RATE}"
     "|[a-z][a-z0-9_-]*"
     ")"
 )
+_TIMER = "timer:\\([^ \\t\\n\\f\\r)]*\\)"
 _HEAD = f"^ *(?:[a-z][a-z0-9_]* +)?[A-Z][A-Z0-9_-]* +{NUM} +{NUM} +{_ADDR} +{_ADDR}"
 _REST = f"(?:{SEP}{_OTHER})*"
-# Whole-line grammar of a canonical socket line.
+# Whole-line grammar of a canonical socket line: the blocks in the order ss prints them (timer right
+# after the owners, skmem or the old mem at most once, between the details and the -i blocks).
 GRAMMAR = (
-    f"{_HEAD}(?: +users:\\({_OWNER}(?:,{_OWNER})*\\))?{_REST}"
-    f"(?:{SEP}{_DET}{_REST})?(?:{SEP}{_G1}{_REST})?(?:{SEP}{_G3}{_REST})?{WS}*$"
+    f"{_HEAD}(?: +users:\\({_OWNER}(?:,{_OWNER})*\\))?(?:{SEP}{_TIMER})?{_REST}"
+    f"(?:{SEP}{_DET}{_REST})?(?:{SEP}(?:{_SKMEM}|{_MEM}){_REST})?"
+    f"(?:{SEP}{_G1}{_REST})?(?:{SEP}{_G3}{_REST})?{WS}*$"
 )
 HEAD_A = (
     f"^ *(?:(?P<netid>[a-z][a-z0-9_]*) +)?(?P<state>[A-Z][A-Z0-9_-]*) +(?P<recv_q>{NUM}) +"
@@ -107,27 +108,40 @@ HEAD_B = (
     f"^ *(?:[a-z][a-z0-9_]* +)?[A-Z][A-Z0-9_-]* +{NUM} +{NUM} +(?P<local>{NWS}+) +(?P<peer>{NWS}+)"
     f"(?: +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\))?"
 )
-X_DET = " " + _named(_DET, _DET_NAMES)
 X_DET_NO_UID = " " + _named(_DET.replace(f"(?:uid:({NUM}) )?", ""), _DET_NAMES[1:])
 X_G1 = " " + _named(_G1, _G1_NAMES)
 X_G3 = " " + _named(_G3, _G3_NAMES)
-X_SKMEM = " " + _named(_SKMEM, _SKMEM_NAMES)
+X_SKMEM = "^" + _named(_SKMEM, _SKMEM_NAMES).removeprefix("skmem:\\(")
 X_MEM = " " + _named(_MEM, ["r", "w", "f", "t"])
+X_UID = f" uid:(?P<v>{NUM})"
 X_RTT = " rtt:(?P<v>[0-9]+(?:\\.[0-9]+)?)/"
 X_TIMER = " timer:\\((?P<v>[^ \\t\\n\\f\\r)]*)\\)"
 OWNER_PIECE = f'^\\(?"(?P<comm>[^"]*)",pid=(?P<pid>{NUM}),fd=(?P<fd>{NUM})\\)?$'
 SKIP = f"^{WS}*$|^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}"
 
 # Substrings whose absence from the whole text lets a kernel be skipped.
-GATES = ("uid:", "ino:", "skmem:(", " mem:(", "rtt:", "timer:", "cwnd:", "rcv_s")
+# Only for the costly kernels: an absent gate costs one scan of the text, about a cheap kernel.
+GATES = ("ino:", "skmem:(", "cwnd:", "rcv_s")
+
+
+def _newlines(buf: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+    """Positions of b"\\n" in ``buf``, scanned in blocks through one reused scratch array (a
+    whole-buffer comparison would page-fault a fresh array as large as the input)."""
+    scratch = np.empty(min(block, len(buf)), dtype=bool)
+    found = []
+    for i in range(0, len(buf), block):
+        part = buf[i : i + block]
+        eq = scratch[: len(part)]
+        np.equal(part, 10, out=eq)
+        found.append(np.flatnonzero(eq) + i)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def split_lines(data: bytes) -> tuple[pa.LargeStringArray, np.ndarray]:
     """Logical socket lines of ``data`` (a line plus its TAB-led continuation lines, newlines kept
     inside; they are whitespace to every pattern) and the 1-based physical number of each."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts = np.flatnonzero(buf == 10) + 1
-    starts = np.concatenate([np.zeros(1, dtype=np.int64), starts.astype(np.int64)])
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), _newlines(buf).astype(np.int64) + 1])
     if len(starts) and starts[-1] == len(data):
         starts = starts[:-1]
     numbers = np.arange(1, len(starts) + 1, dtype=np.int64)
@@ -206,6 +220,17 @@ def _address(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     return addr, port
 
 
+def _split_at_skmem(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(text before " skmem:(", text after it or null): later kernels scan shorter strings."""
+    parts = pc.split_pattern(lines, " skmem:(", max_splits=1)
+    flat = parts.flatten()
+    offsets = parts.offsets.to_numpy()[:-1] if len(parts) else np.zeros(0, dtype=np.int64)
+    counts = pc.fill_null(pc.list_value_length(parts), 0).to_numpy(zero_copy_only=False)
+    first = pa.array(offsets, mask=counts == 0)
+    second = pa.array(offsets + 1, mask=counts < 2)
+    return flat.take(first), flat.take(second)
+
+
 def _fields(lines: pa.Array, pattern: str, names: list[str]) -> dict[str, pa.Array]:
     m = pc.extract_regex(lines, pattern)
     return {name: pc.struct_field(m, name) for name in names}
@@ -222,40 +247,30 @@ def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
     cols["state"] = a["state"]
     cols["recv_q"] = _ints(a["recv_q"])
     cols["send_q"] = _ints(a["send_q"])
-    b = _fields(good, HEAD_B, ["local", "peer", "users"])
+    pre, post = _split_at_skmem(good)
+    b = _fields(pre, HEAD_B, ["local", "peer", "users"])
     for side in ("local", "peer"):
         cols[f"{side}_address"], cols[f"{side}_port"] = _address(b[side])
     if "ino:" in text_has:
-        det = _fields(
-            good,
-            X_DET if "uid:" in text_has else X_DET_NO_UID,
-            _DET_NAMES if "uid:" in text_has else _DET_NAMES[1:],
-        )
-        for name, arr in det.items():
-            cols[name] = _ints(arr) if name in ("uid", "inode") else _nonempty(arr)
+        for name, arr in _fields(pre, X_DET_NO_UID, _DET_NAMES[1:]).items():
+            cols[name] = _ints(arr) if name == "inode" else _nonempty(arr)
+    cols["uid"] = _ints(_group(pre, X_UID))
+    cols["rtt_ms"] = pc.cast(_nonempty(_group(good, X_RTT)), pa.float64())
+    cols["timer"] = _group(pre, X_TIMER)
+    tail = pc.coalesce(post, pre)  # the -i blocks follow skmem, or are in the line if it has none
     if "cwnd:" in text_has:
-        for name, arr in _fields(good, X_G1, _G1_NAMES).items():
+        for name, arr in _fields(tail, X_G1, _G1_NAMES).items():
             cols[name] = _ints(arr)
     if "rcv_s" in text_has:
-        g3 = {k: _ints(v) for k, v in _fields(good, X_G3, _G3_NAMES).items()}
+        g3 = {k: _ints(v) for k, v in _fields(tail, X_G3, _G3_NAMES).items()}
         g3["rcv_ssthresh"] = pc.coalesce(g3["rcv_ssthresh"], g3.pop("rcv_ssthresh2"))
         cols.update(g3)
-    if "rtt:" in text_has:
-        cols["rtt_ms"] = pc.cast(_nonempty(_group(good, X_RTT)), pa.float64())
-    if "timer:" in text_has:
-        cols["timer"] = _group(good, X_TIMER)
-    has_skmem = None
     if "skmem:(" in text_has:
-        for name, arr in _fields(good, X_SKMEM, _SKMEM_NAMES).items():
+        for name, arr in _fields(post, X_SKMEM, _SKMEM_NAMES).items():
             cols[f"skmem_{name}"] = _ints(arr)
-        has_skmem = pc.is_valid(cols["skmem_rb"])
-    if " mem:(" in text_has:
-        for name, arr in _fields(good, X_MEM, ["r", "w", "f", "t"]).items():
-            old, new = cols.get(f"skmem_{name}"), _ints(arr)
-            cols[f"skmem_{name}"] = new if old is None else pc.coalesce(old, new)
-            if has_skmem is not None and name == "r":  # both forms on one line: per-line parser
-                both = pc.fill_null(pc.and_(has_skmem, pc.is_valid(new)), False)
-                slow |= both.to_numpy(zero_copy_only=False)
+    for name, arr in _fields(pre, X_MEM, ["r", "w", "f", "t"]).items():
+        old, new = cols.get(f"skmem_{name}"), _ints(arr)
+        cols[f"skmem_{name}"] = new if old is None else pc.coalesce(old, new)
     owners = _owners(b["users"], slow)
     return Chunk(cols, owners, slow)
 

@@ -1,0 +1,86 @@
+"""Property: mutated real ss lines never make read_ss raise anything but ParseError, and whenever it
+parses, the vectorized fast path and the per-line reference parser agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers import ss as ss_mod
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ss"
+
+
+def _real_lines() -> list[str]:
+    lines: list[str] = []
+    for path in sorted(FIXTURES.glob("*/*.txt")):
+        text = path.read_text()
+        # keep a few lines per file, joining continuation lines to their socket line
+        phys = text.split("\n")
+        for i, ln in enumerate(phys[:12]):
+            if ln and not ln.startswith("\t"):
+                nxt = phys[i + 1] if i + 1 < len(phys) and phys[i + 1].startswith("\t") else None
+                lines.append(ln if nxt is None else ln + "\n" + nxt)
+    return lines
+
+
+LINES = _real_lines()
+ALPHABET = " \t\n:,()[]%\"'=*-./<>0123456789abcdeflmnorstuwxyzABCDEFLNOSTW\\_\r\x0b\u00a0é٣"
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    base = draw(st.lists(st.sampled_from(LINES), min_size=1, max_size=3))
+    text = "\n".join(base)
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["insert", "delete", "replace", "dup", "truncate", "swap"]))
+        pos = draw(st.integers(0, max(0, len(text) - 1)))
+        if op == "insert":
+            text = text[:pos] + draw(st.text(ALPHABET, min_size=1, max_size=6)) + text[pos:]
+        elif op == "delete":
+            n = draw(st.integers(1, 12))
+            text = text[:pos] + text[pos + n :]
+        elif op == "replace":
+            text = text[:pos] + draw(st.sampled_from(ALPHABET)) + text[pos + 1 :]
+        elif op == "dup":
+            n = draw(st.integers(1, 40))
+            text = text[:pos] + text[pos : pos + n] + text[pos:]
+        elif op == "truncate":
+            text = text[:pos]
+        else:
+            toks = text.split(" ")
+            if len(toks) > 2:
+                i = draw(st.integers(0, len(toks) - 2))
+                toks[i], toks[i + 1] = toks[i + 1], toks[i]
+            text = " ".join(toks)
+    return text
+
+
+def test_there_are_lines_to_mutate():
+    assert len(LINES) >= 20
+
+
+@settings(
+    max_examples=int(__import__("os").environ.get("SS_PROP_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(mutated())
+def test_mutated_lines_raise_only_parse_error_and_paths_agree(text: str):
+    try:
+        fast = ss_mod._read_fast(None, text, threads=1)
+    except ParseError as err:
+        assert err.line_no is not None and err.line_no >= 1
+        with pytest.raises(ParseError):
+            ss_mod._read_reference(None, text)
+        return
+    ref = ss_mod._read_reference(None, text)
+    pd.testing.assert_frame_equal(fast, ref)
+    assert list(fast.columns) == list(ss_mod.COLUMNS)
+    public = ss_mod.read_ss(text)
+    pd.testing.assert_frame_equal(public, fast)
