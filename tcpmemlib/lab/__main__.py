@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument(
         "--phases",
         default=",".join(PHASES),
-        help=f"comma-separated subset of {','.join(PHASES)} (baseline always runs first)",
+        help=f"comma-separated subset of {','.join(PHASES)} (run in that order)",
     )
     e.add_argument("--sndbuf", type=int, default=None, help="server SO_SNDBUF from the start")
     e.add_argument("--rcvbuf", type=int, default=None, help="server SO_RCVBUF from the start")

@@ -15,9 +15,9 @@ root at the start of each phase:
                    ``listen()``, then the same send_backlog: the limits cap what each socket holds
 =================  ================================================================================
 
-``--phases`` runs a subset (in this order; baseline always first), and ``--sndbuf``/``--rcvbuf`` set the
-server's buffers from the start: two runs with the same phases, without and with them, make a
-before/after pair of captures for ``compare``.
+``--phases`` runs a subset (always in this order), and ``--sndbuf``/``--rcvbuf`` set the server's
+buffers from the start: two runs of ``--phases send_backlog``, without and with them, make a
+before/after pair of captures for ``compare`` (which averages over whole captures).
 
 The last snapshot call adds ``-b``, so collect.sh itself bundles the capture (members
 ``phases.tsv`` and ``<snapshot>/...``, relative paths), moved to ``DIR/<name>.tar.gz``, and a description of the run (command, kernel, ss version, N, the
@@ -58,8 +58,8 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-PHASES = ("idle", "trickle", "recv_backlog", "send_backlog", "drained", "tuned")
-"""The lab phases, in order (``baseline`` always comes first, before the lab starts)."""
+PHASES = ("baseline", "idle", "trickle", "recv_backlog", "send_backlog", "drained", "tuned")
+"""The phases, in order (``baseline`` is taken before the lab starts)."""
 
 
 def _tcp_inuse() -> int:
@@ -108,6 +108,7 @@ class Experiment:
         unknown = [p for p in self.phases if p not in PHASES]
         if unknown or not self.phases:
             raise ValueError(f"phases must be a non-empty subset of {PHASES}, not {self.phases}")
+        self.phases = tuple(p for p in PHASES if p in self.phases)  # always in the lab's order
 
     @property
     def capture_dir(self) -> Path:
@@ -239,8 +240,52 @@ class Experiment:
                 f"in the capture too (the lab's own are the ones of tcpmem-server/tcpmem-client)"
             )
         started = utc_now()
-        self._say(f"baseline: {self.snapshots_per_phase} snapshots before the lab starts")
-        self.phase("baseline", None, None)
+        lab_phases = [p for p in self.phases if p != "baseline"]
+        if "baseline" in self.phases:
+            self._say(f"baseline: {self.snapshots_per_phase} snapshots before the lab starts")
+            self.phase("baseline", None, None, last=not lab_phases)
+        pids: dict[str, int] = {}
+        if lab_phases:
+            pids = self._lab_phases(lab_phases, send_cap)
+        # collect.sh -b wrote <capture_dir>.tar.gz (phases.tsv + the snapshot directories)
+        made = self.capture_dir.with_name(f"{self.name}.tar.gz")
+        if not made.is_file():
+            raise CaptureError(made, "collect.sh -b did not write the bundle")
+        bundle = self.out_dir / f"{self.name}.tar.gz"
+        shutil.move(made, bundle)
+        manifest = {
+            "command": " ".join([Path(sys.executable).name, "-m", "tcpmemlib.lab", *sys.argv[1:]]),
+            "started": started,
+            "finished": utc_now(),
+            "kernel": platform.release(),
+            "ss_version": subprocess.run(
+                ["ss", "-V"], capture_output=True, text=True, check=False
+            ).stdout.strip(),
+            "collect": str(self.collect),
+            "collect_sha256": hashlib.sha256(self.collect.read_bytes()).hexdigest(),
+            "tcp_sockets_before": self.tcp_sockets_before,
+            "connections": self.connections,
+            "address": self.address,
+            "interval_s": self.interval_s,
+            "snapshots_per_phase": self.snapshots_per_phase,
+            "send_cap_bytes": send_cap,
+            "recv_bytes_per_conn": self.recv_bytes,
+            "tuned_buf_bytes": self.tuned_buf,
+            "server_sndbuf_bytes": self.sndbuf,
+            "server_rcvbuf_bytes": self.rcvbuf,
+            "phase_order": list(self.phases),
+            "trickle_bits_per_s": self.trickle_bits_per_s,
+            **pids,
+            "phases": self.log,
+            "bundle": bundle.name,
+            "bundle_bytes": bundle.stat().st_size,
+        }
+        (self.out_dir / f"{self.name}.lab.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        self._say(f"wrote {bundle} ({bundle.stat().st_size} bytes)")
+        return bundle
+
+    def _lab_phases(self, lab_phases: list[str], send_cap: int) -> dict[str, int]:
+        """Start the lab and run ``lab_phases``; return its pids and port."""
         with LabRun(
             connections=self.connections,
             address=self.address,
@@ -269,42 +314,7 @@ class Experiment:
                     },
                 ),
             }
-            for i, label in enumerate(self.phases):
+            for i, label in enumerate(lab_phases):
                 scenario, params = steps[label]
-                self.phase(label, lab, scenario, last=i == len(self.phases) - 1, **params)
-        # collect.sh -b wrote <capture_dir>.tar.gz (phases.tsv + the snapshot directories)
-        made = self.capture_dir.with_name(f"{self.name}.tar.gz")
-        if not made.is_file():
-            raise CaptureError(made, "collect.sh -b did not write the bundle")
-        bundle = self.out_dir / f"{self.name}.tar.gz"
-        shutil.move(made, bundle)
-        manifest = {
-            "command": " ".join([Path(sys.executable).name, "-m", "tcpmemlib.lab", *sys.argv[1:]]),
-            "started": started,
-            "finished": utc_now(),
-            "kernel": platform.release(),
-            "ss_version": subprocess.run(
-                ["ss", "-V"], capture_output=True, text=True, check=False
-            ).stdout.strip(),
-            "collect": str(self.collect),
-            "collect_sha256": hashlib.sha256(self.collect.read_bytes()).hexdigest(),
-            "tcp_sockets_before": self.tcp_sockets_before,
-            "connections": self.connections,
-            "address": self.address,
-            "interval_s": self.interval_s,
-            "snapshots_per_phase": self.snapshots_per_phase,
-            "send_cap_bytes": send_cap,
-            "recv_bytes_per_conn": self.recv_bytes,
-            "tuned_buf_bytes": self.tuned_buf,
-            "server_sndbuf_bytes": self.sndbuf,
-            "server_rcvbuf_bytes": self.rcvbuf,
-            "phase_order": ["baseline", *self.phases],
-            "trickle_bits_per_s": self.trickle_bits_per_s,
-            **pids,
-            "phases": self.log,
-            "bundle": bundle.name,
-            "bundle_bytes": bundle.stat().st_size,
-        }
-        (self.out_dir / f"{self.name}.lab.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        self._say(f"wrote {bundle} ({bundle.stat().st_size} bytes)")
-        return bundle
+                self.phase(label, lab, scenario, last=i == len(lab_phases) - 1, **params)
+        return pids
