@@ -277,6 +277,10 @@ class Worker:
             except BlockingIOError:
                 c.blocked = True
                 break
+            except ConnectionError:  # reset by the peer: count it, waits then see < N
+                self._drop(c)
+                self.lost += 1
+                return done
             c.blocked = False
             done += n
             if n < n_try:
@@ -298,14 +302,18 @@ class Worker:
         budget = min(int(self.trickle_credit), self.trickle_bytes_per_s)  # never burst > 1 s
         sends = budget // self.trickle_chunk
         for _ in range(sends):
-            c = self.conns[fds[self.trickle_next % len(fds)]]
+            c = self.conns.get(fds[self.trickle_next % len(fds)])
             self.trickle_next += 1
-            if not c.established:
+            if c is None or not c.established:
                 continue
             try:
                 n = c.sock.send(_PAYLOAD[: self.trickle_chunk])
             except BlockingIOError:
                 n = 0
+            except ConnectionError:
+                self._drop(c)
+                self.lost += 1
+                continue
             c.trickled += n
             self.trickle_credit -= n if n else self.trickle_chunk
         if sends == 0 and self.trickle_credit > self.trickle_bytes_per_s:
@@ -348,7 +356,10 @@ class Worker:
     # ---- commands ----------------------------------------------------------------------------
     def _reply(self, ok: bool, payload: Any) -> None:
         line = ("ok " + json.dumps(payload)) if ok else ("err " + str(payload).replace("\n", " "))
-        os.write(sys.stdout.fileno(), (line + "\n").encode())
+        try:
+            os.write(sys.stdout.fileno(), (line + "\n").encode())
+        except BrokenPipeError:  # the parent is gone: nobody to answer, so stop
+            self.stop = True
 
     def _handle(self, line: str) -> None:
         parts = line.split()
