@@ -100,6 +100,14 @@ now() {
 	case $clock in
 	date-ns)
 		t=$(date -u '+%Y%m%dT%H%M%S.%NZ %Y-%m-%dT%H:%M:%S.%NZ %s %N')
+		case $t in
+		*N*)
+			# this date has no %N (busybox): pick another clock, once
+			detect_clock
+			now
+			return
+			;;
+		esac
 		;;
 	file-mtime)
 		# busybox date has no %N; a fresh file's mtime carries sub-second time.
@@ -125,20 +133,17 @@ now() {
 	ts_ms=$((${3}000 + 1$ms - 1000))
 }
 
+# detect_clock: called when date has no %N. A fresh file's mtime (stat %y) carries
+# sub-second time; without it, seconds + a sequence number.
 detect_clock() {
 	clock=seq
-	case $(date -u +%N 2>/dev/null) in
-	[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) clock=date-ns ;;
-	*)
-		if command -v stat >/dev/null 2>&1; then
-			: >"$out/.clock.$$"
-			case $(TZ=UTC0 stat -c %y "$out/.clock.$$" 2>/dev/null) in
-			*.[0-9][0-9][0-9]*) clock=file-mtime ;;
-			esac
-			rm -f "$out/.clock.$$"
-		fi
-		;;
-	esac
+	if command -v stat >/dev/null 2>&1; then
+		: >"$out/.clock.$$"
+		case $(TZ=UTC0 stat -c %y "$out/.clock.$$" 2>/dev/null) in
+		*.[0-9][0-9][0-9]*) clock=file-mtime ;;
+		esac
+	fi
+	say "warning: date has no %N; snapshot names use clock=$clock"
 }
 
 # Static facts about the box, read once per run.
@@ -156,8 +161,9 @@ detect_box() {
 		ss_opts=-tuanmiepH
 		ss_version=$(ss -V 2>&1)
 	fi
-	ss_version=$(printf '%s' "$ss_version" | tr '\n' ' ')
-	ss_version=${ss_version% }
+	nl='
+'
+	ss_version=${ss_version%%"$nl"*}
 	page_size=$(getconf PAGESIZE 2>/dev/null ||
 		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
 	ids=$(id)
@@ -229,9 +235,6 @@ missing=ss_udp.txt.gz: users:(...) owners limited to processes of uid $uid (not 
 	fi
 	if [ -n "$static_missing" ]; then
 		printf '%s' "$static_missing" | sed "s/^missing=/$PROG: warning: /" >&2
-	fi
-	if [ "$clock" != date-ns ]; then
-		say "warning: date has no %N; snapshot names use clock=$clock"
 	fi
 }
 
@@ -605,17 +608,17 @@ main() {
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
 	done
 	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"
-	budget_kb=$(awk -v m="$budget_mb" 'BEGIN { printf "%d", m * 1024 }')
+	# MB (maybe fractional) -> KiB, in shell arithmetic
+	mb_int=${budget_mb%%.*}
+	mb_frac=
+	case $budget_mb in *.*) mb_frac=${budget_mb#*.} ;; esac
+	mb_frac=$(printf '%.6s' "${mb_frac}000000")
+	budget_kb=$(((${mb_int:-0} * 1024) + (1$mb_frac - 1000000) * 1024 / 1000000))
 	[ "$budget_kb" -gt 0 ] || die "$EX_USAGE" "-m must be more than 0"
 
 	[ -n "$out" ] || out="./tcpmem-$(uname -n)-$(date -u +%Y%m%dT%H%M%SZ)"
-	mkdir -p "$out" 2>/dev/null || die "$EX_OUTDIR" "cannot create output directory $out"
+	[ -d "$out" ] || mkdir -p "$out" 2>/dev/null || die "$EX_OUTDIR" "cannot create output directory $out"
 	{ [ -d "$out" ] && [ -w "$out" ] && [ -x "$out" ]; } || die "$EX_OUTDIR" "output directory $out is not writable"
-	probe="$out/.probe.$$"
-	if ! : >"$probe" 2>/dev/null; then
-		die "$EX_OUTDIR" "cannot write into $out"
-	fi
-	rm -f "$probe"
 
 	partial=
 	sleep_pid=
@@ -636,7 +639,7 @@ main() {
 		rm -rf "$stale"
 	done
 
-	detect_clock
+	clock=date-ns
 	detect_box
 
 	t0=
@@ -647,8 +650,10 @@ main() {
 		if [ "$max_kb" -gt 0 ]; then
 			need=$((max_kb * 3 / 2))
 		else
-			socks=$(awk '/^sockets:/ { print $3 + 0; exit }' /proc/net/sockstat)
-			need=$((64 + ${socks:-0} / 16))
+			socks=0
+			read -r _ _ socks _ </proc/net/sockstat || true
+			case $socks in '' | *[!0-9]*) socks=0 ;; esac
+			need=$((64 + socks / 16))
 		fi
 		make_room "$need" || true
 		# Near the budget, cut ss_tcp.txt.gz at what is left so that it cannot overshoot.
