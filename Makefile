@@ -46,7 +46,7 @@ lab: setup
 
 # Regenerate data/ with the lab's experiment runner (real sockets on loopback, ~10 minutes).
 sample: setup system-deps
-	$(PY) -m tcpmemlib.lab experiment -o data/
+	$(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536
 
 bench: setup-dev system-deps
 	$(PY) bench/run_all.py
