@@ -294,3 +294,34 @@ def test_default_parameter_resolves_from_any_cwd(tmp_path):
         os.chdir(here)
     assert resolve_input("") is None
     assert shutil.which("unshare")  # the hostile-hostname capture needs util-linux unshare
+
+
+def test_before_capture_is_compared(sample_report, hostile_report, tmp_path):
+    """``--before``: notebook 02 compares the two captures with the library's compare()."""
+    before = sample_report[0]
+    after = hostile_report[0]
+    out = tmp_path / "reports"
+    args = [
+        "report",
+        str(after),
+        "--before",
+        str(before),
+        "-o",
+        str(out),
+        "--only",
+        "02_per_process",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcpmemlib", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = read_summary(out / "02_per_process.ipynb")
+    expected = tm.compare(tm.load_capture(before), tm.load_capture(after)).verdict
+    assert summary["verdicts"]["compare"]["label"] == expected.label
+    assert summary["verdicts"]["compare"]["text"] == expected.text
+    streams = [o.text for o in _outputs(out / "02_per_process.ipynb") if o.output_type == "stream"]
+    assert any("comparing the before capture with this capture" in t for t in streams)

@@ -148,3 +148,47 @@ def test_console_script_help():
     )
     assert proc.returncode == 0
     assert "--before" in proc.stdout and "--with-code" in proc.stdout
+
+
+def test_fresh_venv_without_kernelspec(tmp_path):
+    """A venv that never had a kernelspec installed runs the notebooks with its own interpreter."""
+    import site
+    import venv
+
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    # The project's installed packages, made visible to the fresh interpreter (no kernelspec files).
+    deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(purelib) / "project.pth").write_text("\n".join([*deps, str(ROOT)]) + "\n")
+    assert not list(env_dir.rglob("kernel.json"))
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "c.ipynb", "import sys")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
+    env["JUPYTER_DATA_DIR"] = str(tmp_path / "empty-jupyter")
+    # pip would install nbconvert's templates into the fresh prefix; the .pth trick does not, so
+    # they (and only they: no kernelspec) are offered through JUPYTER_PATH.
+    templates = Path(sys.prefix) / "share" / "jupyter" / "nbconvert"
+    offered = tmp_path / "jupyter-path"
+    offered.mkdir()
+    (offered / "nbconvert").symlink_to(templates)
+    env["JUPYTER_PATH"] = str(offered)
+    proc = subprocess.run(
+        [str(py), "-m", "tcpmemlib", "report", str(tmp_path), "--notebooks", str(nbs), "-o", "out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_summary(tmp_path / "out" / "c.ipynb")["numbers"]["exe"] == str(py)
