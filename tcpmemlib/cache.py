@@ -113,7 +113,7 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
             frame = getattr(capture, name)
             if name == "sockets":
                 frame = _encode_owners(frame)
-            frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False, compression="lz4")
+            _write(frame, Path(tmp) / f"{name}.parquet")
         (Path(tmp) / _COMPLETE).write_text(key + "\n")
         final = base / key
         if final.exists():
@@ -129,6 +129,24 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return True
+
+
+_SLICE_ROWS = 1 << 20
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet in slices of ``_SLICE_ROWS`` rows, so the Arrow copy never holds the whole frame."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(frame) <= _SLICE_ROWS:
+        frame.to_parquet(path, index=False, compression="lz4")
+        return
+    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
+    with pq.ParquetWriter(path, schema, compression="lz4") as writer:
+        for start in range(0, len(frame), _SLICE_ROWS):
+            part = frame.iloc[start : start + _SLICE_ROWS]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def _encode_owners(sockets: pd.DataFrame) -> pd.DataFrame:

@@ -102,7 +102,8 @@ SS_FILES = {"ss_tcp.txt": "tcp", "ss_udp.txt": "udp"}
 # A snapshot directory name: UTC start time, e.g. 20261125T231700.123456789Z
 _SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
 # Batches of ss text handed to read_ss at once, and when to use worker processes.
-SS_BATCH_BYTES = 32 * 1024**2
+SS_BATCH_BYTES = 2 * 1024**2  # compressed ss bytes per read_ss call (about 100k sockets)
+SS_CHUNK_SNAPSHOTS = 512
 PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning workers costs more
 PROGRESS_MIN_BYTES = 32 * 1024**2
 
@@ -371,6 +372,15 @@ class _Columns:
             self.columns[name].extend(values)
         self.index.extend([snap_index] * n)
 
+    def extend(self, columns: dict[str, list[object]], index: list[int]) -> None:
+        if not columns:
+            return
+        if not self.columns:
+            self.columns = {c: [] for c in columns}
+        for name, values in columns.items():
+            self.columns[name].extend(values)
+        self.index.extend(index)
+
 
 def load_capture(
     path: str | os.PathLike[str],
@@ -486,35 +496,18 @@ def _load_dir(
             if base not in snap.files and (snap.name, base) not in recorded:
                 problems.add(snap.name, base, None, "file missing from the snapshot", "warning")
 
-    acc: dict[str, _Columns] = {
-        k: _Columns()
-        for k in (
-            "sockstat",
-            "meminfo",
-            "processes",
-            "slab",
-            "slab_aliases",
-            "protocols",
-            "netstat",
-            "zoneinfo",
-            "sysctl",
-            "cgroups",
-            "proc_cgroups",
-            "ps_args",
-        )
-    }
-    ss_bytes = sum(p.stat().st_size for s in kept for b, p in s.files.items() if b in SS_FILES)
-    if workers is None:
-        workers = 2 if ss_bytes >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else 1
-    with _SsLoader(kept, problems, workers) as ss_loader:
-        for i, snap in enumerate(kept):
-            ss_loader.add(i, snap)  # hands full batches to the workers first...
-            _load_small_files(i, snap, problems, acc)  # ...then parses the small files meanwhile
-            if bar is not None:
-                bar.update(1)
-        sockets, owners = ss_loader.finish(ts, hosts)
+    acc = _new_acc()
+    ss = _SsMerge()
+    for result in _run_chunks(kept, workers, bar):
+        problems.rows.extend(result.problems)
+        for file, messages in result.warned.items():
+            problems.warned.setdefault(file, []).extend(messages)
+        for kind, (columns, index) in result.small.items():
+            acc[kind].extend(columns, index)
+        ss.add(result)
     if bar is not None:
         bar.close()
+    sockets, owners = ss.finish(ts, hosts)
 
     def framed(kind: str, build: Callable[[dict[str, list[object]]], pd.DataFrame]) -> pd.DataFrame:
         cols = acc[kind]
@@ -748,6 +741,13 @@ class _OwnerCodes:
         self.index: dict[tuple[Any, ...], int] = {}
         self.uniques: list[tuple[Any, ...]] = []
 
+    def code(self, owner: tuple[Any, ...]) -> int:
+        c = self.index.get(owner)
+        if c is None:
+            c = self.index[owner] = len(self.uniques)
+            self.uniques.append(owner)
+        return c
+
     def codes(self, owners: np.ndarray) -> np.ndarray:
         index, uniques = self.index, self.uniques
 
@@ -768,39 +768,106 @@ class _OwnerCodes:
         return out
 
 
-class _SsLoader:
-    """Parses the ss files of a capture in batches, in the background when ``workers`` > 1.
+_SMALL_KINDS = (
+    "sockstat",
+    "meminfo",
+    "processes",
+    "slab",
+    "slab_aliases",
+    "protocols",
+    "netstat",
+    "zoneinfo",
+    "sysctl",
+    "cgroups",
+    "proc_cgroups",
+    "ps_args",
+)
 
-    ``add(i, snap)`` reads snapshot ``i``'s ss files into the current batch and, once it holds about
-    ``SS_BATCH_BYTES`` of text, hands it to a worker process (at most ``workers + 1`` batches in
-    flight, so memory stays bounded). ``finish`` returns the ``sockets`` and ``owners`` frames.
-    Worker processes are spawned (not forked: the parent may hold pyarrow/BLAS threads).
+
+def _new_acc() -> dict[str, _Columns]:
+    return {k: _Columns() for k in _SMALL_KINDS}
+
+
+@dataclass
+class _ChunkResult:
+    """What one worker made of a run of consecutive snapshots (all plain, picklable data)."""
+
+    snapshots: int
+    small: dict[str, tuple[dict[str, list[object]], list[int]]]
+    problems: list[tuple[object, object, object, str, str]]
+    warned: dict[str, list[str]]
+    ss_frames: list[pd.DataFrame]
+    ss_index: list[np.ndarray]
+    ss_kind: list[np.ndarray]
+    owner_codes: list[np.ndarray]  # codes into owner_uniques (local to this chunk)
+    owner_uniques: list[tuple[Any, ...]]
+
+
+def _load_chunk(items: list[tuple[int, _Snapshot]]) -> _ChunkResult:
+    """Parse every file but meta.txt of the snapshots ``items`` (global index, snapshot)."""
+    problems = _Problems()
+    acc = _new_acc()
+    for i, snap in items:
+        _load_small_files(i, snap, problems, acc)
+    ss = _SsChunk(problems)
+    for i, snap in items:
+        ss.add(i, snap)
+    ss.flush()
+    return _ChunkResult(
+        snapshots=len(items),
+        small={k: (c.columns, c.index) for k, c in acc.items() if c.columns},
+        problems=problems.rows,
+        warned=problems.warned,
+        ss_frames=ss.frames,
+        ss_index=ss.snap_index,
+        ss_kind=ss.kinds,
+        owner_codes=ss.owner_codes,
+        owner_uniques=ss.interner.uniques,
+    )
+
+
+def _run_chunks(snaps: list[_Snapshot], workers: int | None, bar: Any) -> Any:
+    """Yield ``_ChunkResult`` for runs of snapshots, in order; in worker processes if ``workers`` > 1.
+
+    A run holds about ``SS_BATCH_BYTES`` of (compressed) ss files, so one ``read_ss`` call parses
+    many snapshots at once. Workers are spawned, not forked (the parent may hold pyarrow threads).
     """
+    ss_bytes = sum(p.stat().st_size for s in snaps for b, p in s.files.items() if b in SS_FILES)
+    if workers is None:
+        workers = 2 if ss_bytes >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else 1
+    per_snapshot = max(1, ss_bytes // max(1, len(snaps)))
+    size = int(min(SS_CHUNK_SNAPSHOTS, max(1, SS_BATCH_BYTES // per_snapshot)))
+    if workers > 1:  # at least two chunks per worker, so both stay busy
+        size = max(1, min(size, -(-len(snaps) // (2 * workers))))
+    chunks = [list(enumerate(snaps))[k : k + size] for k in range(0, len(snaps), size)]
+    if workers <= 1 or len(chunks) == 1:
+        for chunk in chunks:
+            result = _load_chunk(chunk)
+            if bar is not None:
+                bar.update(result.snapshots)
+            yield result
+        return
+    import multiprocessing
 
-    def __init__(self, snaps: list[_Snapshot], problems: _Problems, workers: int) -> None:
-        self.snaps, self.problems, self.workers = snaps, problems, workers
-        self.batch: list[tuple[int, str, str, int]] = []
-        self.size = 0
-        self.pending: list[tuple[list[tuple[int, str, str, int]], Any]] = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for result in pool.map(_load_chunk, chunks):
+            if bar is not None:
+                bar.update(result.snapshots)
+            yield result
+
+
+class _SsChunk:
+    """The ss files of one chunk: read, tidied, parsed with one ``read_ss`` call per batch."""
+
+    def __init__(self, problems: _Problems) -> None:
+        self.problems = problems
+        self.batch: list[tuple[int, _Snapshot, str, str, int]] = []
         self.frames: list[pd.DataFrame] = []
         self.snap_index: list[np.ndarray] = []
         self.kinds: list[np.ndarray] = []
         self.owner_codes: list[np.ndarray] = []
         self.interner = _OwnerCodes()
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 1:
-            import multiprocessing
-
-            self.pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-            )
-
-    def __enter__(self) -> _SsLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, i: int, snap: _Snapshot) -> None:
         for base in SS_FILES:
@@ -808,89 +875,92 @@ class _SsLoader:
                 _path, text = _read(snap, base, self.problems)
                 if text is not None:
                     text, count = _tidy_ss(text)
-                    self.batch.append((i, base, text, count))
-                    self.size += len(text)
-        if self.size >= SS_BATCH_BYTES:
-            self._submit()
+                    self.batch.append((i, snap, base, text, count))
 
-    def _submit(self) -> None:
-        batch, self.batch, self.size = self.batch, [], 0
+    def flush(self) -> None:
+        batch, self.batch = self.batch, []
         if not batch:
             return
-        texts = [t for _, _, t, _ in batch]
-        expected = sum(n for _, _, _, n in batch)
-        if self.pool is None:
-            self._take(batch, _parse_ss_batch(texts, expected))
+        expected = sum(n for *_, n in batch)
+        result = _parse_ss_batch([t for _, _, _, t, _ in batch], expected)
+        if result is not None:
+            counts = [n for *_, n in batch]
+            self._keep(
+                result,
+                np.repeat(np.array([i for i, *_ in batch], dtype=np.int64), counts),
+                np.repeat(np.array([SS_FILES[b] for _, _, b, _, _ in batch], dtype=object), counts),
+            )
             return
-        self.pending.append((batch, self.pool.submit(_parse_ss_batch, texts, expected)))
-        while len(self.pending) > self.workers:
-            done, future = self.pending.pop(0)
-            self._take(done, future.result())
+        for i, snap, base, _text, _n in batch:  # something in this batch is bad: file by file
+            self._one_file(i, snap, base)
 
     def _keep(self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray) -> None:
         if "owners" in frame.columns:
             self.owner_codes.append(self.interner.codes(frame["owners"].to_numpy()))
             frame = frame.drop(columns=["owners"])
+        else:
+            self.owner_codes.append(np.full(len(frame), self.interner.code(()), dtype=np.int64))
         self.frames.append(frame)
         self.snap_index.append(index)
         self.kinds.append(kind)
 
-    def _take(self, batch: list[tuple[int, str, str, int]], result: pd.DataFrame | None) -> None:
+    def _one_file(self, i: int, snap: _Snapshot, base: str) -> None:
         from tcpmemlib.parsers.ss import read_ss
 
-        if result is not None:
-            counts = [n for _, _, _, n in batch]
-            self._keep(
-                result,
-                np.repeat(np.array([i for i, _, _, _ in batch], dtype=np.int64), counts),
-                np.repeat(np.array([SS_FILES[b] for _, b, _, _ in batch], dtype=object), counts),
-            )
+        _path, text = _read(snap, base, self.problems)  # the file as it is: true line numbers
+        if text is None:
             return
-        for i, base, _text, _n in batch:  # something in this batch is bad: find it file by file
-            snap = self.snaps[i]
-            _path, text = _read(snap, base, self.problems)  # the file as it is: true line numbers
-            if text is None:
-                continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    frame = read_ss(text)
-                except ParseError as err:
-                    err.path = str(snap.files[base])
-                    self.problems.parse_error(snap.name, snap.files[base].name, err)
-                    continue
-            for warning in caught:
-                self.problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
-            self._keep(
-                frame,
-                np.full(len(frame), i, dtype=np.int64),
-                np.full(len(frame), SS_FILES[base], dtype=object),
-            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                frame = read_ss(text)
+            except ParseError as err:
+                err.path = str(snap.files[base])
+                self.problems.parse_error(snap.name, snap.files[base].name, err)
+                return
+        for warning in caught:
+            self.problems.python_warning(snap.name, snap.files[base].name, str(warning.message))
+        self._keep(
+            frame,
+            np.full(len(frame), i, dtype=np.int64),
+            np.full(len(frame), SS_FILES[base], dtype=object),
+        )
+
+
+class _SsMerge:
+    """Merges the chunks' ss results into the ``sockets`` and ``owners`` frames."""
+
+    def __init__(self) -> None:
+        self.frames: list[pd.DataFrame] = []
+        self.snap_index: list[np.ndarray] = []
+        self.kinds: list[np.ndarray] = []
+        self.codes: list[np.ndarray] = []
+        self.interner = _OwnerCodes()
+
+    def add(self, result: _ChunkResult) -> None:
+        remap = np.array([self.interner.code(u) for u in result.owner_uniques], dtype=np.int64)
+        self.frames.extend(result.ss_frames)
+        self.snap_index.extend(result.ss_index)
+        self.kinds.extend(result.ss_kind)
+        self.codes.extend(remap[c] if len(c) else c for c in result.owner_codes)
 
     def finish(self, ts: Any, hosts: pd.Categorical) -> tuple[pd.DataFrame, pd.DataFrame]:
         from tcpmemlib.parsers.ss import read_ss
 
-        self._submit()
-        for done, future in self.pending:
-            self._take(done, future.result())
-        self.pending = []
         empty = read_ss("")
         sockets = _concat_columns(self.frames, empty.drop(columns=["owners"]))
         index = np.concatenate(self.snap_index) if self.snap_index else np.array([], np.int64)
         kind = np.concatenate(self.kinds) if self.kinds else np.array([], dtype=object)
-        interner = self.interner
-        codes = np.concatenate(self.owner_codes) if self.owner_codes else np.array([], np.int64)
-        if len(codes) != len(sockets):  # a batch without an owners column: no owners known
-            codes = np.full(len(sockets), interner.codes(np.array([()], dtype=object))[0])
+        codes = np.concatenate(self.codes) if self.codes else np.array([], np.int64)
         netid = sockets["netid"].astype("string").fillna(pd.Series(kind, dtype="string"))
         sockets["netid"] = netid.astype("str").astype("category")
-        uniques = interner.objects()
+        uniques = self.interner.objects()
         sockets.insert(
             list(empty.columns).index("owners"), "owners", uniques[codes] if len(codes) else []
         )
         sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
         sockets = _with_ts_host(sockets, index, ts, hosts)
-        owners = _owners_from_codes(sockets, codes, interner.uniques)
+        owners = _owners_from_codes(sockets, codes, self.interner.uniques)
         return sockets, owners
 
 

@@ -468,3 +468,14 @@ def test_gzip_and_plain_files_are_alike(small: Path):
     plain.unlink()
     cap = _load(small)
     assert cap.meminfo["ts"].nunique() == 2 and cap.problems["severity"].ne("error").all()
+
+
+def test_worker_processes_give_the_same_frames(small: Path):
+    one = _load(small, workers=1)
+    two = _load(small, workers=2)  # two chunks of one snapshot, each parsed in a spawned worker
+    _assert_same(one, two)
+    snap = _snapshots(small)[1]
+    (snap / "netstat.txt").write_text("TcpExt: A B\nTcpExt: 1\n")
+    broken = _load(small, workers=2)
+    row = broken.problems[broken.problems["severity"] == "error"].iloc[0]
+    assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "netstat.txt", 2)
