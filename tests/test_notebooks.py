@@ -296,10 +296,13 @@ def test_default_parameter_resolves_from_any_cwd(tmp_path):
     assert shutil.which("unshare")  # the hostile-hostname capture needs util-linux unshare
 
 
-def test_before_capture_is_compared(sample_report, hostile_report, tmp_path):
-    """``--before``: notebook 02 compares the two captures with the library's compare()."""
-    before = sample_report[0]
-    after = hostile_report[0]
+PAIR = (ROOT / "data" / "sample-before.tar.gz", ROOT / "data" / "sample-tuned.tar.gz")
+
+
+def test_before_capture_is_compared(tmp_path):
+    """``--before``: notebook 02 compares the bundled before/after pair (same send backlog, without
+    and with SO_SNDBUF) with the library's compare(), and says the tuning reduced the memory."""
+    before, after = PAIR
     out = tmp_path / "reports"
     args = [
         "report",
@@ -321,7 +324,8 @@ def test_before_capture_is_compared(sample_report, hostile_report, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = read_summary(out / "02_per_process.ipynb")
     expected = tm.compare(tm.load_capture(before), tm.load_capture(after)).verdict
-    assert summary["verdicts"]["compare"]["label"] == expected.label
+    assert summary["verdicts"]["compare"]["label"] == expected.label == "reduced"
     assert summary["verdicts"]["compare"]["text"] == expected.text
     streams = [o.text for o in _outputs(out / "02_per_process.ipynb") if o.output_type == "stream"]
     assert any("comparing the before capture with this capture" in t for t in streams)
+    assert html.escape(expected.text, quote=False) in (out / "02_per_process.html").read_text()
