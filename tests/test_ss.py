@@ -282,3 +282,16 @@ def test_live_unread_bytes_and_owners():
         listener = df[df["state"] == "LISTEN"].iloc[0]
         assert {pid for _c, pid, _fd in listener["owners"]} == {me, worker}
         assert df["unparsed"].isna().all()
+
+
+def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch):
+    """Many small batches in 2 threads, with per-line-parser rows scattered among them."""
+    from tcpmemlib.parsers import _ss_fast
+
+    monkeypatch.setattr(_ss_fast, "BATCH", 7)
+    texts = [p.read_text() for p in sorted(FIXTURES.glob("*/*.txt"))]
+    text = "\n".join([*texts, HOSTILE, TIME_WAIT, ESTAB_UNREAD + " frobnicate:1"]) * 3
+    fast = ss_mod._read_fast(None, text, threads=2)
+    ref = ss_mod._read_reference(None, text)
+    pd.testing.assert_frame_equal(fast, ref)
+    assert len(fast) > 7 * 10

@@ -275,12 +275,14 @@ def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
     return Chunk(cols, owners, slow)
 
 
+BATCH = 1 << 16  # lines per parse_chunk call: keeps each kernel's arrays small and cache-warm
+
+
 def parse_lines(lines: pa.Array, text_has: frozenset[str], threads: int = 2) -> list[Chunk]:
-    """``parse_chunk`` over ``threads`` slices of ``lines`` in parallel."""
+    """``parse_chunk`` over batches of ``BATCH`` lines, ``threads`` at a time, in order."""
     n = len(lines)
-    if threads <= 1 or n < 20000:
-        return [parse_chunk(lines, text_has)]
-    step = -(-n // threads)
-    slices = [lines.slice(i, step) for i in range(0, n, step)]
+    slices = [lines.slice(i, BATCH) for i in range(0, n, BATCH)] or [lines]
+    if threads <= 1 or len(slices) == 1:
+        return [parse_chunk(s, text_has) for s in slices]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(lambda s: parse_chunk(s, text_has), slices))
