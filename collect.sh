@@ -74,8 +74,12 @@ SYSCTLS='net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_moder
 net.ipv4.tcp_congestion_control net.ipv4.udp_mem net.core.rmem_max net.core.wmem_max
 net.core.rmem_default net.core.wmem_default net.core.optmem_max net.core.mem_pcpu_rsv'
 
-# gzip level for the .gz files (bench/bench_collect.py measures 1 vs 6; 6 is the default).
-GZIP_LEVEL=${TCPMEM_GZIP_LEVEL:-6}
+# gzip level, per snapshot: -6 below 10000 sockets (costs a few ms there, files 25-30%
+# smaller), -1 from 10000 on (there gzip's CPU is most of the overhead; measured by
+# bench/bench_collect.py). TCPMEM_GZIP_LEVEL=N in the environment fixes it.
+GZIP_FIXED=${TCPMEM_GZIP_LEVEL:-}
+GZIP_LEVEL=${GZIP_FIXED:-6}
+GZIP_SWITCH_SOCKETS=10000
 
 usage() {
 	sed -n '/^# USAGE/,/^# REQUIREMENTS/{/^# REQUIREMENTS/d;s/^# \{0,1\}//;p;}' "$0"
@@ -283,7 +287,7 @@ disk_full() {
 
 # ss_start DIR: in the background, one ss run for TCP and UDP (ss -p scans every
 # process's fds, most of its cost: once, not twice), split by the Netid column into
-# DIR/ss_tcp.txt.gz and DIR/.ss_udp (gzipped by ss_finish), lines kept verbatim.
+# DIR/ss_tcp.txt.gz and DIR/.ss_udp (gzipped after), lines kept verbatim.
 # The same awk pass writes the pids that own sockets (users:(("comm",pid=N,fd=M),...))
 # to DIR/.pids. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
 ss_start() {
@@ -416,8 +420,8 @@ gz_to() {
 
 gz_file() { gzip -"$GZIP_LEVEL" -c <"$2" >"$1"; }
 
-# fail_step NAME: record a failed step in the snapshot's meta, or abort it on a write
-# error (disk full) or when it took the directory over budget.
+# step NAME CMD...: run CMD; if it fails, record "failed=NAME: <first stderr line>" in
+# meta.txt and go on, unless the failure is a full disk (3) or the budget (2).
 failed=
 step() {
 	step_name=$1
@@ -558,7 +562,7 @@ bundle_out() {
 	extra=
 	[ ! -f "$out/phases.tsv" ] || extra=phases.tsv
 	# shellcheck disable=SC2086 # $extra is empty or one plain name
-	if tar -C "$out" -cf - $extra "$@" | gzip -"$GZIP_LEVEL" >"$tarball.partial"; then
+	if tar -C "$out" -cf - $extra "$@" | gzip -6 >"$tarball.partial"; then
 		mv "$tarball.partial" "$tarball"
 		say "bundle: $tarball ($# snapshots)"
 	else
@@ -646,20 +650,25 @@ main() {
 	exit_code=0
 	while [ "$stop" = 0 ]; do
 		# room for the next snapshot: 1.5x the largest so far, or a guess from the
-		# socket count before the first one (about 64 bytes per socket + 64 KiB).
+		# socket count before the first one (64 bytes per socket + 96 KiB: about 2x
+		# what gzip -6 gives, and the small files at 4 KiB a block).
+		socks=0
+		read -r _ _ socks _ </proc/net/sockstat || true
+		case $socks in '' | *[!0-9]*) socks=0 ;; esac
+		if [ -z "$GZIP_FIXED" ]; then
+			GZIP_LEVEL=6
+			[ "$socks" -lt "$GZIP_SWITCH_SOCKETS" ] || GZIP_LEVEL=1
+		fi
 		if [ "$max_kb" -gt 0 ]; then
 			need=$((max_kb * 3 / 2))
 		else
-			socks=0
-			read -r _ _ socks _ </proc/net/sockstat || true
-			case $socks in '' | *[!0-9]*) socks=0 ;; esac
-			need=$((64 + socks / 16))
+			need=$((96 + socks / 16))
 		fi
 		make_room "$need" || true
 		# Near the budget, cut ss_tcp.txt.gz at what is left so that it cannot overshoot.
 		cap=
 		left=$((budget_kb - used))
-		[ "$left" -ge $((need * 4)) ] || cap=$((left > 64 ? (left - 64) * 1024 : 1024))
+		[ "$left" -ge $((need * 4)) ] || cap=$((left > 96 ? (left - 96) * 1024 : 1024))
 		src=0
 		snapshot || src=$?
 		[ -n "$t0" ] || t0=$start_s

@@ -1,10 +1,10 @@
 """collect.sh -n 1 vs `ss -tanmieOpH > /dev/null` alone, at 1k and 10k loopback connection pairs.
 
-Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels 6,1]`
+Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels auto,6,1]`
 
 For each connection count, the connections are opened once (spread over several holder processes:
-RLIMIT_NOFILE is per process), then the baseline (`ss` alone) and `collect.sh -n 1` (one per gzip
-level) run alternately, `rounds` times each, in the same run. Reported: median wall time and median
+RLIMIT_NOFILE is per process), then the baseline (`ss` alone) and `collect.sh -n 1` (default gzip
+choice, then each fixed level) run alternately, `rounds` times each, in the same run. Reported: median wall time and median
 CPU (user+sys of the children, from getrusage) of each, the ratio collect/ss, and the bytes one
 snapshot takes (apparent bytes and du-style allocated blocks, plus ss_tcp.txt.gz alone).
 """
@@ -42,14 +42,16 @@ def count_sockets() -> int:
     return out.count("\n")
 
 
-def bench_one(n_pairs: int, rounds: int, levels: list[int], work: Path) -> list[dict[str, object]]:
+def bench_one(
+    n_pairs: int, rounds: int, levels: list[str], work: Path, script: Path = COLLECT
+) -> list[dict[str, object]]:
     n_procs = max(1, -(-n_pairs // 2500))
     rows: list[dict[str, object]] = []
     with LoopbackPairs(n_pairs, n_procs=n_procs):
         sockets = count_sockets()
         ss_cmd = ["ss", "-tanmieOpH"]
         runs: dict[str, list[tuple[float, float]]] = {"ss": []}
-        sizes: dict[int, tuple[int, int, int]] = {}
+        sizes: dict[str, tuple[int, int, int]] = {}
         for level in levels:
             runs[f"collect-{level}"] = []
         # warm-up: one of each (page cache, dentries of /proc/*/fd)
@@ -58,8 +60,11 @@ def bench_one(n_pairs: int, rounds: int, levels: list[int], work: Path) -> list[
             runs["ss"].append(timed(ss_cmd))
             for level in levels:
                 out = work / f"p{n_pairs}-l{level}-r{r}"
-                env = dict(os.environ, TCPMEM_GZIP_LEVEL=str(level))
-                cmd = ["sh", str(COLLECT), "-o", str(out), "-n", "1", "-i", "0", "-m", "4096"]
+                env = dict(os.environ)
+                env.pop("TCPMEM_GZIP_LEVEL", None)
+                if level != "auto":
+                    env["TCPMEM_GZIP_LEVEL"] = level
+                cmd = ["sh", str(script), "-o", str(out), "-n", "1", "-i", "0", "-m", "4096"]
                 runs[f"collect-{level}"].append(timed(cmd, env=env))
                 snaps = [p for p in out.iterdir() if not p.name.startswith(".")]
                 assert len(snaps) == 1, snaps
@@ -91,7 +96,7 @@ def bench_one(n_pairs: int, rounds: int, levels: list[int], work: Path) -> list[
             {
                 "pairs": n_pairs,
                 "sockets": sockets,
-                "what": f"collect.sh -n 1 (gzip -{level})",
+                "what": f"collect.sh -n 1 (gzip {'-' if level != 'auto' else ''}{level})",
                 "wall_s": wall,
                 "cpu_s": cpu,
                 "wall_ratio": wall / ss_wall,
@@ -106,9 +111,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--pairs", default="1000,10000")
-    ap.add_argument("--levels", default="6,1")
+    ap.add_argument(
+        "--levels", default="auto,6,1", help="gzip levels; auto = collect.sh's own choice"
+    )
+    ap.add_argument("--script", type=Path, default=COLLECT, help="collect.sh to measure")
     args = ap.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = args.levels.split(",")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -120,7 +128,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp:
         for n in (int(x) for x in args.pairs.split(",")):
-            for row in bench_one(n, args.rounds, levels, Path(tmp)):
+            for row in bench_one(n, args.rounds, levels, Path(tmp), args.script):
                 size = row["bytes"]
                 size_s = (
                     ""
