@@ -329,3 +329,28 @@ def test_before_capture_is_compared(tmp_path):
     streams = [o.text for o in _outputs(out / "02_per_process.ipynb") if o.output_type == "stream"]
     assert any("comparing the before capture with this capture" in t for t in streams)
     assert html.escape(expected.text, quote=False) in (out / "02_per_process.html").read_text()
+
+
+def test_damaged_capture_shows_its_problems(hostile_report, tmp_path):
+    """A snapshot with a malformed file: the notebooks still run, and list the problem (escaped)
+    instead of a warning on stderr."""
+    capture = tmp_path / "damaged"
+    shutil.copytree(hostile_report[0], capture, ignore=shutil.ignore_patterns(".tcpmem-cache"))
+    snapshot = sorted(p for p in capture.iterdir() if p.name[0].isdigit())[0]
+    (snapshot / "sockstat.txt").write_text("TCP: inuse 1 orphan <b>\n")
+    out = tmp_path / "reports"
+    args = ["report", str(capture), "-o", str(out), "--only", "00_primer", "--only", "01_where"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcpmemlib", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("00_primer", "01_where"):
+        outputs = _outputs(out / f"{name}.ipynb")
+        assert not [o for o in outputs if o.get("name") == "stderr"], name
+        assert any("1 problem(s) reading this capture" in o.get("text", "") for o in outputs)
+        page = (out / f"{name}.html").read_text()
+        assert "sockstat.txt" in page and "orphan &lt;b&gt;" in page
