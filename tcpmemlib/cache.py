@@ -91,7 +91,7 @@ def load(source: str | os.PathLike[str], key: str) -> Capture | None:
     if not (entry / _COMPLETE).exists():
         return None
     try:
-        frames = {name: pd.read_parquet(entry / f"{name}.parquet") for name in FRAMES}
+        frames = {name: _read(entry / f"{name}.parquet") for name in FRAMES}
         frames["sockets"] = _decode_owners(frames["sockets"])
         problems = frames["problems"]
         problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
@@ -132,6 +132,13 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
 
 
 _SLICE_ROWS = 1 << 20
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """One frame back from Parquet; Arrow buffers are released column by column as pandas takes them."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from tcpmemlib.errors import CaptureError, ParseError
 from tcpmemlib.parsers import (
@@ -57,6 +58,7 @@ from tcpmemlib.parsers import (
     zoneinfo,
 )
 from tcpmemlib.parsers._text import read_text
+from tcpmemlib.units import pages_to_bytes
 
 __all__ = ["FRAMES", "PROBLEMS_SCHEMA", "Capture", "load_capture"]
 
@@ -105,7 +107,7 @@ _SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
 SS_BATCH_BYTES = 2 * 1024**2  # compressed ss bytes per read_ss call (about 100k sockets)
 SS_CHUNK_SNAPSHOTS = 512
 PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning workers costs more
-PROGRESS_MIN_BYTES = 32 * 1024**2
+PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
 
 
 @dataclass
@@ -314,6 +316,16 @@ class _Problems:
             warnings.warn(f"tcpmem: {messages[0]}{more}", stacklevel=3)
 
 
+def _warn_from_problems(problems: pd.DataFrame) -> None:
+    """The once-per-file warnings of a load, re-issued from a cached ``problems`` frame."""
+    shown = problems[problems["severity"].isin(["error", "warning"]).fillna(False).astype(bool)]
+    for file, rows in shown.groupby("file", sort=False, dropna=False):
+        first = rows.iloc[0]
+        where = f"{first['snapshot']}/{file}" if pd.notna(first["snapshot"]) else str(file)
+        more = f" (and {len(rows) - 1} more snapshots)" if len(rows) > 1 else ""
+        warnings.warn(f"tcpmem: {where}: {first['reason']}{more} (cached)", stacklevel=3)
+
+
 def _short(err: ParseError) -> str:
     text = err.reason
     if err.line is not None:
@@ -372,15 +384,6 @@ class _Columns:
             self.columns[name].extend(values)
         self.index.extend([snap_index] * n)
 
-    def extend(self, columns: dict[str, list[object]], index: list[int]) -> None:
-        if not columns:
-            return
-        if not self.columns:
-            self.columns = {c: [] for c in columns}
-        for name, values in columns.items():
-            self.columns[name].extend(values)
-        self.index.extend(index)
-
 
 def load_capture(
     path: str | os.PathLike[str],
@@ -408,6 +411,7 @@ def load_capture(
     if key is not None:
         cached = cache_mod.load(source, key)
         if cached is not None:
+            _warn_from_problems(cached.problems)
             return replace(cached, path=str(source))
     problems = _Problems()
     tmp: Path | None = None
@@ -442,6 +446,8 @@ def _load_dir(
 ) -> Capture:
     snap_dirs = _snapshot_dirs(root)
     if not snap_dirs:
+        if _has_meta(root):
+            raise CaptureError(root, "this is one snapshot directory: load its parent, the capture")
         raise CaptureError(root, "no snapshots in the capture (no snapshot directory)")
     snaps = [_list_snapshot(d) for d in snap_dirs]
     total_bytes = sum(p.stat().st_size for s in snaps for p in s.files.values())
@@ -496,47 +502,45 @@ def _load_dir(
             if base not in snap.files and (snap.name, base) not in recorded:
                 problems.add(snap.name, base, None, "file missing from the snapshot", "warning")
 
-    acc = _new_acc()
+    parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in _BUILDERS}
     ss = _SsMerge()
     for result in _run_chunks(kept, workers, bar):
         problems.rows.extend(result.problems)
         for file, messages in result.warned.items():
             problems.warned.setdefault(file, []).extend(messages)
-        for kind, (columns, index) in result.small.items():
-            acc[kind].extend(columns, index)
+        for kind, part in result.small.items():
+            parts[kind].append(part)
         ss.add(result)
     if bar is not None:
         bar.close()
     sockets, owners = ss.finish(ts, hosts)
+    small: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    for kind, chunk_parts in parts.items():
+        small[kind] = _concat_parts(chunk_parts, _BUILDERS[kind]({}))
+        chunk_parts.clear()
 
-    def framed(kind: str, build: Callable[[dict[str, list[object]]], pd.DataFrame]) -> pd.DataFrame:
-        cols = acc[kind]
-        frame = build(cols.columns) if cols.columns else build({})
-        return _with_ts_host(frame, np.asarray(cols.index, dtype=np.int64), ts, hosts)
+    def framed(kind: str) -> pd.DataFrame:
+        frame, index = small[kind]
+        return _with_ts_host(frame, index, ts, hosts)
 
-    sockstat_idx = np.asarray(acc["sockstat"].index, dtype=np.int64)
-    sockstat_frame = sockstat.frame(acc["sockstat"].columns or {})
+    sockstat_frame, sockstat_idx = small["sockstat"]
     if len(sockstat_frame):
         sizes = page_sizes.iloc[sockstat_idx].reset_index(drop=True)
         sockstat_frame = _page_bytes(sockstat_frame, sizes, sockstat.with_bytes, problems)
     sockstat_frame = _with_ts_host(sockstat_frame, sockstat_idx, ts, hosts)
 
-    slab_idx = np.asarray(acc["slab"].index, dtype=np.int64)
-    slab_cols = acc["slab"].columns or {c: [] for c in ["name", *slabinfo.SCHEMA]}
-    slab_frame = slabinfo.frame(slab_cols)
+    slab_frame, slab_idx = small["slab"]
     if len(slab_frame):
         sizes = page_sizes.iloc[slab_idx].reset_index(drop=True)
-        slab_frame = _page_bytes(
-            slab_frame, sizes, lambda df, s: slabinfo.frame(slab_cols, s), problems
-        )
+        slab_frame = _page_bytes(slab_frame, sizes, _slab_bytes, problems)
     slab_frame = _with_ts_host(slab_frame, slab_idx, ts, hosts)
 
-    processes = framed("processes", ps.frame)
-    if acc["ps_args"].columns:
-        args = pd.DataFrame(acc["ps_args"].columns).astype(ps.ARGS_SCHEMA)
-        args["_snap"] = acc["ps_args"].index
-        procs_key = pd.DataFrame({"_snap": acc["processes"].index, "pid": processes["pid"]})
-        merged = procs_key.merge(args.drop_duplicates(["_snap", "pid"]), how="left")
+    processes = framed("processes")
+    args_frame, args_idx = small["ps_args"]
+    if len(args_frame):
+        args = args_frame.assign(_snap=args_idx).drop_duplicates(["_snap", "pid"])
+        procs_key = pd.DataFrame({"_snap": small["processes"][1], "pid": processes["pid"]})
+        merged = procs_key.merge(args, how="left")
         processes["args"] = merged["args"].astype("string").to_numpy()
 
     phase_frame = _load_phases(root, problems)
@@ -549,16 +553,16 @@ def _load_dir(
         sockets=sockets,
         owners=owners,
         sockstat=sockstat_frame,
-        meminfo=framed("meminfo", meminfo.frame),
+        meminfo=framed("meminfo"),
         processes=processes,
         slab=slab_frame,
-        slab_aliases=framed("slab_aliases", slab_aliases.frame),
-        protocols=framed("protocols", protocols.frame),
-        netstat=framed("netstat", netstat.frame),
-        zoneinfo=framed("zoneinfo", zoneinfo.frame),
-        sysctl=framed("sysctl", sysctl.frame),
-        cgroups=framed("cgroups", cgroups.frame),
-        proc_cgroups=framed("proc_cgroups", cgroups.pids_frame),
+        slab_aliases=framed("slab_aliases"),
+        protocols=framed("protocols"),
+        netstat=framed("netstat"),
+        zoneinfo=framed("zoneinfo"),
+        sysctl=framed("sysctl"),
+        cgroups=framed("cgroups"),
+        proc_cgroups=framed("proc_cgroups"),
         meta=meta_frame,
         phases=phase_frame,
         problems=problems.frame(),
@@ -648,7 +652,7 @@ def _with_ts_host(
     columns: dict[str, Any] = {"ts": ts.take(snap_index), "host": hosts.take(snap_index)}
     for column in frame.columns:
         columns[column] = frame[column].array
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(snap_index)))
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(snap_index)), copy=False)
 
 
 def _host_categorical(hostnames: pd.Series) -> pd.Categorical:
@@ -788,12 +792,49 @@ def _new_acc() -> dict[str, _Columns]:
     return {k: _Columns() for k in _SMALL_KINDS}
 
 
+def _ps_args_frame(columns: dict[str, list[object]]) -> pd.DataFrame:
+    return pd.DataFrame(columns, columns=list(ps.ARGS_SCHEMA)).astype(ps.ARGS_SCHEMA)
+
+
+# Column lists of one kind -> its typed frame (bytes that need the page size are filled later).
+_BUILDERS: dict[str, Callable[[dict[str, list[object]]], pd.DataFrame]] = {
+    "sockstat": sockstat.frame,
+    "meminfo": meminfo.frame,
+    "processes": ps.frame,
+    "slab": slabinfo.frame,
+    "slab_aliases": slab_aliases.frame,
+    "protocols": protocols.frame,
+    "netstat": netstat.frame,
+    "zoneinfo": zoneinfo.frame,
+    "sysctl": sysctl.frame,
+    "cgroups": cgroups.frame,
+    "proc_cgroups": cgroups.pids_frame,
+    "ps_args": _ps_args_frame,
+}
+
+
+def _slab_bytes(frame: pd.DataFrame, sizes: pd.Series) -> pd.DataFrame:
+    frame = frame.copy(deep=False)
+    pages = frame["num_slabs"] * frame["pagesperslab"]
+    frame["slab_bytes"] = pages_to_bytes(pages, sizes.set_axis(frame.index))
+    return frame
+
+
+def _concat_parts(
+    parts: list[tuple[pd.DataFrame, np.ndarray]], empty: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Chunk frames of one kind -> one frame (categories united, not turned into objects)."""
+    frames = [f for f, _ in parts]
+    index = np.concatenate([i for _, i in parts]) if parts else np.array([], dtype=np.int64)
+    return _concat_columns(frames, empty), index
+
+
 @dataclass
 class _ChunkResult:
     """What one worker made of a run of consecutive snapshots (all plain, picklable data)."""
 
     snapshots: int
-    small: dict[str, tuple[dict[str, list[object]], list[int]]]
+    small: dict[str, tuple[pd.DataFrame, np.ndarray]]  # typed frame, snapshot index per row
     problems: list[tuple[object, object, object, str, str]]
     warned: dict[str, list[str]]
     ss_frames: list[pd.DataFrame]
@@ -815,7 +856,11 @@ def _load_chunk(items: list[tuple[int, _Snapshot]]) -> _ChunkResult:
     ss.flush()
     return _ChunkResult(
         snapshots=len(items),
-        small={k: (c.columns, c.index) for k, c in acc.items() if c.columns},
+        small={
+            k: (_BUILDERS[k](c.columns), np.asarray(c.index, dtype=np.int64))
+            for k, c in acc.items()
+            if c.columns
+        },
         problems=problems.rows,
         warned=problems.warned,
         ss_frames=ss.frames,
@@ -971,15 +1016,20 @@ def _concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataF
     columns: dict[str, Any] = {}
     for column in empty.columns:
         parts = [f[column] for f in frames]
-        merged = pd.concat(parts, ignore_index=True)
         if isinstance(empty[column].dtype, pd.CategoricalDtype):
-            merged = merged.astype("str").astype("category") if len(merged) else empty[column]
+            cats = [p.array if isinstance(p.dtype, pd.CategoricalDtype) else None for p in parts]
+            if all(c is not None for c in cats):
+                merged = pd.Series(union_categoricals(cats))
+            else:
+                merged = pd.concat(parts, ignore_index=True).astype("str").astype("category")
+        else:
+            merged = pd.concat(parts, ignore_index=True)
         columns[column] = merged.array
         del parts, merged
         for f in frames:
             del f[column]
     frames.clear()
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)
 
 
 def _owners_from_codes(

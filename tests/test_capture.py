@@ -479,3 +479,14 @@ def test_worker_processes_give_the_same_frames(small: Path):
     broken = _load(small, workers=2)
     row = broken.problems[broken.problems["severity"] == "error"].iloc[0]
     assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "netstat.txt", 2)
+
+
+def test_cached_load_warns_again_and_single_snapshot_is_explained(small: Path):
+    snap = _snapshots(small)[0]
+    (snap / "meminfo.txt").write_bytes(b"\x00")
+    with pytest.warns(UserWarning, match="meminfo.txt"):
+        load_capture(small)
+    with pytest.warns(UserWarning, match=r"meminfo\.txt.*cached"):
+        load_capture(small)
+    with pytest.raises(CaptureError, match="one snapshot directory"):
+        _load(snap)

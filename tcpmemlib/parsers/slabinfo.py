@@ -88,7 +88,7 @@ def frame(
 
     ``page_size_bytes``: one size, or a Series with one size per row; ``slab_bytes`` is NA without.
     """
-    out = pd.DataFrame({c: columns[c] for c in ["name", *_INTS]}, columns=["name", *_INTS])
+    out = pd.DataFrame({c: columns.get(c, []) for c in ["name", *_INTS]}, columns=["name", *_INTS])
     out = out.astype({"name": "string", **dict.fromkeys(_INTS, "Int64")})
     out["active_bytes"] = out["active_objs"] * out["objsize_bytes"]
     out["slab_bytes"] = pd.array([pd.NA] * len(out), dtype="Int64")
