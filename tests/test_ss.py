@@ -295,3 +295,24 @@ def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch):
     ref = ss_mod._read_reference(None, text)
     pd.testing.assert_frame_equal(fast, ref)
     assert len(fast) > 7 * 10
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\x0b\n" + TIME_WAIT,  # a line of non-ss whitespace is not blank
+        "\n\t skmem:(r0,rb1,t0,tb1,f0,w0,o0)\n" + TIME_WAIT,  # blank line continued
+        "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n\t x\n" + TIME_WAIT,
+        "\t skmem:(r0,rb1,t0,tb1,f0,w0,o0)\n" + TIME_WAIT,  # continuation before any socket
+        TIME_WAIT + "\r\n\t \r\n" + LISTEN_SHARED + "\r\n",  # CRLF
+    ],
+)
+def test_edge_layouts_same_in_both_paths(text):
+    try:
+        fast = ss_mod._read_fast(None, text, threads=1)
+    except ParseError as err:
+        with pytest.raises(ParseError) as ref_err:
+            ss_mod._read_reference(None, text)
+        assert ref_err.value.line_no == err.line_no
+        return
+    pd.testing.assert_frame_equal(fast, ss_mod._read_reference(None, text))

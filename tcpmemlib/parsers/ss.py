@@ -131,20 +131,25 @@ def empty_frame() -> pd.DataFrame:
 
 def _logical_lines(path: str | None, text: str) -> tuple[list[str], list[int]]:
     """Socket lines with their continuation lines (TAB-led, ss without -O) joined, and the 1-based
-    number of each one's first physical line. Header and blank lines are dropped."""
-    lines: list[str] = []
+    number of each one's first physical line; blank and header lines (with anything continuing
+    them) are dropped. The same cut as ``_ss_fast.split_lines`` + ``SKIP``."""
+    groups: list[list[str]] = []
     numbers: list[int] = []
     for no, raw in enumerate(split_lines(text), start=1):
-        if raw.startswith("\t"):
-            if not lines:
-                raise ParseError(path, no, raw, "continuation line before any socket line")
-            lines[-1] = lines[-1] + " " + raw
+        if raw.startswith("\t") and groups:
+            groups[-1].append(raw)
             continue
-        if not raw.strip() or _ss_line.is_header(raw):
-            continue
-        lines.append(raw)
+        groups.append([raw])
         numbers.append(no)
-    return lines, numbers
+    lines: list[str] = []
+    kept: list[int] = []
+    for group, no in zip(groups, numbers, strict=True):
+        line = " ".join(group)
+        if not line.strip(" \t\n\f\r") or _ss_line.is_header(line):
+            continue
+        lines.append(line)
+        kept.append(no)
+    return lines, kept
 
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
