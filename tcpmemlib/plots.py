@@ -756,3 +756,16 @@ def metric_table(frame: pd.DataFrame, value_columns: Sequence[str] | None = None
     names = out["metric"].astype("string")
     out["metric"] = names.where(~is_bytes, names.str.removesuffix("_bytes") + " (MiB)")
     return out
+
+
+def describe_socket(cap: Any, sock: pd.Series) -> str:
+    """One line naming a socket row: state, addresses, owners and the snapshot's phase."""
+    owners = sock.get("owners") or ()
+    who = ", ".join(f"{comm} (pid {pid})" for comm, pid, *_ in owners) or "no owning process"
+    phases = cap.meta.loc[cap.meta["ts"] == sock["ts"], "phase"]
+    phase = phases.iloc[0] if len(phases) and not pd.isna(phases.iloc[0]) else None
+    when = f"snapshot {sock['ts']}" + (f", phase {phase}" if phase else "")
+    return (
+        f"{sock['state']} {sock['local_address']}:{sock['local_port']} -> "
+        f"{sock['peer_address']}:{sock['peer_port']}, owned by {who}; {when}"
+    )
