@@ -316,3 +316,13 @@ def test_edge_layouts_same_in_both_paths(text):
         assert ref_err.value.line_no == err.line_no
         return
     pd.testing.assert_frame_equal(fast, ss_mod._read_reference(None, text))
+
+
+def test_comm_that_looks_like_an_owner_separator():
+    """A comm holding '),(' splits wrongly in the fast path: that row must take the per-line path."""
+    line = HOSTILE.replace('"a b,"c(d"', '"a),(b"')
+    text = "\n".join([ESTAB_UNREAD, line, LISTEN_SHARED])
+    df = read_ss(text)
+    assert df["owners"].iloc[1] == (("a),(b", 5762, 8),)
+    assert df["owners"].iloc[2][0] == ("python", 5761, 3)
+    pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))

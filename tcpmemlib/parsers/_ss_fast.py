@@ -197,12 +197,13 @@ def _owners(users: pa.Array, slow: np.ndarray) -> np.ndarray:
         bad_rows = np.unique(np.searchsorted(bounds, np.flatnonzero(bad), side="right") - 1)
         slow[idx[bad_rows]] = True
     comm = pc.struct_field(parts, "comm").to_pylist()
-    pid = pc.cast(pc.struct_field(parts, "pid"), pa.int64(), safe=False).to_pylist()
-    fd = pc.cast(pc.struct_field(parts, "fd"), pa.int64(), safe=False).to_pylist()
-    triples = list(zip(comm, pid, fd, strict=True))
-    if int(counts.max()) == 1:
-        rows = [(t,) for t in triples]
+    # (pieces that did not parse are null here; their rows went to the per-line parser)
+    pid = pc.fill_null(pc.cast(pc.struct_field(parts, "pid"), pa.int64()), 0).to_numpy().tolist()
+    fd = pc.fill_null(pc.cast(pc.struct_field(parts, "fd"), pa.int64()), 0).to_numpy().tolist()
+    if int(counts.max()) == 1:  # one owner per socket: 1-tuples of triples, built in C
+        rows = list(zip(zip(comm, pid, fd, strict=True)))
     else:
+        triples = list(zip(comm, pid, fd, strict=True))
         rows = [tuple(triples[a:b]) for a, b in itertools.pairwise(bounds)]
     out[idx] = np.fromiter(rows, dtype=object, count=len(rows))
     return out
