@@ -300,12 +300,14 @@ ss_start() {
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} | ss_split "$1" | gzip -"$GZIP_LEVEL" | head -c "$cap" >"$1/ss_tcp.txt.gz" &
+		} 2>/dev/null | ss_split "$1" 2>>"$1/.err.pipe" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
+			head -c "$cap" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	else
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} | ss_split "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" &
+		} 2>/dev/null | ss_split "$1" 2>>"$1/.err.pipe" |
+			gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	fi
 	ss_pid=$!
 }
@@ -485,7 +487,7 @@ snapshot() {
 	if [ "$ss_rc" != 0 ]; then
 		over_budget && return 2
 		disk_full && return 3
-		failed="${failed}failed=ss $ss_opts: output pipeline exit status $ss_rc
+		failed="${failed}failed=ss $ss_opts: $(sed -n '1p' "$p/.err.pipe" 2>/dev/null) (pipeline exit status $ss_rc)
 "
 	fi
 	ss_exit=
@@ -718,7 +720,7 @@ main() {
 		fi
 	done
 	[ "$deleted" = 0 ] || say "budget -m $budget_mb: deleted the $deleted oldest snapshot(s)"
-	say "$taken snapshot(s) in $out"
+	[ "$exit_code" != 0 ] || say "$taken snapshot(s) in $out"
 	if [ "$bundle" = 1 ]; then
 		bundle_out
 	fi

@@ -342,11 +342,11 @@ def test_budget_is_never_exceeded(pairs: LoopbackPairs, tmp_path: Path) -> None:
     one = tmp_path / "one"
     assert run_collect(["dash"], "-o", str(one), "-n", "1").returncode == 0
     snap_bytes = dir_usage_bytes(snapshots(one)[0])
-    budget_mb = round(3.2 * snap_bytes / 2**20, 3)
+    budget_mb = round(4 * snap_bytes / 2**20, 3)
     budget_bytes = int(budget_mb * 1024) * 1024
     out = tmp_path / "o"
     proc = subprocess.Popen(
-        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-n", "8", "-m", str(budget_mb)],
+        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-n", "12", "-m", str(budget_mb)],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -366,15 +366,23 @@ def test_budget_is_never_exceeded(pairs: LoopbackPairs, tmp_path: Path) -> None:
     assert 0 < peak <= budget_bytes, (peak, budget_bytes)
     assert final <= budget_bytes
     kept = snapshots(out)
-    assert 1 <= len(kept) < 8
+    assert 1 <= len(kept) < 12
     assert "deleted the" in err and "oldest" in err
+
+
+def test_duration_bounds_the_run(tmp_path: Path) -> None:
+    t = time.monotonic()
+    res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-d", "2", "-i", "1")
+    assert res.returncode == 0, res.stderr
+    assert len(snapshots(tmp_path / "o")) == 2
+    assert time.monotonic() - t < 4
 
 
 def test_budget_too_small_for_one_snapshot(tmp_path: Path) -> None:
     out = tmp_path / "o"
     res = run_collect(["dash"], "-o", str(out), "-n", "1", "-m", "0.01")
     assert res.returncode == 6, res.stderr
-    assert "budget" in res.stderr
+    assert res.stderr.count("\n") == 1 and "budget" in res.stderr
     assert list(out.iterdir()) == []
 
 
@@ -388,7 +396,7 @@ def test_full_disk(tmp_path: Path) -> None:
     try:
         res = run_collect(["dash"], "-o", str(mnt / "o"), "-n", "1")
         assert res.returncode == 5, res.stderr
-        assert res.stderr.count("error:") == 1 and "disk full" in res.stderr
+        assert res.stderr.count("\n") == 1 and "error:" in res.stderr and "disk full" in res.stderr
         assert [p.name for p in (mnt / "o").iterdir()] == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
@@ -492,7 +500,7 @@ def test_non_root_degrades_as_documented(pairs: LoopbackPairs) -> None:
             assert any(r.startswith("missing=ss_tcp.txt.gz: ") for r in repeat), repeat
             text = ss_text(snap)
             # root's sockets are listed, but not who owns them
-            assert text.count(f"127.0.0.1:{pairs.holders[0].port} ") >= 2 * N_PAIRS + 1 - 1
+            assert text.count(f"127.0.0.1:{pairs.holders[0].port} ") >= 2 * N_PAIRS + 1
             assert f"pid={pairs.holders[0].pid}," not in text
     finally:
         shutil.rmtree(work, ignore_errors=True)
