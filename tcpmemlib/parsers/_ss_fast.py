@@ -109,7 +109,13 @@ HEAD_B = (
     f"(?: +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\))?"
 )
 X_DET_NO_UID = " " + _named(_DET.replace(f"(?:uid:({NUM}) )?", ""), _DET_NAMES[1:])
-X_G1 = " " + _named(_G1, _G1_NAMES)
+# The G1 block in two cheaper passes (fewer groups each): in a canonical line mss/cwnd/bytes_* occur
+# only in that block, at most once, so these find exactly what the block holds.
+X_G1A = f" mss:(?P<mss>{NUM}) (?:pmtu:{_V} )?rcvmss:(?P<rcvmss>{NUM}) advmss:(?P<advmss>{NUM}) "
+X_G1B = (
+    f" cwnd:(?P<cwnd>{NUM})(?: (?:ssthresh:{_V}|bytes_(?:sent:(?P<bytes_sent>{NUM})|"
+    f"acked:(?P<bytes_acked>{NUM})|re(?:trans:{_V}|ceived:(?P<bytes_received>{NUM})))))*"
+)
 X_G3 = " " + _named(_G3, _G3_NAMES)
 X_SKMEM = "^" + _named(_SKMEM, _SKMEM_NAMES).removeprefix("skmem:\\(")
 X_MEM = " " + _named(_MEM, ["r", "w", "f", "t"])
@@ -260,7 +266,9 @@ def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
     cols["timer"] = _group(pre, X_TIMER)
     tail = pc.coalesce(post, pre)  # the -i blocks follow skmem, or are in the line if it has none
     if "cwnd:" in text_has:
-        for name, arr in _fields(tail, X_G1, _G1_NAMES).items():
+        for name, arr in _fields(tail, X_G1A, _G1_NAMES[:3]).items():
+            cols[name] = _ints(arr)
+        for name, arr in _fields(tail, X_G1B, _G1_NAMES[3:]).items():
             cols[name] = _ints(arr)
     if "rcv_s" in text_has:
         g3 = {k: _ints(v) for k, v in _fields(tail, X_G3, _G3_NAMES).items()}
