@@ -52,11 +52,33 @@ def report_command(args: argparse.Namespace) -> int:
             return _fail(f"{label} not found: {path}")
     if args.notebooks and not Path(args.notebooks).is_dir():
         return _fail(f"notebook directory not found: {args.notebooks}")
-
-    from tcpmemlib.report import build_report
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return _fail(f"output path exists and is not a directory: {args.out}")
 
     def log(line: str) -> None:
         print(line, flush=True)
+
+    # Read each capture once here: a path that is not a capture is one clear error (exit 2) instead
+    # of four failed notebooks, and the notebooks then read the capture's cache.
+    import warnings
+
+    from tcpmemlib.capture import load_capture
+    from tcpmemlib.errors import TcpmemError
+
+    for label, path in (("capture", args.capture), ("--before capture", args.before)):
+        if path is None:
+            continue
+        log(f"reading {label} {path}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the notebooks list the capture's problems
+                cap = load_capture(path)
+        except TcpmemError as err:
+            return _fail(f"{label}: {err}")
+        if len(cap.problems):
+            log(f"  {len(cap.problems)} problem(s) while reading it (listed in the reports)")
+
+    from tcpmemlib.report import build_report
 
     report = build_report(
         args.capture,

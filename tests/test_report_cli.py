@@ -17,6 +17,7 @@ import pytest
 from tcpmemlib.report import SUMMARY_MIME, SUMMARY_TAG, read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample.tar.gz"  # a real capture: the CLI reads it before the notebooks
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 pytestmark = pytest.mark.slow
@@ -61,8 +62,7 @@ def built(tmp_path_factory):
         f"ax.plot([1, 2])\nprint({HOSTILE!r})",
     )
     _notebook(nbs / "b_fail.ipynb", f"import sys\nraise RuntimeError('boom ' + {HOSTILE!r})")
-    capture = tmp / "capture"
-    capture.mkdir()
+    capture = SAMPLE
     # A fresh environment: no JUPYTER_PATH, an empty Jupyter data dir (no kernelspec installed).
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
     env["JUPYTER_DATA_DIR"] = str(tmp / "empty-jupyter")
@@ -124,7 +124,7 @@ def test_with_code_shows_code(tmp_path):
     nbs.mkdir()
     _notebook(nbs / "c.ipynb", "import sys\nx_marker_variable = 41 + 1")
     proc = _run_cli(
-        "report", str(tmp_path), "--notebooks", str(nbs), "-o", "out", "--with-code", cwd=tmp_path
+        "report", str(SAMPLE), "--notebooks", str(nbs), "-o", "out", "--with-code", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     assert "x_marker_variable" in (tmp_path / "out" / "c.html").read_text()
@@ -139,6 +139,28 @@ def test_missing_capture_is_one_line_exit_2(tmp_path, flag):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not found" in lines[0] and "nope" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("what", ["directory", "file"])
+def test_not_a_capture_is_one_line_exit_2(tmp_path, what):
+    bogus = tmp_path / "bogus"
+    if what == "directory":
+        bogus.mkdir()
+        (bogus / "notes.txt").write_text("not a snapshot")
+    else:
+        bogus.write_text("<img src=x> not a bundle")
+    proc = _run_cli("report", str(bogus), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bogus) in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_path_that_is_a_file_is_exit_2(tmp_path):
+    (tmp_path / "out").write_text("")
+    proc = _run_cli("report", str(SAMPLE), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "not a directory" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_console_script_help():
@@ -182,7 +204,7 @@ def test_fresh_venv_without_kernelspec(tmp_path):
     (offered / "nbconvert").symlink_to(templates)
     env["JUPYTER_PATH"] = str(offered)
     proc = subprocess.run(
-        [str(py), "-m", "tcpmemlib", "report", str(tmp_path), "--notebooks", str(nbs), "-o", "out"],
+        [str(py), "-m", "tcpmemlib", "report", str(SAMPLE), "--notebooks", str(nbs), "-o", "out"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
