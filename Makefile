@@ -44,7 +44,7 @@ report: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-# Regenerate data/ with the lab's experiment runner (real sockets on loopback, ~10 minutes).
+# Regenerate data/ with the lab's experiment runner (real sockets on loopback, about a minute).
 sample: setup system-deps
 	$(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536
 
