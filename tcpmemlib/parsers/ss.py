@@ -7,7 +7,9 @@ continuation line starting with a TAB), with or without the header (``-H``), wit
 as ``127.0.0.1:http`` are kept as printed), skmem with 7, 8 (``bl``) or 9 (``d``) fields and the
 pre-2012 ``mem:(r,w,f,t)``.
 
-Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, never 0):
+Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, never 0). "since"
+comes from the reference doc (kernel-accounting.md §1.3-1.4) where it gives one; "(unverified)"
+marks versions not checked against iproute2/kernel history here:
 
 | column | dtype | unit | source token | since |
 |---|---|---|---|---|
@@ -19,10 +21,10 @@ Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, ne
 | ``local_port`` | string | | port after the last ``:`` (``80``, ``*``, ``http`` without ``-n``) | always |
 | ``peer_address`` | string | | as ``local_address`` (``*``, ``0.0.0.0``, ``::`` for listeners) | always |
 | ``peer_port`` | string | | as ``local_port`` | always |
-| ``inode`` | Int64 | | ``ino:`` (``-e``; 0 for TIME-WAIT/SYN-RECV) | iproute2 2.6.x |
-| ``uid`` | Int64 | | ``uid:`` (``-e``); ss omits ``uid:0``, so 0 when ``ino:`` is printed and ``uid:`` is not | 2.6.x |
-| ``sk`` | string | | ``sk:`` socket cookie, hex as printed (``-e``) | 2.6.x |
-| ``cgroup`` | string | | ``cgroup:`` path (``-e``) | iproute2 5.10 |
+| ``inode`` | Int64 | | ``ino:`` (``-e``; 0 for TIME-WAIT/SYN-RECV) | early (unverified) |
+| ``uid`` | Int64 | | ``uid:`` (``-e``); ss omits ``uid:0``, so 0 when ``ino:`` is printed and ``uid:`` is not | early (unverified) |
+| ``sk`` | string | | ``sk:`` socket cookie, hex as printed (``-e``) | early (unverified) |
+| ``cgroup`` | string | | ``cgroup:`` path (``-e``; cgroup v2 id) | iproute2 ~5.9 (unverified) |
 | ``timer`` | string | | ``timer:(name,expiry,retrans)`` contents (``-o``, or TIME-WAIT with ``-e``) | always |
 | ``skmem_r`` | Int64 | bytes | ``skmem:(r…`` rmem_alloc (truesize: receive + OFO queue) / ``mem:(r…`` | v3.4 / older |
 | ``skmem_rb`` | Int64 | bytes | ``rb`` sk_rcvbuf: a limit | v3.4 |
@@ -36,16 +38,16 @@ Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, ne
 | ``rcv_space`` | Int64 | bytes | ``rcv_space:`` (``-i``) | 2005 (ss050607) |
 | ``rcv_ssthresh`` | Int64 | bytes | ``rcv_ssthresh:`` (``-i``) | v4.15 |
 | ``notsent`` | Int64 | bytes | ``notsent:`` (``-i``; only when > 0) | v4.6 |
-| ``bytes_sent`` | Int64 | bytes | ``bytes_sent:`` (``-i``; only when > 0) | v5.5 |
-| ``bytes_acked`` | Int64 | bytes | ``bytes_acked:`` (``-i``; only when > 0) | v4.1 |
-| ``bytes_received`` | Int64 | bytes | ``bytes_received:`` (``-i``; only when > 0) | v4.1 |
+| ``bytes_sent`` | Int64 | bytes | ``bytes_sent:`` (``-i``; only when > 0) | kernel 4.19 tcp_info (unverified) |
+| ``bytes_acked`` | Int64 | bytes | ``bytes_acked:`` (``-i``; only when > 0) | kernel 4.1 tcp_info (unverified) |
+| ``bytes_received`` | Int64 | bytes | ``bytes_received:`` (``-i``; only when > 0) | kernel 4.1 tcp_info (unverified) |
 | ``snd_wnd`` | Int64 | bytes | ``snd_wnd:`` (``-i``) | v5.18 |
 | ``rcv_wnd`` | Int64 | bytes | ``rcv_wnd:`` (``-i``) | v6.6 |
 | ``cwnd`` | Int64 | segments | ``cwnd:`` (``-i``) | always |
 | ``mss`` | Int64 | bytes | ``mss:`` (``-i``) | always |
-| ``advmss`` | Int64 | bytes | ``advmss:`` (``-i``) | v3.x |
-| ``rcvmss`` | Int64 | bytes | ``rcvmss:`` (``-i``) | v3.x |
-| ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is its variance) (``-i``) | always |
+| ``advmss`` | Int64 | bytes | ``advmss:`` (``-i``) | early (unverified) |
+| ``rcvmss`` | Int64 | bytes | ``rcvmss:`` (``-i``) | early (unverified) |
+| ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is rttvar) (``-i``) | always |
 | ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``) | always |
 | ``unparsed`` | string | | tokens read_ss does not know, space-joined; NA when none | |
 
