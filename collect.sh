@@ -261,15 +261,22 @@ list_snapshots() {
 	done
 }
 
-# Remove a snapshot so that no reader sees it half-deleted.
+# Remove a snapshot so that no reader sees it half-deleted; subtract it from $used.
 remove_snapshot() {
+	# shellcheck disable=SC2046
+	set -- "$1" $(du -sk "$out/$1" 2>/dev/null)
 	mv "$out/$1" "$out/.deleting-$1" && rm -rf "$out/.deleting-$1"
+	used=$((used - ${2:-0}))
 }
 
 # make_room NEED_KB: delete oldest snapshots until used + NEED_KB fits in the budget.
+# $used is kept up to date as snapshots come and go (one du of DIR every 30
+# snapshots and when near the budget, not a du of thousands of files every time).
 # Returns 1 if it cannot.
 make_room() {
-	used=$(used_kb)
+	if [ $((taken % 30)) = 0 ] || [ $((used + $1 * 2)) -gt "$budget_kb" ]; then
+		used=$(used_kb)
+	fi
 	while [ $((used + $1)) -gt "$budget_kb" ]; do
 		oldest=$(list_snapshots | sed -n '1p')
 		[ -n "$oldest" ] || return 1
@@ -529,6 +536,7 @@ snapshot() {
 	[ ! -e "$out/$snap" ] || die 1 "$out/$snap already exists (two collectors on one directory?)"
 	mv "$p" "$out/$snap" || return 3
 	partial=
+	used=$((used + last_kb))
 	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
 	taken=$((taken + 1))
 	return 0
