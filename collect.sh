@@ -333,7 +333,8 @@ ss_split() {
 		}
 		NF > 1 {
 			for (i = 2; i <= NF; i++) {
-				if ($i !~ /^[0-9]+,fd=/) continue
+				# ",pid=N,fd=M)": ss cuts comm at its first ")", so a name cannot fake it
+				if ($i !~ /^[0-9]+,fd=[0-9]+\)/) continue
 				pid = $i + 0
 				if (!(pid in seen)) { seen[pid] = 1; print pid > pidfile }
 			}

@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -543,3 +544,54 @@ def test_help_and_usage_errors() -> None:
 def test_script_is_executable_posix_sh() -> None:
     assert COLLECT.read_text().startswith("#!/bin/sh\n")
     assert COLLECT.stat().st_mode & stat.S_IXUSR
+
+
+HOSTILE_CHILD = r"""
+import socket, sys
+open("/proc/self/comm", "w").write(sys.argv[1])
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(8)
+c = socket.create_connection(lst.getsockname())
+a, _ = lst.accept()
+print(lst.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("name", ['a b"c,(d)', "<img src=x>", 'x",pid=1,fd=9'])
+def test_hostile_process_names(name: str, tmp_path: Path) -> None:
+    """Names with spaces, quotes, commas, parentheses, markup: still one snapshot, right pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOSTILE_CHILD, name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1")
+        assert res.returncode == 0, res.stderr
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    (snap,) = snapshots(tmp_path / "o")
+    text = ss_text(snap)
+    mine = [ln for ln in text.splitlines() if f"pid={proc.pid}," in ln]
+    # ss reads comm from /proc/PID/stat up to the first ")": that is what it prints
+    shown = name.split(")")[0]
+    assert len(mine) == 3 and all(f'(("{shown}",pid=' in ln for ln in mine), mine
+    assert any(f"127.0.0.1:{port} " in ln for ln in mine)
+    recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+    pids = {int(r[1]) for r in recs if r[0] == "pid"}
+    owners = {int(p) for p in re.findall(r",pid=(\d+),fd=\d+\)", text + ss_text(snap, "udp"))}
+    assert proc.pid in pids
+    # a name holding ",pid=1,fd=9" does not add pid 1 (the set is exactly the real owners)
+    assert pids <= owners and owners - pids <= {
+        p for p in owners if not Path(f"/proc/{p}").exists()
+    }
+    ps_lines = (snap / "ps.txt").read_text().splitlines()
+    assert any(ln.split(None, 5)[0] == str(proc.pid) and ln.endswith(name) for ln in ps_lines)
+    assert read_meta(snap)[1] == []
