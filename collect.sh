@@ -85,6 +85,8 @@ net.core.rmem_default net.core.wmem_default net.core.optmem_max net.core.mem_pcp
 GZIP_FIXED=${TCPMEM_GZIP_LEVEL:-}
 GZIP_LEVEL=${GZIP_FIXED:-6}
 GZIP_SWITCH_SOCKETS=10000
+# (TCPMEM_MOUNTS=FILE replaces /proc/self/mounts: lets the tests point the cgroup
+# reader at a cgroup v2 layout on a box that has another one.)
 
 usage() {
 	sed -n '/^# USAGE/,/^# REQUIREMENTS/{/^# REQUIREMENTS/d;s/^# \{0,1\}//;p;}' "$0"
@@ -199,7 +201,7 @@ detect_box() {
 				if ((getline line < f) > 0 && (" " line " ") ~ / memory /) v2mem = 1
 			}
 			print (cpus ? cpus : "-"), (v1 != "" ? v1 : "-"), (v2 != "" ? v2 : "-"), v2mem
-		}' /sys/devices/system/cpu/online /proc/self/mounts)
+		}' /sys/devices/system/cpu/online "${TCPMEM_MOUNTS:-/proc/self/mounts}")
 	cpus=${1#-}
 	cg_v1=${2#-}
 	cg_v2=${3#-}

@@ -595,3 +595,35 @@ def test_hostile_process_names(name: str, tmp_path: Path) -> None:
     ps_lines = (snap / "ps.txt").read_text().splitlines()
     assert any(ln.split(None, 5)[0] == str(proc.pid) and ln.endswith(name) for ln in ps_lines)
     assert read_meta(snap)[1] == []
+
+
+def test_pure_cgroup_v2_layout(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """This box is hybrid (v1 memory); a pure-v2 box is read through the v2 files.
+
+    Not the kernel's own v2 tree (memory cannot be on v1 and v2 at once): a directory laid out like
+    one, named as the cgroup2 mount by TCPMEM_MOUNTS. The pids and their 0:: paths are real.
+    """
+    root = tmp_path / "cg2"
+    pid = pairs.holders[0].pid
+    v2_path = next(
+        ln[3:] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if ln[:3] == "0::"
+    )
+    cg = root / v2_path.lstrip("/")
+    cg.mkdir(parents=True, exist_ok=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (cg / "memory.stat").write_text("anon 4096\nfile 8192\nsock 123456\nshmem 0\n")
+    (cg / "memory.current").write_text("987654\n")
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"cgroup2 {root} cgroup2 rw,nosuid,nodev,noexec 0 0\n")
+    env = dict(os.environ, TCPMEM_MOUNTS=str(mounts))
+    res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    assert read_meta(snap)[0]["cgroup_version"] == "2"
+    recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+    assert ["pid", str(pid), v2_path] in recs
+    stats = [r for r in recs if r[0] == "stat" and r[1] == v2_path]
+    assert sorted(stats) == [
+        ["stat", v2_path, "memory.current", "987654"],
+        ["stat", v2_path, "sock", "123456"],
+    ]
