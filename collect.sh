@@ -157,13 +157,8 @@ detect_clock() {
 	say "warning: date has no %N; snapshot names use clock=$clock"
 }
 
-# Static facts about the box, read once per run.
-detect_box() {
-	# shellcheck disable=SC2046 # two words
-	set -- $(uname -nr)
-	hostname=$1
-	kernel=$2
-	# -O (one line per socket) exists since iproute2 5.2
+# How to run ss: -O (one line per socket) exists since iproute2 5.2.
+detect_ss() {
 	if ss_version=$(ss -OV 2>/dev/null); then
 		ss_oneline=1
 		ss_opts=-tuanmieOpH
@@ -175,6 +170,14 @@ detect_box() {
 	nl='
 '
 	ss_version=${ss_version%%"$nl"*}
+}
+
+# Static facts about the box, read once per run (while the first ss runs).
+detect_box() {
+	# shellcheck disable=SC2046 # two words
+	set -- $(uname -nr)
+	hostname=$1
+	kernel=$2
 	page_size=$(getconf PAGESIZE 2>/dev/null ||
 		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
 	ids=$(id)
@@ -474,6 +477,8 @@ snapshot() {
 	: >"$p/.pids" || return 3
 	# ss (the long part) runs in the background while the rest is read.
 	ss_start "$p"
+	[ -n "$box_known" ] || detect_box
+	box_known=1
 	rc=0
 	{
 		step copy_proc copy_proc "$p" &&
@@ -662,7 +667,8 @@ main() {
 	done
 
 	clock=date-ns
-	detect_box
+	box_known=
+	detect_ss
 
 	t0=
 	exit_code=0
