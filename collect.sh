@@ -35,11 +35,11 @@
 #
 # OVERHEAD
 #   Measured (bench/bench_collect.py, 2 vCPU, kernel 6.18, iproute2 6.1; bench/README.md):
-#   one snapshot costs about what `ss -tanmieOpH` alone costs plus 45 ms fixed plus the
-#   compression of ss's text after ss ends: 1.45x ss's wall time at 20k sockets (412 vs
-#   284 ms; 0.41 s CPU), 2.4x at 2k sockets (78 vs 32 ms). Disk: ~80 KiB per snapshot at
-#   2k sockets, ~0.7 MiB at 20k. ss -p reads every process's fd table: that, not this
-#   script, is most of the cost. At -i 10 that is ~4% of one CPU at 20k sockets.
+#   one snapshot costs what `ss -tanmieOpH` alone costs, plus ~45 ms fixed, plus reading
+#   and compressing ss's text, which ss prints only at its end: 1.44x ss's wall time at
+#   20k sockets (392 vs 272 ms; 0.39 s CPU), 2.5x at 2k sockets (81 vs 32 ms). Disk:
+#   ~80 KiB per snapshot at 2k sockets, ~0.7 MiB at 20k. ss -p reads every process's fd
+#   table: that, not this script, is most of the cost. At -i 10: ~4% of one CPU at 20k.
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
