@@ -769,3 +769,12 @@ def describe_socket(cap: Any, sock: pd.Series) -> str:
         f"{sock['state']} {sock['local_address']}:{sock['local_port']} -> "
         f"{sock['peer_address']}:{sock['peer_port']}, owned by {who}; {when}"
     )
+
+
+def command_lines(cap: Any, pids: Iterable[Any]) -> pd.DataFrame:
+    """``pid``, ``comm``, ``args`` of the given pids (their latest snapshot), for captures made with
+    ``collect.sh -a``; ``args`` is NA where it was not collected."""
+    wanted = {int(p) for p in pids if not pd.isna(p)}
+    procs = cap.processes
+    rows = procs[procs["pid"].isin(wanted)].sort_values("ts").drop_duplicates("pid", keep="last")
+    return rows[["pid", "comm", "args"]].reset_index(drop=True)

@@ -125,8 +125,10 @@ def hostile_report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     capture = tmp / "lab"
     cgroup = _memory_hierarchy() / HOSTILE_CGROUP
+    # argv[0] is hostile too, so the command line (collect.sh -a) starts with it.
     helper = subprocess.Popen(
-        [sys.executable, "-c", HELPER, HOSTILE_COMM],
+        [HOSTILE_COMM, "-c", HELPER, HOSTILE_COMM],
+        executable=sys.executable,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -137,7 +139,7 @@ def hostile_report(tmp_path_factory):
         (cgroup / "cgroup.procs").write_text(str(helper.pid))
         with LabRun(connections=100, timeout_s=60) as lab:
             lab.scenario("recv_backlog", bytes_per_conn=65536)
-            _collect(capture, "-n", "2", "-i", "1", hostname=HOSTILE_HOST)
+            _collect(capture, "-a", "-n", "2", "-i", "1", hostname=HOSTILE_HOST)
             lab_pids = (lab.server_pid, lab.client_pid)
     finally:
         helper.stdin.close()  # type: ignore[union-attr]
@@ -263,6 +265,10 @@ def test_capture_strings_are_escaped(hostile_report):
     assert html.escape(HOSTILE_COMM) in page02  # the helper is in the top-process table
     assert html.escape(f"/{HOSTILE_CGROUP}") in page02  # and its cgroup in the cgroup table
     assert str(helper_pid) in page02
+    # collected with -a: the command lines (the helper's holds the hostile name too) are shown
+    assert "<th>args</th>" in page02
+    assert html.escape(f"{HOSTILE_COMM} -c") in page02
+    assert HOSTILE_COMM in "".join(cap.processes["args"].dropna().astype(str))
 
 
 def test_notebooks_are_committed_stripped_and_parameterized():
