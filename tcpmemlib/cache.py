@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "store"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _COMPLETE = "complete"
+_DTYPES = "dtypes.json"
 
 
 def cache_dir(source: str | os.PathLike[str]) -> Path:
@@ -95,9 +96,44 @@ def load(source: str | os.PathLike[str], key: str) -> Capture | None:
         frames["sockets"] = _decode_owners(frames["sockets"])
         problems = frames["problems"]
         problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
+        dtypes = json.loads((entry / _DTYPES).read_text())
+        _restore_dtypes(frames, dtypes)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
     return Capture(**frames)
+
+
+def _dtype_names(frame: pd.DataFrame) -> dict[str, str]:
+    return {
+        c: "category" if isinstance(t, pd.CategoricalDtype) else str(t)
+        for c, t in frame.dtypes.items()
+    }
+
+
+def _restore_dtypes(frames: dict[str, pd.DataFrame], dtypes: dict[str, dict[str, str]]) -> None:
+    """Give back the dtypes Parquet does not keep exactly (mainly empty categorical columns).
+
+    ``host`` gets the capture's host categories (from ``meta``, never empty); another categorical
+    column read back as something else gets ``str`` categories, as the loader makes them.
+    """
+    host_dtype = frames["meta"]["host"].dtype
+    for name, frame in frames.items():
+        for column, want in dtypes.get(name, {}).items():
+            if column not in frame.columns or (name == "sockets" and column == "owners"):
+                continue
+            have = frame[column].dtype
+            if column == "host":
+                if have != host_dtype:
+                    frame[column] = frame[column].astype("string").astype(host_dtype)
+            elif want == "category":
+                if not isinstance(have, pd.CategoricalDtype):
+                    frame[column] = frame[column].astype("str").astype("category")
+                elif len(have.categories) == 0:
+                    frame[column] = frame[column].astype(
+                        pd.CategoricalDtype(pd.Index([], dtype="str"))
+                    )
+            elif str(have) != want:
+                frame[column] = frame[column].astype(want)
 
 
 def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
@@ -114,6 +150,8 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
             if name == "sockets":
                 frame = _encode_owners(frame)
             _write(frame, Path(tmp) / f"{name}.parquet")
+        dtypes = {name: _dtype_names(getattr(capture, name)) for name in FRAMES}
+        (Path(tmp) / _DTYPES).write_text(json.dumps(dtypes))
         (Path(tmp) / _COMPLETE).write_text(key + "\n")
         final = base / key
         if final.exists():

@@ -20,10 +20,13 @@ Only a capture that cannot be read at all raises ``CaptureError`` (no such path,
 snapshot with a readable meta.txt, a corrupt bundle). Python warnings are issued once per file name
 (not per snapshot or line), summarising how many snapshots were affected.
 
-Speed: ``ss`` files are parsed in batches (many snapshots' text concatenated, one ``read_ss`` call,
-rows assigned back to snapshots by count), in up to two worker processes for large captures. The other
-files are parsed to column lists and turned into one frame per kind. Results are cached as Parquet
-beside the capture (``tcpmemlib.cache``) and reused until the capture changes.
+Speed: snapshots are parsed in chunks of consecutive snapshots; within a chunk the ``ss`` files are
+tidied (the blanks ss pads ``-O`` lines with are dropped) and parsed with one ``read_ss`` call, rows
+assigned back to snapshots by count (a chunk whose rows do not add up is re-read file by file, so an
+error still names its file and line). Large captures (``PARALLEL_MIN_BYTES`` of ss files) are parsed
+in two spawned worker processes. ``owners`` tuples are interned (one object per distinct owner list).
+Results are cached as Parquet beside the capture (``tcpmemlib.cache``) and reused until it changes.
+Measured figures: bench/README.md (``load``).
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ class Capture:
         if end is not None:
             keep &= self.meta["ts"] < _utc(end)
         chosen = self.meta[keep]
+        one_host = self.meta["host"].nunique(dropna=False) <= 1
         pairs = pd.MultiIndex.from_frame(chosen[["ts", "host"]].astype({"host": "string"}))
         snapshots = set(chosen["snapshot"].dropna())
         out: dict[str, pd.DataFrame] = {}
@@ -192,6 +196,8 @@ class Capture:
             elif name == "problems":
                 mask = frame["snapshot"].isna() | frame["snapshot"].isin(snapshots)
                 out[name] = frame[mask.astype(bool)].reset_index(drop=True)
+            elif one_host:  # the common case: the start time alone names the snapshot
+                out[name] = frame[frame["ts"].isin(chosen["ts"])].reset_index(drop=True)
             else:
                 key = pd.MultiIndex.from_frame(frame[["ts", "host"]].astype({"host": "string"}))
                 out[name] = frame[key.isin(pairs)].reset_index(drop=True)

@@ -490,3 +490,29 @@ def test_cached_load_warns_again_and_single_snapshot_is_explained(small: Path):
         load_capture(small)
     with pytest.raises(CaptureError, match="one snapshot directory"):
         _load(snap)
+
+
+def test_mixed_hosts(small: Path):
+    meta = _snapshots(small)[1] / "meta.txt"
+    meta.write_text(meta.read_text().replace("hostname=vm", "hostname=db 2"))
+    cap = _load(small)
+    assert sorted(cap.sockets["host"].astype(str).unique()) == ["db 2", "vm"]
+    with pytest.raises(CaptureError, match="disagree on host"):
+        _ = cap.host
+    second = cap.select(start=pd.Timestamp(_snapshots(small)[1].name))
+    assert set(second.sockets["host"].astype(str)) == {"db 2"} and len(second.sockets) == 23
+    assert second.host == "db 2"
+
+
+def test_cache_round_trip_with_empty_frames(small: Path):
+    import re
+
+    for snap in _snapshots(small):
+        for name in ("ss_tcp.txt.gz", "ss_udp.txt.gz"):
+            text = gzip.decompress((snap / name).read_bytes()).decode()
+            text = re.sub(r'users:\(\(".*?",pid=\d+,fd=\d+\)\) ', "", text)
+            (snap / name).write_bytes(gzip.compress(text.encode()))
+        (snap / "cgroups.txt").write_text("")
+    cold = load_capture(small)
+    assert cold.owners.empty and cold.cgroups.empty and len(cold.sockets) == 46
+    _assert_same(cold, load_capture(small))
