@@ -229,7 +229,8 @@ def test_truncated_file_is_a_problem_and_the_rest_loads(small: Path):
 def test_binary_garbage_in_one_file_names_the_line(small: Path):
     snap = _snapshots(small)[0]
     (snap / "meminfo.txt").write_bytes(b"MemTotal: 10 kB\nMemFree: 5 kB\n\x00\x01garbage\xff\n")
-    cap = _load(small)
+    with pytest.warns(UserWarning, match=r"meminfo\.txt:3: not loaded"):
+        cap = _load(small)
     row = cap.problems[cap.problems["severity"] == "error"].iloc[0]
     assert row["file"] == "meminfo.txt" and row["line"] == 3 and "NUL" in row["reason"]
     assert cap.meminfo["ts"].nunique() == 1
@@ -239,7 +240,8 @@ def test_binary_garbage_in_one_file_names_the_line(small: Path):
 def test_malformed_line_names_file_and_line(small: Path):
     snap = _snapshots(small)[1]
     (snap / "sockstat.txt").write_text("sockets: used 3\nTCP: inuse 1 orphan\n")
-    cap = _load(small)
+    with pytest.warns(UserWarning, match=r"sockstat\.txt:2"):
+        cap = _load(small)
     row = cap.problems[cap.problems["severity"] == "error"].iloc[0]
     assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "sockstat.txt", 2)
     assert "TCP: inuse 1 orphan" in row["reason"]
@@ -268,7 +270,8 @@ def test_collector_missing_lines_are_problems(small: Path):
 def test_unreadable_meta_skips_only_that_snapshot(small: Path):
     snap = _snapshots(small)[0]
     (snap / "meta.txt").write_text("page_size=4096\ncpus=two\n")
-    cap = _load(small)
+    with pytest.warns(UserWarning, match=r"meta\.txt:2"):
+        cap = _load(small)
     assert len(cap.meta) == 1 and cap.sockets["ts"].nunique() == 1
     row = cap.problems[cap.problems["severity"] == "error"].iloc[0]
     assert row["file"] == "meta.txt" and row["line"] == 2 and "skipped" in row["reason"]
@@ -344,7 +347,8 @@ def test_cache_round_trip_and_invalidation(small: Path):
     # A changed capture gets a new key; the old entry is dropped.
     snap = _snapshots(small)[1]
     (snap / "sockstat.txt").write_text("sockets: used 3\nTCP: inuse 1 orphan\n")
-    changed = load_capture(small)
+    with pytest.warns(UserWarning, match="sockstat.txt"):
+        changed = load_capture(small)
     assert (changed.problems["severity"] == "error").sum() == 1
     assert [p.name for p in (small / ".tcpmem-cache").iterdir()] != [entries[0].name]
     assert len(list((small / ".tcpmem-cache").iterdir())) == 1
@@ -476,7 +480,8 @@ def test_worker_processes_give_the_same_frames(small: Path):
     _assert_same(one, two)
     snap = _snapshots(small)[1]
     (snap / "netstat.txt").write_text("TcpExt: A B\nTcpExt: 1\n")
-    broken = _load(small, workers=2)
+    with pytest.warns(UserWarning, match=r"netstat\.txt:2"):
+        broken = _load(small, workers=2)
     row = broken.problems[broken.problems["severity"] == "error"].iloc[0]
     assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "netstat.txt", 2)
 
