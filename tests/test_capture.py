@@ -444,7 +444,7 @@ def test_live_capture_of_loopback_pairs(tmp_path: Path):
     out = tmp_path / "live"
     with LoopbackPairs(100, n_procs=2) as pairs:
         subprocess.run(
-            ["sh", str(COLLECT), "-o", str(out), "-n", "2", "-i", "1"],
+            ["sh", str(COLLECT), "-o", str(out), "-n", "2", "-i", "1", "-b"],
             check=True,
             timeout=120,
             capture_output=True,
@@ -463,6 +463,10 @@ def test_live_capture_of_loopback_pairs(tmp_path: Path):
     assert cap.sockstat["tcp_inuse"].min() >= 202
     assert cap.page_size_bytes == os.sysconf("SC_PAGE_SIZE")
     assert cap.problems[cap.problems["severity"] == "error"].empty
+    # collect.sh -b: the bundle beside the directory loads to the same frames.
+    bundle = out.with_name(out.name + ".tar.gz")
+    assert bundle.is_file()
+    _assert_same(cap, load_capture(bundle))
 
 
 def test_gzip_and_plain_files_are_alike(small: Path):
@@ -521,3 +525,15 @@ def test_cache_round_trip_with_empty_frames(small: Path):
     cold = load_capture(small)
     assert cold.owners.empty and cold.cgroups.empty and len(cold.sockets) == 46
     _assert_same(cold, load_capture(small))
+
+
+def test_progress_bar_turns_itself_on_for_large_captures(
+    small: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    import tcpmemlib.capture as capture_mod
+
+    _load(small)
+    assert "tcpmem load" not in capsys.readouterr().err  # small: no bar
+    monkeypatch.setattr(capture_mod, "PROGRESS_MIN_BYTES", 1)
+    _load(small)
+    assert "tcpmem load" in capsys.readouterr().err
