@@ -119,6 +119,10 @@ def _iso(ts: pd.Timestamp) -> str:
 def _child(kind: str, path: Path) -> dict[str, float]:
     import resource
 
+    # Imports first, outside the timed part: a notebook has them loaded already.
+    import tcpmemlib.capture
+    import tcpmemlib.parsers.ss  # noqa: F401
+
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     rows = 0
