@@ -174,10 +174,11 @@ detect_ss() {
 
 # Static facts about the box, read once per run (while the first ss runs).
 detect_box() {
-	# shellcheck disable=SC2046 # two words
-	set -- $(uname -nr)
-	hostname=$1
-	kernel=$2
+	# whole lines, no word splitting: a hostname may hold blanks
+	hostname=
+	kernel=
+	IFS= read -r hostname </proc/sys/kernel/hostname 2>/dev/null || hostname=$(uname -n)
+	IFS= read -r kernel </proc/sys/kernel/osrelease 2>/dev/null || kernel=$(uname -r)
 	page_size=$(getconf PAGESIZE 2>/dev/null ||
 		awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
 	ids=$(id)
@@ -486,7 +487,7 @@ snapshot() {
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
-			{ [ "$args" = 0 ] || step "ps -eo pid,args" ps_args_to "$p/ps_args.txt"; }
+			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; }
 	} || rc=$?
 	ss_rc=0
 	wait "$ss_pid" || ss_rc=$?
@@ -551,7 +552,9 @@ snapshot() {
 }
 
 ps_to() { ps -eo pid,ppid,rss,vsz,uid,comm >"$1"; }
-ps_args_to() { ps -eo pid,args >"$1"; }
+# -ww: never cut command lines at a terminal's width (procps); busybox ps has no -w and
+# does not cut them when writing to a file.
+ps_args_to() { ps -ww -eo pid,args >"$1" 2>/dev/null || ps -eo pid,args >"$1"; }
 
 discard_partial() {
 	if [ -n "$partial" ] && [ -d "$partial" ]; then

@@ -627,3 +627,64 @@ def test_pure_cgroup_v2_layout(pairs: LoopbackPairs, tmp_path: Path) -> None:
         ["stat", v2_path, "memory.current", "987654"],
         ["stat", v2_path, "sock", "123456"],
     ]
+
+
+def test_hostname_with_blanks_is_kept_whole(tmp_path: Path) -> None:
+    """A hostname may hold blanks: meta.txt records it whole (not its first word)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    name = "tcpmem test  box"
+    res = subprocess.run(
+        [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            'printf "%s" "$1" >/proc/sys/kernel/hostname && exec dash "$2" -o "$3" -n 1',
+            "sh",
+            name,
+            str(COLLECT),
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    meta, _ = read_meta(snap)
+    assert meta["hostname"] == name
+    assert meta["kernel"] == os.uname().release
+
+
+LONG_ARGV_CHILD = "import sys; sys.stdin.read()"
+
+
+@pytest.mark.parametrize("ps_tool", ["procps", "busybox"])
+def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
+    """-a records whole command lines (ps -ww), far past 80 columns; busybox ps (no -w) too."""
+    tail = [f"arg{i:03d}-{'x' * 20}" for i in range(20)]  # ~500 characters
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LONG_ARGV_CHILD, *tail], stdin=subprocess.PIPE, text=True
+    )
+    env = None
+    if ps_tool == "busybox":
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "ps").symlink_to(shutil.which("busybox") or "/bin/busybox")
+        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    try:
+        res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", "-a", env=env)
+        assert res.returncode == 0, res.stderr
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    (snap,) = snapshots(tmp_path / "o")
+    # (busybox ps has no uid column: ps.txt fails there, recorded; ps_args.txt must not)
+    assert [r for r in read_meta(snap)[1] if "pid,args:" in r] == []
+    lines = (snap / "ps_args.txt").read_text().splitlines()
+    mine = [ln for ln in lines if ln.split(None, 1)[0] == str(proc.pid)]
+    assert len(mine) == 1, lines
+    assert mine[0].rstrip().endswith(" ".join(tail)), mine[0]
