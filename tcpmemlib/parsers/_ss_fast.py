@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from tcpmemlib.parsers import _ss_line as L
 
-__all__ = ["GATES", "Chunk", "parse_chunk", "parse_lines", "split_lines"]
+__all__ = ["Chunk", "parse_chunk", "parse_lines", "split_lines"]
 
 WS = "[ \\t\\n\\f\\r]"
 NWS = "[^ \\t\\n\\f\\r]"
@@ -108,26 +108,10 @@ HEAD_B = (
     f"^ *(?:[a-z][a-z0-9_]* +)?[A-Z][A-Z0-9_-]* +{NUM} +{NUM} +(?P<local>{NWS}+) +(?P<peer>{NWS}+)"
     f"(?: +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\))?"
 )
-X_DET_NO_UID = " " + _named(_DET.replace(f"(?:uid:({NUM}) )?", ""), _DET_NAMES[1:])
-# The G1 block in two cheaper passes (fewer groups each): in a canonical line mss/cwnd/bytes_* occur
-# only in that block, at most once, so these find exactly what the block holds.
-X_G1A = f" mss:(?P<mss>{NUM}) (?:pmtu:{_V} )?rcvmss:(?P<rcvmss>{NUM}) advmss:(?P<advmss>{NUM}) "
-X_G1B = (
-    f" cwnd:(?P<cwnd>{NUM})(?: (?:ssthresh:{_V}|bytes_(?:sent:(?P<bytes_sent>{NUM})|"
-    f"acked:(?P<bytes_acked>{NUM})|re(?:trans:{_V}|ceived:(?P<bytes_received>{NUM})))))*"
-)
-X_G3 = " " + _named(_G3, _G3_NAMES)
 X_SKMEM = "^" + _named(_SKMEM, _SKMEM_NAMES).removeprefix("skmem:\\(")
-X_MEM = " " + _named(_MEM, ["r", "w", "f", "t"])
-X_UID = f" uid:(?P<v>{NUM})"
-X_RTT = " rtt:(?P<v>[0-9]+(?:\\.[0-9]+)?)/"
-X_TIMER = " timer:\\((?P<v>[^ \\t\\n\\f\\r)]*)\\)"
+X_MEM = "^" + _named(_MEM, ["r", "w", "f", "t"]).removeprefix("mem:\\(")
 OWNER_PIECE = f'^\\(?"(?P<comm>[^"]*)",pid=(?P<pid>{NUM}),fd=(?P<fd>{NUM})\\)?$'
 SKIP = f"^{WS}*$|^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}"
-
-# Substrings whose absence from the whole text lets a kernel be skipped.
-# Only for the costly kernels: an absent gate costs one scan of the text, about a cheap kernel.
-GATES = ("ino:", "skmem:(", "cwnd:", "rcv_s")
 
 
 def _newlines(buf: np.ndarray, block: int = 1 << 22) -> np.ndarray:
@@ -227,15 +211,177 @@ def _address(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     return addr, port
 
 
-def _split_at_skmem(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(text before " skmem:(", text after it or null): later kernels scan shorter strings."""
-    parts = pc.split_pattern(lines, " skmem:(", max_splits=1)
-    flat = parts.flatten()
-    offsets = parts.offsets.to_numpy()[:-1] if len(parts) else np.zeros(0, dtype=np.int64)
-    counts = pc.fill_null(pc.list_value_length(parts), 0).to_numpy(zero_copy_only=False)
-    first = pa.array(offsets, mask=counts == 0)
-    second = pa.array(offsets + 1, mask=counts < 2)
-    return flat.take(first), flat.take(second)
+_INT_TOKENS = {
+    "ino:": "inode",
+    "uid:": "uid",
+    "mss:": "mss",
+    "rcvmss:": "rcvmss",
+    "advmss:": "advmss",
+    "cwnd:": "cwnd",
+    "bytes_sent:": "bytes_sent",
+    "bytes_acked:": "bytes_acked",
+    "bytes_received:": "bytes_received",
+    "rcv_space:": "rcv_space",
+    "rcv_ssthresh:": "rcv_ssthresh",
+    "notsent:": "notsent",
+    "snd_wnd:": "snd_wnd",
+    "rcv_wnd:": "rcv_wnd",
+}
+_KEYS = [*_INT_TOKENS, "sk:", "cgroup:", "timer:(", "rtt:", "skmem:(", "mem:("]
+_U64 = np.uint64
+
+
+def _le(b: bytes) -> int:
+    return int.from_bytes(b[:8].ljust(8, b"\0"), "little")
+
+
+def _mask(k: int) -> int:
+    return (1 << (8 * min(k, 8))) - 1
+
+
+_SPECS = [
+    (
+        k,
+        _U64(_le(k.encode())),
+        _U64(_mask(len(k))),
+        _U64(_le(k.encode()[8:])),
+        _U64(_mask(max(len(k) - 8, 0))),
+    )
+    for k in _KEYS
+]
+_PREFIX4 = sorted({_le(k.encode()[:4]) for k in _KEYS if len(k) >= 4})
+_SK3 = _le(b"sk:")
+_ZEROS = _U64(0x3030303030303030)
+
+
+def _words(seg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    view = np.ndarray(shape=(len(seg) - 7,), dtype="<u8", buffer=seg, strides=(1,))
+    return view[pos]
+
+
+def _swar8(w: np.ndarray, n: np.ndarray) -> np.ndarray:
+    shift = (np.minimum(8 - n, 7) * 8).astype(np.uint64)
+    x = (w - _ZEROS) << shift
+    x = (x * _U64(10) + (x >> _U64(8))) & _U64(0x00FF00FF00FF00FF)
+    x = (x * _U64(100) + (x >> _U64(16))) & _U64(0x0000FFFF0000FFFF)
+    x = (x * _U64(10000) + (x >> _U64(32))) & _U64(0xFFFFFFFF)
+    return np.where(n > 0, x, _U64(0))
+
+
+def _uints(seg, vs, ve):
+    L = ve - vs
+    n = np.minimum(L, 8)
+    val = _swar8(_words(seg, ve - n), n)
+    if len(L) and L.max() > 8:
+        n2 = np.clip(L - 8, 0, 8)
+        val = val + _swar8(_words(seg, np.maximum(ve - 8 - n2, 0)), n2) * _U64(10**8)
+        if L.max() > 16:
+            n3 = np.clip(L - 16, 0, 8)
+            val = val + _swar8(_words(seg, np.maximum(ve - 16 - n3, 0)), n3) * _U64(10**16)
+    return val.astype(np.int64)
+
+
+def _substrings(buf: pa.Buffer, vs: np.ndarray, ve: np.ndarray) -> pa.Array:
+    """buf[vs[i]:ve[i]] as strings; the ranges are disjoint and in increasing order."""
+    m = len(vs)
+    if m == 0:
+        return pa.array([], type=pa.large_string())
+    offsets = np.empty(2 * m, dtype=np.int64)
+    offsets[0::2] = vs
+    offsets[1::2] = ve
+    both = pa.LargeStringArray.from_buffers(2 * m - 1, pa.py_buffer(offsets), buf)
+    return both.take(pa.array(np.arange(0, 2 * m - 1, 2)))
+
+
+def _scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
+    idx = np.zeros(n, dtype=np.int64)
+    absent = np.ones(n, dtype=bool)
+    idx[rows] = np.arange(len(rows))
+    absent[rows] = False
+    return values.take(pa.array(idx, mask=absent))
+
+
+def _int_column(vals: np.ndarray, rows: np.ndarray, n: int) -> pa.Array:
+    out = np.zeros(n, dtype=np.int64)
+    absent = np.ones(n, dtype=bool)
+    out[rows] = vals
+    absent[rows] = False
+    return pa.array(out, mask=absent)
+
+
+def token_columns(lines: pa.Array, slow: np.ndarray) -> dict[str, pa.Array]:
+    n = len(lines)
+    offs = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + n + 1]
+    o0, o1 = int(offs[0]), int(offs[-1])
+    size = o1 - o0
+    seg = np.empty(size + 33, dtype=np.uint8)
+    seg[0] = 32
+    seg[1 : size + 1] = np.frombuffer(lines.buffers()[2], dtype=np.uint8, count=size, offset=o0)
+    seg[size + 1 :] = 32
+    lstart = offs[:-1] - (o0 - 1)
+    ctl = np.flatnonzero(seg < 32)
+    if len(ctl):
+        c = seg[ctl]
+        odd = ctl[(c != 9) & (c != 10) & (c != 12) & (c != 13)]
+        if len(odd):
+            slow[np.searchsorted(lstart, odd, side="right") - 1] = True
+    canon = ~slow
+    nws = seg > 32
+    edges = np.flatnonzero(nws[1:] != nws[:-1]) + 1
+    starts, ends = edges[0::2], edges[1::2]
+    first = np.searchsorted(starts, lstart)
+    first_c = np.minimum(first, max(len(starts) - 1, 0))
+    lead = seg[starts[first_c]] if len(starts) else np.zeros(n, dtype=np.uint8)
+    body = first + 5 + ((lead >= 97) & (lead <= 122))  # index of the first token after the head
+    w = _words(seg, starts)
+    w4 = w & _U64(0xFFFFFFFF)
+    hit = (w4 & _U64(0xFFFFFF)) == _U64(_SK3)
+    for p in _PREFIX4:
+        hit |= w4 == _U64(p)
+    cand = np.flatnonzero(hit)
+    row = np.searchsorted(first, cand, side="right") - 1
+    keep = canon[row] & (cand >= body[row])
+    cand, row = cand[keep], row[keep]
+    w1 = w[cand]
+    w2 = _words(seg, starts[cand] + 8)
+    cs, ce = starts[cand], ends[cand]
+    cols: dict[str, pa.Array] = {}
+    buf = None
+    for key, lo, lo_m, hi, hi_m in _SPECS:
+        sel = (w1 & lo_m) == lo
+        if len(key) > 8:
+            sel &= (w2 & hi_m) == hi
+        k = np.flatnonzero(sel)
+        r = row[k]
+        if len(r) > 1:  # first occurrence in a line (only rtt: can repeat in a canonical line)
+            first_in = np.empty(len(r), dtype=bool)
+            first_in[0] = True
+            np.not_equal(r[1:], r[:-1], out=first_in[1:])
+            k, r = k[first_in], r[first_in]
+        vs, ve = cs[k] + len(key), ce[k]
+        if key in _INT_TOKENS:
+            cols[_INT_TOKENS[key]] = _int_column(_uints(seg, vs, ve), r, n)
+            continue
+        if buf is None:
+            buf = pa.py_buffer(seg)
+        if key == "sk:" or key == "cgroup:":
+            cols[key[:-1]] = _scatter(_substrings(buf, vs, ve), r, n)
+        elif key == "timer:(":
+            cols["timer"] = _scatter(_substrings(buf, vs, ve - 1), r, n)
+        elif key == "rtt:":
+            s = _substrings(buf, vs, ve)
+            cut = pc.find_substring(s, "/").to_numpy(zero_copy_only=False)
+            x = pc.cast(_substrings(buf, vs, vs + cut), pa.float64())
+            cols["rtt_ms"] = _scatter(x, r, n)
+        elif key == "skmem:(":
+            m = pc.extract_regex(_substrings(buf, vs, ve), X_SKMEM)
+            for name in _SKMEM_NAMES:
+                cols[f"skmem_{name}"] = _scatter(_ints(pc.struct_field(m, name)), r, n)
+        elif key == "mem:(":
+            m = pc.extract_regex(_substrings(buf, vs, ve), X_MEM)
+            for name in ("r", "w", "f", "t"):
+                cols[f"mem_{name}"] = _scatter(_ints(pc.struct_field(m, name)), r, n)
+    return cols
 
 
 def _fields(lines: pa.Array, pattern: str, names: list[str]) -> dict[str, pa.Array]:
@@ -243,7 +389,7 @@ def _fields(lines: pa.Array, pattern: str, names: list[str]) -> dict[str, pa.Arr
     return {name: pc.struct_field(m, name) for name in names}
 
 
-def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
+def parse_chunk(lines: pa.Array) -> Chunk:
     """Parse one chunk of logical lines (header/blank lines already removed)."""
     canon = pc.fill_null(pc.match_substring_regex(lines, GRAMMAR), False)
     slow = ~canon.to_numpy(zero_copy_only=False)
@@ -254,32 +400,16 @@ def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
     cols["state"] = a["state"]
     cols["recv_q"] = _ints(a["recv_q"])
     cols["send_q"] = _ints(a["send_q"])
-    pre, post = _split_at_skmem(good)
-    b = _fields(pre, HEAD_B, ["local", "peer", "users"])
+    b = _fields(good, HEAD_B, ["local", "peer", "users"])
     for side in ("local", "peer"):
         cols[f"{side}_address"], cols[f"{side}_port"] = _address(b[side])
-    if "ino:" in text_has:
-        for name, arr in _fields(pre, X_DET_NO_UID, _DET_NAMES[1:]).items():
-            cols[name] = _ints(arr) if name == "inode" else _nonempty(arr)
-    cols["uid"] = _ints(_group(pre, X_UID))
-    cols["rtt_ms"] = pc.cast(_nonempty(_group(good, X_RTT)), pa.float64())
-    cols["timer"] = _group(pre, X_TIMER)
-    tail = pc.coalesce(post, pre)  # the -i blocks follow skmem, or are in the line if it has none
-    if "cwnd:" in text_has:
-        for name, arr in _fields(tail, X_G1A, _G1_NAMES[:3]).items():
-            cols[name] = _ints(arr)
-        for name, arr in _fields(tail, X_G1B, _G1_NAMES[3:]).items():
-            cols[name] = _ints(arr)
-    if "rcv_s" in text_has:
-        g3 = {k: _ints(v) for k, v in _fields(tail, X_G3, _G3_NAMES).items()}
-        g3["rcv_ssthresh"] = pc.coalesce(g3["rcv_ssthresh"], g3.pop("rcv_ssthresh2"))
-        cols.update(g3)
-    if "skmem:(" in text_has:
-        for name, arr in _fields(post, X_SKMEM, _SKMEM_NAMES).items():
-            cols[f"skmem_{name}"] = _ints(arr)
-    for name, arr in _fields(pre, X_MEM, ["r", "w", "f", "t"]).items():
-        old, new = cols.get(f"skmem_{name}"), _ints(arr)
-        cols[f"skmem_{name}"] = new if old is None else pc.coalesce(old, new)
+    tokens = token_columns(lines, slow)
+    for name in ("r", "w", "f", "t"):
+        mem = tokens.pop(f"mem_{name}", None)
+        if mem is not None:
+            old = tokens.get(f"skmem_{name}")
+            tokens[f"skmem_{name}"] = mem if old is None else pc.coalesce(old, mem)
+    cols.update(tokens)
     owners = _owners(b["users"], slow)
     return Chunk(cols, owners, slow)
 
@@ -287,11 +417,11 @@ def parse_chunk(lines: pa.Array, text_has: frozenset[str]) -> Chunk:
 BATCH = 1 << 16  # lines per parse_chunk call: keeps each kernel's arrays small and cache-warm
 
 
-def parse_lines(lines: pa.Array, text_has: frozenset[str], threads: int = 2) -> list[Chunk]:
+def parse_lines(lines: pa.Array, threads: int = 2) -> list[Chunk]:
     """``parse_chunk`` over batches of ``BATCH`` lines, ``threads`` at a time, in order."""
     n = len(lines)
     slices = [lines.slice(i, BATCH) for i in range(0, n, BATCH)] or [lines]
     if threads <= 1 or len(slices) == 1:
-        return [parse_chunk(s, text_has) for s in slices]
+        return [parse_chunk(s) for s in slices]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda s: parse_chunk(s, text_has), slices))
+        return list(pool.map(lambda s: parse_chunk(s), slices))

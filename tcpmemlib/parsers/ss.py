@@ -226,8 +226,7 @@ def _read_fast(path: str | None, text: str, threads: int = 2) -> pd.DataFrame:
     n = len(lines)
     if n == 0:
         return empty_frame()
-    gates = frozenset(g for g in _ss_fast.GATES if g in text)
-    chunks = _ss_fast.parse_lines(lines, gates, threads=threads)
+    chunks = _ss_fast.parse_lines(lines, threads=threads)
     slow = np.concatenate([c.slow for c in chunks])
     owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
     columns: dict[str, pa.Array] = {}
