@@ -401,8 +401,9 @@ def load_capture(
     """Load a collect.sh capture directory or bundle into a ``Capture`` (docs/design.md §2).
 
     ``progress``: show a tqdm bar (``None``: only for captures over ~32 MB). ``cache``: read/write
-    the Parquet cache beside the capture (``tcpmemlib.cache``). ``workers``: processes for the ``ss``
-    files (``None``: 2 for large captures, else 1).
+    the Parquet cache beside the capture (``tcpmemlib.cache``). ``workers``: worker processes that
+    parse the snapshots (``None``: 2 for large captures when called from a notebook, IPython,
+    ``python -c`` or the tcpmem command, else 1; see ``_auto_workers``).
     """
     from tcpmemlib import bundle as bundle_mod
     from tcpmemlib import cache as cache_mod
@@ -877,35 +878,67 @@ def _load_chunk(items: list[tuple[int, _Snapshot]]) -> _ChunkResult:
     )
 
 
+def _auto_workers(ss_bytes: int) -> int:
+    """2 worker processes for large captures, where it is safe to spawn them; else 1.
+
+    Spawned workers import the ``__main__`` module again; a plain script without an
+    ``if __name__ == "__main__":`` guard would then run itself in each worker. So the default uses
+    workers only where ``__main__`` is no file (a notebook, IPython, ``python -c``) or is tcpmemlib's
+    own command line, and never from inside a worker. ``load_capture(workers=2)`` forces them.
+    """
+    import multiprocessing
+    import sys
+
+    if ss_bytes < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2:
+        return 1
+    if multiprocessing.parent_process() is not None:
+        return 1
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    main_spec = getattr(getattr(main, "__spec__", None), "name", "") or ""
+    if main_file is not None and not main_spec.startswith("tcpmemlib"):
+        return 1
+    return 2
+
+
 def _run_chunks(snaps: list[_Snapshot], workers: int | None, bar: Any) -> Any:
     """Yield ``_ChunkResult`` for runs of snapshots, in order; in worker processes if ``workers`` > 1.
 
     A run holds about ``SS_BATCH_BYTES`` of (compressed) ss files, so one ``read_ss`` call parses
     many snapshots at once. Workers are spawned, not forked (the parent may hold pyarrow threads).
+    If the worker pool breaks (a worker killed, or unable to start), the remaining runs are parsed in
+    this process.
     """
     ss_bytes = sum(p.stat().st_size for s in snaps for b, p in s.files.items() if b in SS_FILES)
     if workers is None:
-        workers = 2 if ss_bytes >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else 1
+        workers = _auto_workers(ss_bytes)
     per_snapshot = max(1, ss_bytes // max(1, len(snaps)))
     size = int(min(SS_CHUNK_SNAPSHOTS, max(1, SS_BATCH_BYTES // per_snapshot)))
     if workers > 1:  # at least two chunks per worker, so both stay busy
         size = max(1, min(size, -(-len(snaps) // (2 * workers))))
     chunks = [list(enumerate(snaps))[k : k + size] for k in range(0, len(snaps), size)]
-    if workers <= 1 or len(chunks) == 1:
-        for chunk in chunks:
-            result = _load_chunk(chunk)
-            if bar is not None:
-                bar.update(result.snapshots)
-            yield result
-        return
-    import multiprocessing
+    done = 0
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing
+        from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for result in pool.map(_load_chunk, chunks):
-            if bar is not None:
-                bar.update(result.snapshots)
-            yield result
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for result in pool.map(_load_chunk, chunks):
+                    done += 1
+                    if bar is not None:
+                        bar.update(result.snapshots)
+                    yield result
+        except (BrokenProcessPool, OSError) as err:
+            warnings.warn(
+                f"tcpmem: worker processes failed ({err}); parsing in this process", stacklevel=3
+            )
+    for chunk in chunks[done:]:
+        result = _load_chunk(chunk)
+        if bar is not None:
+            bar.update(result.snapshots)
+        yield result
 
 
 class _SsChunk:

@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import warnings
 from pathlib import Path
@@ -537,3 +538,21 @@ def test_progress_bar_turns_itself_on_for_large_captures(
     monkeypatch.setattr(capture_mod, "PROGRESS_MIN_BYTES", 1)
     _load(small)
     assert "tcpmem load" in capsys.readouterr().err
+
+
+def test_default_workers_only_where_spawning_is_safe(tmp_path: Path):
+    from tcpmemlib.capture import _auto_workers
+
+    big = 1 << 40
+    assert _auto_workers(1) == 1
+    code = "from tcpmemlib.capture import _auto_workers; print(_auto_workers(1 << 40))"
+    script = tmp_path / "unguarded.py"
+    script.write_text(code + "\n")  # a plain script, no __main__ guard: never spawn by default
+    runs = {
+        "-c": subprocess.run([sys.executable, "-c", code], capture_output=True, text=True),
+        "script": subprocess.run([sys.executable, str(script)], capture_output=True, text=True),
+    }
+    want_c = "2" if (os.cpu_count() or 1) > 1 else "1"
+    assert runs["-c"].stdout.strip() == want_c, runs["-c"].stderr
+    assert runs["script"].stdout.strip() == "1", runs["script"].stderr
+    assert _auto_workers(big) == 1  # pytest's __main__ is a file too
