@@ -37,3 +37,20 @@ def test_every_dependency_is_explained_in_readme():
     for dep in pyproject["project"]["dependencies"]:
         name = re.split(r"[<>=!~ \[]", dep, maxsplit=1)[0]
         assert f"`{name}`" in readme, f"README.md does not say why {name} is a dependency"
+
+
+def test_every_public_name_resolves():
+    import tcpmemlib
+
+    for name in tcpmemlib._EXPORTS:
+        assert getattr(tcpmemlib, name) is not None, name
+    assert set(dir(tcpmemlib)) >= set(tcpmemlib._EXPORTS)
+
+
+def test_readme_gives_exactly_the_two_fresh_machine_commands():
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [ln.split("#", 1)[0].strip() for ln in first_block.splitlines() if ln.strip()]
+    assert commands == ["make report", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci

@@ -179,6 +179,24 @@ def attributed_sockets(cap: Any, sockets: pd.DataFrame | None = None) -> pd.Data
     return out
 
 
+# Output column -> socket column, summed per group by both the per-snapshot and per-process views.
+SKMEM_SUMS: dict[str, str] = {
+    "buffer_bytes": "buffer_bytes",
+    "skmem_r_bytes": "skmem_r",
+    "skmem_w_bytes": "skmem_w",
+    "skmem_f_bytes": "skmem_f",
+    "skmem_t_bytes": "skmem_t",
+    "rcvbuf_limit_bytes": "skmem_rb",
+    "sndbuf_limit_bytes": "skmem_tb",
+    "queued_bytes": "queued_bytes",
+}
+
+
+def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
+    """The memory sums of :data:`SKMEM_SUMS` for a ``DataFrameGroupBy`` of socket rows."""
+    return {out: grouped[col].sum() for out, col in SKMEM_SUMS.items()}
+
+
 def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
     ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
@@ -196,14 +214,7 @@ def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> p
             "tcp_sockets": g["one"].sum(),
             "connections": g["conn"].sum(),
             "listeners": g["lis"].sum(),
-            "buffer_bytes": g["buffer_bytes"].sum(),
-            "skmem_r_bytes": g["skmem_r"].sum(),
-            "skmem_w_bytes": g["skmem_w"].sum(),
-            "skmem_f_bytes": g["skmem_f"].sum(),
-            "skmem_t_bytes": g["skmem_t"].sum(),
-            "rcvbuf_limit_bytes": g["skmem_rb"].sum(),
-            "sndbuf_limit_bytes": g["skmem_tb"].sum(),
-            "queued_bytes": g["queued_bytes"].sum(),
+            **skmem_sums(g),
             "sockets_without_skmem": g["noskmem"].sum(),
         }
     ).reset_index()

@@ -112,14 +112,7 @@ def by_process(capture: Any) -> pd.DataFrame:
         {
             "comm": g["comm"].first(),
             "sockets": g["one"].sum(),
-            "buffer_bytes": g["buffer_bytes"].sum(),
-            "skmem_r_bytes": g["skmem_r"].sum(),
-            "skmem_w_bytes": g["skmem_w"].sum(),
-            "skmem_f_bytes": g["skmem_f"].sum(),
-            "skmem_t_bytes": g["skmem_t"].sum(),
-            "rcvbuf_limit_bytes": g["skmem_rb"].sum(),
-            "sndbuf_limit_bytes": g["skmem_tb"].sum(),
-            "queued_bytes": g["queued_bytes"].sum(),
+            **F.skmem_sums(g),
             "shared_sockets": g["shared"].sum(),
             "other_owners": g["other_owners"].agg(
                 lambda v: (
