@@ -8,7 +8,7 @@
 # output elsewhere with tcpmemlib (load_capture) and the tcpmem notebooks.
 #
 # USAGE
-#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-b] [-h]
+#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-b] [-h]
 #     -o DIR      output directory (created; default ./tcpmem-HOST-UTCTIME)
 #     -i SECONDS  interval between snapshot starts (default 10; 0 = back to back)
 #     -n COUNT    take COUNT snapshots, then exit
@@ -17,6 +17,11 @@
 #                 snapshots are deleted first; the budget is never exceeded, even mid-run
 #     -a          also record full process command lines (ps_args.txt). Off by default:
 #                 command lines can hold secrets; the default records comm only
+#     -f          full ss output, verbatim. Default (lean): the ss -i tokens tcpmemlib
+#                 does not read and that change at every snapshot (segs_*, bbr:(...),
+#                 send, lastsnd/lastrcv/lastack, pacing_rate, delivery_rate, delivered,
+#                 busy, *_limited, retrans, rcv_rtt, minrtt) and the blanks ss pads
+#                 lines with are dropped: ss_tcp.txt.gz is ~25-35% smaller
 #     -b          at the end, bundle DIR's snapshots into DIR.tar.gz (next to DIR)
 #     -h          this help
 #   Examples:
@@ -327,15 +332,64 @@ ss_start() {
 
 # ss_split DIR: stdin = ss -tu output; UDP lines to DIR/.ss_udp, the rest to stdout,
 # socket-owning pids (",pid=N," after the quoted comm) once each to DIR/.pids.
+# Lean ($lean = 1, the default; -f turns it off): in the same pass, the ss -i tokens that
+# tcpmemlib does not read and that change at every snapshot (so compress badly) are
+# dropped: the span from segs_out/segs_in up to rcv_space (or the first of rcv_ssthresh,
+# notsent, minrtt, snd_wnd, rcv_wnd), that is segs_*, data_segs_*, bbr:(...), send,
+# lastsnd/lastrcv/lastack, pacing_rate, delivery_rate, delivered, app_limited, busy,
+# *_limited, unacked, retrans, lost, ..., rcv_rtt; then minrtt; and the blanks ss pads
+# every line with. Never inside users:((...)), whose names are the processes' own: "))"
+# ends that block (ss cuts a comm at its first ")"), and only a cut point past it counts
+# (else the line is kept verbatim). index()/substr() only: mawk's gsub with one regular
+# expression for the same tokens cost 6x the CPU of the whole split at 20k sockets.
 ss_split() {
-	awk -F ',pid=' -v udp="$1/.ss_udp" -v pidfile="$1/.pids" '
-		BEGIN { printf "" > udp }
+	awk -F ',pid=' -v udp="$1/.ss_udp" -v pidfile="$1/.pids" -v lean="$lean" '
+		function slim(line,    u, a, b, t, q, m, j) {
+			u = index(line, "))")
+			a = index(line, " segs_")
+			if (a > u) {
+				t = substr(line, a + 1)
+				b = index(t, " rcv_space:")
+				if (!b) b = index(t, " rcv_ssthresh:")
+				if (!b) b = index(t, " notsent:")
+				if (!b) b = index(t, " minrtt:")
+				if (!b) b = index(t, " snd_wnd:")
+				if (!b) b = index(t, " rcv_wnd:")
+				if (!b) return substr(line, 1, a - 1)
+				# the rest is kernel tokens, one blank apart, then the padding
+				t = substr(t, b)
+				q = index(t, "  ")
+				if (q) t = substr(t, 1, q - 1)
+				else if (substr(t, length(t)) == " ") t = substr(t, 1, length(t) - 1)
+				m = index(t, " minrtt:")
+				if (m) {
+					j = index(substr(t, m + 1), " ")
+					t = j ? substr(t, 1, m - 1) substr(t, m + j) : substr(t, 1, m - 1)
+				}
+				return substr(line, 1, a - 1) t
+			}
+			# no -i span (TIME-WAIT, LISTEN, UDP): only the padding, if all blanks
+			a = index(line, " ino:")
+			if (a > u) {
+				t = substr(line, a)
+				q = index(t, "  ")
+				if (q && substr(t, q) == substr(SP, 1, length(t) - q + 1)) return substr(line, 1, a + q - 2)
+				if (!q && substr(t, length(t)) == " ") return substr(line, 1, length(line) - 1)
+			}
+			return line
+		}
+		BEGIN {
+			printf "" > udp
+			SP = "    "
+			while (length(SP) < 65536) SP = SP SP
+		}
 		{
 			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
-			if (to_udp) print > udp
-			else print
+			line = lean ? slim($0) : $0
+			if (to_udp) print line > udp
+			else print line
 		}
 		NF > 1 {
 			for (i = 2; i <= NF; i++) {
@@ -533,6 +587,7 @@ snapshot() {
 		echo "ss_command=ss $ss_opts"
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
+		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
 		printf '%s' "$static_missing"
 		cat "$p/.missing" 2>/dev/null
 		printf '%s' "$failed"
@@ -605,7 +660,8 @@ main() {
 	bundle=0
 	budget_mb=200
 	args=0
-	while getopts :o:i:n:d:m:abh opt; do
+	lean=1
+	while getopts :o:i:n:d:m:afbh opt; do
 		case $opt in
 		o) out=$OPTARG ;;
 		i) interval=$OPTARG ;;
@@ -613,6 +669,7 @@ main() {
 		d) duration=$OPTARG ;;
 		m) budget_mb=$OPTARG ;;
 		a) args=1 ;;
+		f) lean=0 ;;
 		b) bundle=1 ;;
 		h)
 			usage

@@ -1,10 +1,12 @@
 """collect.sh -n 1 vs `ss -tanmieOpH > /dev/null` alone, at 1k and 10k loopback connection pairs.
 
-Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels auto,6,1]`
+Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels auto,auto+f]
+[--scripts collect.sh,/tmp/other.sh]`
 
 For each connection count, the connections are opened once (spread over several holder processes:
 RLIMIT_NOFILE is per process), then the baseline (`ss` alone) and `collect.sh -n 1` (default gzip
-choice, then each fixed level) run alternately, `rounds` times each, in the same run. Reported: median wall time and median
+choice, then each fixed level; `+f` = with -f, full ss text; each of `--scripts`) run alternately,
+`rounds` times each, in the same run. Reported: median wall time and median
 CPU (user+sys of the children, from getrusage) of each, the ratio collect/ss, and the bytes one
 snapshot takes (apparent bytes and du-style allocated blocks, plus ss_tcp.txt.gz alone).
 """
@@ -42,8 +44,21 @@ def count_sockets() -> int:
     return out.count("\n")
 
 
+def variants(levels: list[str], scripts: list[Path]) -> list[tuple[str, Path, str, list[str]]]:
+    """(label, script, gzip level or "auto", extra args) for each script x level[+f]."""
+    out = []
+    for script in scripts:
+        for spec in levels:
+            level, _, flag = spec.partition("+")
+            extra = ["-f"] if flag == "f" else []
+            gz = f"gzip {'-' if level != 'auto' else ''}{level}{', -f' if extra else ''}"
+            name = f"{script.name} " if len(scripts) > 1 else "collect.sh "
+            out.append((f"{name}-n 1 ({gz})", script, level, extra))
+    return out
+
+
 def bench_one(
-    n_pairs: int, rounds: int, levels: list[str], work: Path, script: Path = COLLECT
+    n_pairs: int, rounds: int, levels: list[str], work: Path, scripts: list[Path]
 ) -> list[dict[str, object]]:
     n_procs = max(1, -(-n_pairs // 2500))
     rows: list[dict[str, object]] = []
@@ -52,24 +67,37 @@ def bench_one(
         ss_cmd = ["ss", "-tanmieOpH"]
         runs: dict[str, list[tuple[float, float]]] = {"ss": []}
         sizes: dict[str, tuple[int, int, int]] = {}
-        for level in levels:
-            runs[f"collect-{level}"] = []
+        todo = variants(levels, scripts)
+        for label, *_ in todo:
+            runs[label] = []
         # warm-up: one of each (page cache, dentries of /proc/*/fd)
         timed(ss_cmd)
         for r in range(rounds):
             runs["ss"].append(timed(ss_cmd))
-            for level in levels:
-                out = work / f"p{n_pairs}-l{level}-r{r}"
+            for k, (label, script, level, extra) in enumerate(todo):
+                out = work / f"p{n_pairs}-v{k}-r{r}"
                 env = dict(os.environ)
                 env.pop("TCPMEM_GZIP_LEVEL", None)
                 if level != "auto":
                     env["TCPMEM_GZIP_LEVEL"] = level
-                cmd = ["sh", str(script), "-o", str(out), "-n", "1", "-i", "0", "-m", "4096"]
-                runs[f"collect-{level}"].append(timed(cmd, env=env))
+                cmd = [
+                    "sh",
+                    str(script),
+                    "-o",
+                    str(out),
+                    "-n",
+                    "1",
+                    "-i",
+                    "0",
+                    "-m",
+                    "4096",
+                    *extra,
+                ]
+                runs[label].append(timed(cmd, env=env))
                 snaps = [p for p in out.iterdir() if not p.name.startswith(".")]
                 assert len(snaps) == 1, snaps
                 snap = snaps[0]
-                sizes[level] = (
+                sizes[label] = (
                     apparent_bytes(snap),
                     dir_usage_bytes(snap),
                     (snap / "ss_tcp.txt.gz").stat().st_size,
@@ -89,19 +117,19 @@ def bench_one(
             "bytes": None,
         }
     )
-    for level in levels:
-        wall = statistics.median(w for w, _ in runs[f"collect-{level}"])
-        cpu = statistics.median(c for _, c in runs[f"collect-{level}"])
+    for label, *_ in todo:
+        wall = statistics.median(w for w, _ in runs[label])
+        cpu = statistics.median(c for _, c in runs[label])
         rows.append(
             {
                 "pairs": n_pairs,
                 "sockets": sockets,
-                "what": f"collect.sh -n 1 (gzip {'-' if level != 'auto' else ''}{level})",
+                "what": label,
                 "wall_s": wall,
                 "cpu_s": cpu,
                 "wall_ratio": wall / ss_wall,
                 "cpu_ratio": cpu / ss_cpu if ss_cpu else float("nan"),
-                "bytes": sizes[level],
+                "bytes": sizes[label],
             }
         )
     return rows
@@ -112,9 +140,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--pairs", default="1000,10000")
     ap.add_argument(
-        "--levels", default="auto,6,1", help="gzip levels; auto = collect.sh's own choice"
+        "--levels",
+        default="auto,auto+f",
+        help="gzip levels; auto = collect.sh's own choice; +f = with -f (full ss text)",
     )
-    ap.add_argument("--script", type=Path, default=COLLECT, help="collect.sh to measure")
+    ap.add_argument(
+        "--scripts", default=str(COLLECT), help="comma-separated collect.sh copies to measure"
+    )
     args = ap.parse_args()
     levels = args.levels.split(",")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -128,7 +160,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp:
         for n in (int(x) for x in args.pairs.split(",")):
-            for row in bench_one(n, args.rounds, levels, Path(tmp), args.script):
+            scripts = [Path(x) for x in args.scripts.split(",")]
+            for row in bench_one(n, args.rounds, levels, Path(tmp), scripts):
                 size = row["bytes"]
                 size_s = (
                     ""

@@ -532,7 +532,7 @@ def test_shellcheck_clean() -> None:
 def test_help_and_usage_errors() -> None:
     res = run_collect(["dash"], "-h")
     assert res.returncode == 0
-    for opt in ("-o DIR", "-i SECONDS", "-n COUNT", "-d SECONDS", "-m MB", "-a", "-b", "-h"):
+    for opt in ("-o DIR", "-i SECONDS", "-n COUNT", "-d SECONDS", "-m MB", "-a", "-f", "-b", "-h"):
         assert opt in res.stdout, opt
     assert "EXIT STATUS" in res.stdout and "Examples" in res.stdout
     for bad in (["-x"], ["-i", "soon"], ["-n", "0"], ["-m", "lots"], ["extra"]):
@@ -559,7 +559,7 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.parametrize("name", ['a b"c,(d)', "<img src=x>", 'x",pid=1,fd=9'])
+@pytest.mark.parametrize("name", ['a b"c,(d)', "<img src=x>", 'x",pid=1,fd=9', "s segs_ ino:  x"])
 def test_hostile_process_names(name: str, tmp_path: Path) -> None:
     """Names with spaces, quotes, commas, parentheses, markup: still one snapshot, right pid."""
     proc = subprocess.Popen(
@@ -688,3 +688,75 @@ def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
     mine = [ln for ln in lines if ln.split(None, 1)[0] == str(proc.pid)]
     assert len(mine) == 1, lines
     assert mine[0].rstrip().endswith(" ".join(tail)), mine[0]
+
+
+UNREAD_CHILD = r"""
+import socket, sys
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(64)
+held = []
+for _ in range(int(sys.argv[1])):
+    c = socket.create_connection(lst.getsockname())
+    a, _ = lst.accept()
+    c.sendall(b"x" * 50000)  # left unread in a's receive queue
+    a.sendall(b"y" * 30000)  # left unread in c's
+    held += [c, a]
+print(lst.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+DROPPED = re.compile(
+    r" (?:minrtt|lastsnd|lastrcv|lastack|delivered|segs_out|segs_in|data_segs_out"
+    r"|data_segs_in|busy|rwnd_limited|sndbuf_limited|rcv_rtt):| (?:send|pacing_rate|delivery_rate) "
+    r"| (?:bbr|bbr2|dctcp):\(| app_limited| $"
+)
+
+
+def test_lean_ss_drops_volatile_tokens_and_parses_the_same(tmp_path: Path) -> None:
+    """Default (lean) vs -f (full) on the same idle sockets holding unread data: the volatile -i
+    tokens are gone from the lean text, and tcpmemlib's parser reads the same values from both."""
+    from tcpmemlib.parsers.ss import read_ss
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", UNREAD_CHILD, "20"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        int(proc.stdout.readline())
+        time.sleep(0.3)  # let the data settle into the receive queues
+        res_lean = run_collect(["dash"], "-o", str(tmp_path / "lean"), "-n", "1")
+        res_full = run_collect(["dash"], "-o", str(tmp_path / "full"), "-n", "1", "-f")
+        assert res_lean.returncode == 0 and res_full.returncode == 0, (res_lean, res_full)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    (lean,) = snapshots(tmp_path / "lean")
+    (full,) = snapshots(tmp_path / "full")
+    assert read_meta(lean)[0]["ss_filter"] == "lean"
+    assert read_meta(full)[0]["ss_filter"] == "full"
+    tag = f"pid={proc.pid},"
+    lean_mine = [ln for ln in ss_text(lean).splitlines() if tag in ln]
+    full_mine = [ln for ln in ss_text(full).splitlines() if tag in ln]
+    assert len(lean_mine) == len(full_mine) == 41
+    assert not [ln for ln in lean_mine if DROPPED.search(ln)]
+    # full is verbatim: these ESTAB sockets carried data, so ss printed the volatile tokens
+    assert all(" lastsnd:" in ln and " segs_out:" in ln for ln in full_mine if "ESTAB" in ln)
+    for ln in lean_mine:
+        for key in ("skmem:(r", "ino:", "sk:", "cgroup:"):
+            assert key in ln, (key, ln)
+    frames = {}
+    for name, snap in (("lean", lean), ("full", full)):
+        df = read_ss(snap / "ss_tcp.txt.gz")
+        df = df[df["owners"].astype(str).str.contains(str(proc.pid))]
+        frames[name] = df.set_index("inode").sort_index()
+    assert len(frames["lean"]) == 41
+    assert (frames["lean"]["skmem_r"] > 0).sum() == 40  # unread data, as the workload left it
+    assert frames["lean"]["bytes_sent"].notna().sum() == 40
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(
+        frames["lean"].drop(columns=["unparsed"]), frames["full"].drop(columns=["unparsed"])
+    )
