@@ -26,7 +26,10 @@ from tcpmemlib.parsers import _ss_line as L
 __all__ = ["Chunk", "parse_chunk", "parse_lines", "split_lines"]
 
 WS = "[ \\t\\n\\f\\r]"
-NWS = "[^ \\t\\n\\f\\r]"
+# Control bytes that are not whitespace: no token of a canonical line holds one, so the tokenizer
+# (token_columns) can take every byte <= 0x20 as a separator.
+CTL = "\\x00-\\x08\\x0b\\x0e-\\x1f"
+NWS = f"[^ \\t\\n\\f\\r{CTL}]"
 NUM = "[0-9]{1,18}"
 # Between two tokens ss prints spaces, or (without -O) a newline, a TAB and a space.
 SEP = "(?: *\\r?\\n\\t +| +)"
@@ -39,8 +42,11 @@ _IGNORED = "|".join(
     sorted((k.replace("-", "\\-") for k in L.IGNORED_KEYS - _BLOCK_KEYS), key=len, reverse=True)
 )
 _RATE = "[0-9]+(?:\\.[0-9]+)?[KMGT]?bps(?:/[0-9]+(?:\\.[0-9]+)?[KMGT]?bps)?"
-_OWNER = f'\\("[^:"]*",pid={NUM},fd={NUM}\\)'
-_ADDR = "(?:\\[[^\\]\\s]*\\](?:%[^:\\s]*)?:[^:\\]\\s]+|[^\\s\\[\\]]+:[^:\\]\\s]+)"
+_OWNER = f'\\("[^:"{CTL}]*",pid={NUM},fd={NUM}\\)'
+_ADDR = (
+    f"(?:\\[[^\\]\\s{CTL}]*\\](?:%[^:\\s{CTL}]*)?:[^:\\]\\s{CTL}]+"
+    f"|[^\\s\\[\\]{CTL}]+:[^:\\]\\s{CTL}]+)"
+)
 
 
 def _named(pattern: str, names: list[str]) -> str:
@@ -90,7 +96,7 @@ _OTHER = (
     "|[a-z][a-z0-9_-]*"
     ")"
 )
-_TIMER = "timer:\\([^ \\t\\n\\f\\r)]*\\)"
+_TIMER = f"timer:\\([^ \\t\\n\\f\\r){CTL}]*\\)"
 _HEAD = f"^ *(?:[a-z][a-z0-9_]* +)?[A-Z][A-Z0-9_-]* +{NUM} +{NUM} +{_ADDR} +{_ADDR}"
 _REST = f"(?:{SEP}{_OTHER})*"
 # Whole-line grammar of a canonical socket line: the blocks in the order ss prints them (timer right
@@ -100,16 +106,10 @@ GRAMMAR = (
     f"(?:{SEP}{_DET}{_REST})?(?:{SEP}(?:{_SKMEM}|{_MEM}){_REST})?"
     f"(?:{SEP}{_G1}{_REST})?(?:{SEP}{_G3}{_REST})?{WS}*$"
 )
-HEAD_A = (
-    f"^ *(?:(?P<netid>[a-z][a-z0-9_]*) +)?(?P<state>[A-Z][A-Z0-9_-]*) +(?P<recv_q>{NUM}) +"
-    f"(?P<send_q>{NUM})"
-)
-HEAD_B = (
-    f"^ *(?:[a-z][a-z0-9_]* +)?[A-Z][A-Z0-9_-]* +{NUM} +{NUM} +(?P<local>{NWS}+) +(?P<peer>{NWS}+)"
-    f"(?: +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\))?"
-)
-X_SKMEM = "^" + _named(_SKMEM, _SKMEM_NAMES).removeprefix("skmem:\\(")
 X_MEM = "^" + _named(_MEM, ["r", "w", "f", "t"]).removeprefix("mem:\\(")
+X_USERS = f"^ +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\)"
+# skmem fields always printed, in order, with the length of their letter prefix.
+_SKMEM_FIXED = (("r", 1), ("rb", 2), ("t", 1), ("tb", 2), ("f", 1), ("w", 1), ("o", 1))
 OWNER_PIECE = f'^\\(?"(?P<comm>[^"]*)",pid=(?P<pid>{NUM}),fd=(?P<fd>{NUM})\\)?$'
 SKIP = f"^{WS}*$|^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}"
 
@@ -154,6 +154,11 @@ def _group(lines: pa.Array, pattern: str) -> pa.Array:
     return pc.struct_field(pc.extract_regex(lines, pattern), 0)
 
 
+def _text(arr: pa.Array) -> pa.Array:
+    """Bytes cut out of UTF-8 text at ASCII boundaries -> strings (checked, no copy)."""
+    return arr.cast(pa.large_string())
+
+
 def _ints(arr: pa.Array) -> pa.Array:
     return pc.cast(_nonempty(arr), pa.int64())
 
@@ -186,10 +191,10 @@ def _owners(users: pa.Array, slow: np.ndarray) -> np.ndarray:
     if bad.any():  # a comm that the piece regex cannot take apart: per-line parser
         bad_rows = np.unique(np.searchsorted(bounds, np.flatnonzero(bad), side="right") - 1)
         slow[idx[bad_rows]] = True
-    comm = pc.struct_field(parts, "comm").to_pylist()
+    comm = _text(pc.struct_field(parts, "comm")).to_pylist()
     # (pieces that did not parse are null here; their rows went to the per-line parser)
-    pid = pc.fill_null(pc.cast(pc.struct_field(parts, "pid"), pa.int64()), 0).to_numpy().tolist()
-    fd = pc.fill_null(pc.cast(pc.struct_field(parts, "fd"), pa.int64()), 0).to_numpy().tolist()
+    pid = pc.fill_null(_ints(_text(pc.struct_field(parts, "pid"))), 0).to_numpy().tolist()
+    fd = pc.fill_null(_ints(_text(pc.struct_field(parts, "fd"))), 0).to_numpy().tolist()
     if int(counts.max()) == 1:  # one owner per socket: 1-tuples of triples, built in C
         rows = list(zip(zip(comm, pid, fd, strict=True)))
     else:
@@ -309,30 +314,87 @@ def _int_column(vals: np.ndarray, rows: np.ndarray, n: int) -> pa.Array:
     return pa.array(out, mask=absent)
 
 
-def token_columns(lines: pa.Array, slow: np.ndarray) -> dict[str, pa.Array]:
+def _skmem(
+    buf: pa.Buffer, vs: np.ndarray, ve: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """skmem values ``r1,rb2,t3,tb4,f5,w6,o7[,bl8][,d9])`` (the grammar vouched for the form) ->
+    {name: (values, rows that have it)}: cut at the commas, digits read by ``_uints``."""
+    m = len(vs)
+    sub = _substrings(buf, vs, ve)
+    offs = np.frombuffer(sub.buffers()[1], dtype=np.int64)[sub.offset : sub.offset + m + 1]
+    size = int(offs[-1])
+    data = np.empty(size + 16, dtype=np.uint8)
+    data[:size] = np.frombuffer(sub.buffers()[2], dtype=np.uint8, count=size)
+    data[size:] = 32
+    seps = np.flatnonzero((data[:size] == 44) | (data[:size] == 41))  # "," and the closing ")"
+    j0 = np.searchsorted(seps, offs[:-1])
+    nf = np.searchsorted(seps, offs[1:]) - j0  # fields per row: 7, 8 or 9
+    rows = np.arange(m)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for f, (name, plen) in enumerate(_SKMEM_FIXED):
+        start = offs[:-1] if f == 0 else seps[j0 + f - 1] + 1
+        out[name] = (_uints(data, start + plen, seps[j0 + f]), rows)
+    has7 = np.flatnonzero(nf >= 8)
+    if len(has7):
+        start = seps[j0[has7] + 6] + 1
+        is_bl = data[start] == 98  # "b"
+        for name, plen, pick in (("bl", 2, is_bl), ("d", 1, ~is_bl)):
+            r = has7[pick]
+            out[name] = (_uints(data, start[pick] + plen, seps[j0[r] + 7]), r)
+    has8 = np.flatnonzero(nf >= 9)
+    if len(has8):
+        d = _uints(data, seps[j0[has8] + 7] + 2, seps[j0[has8] + 8])
+        if "d" in out:  # a row has d as its 8th or its 9th field, never both
+            v, r = out["d"]
+            order = np.argsort(np.concatenate([r, has8]), kind="stable")
+            out["d"] = (np.concatenate([v, d])[order], np.concatenate([r, has8])[order])
+        else:
+            out["d"] = (d, has8)
+    return out
+
+
+def _columns(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], pa.Array]:
+    """Every column but ``owners`` for the canonical lines (null on the others), and the body of
+    each line's ``users:(...)`` block (bytes; null where there is none)."""
     n = len(lines)
     offs = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + n + 1]
     o0, o1 = int(offs[0]), int(offs[-1])
     size = o1 - o0
+    # seg: the chunk's bytes between a leading space and 32 trailing ones (for 8-byte reads).
     seg = np.empty(size + 33, dtype=np.uint8)
     seg[0] = 32
     seg[1 : size + 1] = np.frombuffer(lines.buffers()[2], dtype=np.uint8, count=size, offset=o0)
     seg[size + 1 :] = 32
+    buf = pa.py_buffer(seg)
     lstart = offs[:-1] - (o0 - 1)
-    ctl = np.flatnonzero(seg < 32)
-    if len(ctl):
-        c = seg[ctl]
-        odd = ctl[(c != 9) & (c != 10) & (c != 12) & (c != 13)]
-        if len(odd):
-            slow[np.searchsorted(lstart, odd, side="right") - 1] = True
-    canon = ~slow
+    # Tokens: runs of bytes > 0x20 (a canonical line has no other byte <= 0x20 than whitespace).
     nws = seg > 32
     edges = np.flatnonzero(nws[1:] != nws[:-1]) + 1
     starts, ends = edges[0::2], edges[1::2]
-    first = np.searchsorted(starts, lstart)
-    first_c = np.minimum(first, max(len(starts) - 1, 0))
-    lead = seg[starts[first_c]] if len(starts) else np.zeros(n, dtype=np.uint8)
-    body = first + 5 + ((lead >= 97) & (lead <= 122))  # index of the first token after the head
+    first = np.searchsorted(starts, lstart)  # each line's first token
+    canon = ~slow
+    rows = np.flatnonzero(canon)
+    cols: dict[str, pa.Array] = {}
+    # The head: [netid] state recv-q send-q local peer.
+    f = first[rows]
+    netid = (seg[starts[f]] >= 97) & (seg[starts[f]] <= 122)  # a lowercase first token
+    head = f + netid  # index of the state token
+    body = np.zeros(n, dtype=np.int64)
+    body[rows] = head + 5  # the first token after the head
+    nrows = rows[netid]
+    cols["netid"] = _scatter(_substrings(buf, starts[f[netid]], ends[f[netid]]), nrows, n)
+    cols["state"] = _scatter(_substrings(buf, starts[head], ends[head]), rows, n)
+    for i, name in ((1, "recv_q"), (2, "send_q")):
+        cols[name] = _int_column(_uints(seg, starts[head + i], ends[head + i]), rows, n)
+    for i, side in ((3, "local"), (4, "peer")):
+        token = _scatter(_substrings(buf, starts[head + i], ends[head + i]), rows, n)
+        cols[f"{side}_address"], cols[f"{side}_port"] = _address(token)
+    # users:(...) right after the peer: rows from the end of the peer to the next one's (the regex
+    # is anchored, the rest of the row does not matter).
+    peer_end = np.append(ends[head + 4], len(seg))
+    after = pa.Array.from_buffers(pa.large_binary(), len(rows), [None, pa.py_buffer(peer_end), buf])
+    users = _scatter(pc.struct_field(pc.extract_regex(after, X_USERS), 0), rows, n)
+    # key:value tokens after the head, found by their first 4 (or 3) bytes, then the whole key.
     w = _words(seg, starts)
     w4 = w & _U64(0xFFFFFFFF)
     hit = (w4 & _U64(0xFFFFFF)) == _U64(_SK3)
@@ -345,8 +407,6 @@ def token_columns(lines: pa.Array, slow: np.ndarray) -> dict[str, pa.Array]:
     w1 = w[cand]
     w2 = _words(seg, starts[cand] + 8)
     cs, ce = starts[cand], ends[cand]
-    cols: dict[str, pa.Array] = {}
-    buf = None
     for key, lo, lo_m, hi, hi_m in _SPECS:
         sel = (w1 & lo_m) == lo
         if len(key) > 8:
@@ -361,10 +421,7 @@ def token_columns(lines: pa.Array, slow: np.ndarray) -> dict[str, pa.Array]:
         vs, ve = cs[k] + len(key), ce[k]
         if key in _INT_TOKENS:
             cols[_INT_TOKENS[key]] = _int_column(_uints(seg, vs, ve), r, n)
-            continue
-        if buf is None:
-            buf = pa.py_buffer(seg)
-        if key == "sk:" or key == "cgroup:":
+        elif key == "sk:" or key == "cgroup:":
             cols[key[:-1]] = _scatter(_substrings(buf, vs, ve), r, n)
         elif key == "timer:(":
             cols["timer"] = _scatter(_substrings(buf, vs, ve - 1), r, n)
@@ -373,48 +430,32 @@ def token_columns(lines: pa.Array, slow: np.ndarray) -> dict[str, pa.Array]:
             cut = pc.find_substring(s, "/").to_numpy(zero_copy_only=False)
             x = pc.cast(_substrings(buf, vs, vs + cut), pa.float64())
             cols["rtt_ms"] = _scatter(x, r, n)
-        elif key == "skmem:(":
-            m = pc.extract_regex(_substrings(buf, vs, ve), X_SKMEM)
-            for name in _SKMEM_NAMES:
-                cols[f"skmem_{name}"] = _scatter(_ints(pc.struct_field(m, name)), r, n)
-        elif key == "mem:(":
-            m = pc.extract_regex(_substrings(buf, vs, ve), X_MEM)
+        elif key == "skmem:(" and len(r):
+            for name, (v, i) in _skmem(buf, vs, ve).items():
+                cols[f"skmem_{name}"] = _int_column(v, r[i], n)
+        elif key == "mem:(" and len(r):
+            m = pc.extract_regex(_substrings(buf, vs, ve).view(pa.large_binary()), X_MEM)
             for name in ("r", "w", "f", "t"):
-                cols[f"mem_{name}"] = _scatter(_ints(pc.struct_field(m, name)), r, n)
-    return cols
-
-
-def _fields(lines: pa.Array, pattern: str, names: list[str]) -> dict[str, pa.Array]:
-    m = pc.extract_regex(lines, pattern)
-    return {name: pc.struct_field(m, name) for name in names}
+                mem = _scatter(_ints(_text(pc.struct_field(m, name))), r, n)
+                old = cols.get(f"skmem_{name}")
+                cols[f"skmem_{name}"] = mem if old is None else pc.coalesce(old, mem)
+    return cols, users
 
 
 def parse_chunk(lines: pa.Array) -> Chunk:
     """Parse one chunk of logical lines (header/blank lines already removed)."""
-    canon = pc.fill_null(pc.match_substring_regex(lines, GRAMMAR), False)
+    # The regexes run on the bytes (RE2 in Latin-1 mode, about twice as fast as UTF-8 mode). On
+    # UTF-8 text this matches exactly as on the characters: every class in these patterns is ASCII
+    # or a negated set of ASCII bytes, and a multi-byte character holds no ASCII byte.
+    raw = lines.view(pa.large_binary())
+    canon = pc.fill_null(pc.match_substring_regex(raw, GRAMMAR), False)
     slow = ~canon.to_numpy(zero_copy_only=False)
-    good = lines if not slow.any() else pc.if_else(canon, lines, pa.scalar("", lines.type))
-    cols: dict[str, pa.Array] = {}
-    a = _fields(good, HEAD_A, ["netid", "state", "recv_q", "send_q"])
-    cols["netid"] = _nonempty(a["netid"])
-    cols["state"] = a["state"]
-    cols["recv_q"] = _ints(a["recv_q"])
-    cols["send_q"] = _ints(a["send_q"])
-    b = _fields(good, HEAD_B, ["local", "peer", "users"])
-    for side in ("local", "peer"):
-        cols[f"{side}_address"], cols[f"{side}_port"] = _address(b[side])
-    tokens = token_columns(lines, slow)
-    for name in ("r", "w", "f", "t"):
-        mem = tokens.pop(f"mem_{name}", None)
-        if mem is not None:
-            old = tokens.get(f"skmem_{name}")
-            tokens[f"skmem_{name}"] = mem if old is None else pc.coalesce(old, mem)
-    cols.update(tokens)
-    owners = _owners(b["users"], slow)
+    cols, users = _columns(lines, slow)
+    owners = _owners(users, slow)
     return Chunk(cols, owners, slow)
 
 
-BATCH = 1 << 16  # lines per parse_chunk call: keeps each kernel's arrays small and cache-warm
+BATCH = 1 << 14  # lines per parse_chunk call: keeps each kernel's arrays small and cache-warm
 
 
 def parse_lines(lines: pa.Array, threads: int = 2) -> list[Chunk]:
