@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "tcpmemlib.analysis.verdict",
     "where_is_it": "tcpmemlib.analysis.where",
     "by_process": "tcpmemlib.analysis.process",
+    "top_process": "tcpmemlib.analysis.process",
     "reconcile": "tcpmemlib.analysis.reconcile",
     "idle_cost": "tcpmemlib.analysis.idle",
     "growth": "tcpmemlib.analysis.growth",

@@ -496,29 +496,23 @@ def skmem_glossary(sock: pd.Series) -> pd.DataFrame:
 
 
 def socket_totals(cap: Any) -> pd.DataFrame:
-    """Per snapshot, sums over TCP sockets that have skmem: ``sockets``, ``recv_q_bytes``,
-    ``send_q_bytes``, ``skmem_<r,w,f,t,rb,tb>_bytes``, ``buffer_bytes`` (r+w+f) and
-    ``limits_bytes`` (rb+tb); ``max_f_bytes``; plus ``ts`` and ``phase``."""
-    s = cap.sockets
-    s = s[s["skmem_rb"].notna()]
-    if "netid" in s.columns:
-        netid = s["netid"].astype("string")
-        s = s[netid.isna() | netid.str.startswith("tcp")]
-    g = s.groupby("ts")
-    out = pd.DataFrame({"sockets": g.size()})
-    out["recv_q_bytes"] = g["recv_q"].sum()
-    out["send_q_bytes"] = g["send_q"].sum()
-    for f in ("r", "w", "f", "t", "rb", "tb"):
-        out[f"skmem_{f}_bytes"] = g[f"skmem_{f}"].sum()
-    out["max_f_bytes"] = g["skmem_f"].max()
-    out["buffer_bytes"] = out["skmem_r_bytes"] + out["skmem_w_bytes"] + out["skmem_f_bytes"]
+    """Per snapshot, for the primer's plots: the analyses' per-snapshot TCP socket sums
+    (:func:`tcpmemlib.analysis._frames.per_snapshot_socket_sums`) under ss's own names:
+    ``sockets`` (those with skmem), ``recv_q_bytes``, ``send_q_bytes`` (connections only),
+    ``skmem_<r,w,f,t,rb,tb>_bytes``, ``buffer_bytes`` (r+w+f), ``limits_bytes`` (rb+tb),
+    ``max_f_bytes``; plus ``ts`` and ``phase``."""
+    from tcpmemlib.analysis._frames import per_snapshot_socket_sums
+
+    sums = per_snapshot_socket_sums(cap)
+    out = sums.rename(
+        columns={"rcvbuf_limit_bytes": "skmem_rb_bytes", "sndbuf_limit_bytes": "skmem_tb_bytes"}
+    )
+    out["sockets"] = out["tcp_sockets"] - out["sockets_without_skmem"]
     out["limits_bytes"] = out["skmem_rb_bytes"] + out["skmem_tb_bytes"]
-    out = out.reset_index()
-    phases = cap.meta[["ts", "phase"]].drop_duplicates("ts")
-    out = phases.merge(out, on="ts", how="left").sort_values("ts").reset_index(drop=True)
-    for col in out.columns.drop(["ts", "phase"]):
-        out[col] = out[col].astype("Int64").fillna(0)
-    return out
+    columns = ["ts", "phase", "sockets", "recv_q_bytes", "send_q_bytes"]
+    columns += [f"skmem_{f}_bytes" for f in ("r", "w", "f", "t", "rb", "tb")]
+    columns += ["max_f_bytes", "buffer_bytes", "limits_bytes"]
+    return out[columns]
 
 
 def phase_table(
@@ -695,35 +689,6 @@ def mib_columns(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / MIB).round(digits)
         out = out.rename(columns={col: str(col).removesuffix("_bytes") + " (MiB)"})
     return out
-
-
-def top_process_verdict(rows: pd.DataFrame) -> Any:
-    """A one-sentence answer naming the process that held the most buffer memory in ``rows``
-    (one snapshot of ``by_process``), as a ``Verdict`` (label ``top process``). The process name is
-    plain text here; whatever displays it must escape it (tcpmemlib.html does)."""
-    from tcpmemlib.analysis.verdict import Verdict
-
-    named = rows[rows["pid"].notna()]
-    if not len(named) or _num(named["buffer_bytes"]).max() <= 0:
-        return Verdict("top process", "No process held TCP buffer memory in this capture.", {})
-    top = named.assign(_v=_num(named["buffer_bytes"])).sort_values("_v", ascending=False).iloc[0]
-    total = float(np.nansum(_num(rows["buffer_bytes"])))
-    text = (
-        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held "
-        f"{top['_v'] / MIB:.1f} MiB of socket buffers in {int(top['sockets'])} sockets, "
-        f"{top['_v'] / total:.0%} of the {total / MIB:.1f} MiB all processes held; "
-        f"its RSS does not include it."
-    )
-    return Verdict(
-        "top process",
-        text,
-        {
-            "pid": float(top["pid"]),
-            "buffer_bytes": float(top["_v"]),
-            "sockets": float(top["sockets"]),
-            "total_buffer_bytes": total,
-        },
-    )
 
 
 def scaled_columns(frame: pd.DataFrame, scale: float = KIB, unit: str = "KiB") -> pd.DataFrame:

@@ -440,3 +440,25 @@ def test_single_snapshot(synth) -> None:
     c = compare(one, one)
     assert not c.system["significant"].fillna(False).any()
     assert (c.system["n_before"].fillna(1) <= 1).all()
+
+
+def test_top_process_names_the_largest_holder_and_its_share():
+    import pandas as pd
+
+    from tcpmemlib import top_process
+
+    rows = pd.DataFrame(
+        {
+            "pid": pd.array([10, 20, pd.NA], dtype="Int64"),
+            "comm": pd.array(["small", "<b>big</b>", "(unattributed)"], dtype="string"),
+            "sockets": pd.array([1, 3, 2], dtype="Int64"),
+            "buffer_bytes": pd.array([1 << 20, 3 << 20, 0], dtype="Int64"),
+        }
+    )
+    v = top_process(rows)
+    assert v.label == "top process"
+    assert v.figures["pid"] == 20 and v.figures["buffer_bytes"] == 3 << 20
+    assert v.figures["total_buffer_bytes"] == 4 << 20
+    assert "<b>big</b> (pid 20) held 3.0 MiB" in v.text and "75%" in v.text
+    none = top_process(rows.assign(buffer_bytes=pd.array([0, 0, 0], dtype="Int64")))
+    assert none.figures == {} and "No process" in none.text

@@ -139,9 +139,10 @@ def tcp_sockets(cap: Any) -> pd.DataFrame:
     s["buffer_bytes"] = buf.mask(none)
     s["state"] = s["state"].astype("string")
     s["is_connection"] = ~s["state"].isin(list(NON_CONNECTION_STATES)).fillna(False).astype(bool)
-    rq = s["recv_q"].astype("Int64").fillna(0)
-    sq = s["send_q"].astype("Int64").fillna(0)
-    s["queued_bytes"] = (rq + sq).where(s["is_connection"], 0).astype("Int64")
+    # Recv-Q/Send-Q are payload bytes only on connections: on a listener they count connections.
+    s["recv_q_bytes"] = s["recv_q"].astype("Int64").fillna(0).where(s["is_connection"], 0)
+    s["send_q_bytes"] = s["send_q"].astype("Int64").fillna(0).where(s["is_connection"], 0)
+    s["queued_bytes"] = (s["recv_q_bytes"] + s["send_q_bytes"]).astype("Int64")
     return s
 
 
@@ -200,7 +201,8 @@ def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
 def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
     ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
-    ``sndbuf_limit_bytes``, ``queued_bytes``, ``sockets_without_skmem``."""
+    ``sndbuf_limit_bytes``, ``queued_bytes`` (= ``recv_q_bytes`` + ``send_q_bytes``, connections
+    only), ``max_f_bytes`` (the largest ``f`` of any socket), ``sockets_without_skmem``."""
     s = tcp_sockets(cap) if sockets is None else sockets
     snaps = snapshots(cap)
     g = s.assign(
@@ -215,6 +217,9 @@ def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> p
             "connections": g["conn"].sum(),
             "listeners": g["lis"].sum(),
             **skmem_sums(g),
+            "recv_q_bytes": g["recv_q_bytes"].sum(),
+            "send_q_bytes": g["send_q_bytes"].sum(),
+            "max_f_bytes": g["skmem_f"].max(),
             "sockets_without_skmem": g["noskmem"].sum(),
         }
     ).reset_index()

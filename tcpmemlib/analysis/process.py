@@ -34,8 +34,9 @@ from typing import Any
 import pandas as pd
 
 from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.verdict import Verdict
 
-__all__ = ["COLUMNS", "by_process"]
+__all__ = ["COLUMNS", "by_process", "top_process"]
 
 COLUMNS: dict[str, str] = {
     "ts": "datetime64[ns, UTC]",
@@ -148,3 +149,28 @@ def by_process(capture: Any) -> pd.DataFrame:
     out["_u"] = out["pid"].isna()
     out = out.sort_values(["ts", "_u", "buffer_bytes", "pid"], ascending=[True, True, False, True])
     return F.as_output(out.drop(columns="_u"))
+
+
+def top_process(rows: pd.DataFrame) -> Verdict:
+    """Name the process that held the most buffer memory in ``rows`` (one snapshot of
+    :func:`by_process`, e.g. the peak). Label ``top process``; the text quotes its share of what all
+    processes held. The process name is plain text: whatever displays it must escape it."""
+    named = rows[rows["pid"].notna()]
+    values = pd.to_numeric(named["buffer_bytes"], errors="coerce").astype("float64")
+    if not len(named) or not values.max() > 0:
+        return Verdict("top process", "No process held TCP buffer memory in this capture.", {})
+    top = named.loc[values.idxmax()]
+    held = float(values.max())
+    total = float(pd.to_numeric(rows["buffer_bytes"], errors="coerce").astype("float64").sum())
+    text = (
+        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held {held / F.MIB:.1f} MiB "
+        f"of socket buffers in {int(top['sockets'])} sockets, {held / total:.0%} of the "
+        f"{total / F.MIB:.1f} MiB all processes held; its RSS does not include it."
+    )
+    figures = {
+        "pid": float(top["pid"]),
+        "buffer_bytes": held,
+        "sockets": float(top["sockets"]),
+        "total_buffer_bytes": total,
+    }
+    return Verdict("top process", text, figures)
