@@ -8,8 +8,13 @@ A bundle comes from another machine, so every member is checked before anything 
 
 Members are copied one by one with ``TarFile.extractfile`` (never ``extractall``). A refused member is
 reported (``Refused(member, reason)``) and skipped, so the rest of the capture still loads; with
-``strict=True`` it raises ``CaptureError`` naming the member instead. A bundle that is not a tar
-archive, is truncated, or exceeds a cap raises ``CaptureError`` naming the bundle (and member).
+``strict=True`` it raises ``CaptureError`` naming the member instead.
+
+A bundle cut short (an interrupted copy) keeps what came before the cut: the snapshot directory the
+cut falls in is removed whole (a half-read snapshot would look like one with no sockets) and
+reported as refused, naming the member where reading stopped. With ``strict=True``, or when nothing
+at all could be read, it raises ``CaptureError`` naming the bundle and member. A bundle that is not a
+tar archive or exceeds a cap raises ``CaptureError`` too.
 """
 
 from __future__ import annotations
@@ -70,6 +75,22 @@ def _check(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _drop_incomplete(root: Path, member: tarfile.TarInfo, err: BaseException) -> Refused:
+    """Remove the snapshot directory that ``member`` (where reading stopped) belongs to."""
+    name = posixpath.normpath(member.name)
+    snapshot = name if member.isdir() else posixpath.dirname(name)
+    target = (root / snapshot).resolve() if snapshot not in ("", ".") else None
+    if target is not None and target != root and root in target.parents:
+        shutil.rmtree(target, ignore_errors=True)
+    elif not member.isdir():
+        (root / name).unlink(missing_ok=True)
+    return Refused(
+        (snapshot or name) + "/",
+        f"the bundle is truncated or corrupt here ({err}): this snapshot and anything after it "
+        "could not be read",
+    )
+
+
 def extract(
     bundle: str | os.PathLike[str],
     dest: str | os.PathLike[str] | None = None,
@@ -127,7 +148,11 @@ def extract(
                         shutil.copyfileobj(source, out, 1 << 20)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
                 where = f"after member {member.name!r}" if member is not None else "at the start"
-                raise CaptureError(bundle, f"truncated or corrupt bundle {where} ({err})") from err
+                if strict or member is None or members <= 1:
+                    raise CaptureError(
+                        bundle, f"truncated or corrupt bundle {where} ({err})"
+                    ) from err
+                refused.append(_drop_incomplete(root, member, err))
     except BaseException:
         if created:
             shutil.rmtree(root, ignore_errors=True)

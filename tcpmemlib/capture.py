@@ -437,7 +437,13 @@ def load_capture(
             if not source.is_dir():
                 raise CaptureError(source, "not a directory")
             root = _capture_root(source)
-        capture = _load_dir(root, problems, progress=progress, workers=workers)
+        try:
+            capture = _load_dir(root, problems, progress=progress, workers=workers)
+        except CaptureError as err:
+            if not is_bundle:
+                raise
+            why = "; ".join(f"{r.member}: {r.reason}" for r in refused) or err.reason
+            raise CaptureError(source, f"{err.reason.split(' (')[0]}; {why}") from err
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

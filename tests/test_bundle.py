@@ -95,7 +95,11 @@ def test_not_a_tar_and_truncated(tmp_path: Path):
     data = bundle.read_bytes()
     bundle.write_bytes(data[: len(data) // 2])
     with pytest.raises(CaptureError, match="truncated or corrupt"):
-        extract(bundle)
+        extract(bundle, tmp_path / "strict", strict=True)
+    root, refused = extract(bundle, tmp_path / "kept")
+    assert [r.member for r in refused] == ["s/"], refused
+    assert "truncated or corrupt" in refused[0].reason
+    assert not (root / "s").exists(), "the snapshot the cut falls in is dropped whole"
 
 
 def test_temp_dir_is_removed_on_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -425,11 +425,22 @@ def test_bundle_with_hostile_members(small: Path, tmp_path: Path):
     assert len(cap.meta) == 2 and len(cap.sockets) == 46
 
 
-def test_truncated_bundle_is_a_capture_error(small: Path, tmp_path: Path):
+def test_truncated_bundle_keeps_the_snapshots_before_the_cut(small: Path, tmp_path: Path):
     bundle = _bundle(small, tmp_path / "cap.tar.gz")
+    whole = load_capture(bundle, cache=False)
     data = bundle.read_bytes()
-    bundle.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CaptureError, match="truncated or corrupt") as info:
+    bundle.write_bytes(data[: len(data) * 9 // 10])  # the cut falls in the last snapshot
+    with pytest.warns(UserWarning, match="truncated or corrupt"):
+        cap = load_capture(bundle, cache=False)
+    assert 1 <= len(cap.meta) < len(whole.meta)
+    bad = cap.problems[cap.problems["reason"].str.contains("truncated or corrupt")]
+    assert len(bad) == 1 and bad["severity"].iloc[0] == "error"
+    assert bad["file"].iloc[0].endswith("Z/"), "names the snapshot the cut falls in"
+    kept = set(cap.meta["snapshot"])
+    assert kept < set(whole.meta["snapshot"]) and bad["file"].iloc[0][:-1] not in kept
+    # No complete snapshot before the cut: an error naming the bundle and the cut.
+    bundle.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CaptureError, match=r"truncated or corrupt|not a readable") as info:
         load_capture(bundle, cache=False)
     assert str(bundle) in str(info.value)
 
