@@ -177,7 +177,8 @@ detect_ss() {
 	ss_version=${ss_version%%"$nl"*}
 }
 
-# Static facts about the box, read once per run (while the first ss runs).
+# Static facts about the box, read once per run (while the first ss runs); what this
+# run cannot see is said once (box_missing).
 detect_box() {
 	# whole lines, no word splitting: a hostname may hold blanks
 	hostname=
@@ -193,6 +194,12 @@ detect_box() {
 	"uid=$uid("*) user=${ids#"uid=$uid("} user=${user%%)*} ;;
 	*) user=$uid ;;
 	esac
+	box_missing
+}
+
+# Before the first ss (its awk reads the cgroups of socket owners at its end):
+# one awk for the online CPUs and the cgroup hierarchies.
+detect_cgroups() {
 	# One awk: online CPUs (the kernel's list, "0-3,8-11"); the v1 memory and v2
 	# cgroup mounts; whether the v2 root offers the memory controller.
 	# shellcheck disable=SC2046 # four words
@@ -231,7 +238,9 @@ detect_box() {
 	elif [ "$4" = 1 ]; then
 		cg_mem=v2
 	fi
+}
 
+box_missing() {
 	# What this run cannot see: said once here, recorded in every meta.txt.
 	static_missing=
 	can_slabinfo=1
@@ -310,28 +319,37 @@ disk_full() {
 
 # ss_start DIR: in the background, one ss run for TCP and UDP (ss -p scans every
 # process's fds, most of its cost: once, not twice), split by the Netid column into
-# DIR/ss_tcp.txt.gz and DIR/.ss_udp (gzipped after), lines kept verbatim.
-# The same awk pass writes the pids that own sockets (users:(("comm",pid=N,fd=M),...))
-# to DIR/.pids. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
+# DIR/ss_tcp.txt.gz and DIR/ss_udp.txt.gz; at its end the same awk writes
+# DIR/cgroups.txt, so that nothing but meta.txt is left to do once ss is done. Exit
+# statuses: ss's in DIR/.rc.ss, the split's in DIR/.rc.split, gzip's (or head's) is
+# the job's. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
 ss_start() {
 	if [ -n "$cap" ]; then
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_split "$1" 2>>"$1/.err.pipe" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
+		} 2>/dev/null | {
+			ss_split "$1" 2>>"$1/.err.pipe"
+			echo $? >"$1/.rc.split"
+		} 2>/dev/null | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
 			head -c "$cap" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	else
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_split "$1" 2>>"$1/.err.pipe" |
-			gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
+		} 2>/dev/null | {
+			ss_split "$1" 2>>"$1/.err.pipe"
+			echo $? >"$1/.rc.split"
+		} 2>/dev/null | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	fi
 	ss_pid=$!
 }
 
-# ss_split DIR: stdin = ss -tu output; UDP lines to DIR/.ss_udp, the rest to stdout,
-# socket-owning pids (",pid=N," after the quoted comm) once each to DIR/.pids.
+# ss_split DIR: stdin = ss -tu output; UDP lines through gzip to DIR/ss_udp.txt.gz, the
+# rest to stdout. The socket-owning pids (",pid=N," after the quoted comm) are kept, and
+# at the end DIR/cgroups.txt is written: "pid" records for each of them, then "stat"
+# records for each distinct cgroup, each cgroup read once. Exit status 1 if the UDP gzip
+# failed (a write error stops awk with status 2).
 # Lean ($lean = 1, the default; -f turns it off): in the same pass, the ss -i tokens that
 # tcpmemlib does not read and that change at every snapshot (so compress badly) are
 # dropped: the span from segs_out/segs_in up to rcv_space (or the first of rcv_ssthresh,
@@ -343,7 +361,8 @@ ss_start() {
 # (else the line is kept verbatim). index()/substr() only: mawk's gsub with one regular
 # expression for the same tokens cost 6x the CPU of the whole split at 20k sockets.
 ss_split() {
-	awk -F ',pid=' -v udp="$1/.ss_udp" -v pidfile="$1/.pids" -v lean="$lean" '
+	TCPMEM_UDP_GZ="$1/ss_udp.txt.gz" awk -F ',pid=' -v udp="$1/ss_udp.txt.gz" -v cgout="$1/cgroups.txt" -v lean="$lean" \
+		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
 		function slim(line,    u, a, b, t, q, m, j) {
 			u = index(line, "))")
 			a = index(line, " segs_")
@@ -378,8 +397,10 @@ ss_split() {
 			}
 			return line
 		}
+		function val(f,    v) { v = ""; if ((getline v < f) <= 0) v = ""; close(f); return v }
 		BEGIN {
-			printf "" > udp
+			# the path goes through the environment: no quoting of it in a command line
+			udpgz = "exec gzip -" level " >\"$TCPMEM_UDP_GZ\""
 			SP = "    "
 			while (length(SP) < 65536) SP = SP SP
 		}
@@ -388,7 +409,7 @@ ss_split() {
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
 			line = lean ? slim($0) : $0
-			if (to_udp) print line > udp
+			if (to_udp) print line | udpgz
 			else print line
 		}
 		NF > 1 {
@@ -396,10 +417,52 @@ ss_split() {
 				# ",pid=N,fd=M)": ss cuts comm at its first ")", so a name cannot fake it
 				if ($i !~ /^[0-9]+,fd=[0-9]+\)/) continue
 				pid = $i + 0
-				if (!(pid in seen)) { seen[pid] = 1; print pid > pidfile }
+				if (!(pid in seen)) { seen[pid] = 1; pids[++npids] = pid }
 			}
 		}
-		END { close(udp); close(pidfile) }'
+		END {
+			printf "" | udpgz
+			if (rc = close(udpgz)) { printf "gzip %s: exit status %s\n", udp, rc > "/dev/stderr"; bad = 1 }
+			printf "" > cgout
+			for (n = 1; n <= npids; n++) {
+				pid = pids[n]
+				f = "/proc/" pid "/cgroup"; p1 = ""; p2 = ""
+				while ((getline l < f) > 0) {
+					if (substr(l, 1, 3) == "0::") p2 = substr(l, 4)
+					else {
+						c = index(l, ":"); r = substr(l, c + 1); c2 = index(r, ":")
+						if (("," substr(r, 1, c2 - 1) ",") ~ /,memory,/) p1 = substr(r, c2 + 1)
+					}
+				}
+				close(f)
+				path = (mem == "v1") ? p1 : p2
+				if (path == "" && p2 == "" && p1 == "") continue
+				if (path == "") path = (p2 != "") ? p2 : p1
+				printf "pid\t%s\t%s\n", pid, path > cgout
+				if (!(path in cg)) { cg[path] = 1; cgs[++ncg] = path }
+			}
+			for (n = 1; n <= ncg; n++) {
+				path = cgs[n]
+				if (mem == "v2") {
+					d = v2 path
+					f = d "/memory.stat"
+					while ((getline l < f) > 0) {
+						if (substr(l, 1, 5) == "sock ") { printf "stat\t%s\tsock\t%s\n", path, substr(l, 6) > cgout; break }
+					}
+					close(f)
+					v = val(d "/memory.current")
+					if (v != "") printf "stat\t%s\tmemory.current\t%s\n", path, v > cgout
+				} else if (mem == "v1") {
+					d = v1 path
+					v = val(d "/memory.kmem.tcp.usage_in_bytes")
+					if (v != "") printf "stat\t%s\tkmem.tcp.usage_in_bytes\t%s\n", path, v > cgout
+					v = val(d "/memory.kmem.tcp.limit_in_bytes")
+					if (v != "") printf "stat\t%s\tkmem.tcp.limit_in_bytes\t%s\n", path, v > cgout
+				}
+			}
+			if (close(cgout)) bad = 1
+			exit bad
+		}'
 }
 
 # copy_proc DIR: the small /proc text files and the sysctls, in one awk process.
@@ -435,52 +498,6 @@ copy_proc() {
 	}'
 }
 
-# cgroups_to FILE PIDFILES...: "pid" records for each socket-owning pid, then "stat"
-# records for each distinct cgroup, each cgroup read once. One awk process.
-cgroups_to() {
-	dst=$1
-	shift
-	awk -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
-	function val(f,    v) { v = ""; if ((getline v < f) <= 0) v = ""; close(f); return v }
-	!($1 in done) {
-		pid = $1; done[pid] = 1
-		f = "/proc/" pid "/cgroup"; p1 = ""; p2 = ""
-		while ((getline line < f) > 0) {
-			if (substr(line, 1, 3) == "0::") p2 = substr(line, 4)
-			else {
-				c = index(line, ":"); rest = substr(line, c + 1); c2 = index(rest, ":")
-				if (("," substr(rest, 1, c2 - 1) ",") ~ /,memory,/) p1 = substr(rest, c2 + 1)
-			}
-		}
-		close(f)
-		path = (mem == "v1") ? p1 : p2
-		if (path == "" && p2 == "" && p1 == "") next
-		if (path == "") path = (p2 != "") ? p2 : p1
-		printf "pid\t%s\t%s\n", pid, path
-		cg[path] = 1
-	}
-	END {
-		for (path in cg) {
-			if (mem == "v2") {
-				d = v2 path
-				f = d "/memory.stat"
-				while ((getline line < f) > 0) {
-					if (substr(line, 1, 5) == "sock ") { printf "stat\t%s\tsock\t%s\n", path, substr(line, 6); break }
-				}
-				close(f)
-				v = val(d "/memory.current")
-				if (v != "") printf "stat\t%s\tmemory.current\t%s\n", path, v
-			} else if (mem == "v1") {
-				d = v1 path
-				v = val(d "/memory.kmem.tcp.usage_in_bytes")
-				if (v != "") printf "stat\t%s\tkmem.tcp.usage_in_bytes\t%s\n", path, v
-				v = val(d "/memory.kmem.tcp.limit_in_bytes")
-				if (v != "") printf "stat\t%s\tkmem.tcp.limit_in_bytes\t%s\n", path, v
-			}
-		}
-	}' "$@" >"$dst"
-}
-
 # slab_aliases_to FILE: "<cache> <target>" for each merged cache (a symlink in /sys/kernel/slab).
 slab_aliases_to() {
 	# shellcheck disable=SC2012 # one ls for ~400 links beats a readlink per link
@@ -493,7 +510,16 @@ gz_to() {
 	cat "$2" | gzip -"$GZIP_LEVEL" >"$1"
 }
 
-gz_file() { gzip -"$GZIP_LEVEL" -c <"$2" >"$1"; }
+# gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
+# X and X.gz alike): about 12 KB less per snapshot. Level 6: they are small.
+gz_small() {
+	d=$1
+	set --
+	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt; do
+		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
+	done
+	[ $# = 0 ] || gzip -6 -- "$@"
+}
 
 # step NAME CMD...: run CMD; if it fails, record "failed=NAME: <first stderr line>" in
 # meta.txt and go on, unless the failure is a full disk (3) or the budget (2).
@@ -529,8 +555,8 @@ snapshot() {
 	partial=$p
 	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
 	failed=
-	: >"$p/.pids" || return 3
 	# ss (the long part) runs in the background while the rest is read.
+	[ -n "$box_known" ] || detect_cgroups
 	ss_start "$p"
 	[ -n "$box_known" ] || detect_box
 	box_known=1
@@ -541,7 +567,8 @@ snapshot() {
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
-			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; }
+			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; } &&
+			step "gzip small files" gz_small "$p"
 	} || rc=$?
 	ss_rc=0
 	wait "$ss_pid" || ss_rc=$?
@@ -566,8 +593,14 @@ snapshot() {
 		failed="${failed}failed=ss $ss_opts: $(sed -n '1p' "$p/.err.ss") (exit ${ss_exit:-?})
 "
 	fi
-	step "gzip ss_udp" gz_file "$p/ss_udp.txt.gz" "$p/.ss_udp" || return $?
-	step cgroups cgroups_to "$p/cgroups.txt" "$p/.pids" || return $?
+	split_exit=
+	read -r split_exit <"$p/.rc.split" 2>/dev/null || true
+	if [ "$split_exit" != 0 ]; then
+		over_budget && return 2
+		disk_full && return 3
+		failed="${failed}failed=ss split (ss_udp.txt.gz, cgroups.txt): $(sed -n '1p' "$p/.err.pipe" 2>/dev/null) (exit ${split_exit:-?})
+"
+	fi
 	now
 	{
 		echo "collector_version=$COLLECTOR_VERSION"
@@ -589,10 +622,10 @@ snapshot() {
 		echo "gzip_level=$GZIP_LEVEL"
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
 		printf '%s' "$static_missing"
-		cat "$p/.missing" 2>/dev/null
+		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		printf '%s' "$failed"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p/.rc.ss" "$p/.pids" "$p/.missing" "$p/.ss_udp"
+	rm -f "$p"/.err* "$p/.rc.ss" "$p/.rc.split" "$p/.missing"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -622,7 +655,7 @@ cleanup() {
 	[ -z "$ss_pid" ] || kill "$ss_pid" 2>/dev/null || true
 	discard_partial
 	[ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true
-	[ -z "${out:-}" ] || rm -f "$out/.clock.$$"
+	[ -z "${out:-}" ] || [ ! -e "$out/.clock.$$" ] || rm -f "$out/.clock.$$"
 }
 
 on_signal() {

@@ -27,18 +27,19 @@ from collect_helpers import COLLECT, LoopbackPairs, dir_usage_bytes
 
 N_PAIRS = 200
 SNAP_RE = re.compile(r"^\d{8}T\d{6}\.\d{9}Z$")
+# the larger small files are gzipped (readers take X and X.gz alike); meta.txt stays plain
 ALWAYS = {
     "meta.txt",
     "sockstat.txt",
     "sockstat6.txt",
-    "meminfo.txt",
-    "slab_aliases.txt",
-    "protocols.txt",
-    "netstat.txt",
-    "snmp.txt",
+    "meminfo.txt.gz",
+    "slab_aliases.txt.gz",
+    "protocols.txt.gz",
+    "netstat.txt.gz",
+    "snmp.txt.gz",
     "zoneinfo.txt.gz",
     "sysctl.txt",
-    "ps.txt",
+    "ps.txt.gz",
     "ss_tcp.txt.gz",
     "ss_udp.txt.gz",
     "cgroups.txt",
@@ -97,6 +98,14 @@ def ss_text(snap: Path, kind: str = "tcp") -> str:
     return gzip.decompress((snap / f"ss_{kind}.txt.gz").read_bytes()).decode()
 
 
+def snap_text(snap: Path, name: str) -> str:
+    """The text of NAME in a snapshot, whether collect.sh wrote NAME or NAME.gz."""
+    gz = snap / f"{name}.gz"
+    if gz.exists():
+        return gzip.decompress(gz.read_bytes()).decode()
+    return (snap / name).read_text()
+
+
 def expected_cgroup_path(pid: int) -> str:
     """The memory cgroup of pid as the collector should record it (v1 memory path if mounted)."""
     lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
@@ -150,11 +159,13 @@ def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[st
         assert gzip.decompress((snap / "slabinfo.txt.gz").read_bytes()).startswith(b"slabinfo")
         assert "Node 0, zone" in gzip.decompress((snap / "zoneinfo.txt.gz").read_bytes()).decode()
         assert (snap / "sockstat.txt").read_text().startswith("sockets: used")
-        assert "MemTotal:" in (snap / "meminfo.txt").read_text()
-        assert "TcpExt:" in (snap / "netstat.txt").read_text()
-        assert "Tcp:" in (snap / "snmp.txt").read_text()
-        assert (snap / "protocols.txt").read_text().startswith("protocol")
-        ps_head = (snap / "ps.txt").read_text().splitlines()[0].split()
+        assert "MemTotal:" in snap_text(snap, "meminfo.txt")
+        assert "TcpExt:" in snap_text(snap, "netstat.txt")
+        assert "Tcp:" in snap_text(snap, "snmp.txt")
+        assert snap_text(snap, "protocols.txt").startswith("protocol")
+        assert " -> " not in snap_text(snap, "slab_aliases.txt")
+        assert len(snap_text(snap, "slab_aliases.txt").splitlines()[0].split()) == 2
+        ps_head = snap_text(snap, "ps.txt").splitlines()[0].split()
         assert ps_head == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
 
 
@@ -271,7 +282,7 @@ def test_args_are_opt_in(pairs: LoopbackPairs, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     (snap,) = snapshots(tmp_path / "o")
     assert read_meta(snap)[0]["args"] == "1"
-    args = (snap / "ps_args.txt").read_text()
+    args = snap_text(snap, "ps_args.txt")
     assert re.search(rf"^\s*{pairs.holders[0].pid} .*python.* -c", args, re.M)
 
 
@@ -592,7 +603,7 @@ def test_hostile_process_names(name: str, tmp_path: Path) -> None:
     assert pids <= owners and owners - pids <= {
         p for p in owners if not Path(f"/proc/{p}").exists()
     }
-    ps_lines = (snap / "ps.txt").read_text().splitlines()
+    ps_lines = snap_text(snap, "ps.txt").splitlines()
     assert any(ln.split(None, 5)[0] == str(proc.pid) and ln.endswith(name) for ln in ps_lines)
     assert read_meta(snap)[1] == []
 
@@ -684,7 +695,7 @@ def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
     (snap,) = snapshots(tmp_path / "o")
     # (busybox ps has no uid column: ps.txt fails there, recorded; ps_args.txt must not)
     assert [r for r in read_meta(snap)[1] if "pid,args:" in r] == []
-    lines = (snap / "ps_args.txt").read_text().splitlines()
+    lines = snap_text(snap, "ps_args.txt").splitlines()
     mine = [ln for ln in lines if ln.split(None, 1)[0] == str(proc.pid)]
     assert len(mine) == 1, lines
     assert mine[0].rstrip().endswith(" ".join(tail)), mine[0]
@@ -760,3 +771,29 @@ def test_lean_ss_drops_volatile_tokens_and_parses_the_same(tmp_path: Path) -> No
     pd_testing.assert_frame_equal(
         frames["lean"].drop(columns=["unparsed"]), frames["full"].drop(columns=["unparsed"])
     )
+
+
+def test_failed_udp_gzip_is_recorded(tmp_path: Path) -> None:
+    """The UDP gzip runs inside the ss pipeline: its failure is still caught and recorded in meta."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_gzip = shutil.which("gzip")
+    fake = bin_dir / "gzip"
+    # only the UDP gzip (started by the split's awk) has TCPMEM_UDP_GZ in its environment
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ -n "${TCPMEM_UDP_GZ:-}" ]; then echo "gzip: no space (simulated)" >&2; exit 1; fi\n'
+        f'exec {real_gzip} "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    _, repeat = read_meta(snap)
+    bad = [r for r in repeat if r.startswith("failed=")]
+    # awk, writing to the dead gzip, may die of SIGPIPE (141) first: either way it is recorded
+    assert len(bad) == 1 and "ss_udp.txt.gz" in bad[0] and "(simulated)" in bad[0], repeat
+    assert re.search(r"\(exit (1|141)\)$", bad[0]), bad[0]
+    # (the split's awk writes cgroups.txt at its end: after SIGPIPE there is none; meta says so)
+    assert {p.name for p in snap.iterdir()} >= ALWAYS - {"cgroups.txt"}
