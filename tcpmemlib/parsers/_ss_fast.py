@@ -1,14 +1,20 @@
-"""Vectorized ``ss`` parsing with pyarrow string kernels (RE2): the hot path of ``read_ss``.
+"""Vectorized ``ss`` parsing with numpy and pyarrow kernels: the hot path of ``read_ss``.
 
 No Python loop per line: the text is cut into lines by numpy (continuation lines, which start with a
-TAB, stay inside their socket's line), and each field is pulled out of all lines at once with
-``pyarrow.compute`` kernels, in two threads (the kernels release the GIL).
+TAB, stay inside their socket's line), batches of lines are parsed in two threads (the kernels
+release the GIL), and in each batch:
 
-The fast path only vouches for *canonical* lines: lines that match ``GRAMMAR``, a whole-line regular
-expression of the tokens ss prints (every token known and well formed, process names without ``:``
-or ``"``). Every other line is flagged ``slow`` and parsed by the reference per-line parser
-``_ss_line.parse_line``, so both paths give the same answer (the tests check this on every fixture
-line and on mutated lines).
+1. one RE2 pass (``GRAMMAR``, on the bytes) decides which lines are *canonical*: every token known
+   and well formed, in the order ss prints them, process names without ``:`` or ``"``;
+2. one numpy pass cuts the batch into tokens (runs of bytes > 0x20); the head tokens are taken by
+   position, the ``key:value`` tokens after it are found by their first bytes (read 8 at a time),
+   and their digits are read 8 at a time (SWAR) -- no regex per field;
+3. a short anchored regex cuts the ``users:(...)`` block right after the peer; ``_owners`` builds
+   the owner tuples.
+
+Every line that is not canonical (or has a number of more than 18 digits) is flagged ``slow`` and
+parsed by the reference per-line parser ``_ss_line.parse_line``, so both paths give the same answer
+(the tests check this on every fixture line and on mutated lines).
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ WS = "[ \\t\\n\\f\\r]"
 # (token_columns) can take every byte <= 0x20 as a separator.
 CTL = "\\x00-\\x08\\x0b\\x0e-\\x1f"
 NWS = f"[^ \\t\\n\\f\\r{CTL}]"
-NUM = "[0-9]{1,18}"
+# The grammar takes any run of digits (a bounded count makes RE2's DFA about twice as slow); values
+# of more than 18 digits (which the per-line parser leaves in ``unparsed``) are found when the
+# numbers are read (``_columns``), and their lines go to the per-line parser.
+NUM = "[0-9]+"
+NUM18 = "[0-9]{1,18}"
 # Between two tokens ss prints spaces, or (without -O) a newline, a TAB and a space.
 SEP = "(?: *\\r?\\n\\t +| +)"
 _V = f"{NWS}*"  # the value of a key the fast path skips
@@ -106,11 +116,11 @@ GRAMMAR = (
     f"(?:{SEP}{_DET}{_REST})?(?:{SEP}(?:{_SKMEM}|{_MEM}){_REST})?"
     f"(?:{SEP}{_G1}{_REST})?(?:{SEP}{_G3}{_REST})?{WS}*$"
 )
-X_MEM = "^" + _named(_MEM, ["r", "w", "f", "t"]).removeprefix("mem:\\(")
+X_MEM = f"^r(?P<r>{NUM18}),w(?P<w>{NUM18}),f(?P<f>{NUM18}),t(?P<t>{NUM18})\\)"
 X_USERS = f"^ +users:\\((?P<users>{_OWNER}(?:,{_OWNER})*)\\)"
 # skmem fields always printed, in order, with the length of their letter prefix.
 _SKMEM_FIXED = (("r", 1), ("rb", 2), ("t", 1), ("tb", 2), ("f", 1), ("w", 1), ("o", 1))
-OWNER_PIECE = f'^\\(?"(?P<comm>[^"]*)",pid=(?P<pid>{NUM}),fd=(?P<fd>{NUM})\\)?$'
+OWNER_PIECE = f'^\\(?"(?P<comm>[^"]*)",pid=(?P<pid>{NUM18}),fd=(?P<fd>{NUM18})\\)?$'
 SKIP = f"^{WS}*$|^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}"
 
 
@@ -216,6 +226,9 @@ def _address(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     return addr, port
 
 
+# Tokens after the head whose value is a column, by the key that starts them. In a canonical line
+# each occurs at most once (rtt: excepted: the first one counts, as in the per-line parser), and
+# the grammar vouched for its value (digits for these).
 _INT_TOKENS = {
     "ino:": "inode",
     "uid:": "uid",
@@ -237,10 +250,12 @@ _U64 = np.uint64
 
 
 def _le(b: bytes) -> int:
+    """The first 8 bytes of ``b`` (zero-padded) as a little-endian integer."""
     return int.from_bytes(b[:8].ljust(8, b"\0"), "little")
 
 
 def _mask(k: int) -> int:
+    """Mask of the low ``k`` bytes (at most 8)."""
     return (1 << (8 * min(k, 8))) - 1
 
 
@@ -260,11 +275,16 @@ _ZEROS = _U64(0x3030303030303030)
 
 
 def _words(seg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The 8 bytes of ``seg`` at each position in ``pos``, as little-endian uint64 (``seg`` must
+    have 8 readable bytes after the last position)."""
     view = np.ndarray(shape=(len(seg) - 7,), dtype="<u8", buffer=seg, strides=(1,))
     return view[pos]
 
 
 def _swar8(w: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Value of the ``n`` (0-8) ASCII digits in the low bytes of each ``w`` (the first digit in the
+    lowest byte): shifted to the top, leading bytes become zeros, then pairs, quads and octets of
+    digits are combined in three multiply-adds."""
     shift = (np.minimum(8 - n, 7) * 8).astype(np.uint64)
     x = (w - _ZEROS) << shift
     x = (x * _U64(10) + (x >> _U64(8))) & _U64(0x00FF00FF00FF00FF)
@@ -273,7 +293,8 @@ def _swar8(w: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(n > 0, x, _U64(0))
 
 
-def _uints(seg, vs, ve):
+def _uints(seg: np.ndarray, vs: np.ndarray, ve: np.ndarray) -> np.ndarray:
+    """int64 value of the digits ``seg[vs[i]:ve[i]]`` (1 to 18 digits, as the grammar vouched)."""
     L = ve - vs
     n = np.minimum(L, 8)
     val = _swar8(_words(seg, ve - n), n)
@@ -299,6 +320,7 @@ def _substrings(buf: pa.Buffer, vs: np.ndarray, ve: np.ndarray) -> pa.Array:
 
 
 def _scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
+    """An ``n``-row array with ``values[i]`` at row ``rows[i]``, null elsewhere."""
     idx = np.zeros(n, dtype=np.int64)
     absent = np.ones(n, dtype=bool)
     idx[rows] = np.arange(len(rows))
@@ -307,6 +329,7 @@ def _scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
 
 
 def _int_column(vals: np.ndarray, rows: np.ndarray, n: int) -> pa.Array:
+    """``_scatter`` for numpy int64 values."""
     out = np.zeros(n, dtype=np.int64)
     absent = np.ones(n, dtype=bool)
     out[rows] = vals
@@ -331,25 +354,33 @@ def _skmem(
     nf = np.searchsorted(seps, offs[1:]) - j0  # fields per row: 7, 8 or 9
     rows = np.arange(m)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    long = np.zeros(m, dtype=bool)
     for f, (name, plen) in enumerate(_SKMEM_FIXED):
         start = offs[:-1] if f == 0 else seps[j0 + f - 1] + 1
-        out[name] = (_uints(data, start + plen, seps[j0 + f]), rows)
+        end = seps[j0 + f]
+        long |= end - start - plen > 18
+        out[name] = (_uints(data, start + plen, end), rows)
     has7 = np.flatnonzero(nf >= 8)
     if len(has7):
         start = seps[j0[has7] + 6] + 1
         is_bl = data[start] == 98  # "b"
         for name, plen, pick in (("bl", 2, is_bl), ("d", 1, ~is_bl)):
             r = has7[pick]
-            out[name] = (_uints(data, start[pick] + plen, seps[j0[r] + 7]), r)
+            end = seps[j0[r] + 7]
+            long[r[end - start[pick] - plen > 18]] = True
+            out[name] = (_uints(data, start[pick] + plen, end), r)
     has8 = np.flatnonzero(nf >= 9)
     if len(has8):
-        d = _uints(data, seps[j0[has8] + 7] + 2, seps[j0[has8] + 8])
+        start, end = seps[j0[has8] + 7] + 2, seps[j0[has8] + 8]
+        long[has8[end - start > 18]] = True
+        d = _uints(data, start, end)
         if "d" in out:  # a row has d as its 8th or its 9th field, never both
             v, r = out["d"]
             order = np.argsort(np.concatenate([r, has8]), kind="stable")
             out["d"] = (np.concatenate([v, d])[order], np.concatenate([r, has8])[order])
         else:
             out["d"] = (d, has8)
+    out["long"] = (np.zeros(0, dtype=np.int64), np.flatnonzero(long))
     return out
 
 
@@ -385,7 +416,9 @@ def _columns(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], pa
     cols["netid"] = _scatter(_substrings(buf, starts[f[netid]], ends[f[netid]]), nrows, n)
     cols["state"] = _scatter(_substrings(buf, starts[head], ends[head]), rows, n)
     for i, name in ((1, "recv_q"), (2, "send_q")):
-        cols[name] = _int_column(_uints(seg, starts[head + i], ends[head + i]), rows, n)
+        vs, ve = starts[head + i], ends[head + i]
+        slow[rows[ve - vs > 18]] = True  # (every number: see NUM)
+        cols[name] = _int_column(_uints(seg, vs, ve), rows, n)
     for i, side in ((3, "local"), (4, "peer")):
         token = _scatter(_substrings(buf, starts[head + i], ends[head + i]), rows, n)
         cols[f"{side}_address"], cols[f"{side}_port"] = _address(token)
@@ -420,6 +453,7 @@ def _columns(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], pa
             k, r = k[first_in], r[first_in]
         vs, ve = cs[k] + len(key), ce[k]
         if key in _INT_TOKENS:
+            slow[r[ve - vs > 18]] = True
             cols[_INT_TOKENS[key]] = _int_column(_uints(seg, vs, ve), r, n)
         elif key == "sk:" or key == "cgroup:":
             cols[key[:-1]] = _scatter(_substrings(buf, vs, ve), r, n)
@@ -431,10 +465,13 @@ def _columns(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], pa
             x = pc.cast(_substrings(buf, vs, vs + cut), pa.float64())
             cols["rtt_ms"] = _scatter(x, r, n)
         elif key == "skmem:(" and len(r):
-            for name, (v, i) in _skmem(buf, vs, ve).items():
+            fields = _skmem(buf, vs, ve)
+            slow[r[fields.pop("long")[1]]] = True
+            for name, (v, i) in fields.items():
                 cols[f"skmem_{name}"] = _int_column(v, r[i], n)
         elif key == "mem:(" and len(r):
             m = pc.extract_regex(_substrings(buf, vs, ve).view(pa.large_binary()), X_MEM)
+            slow[r[pc.is_null(m).to_numpy(zero_copy_only=False)]] = True
             for name in ("r", "w", "f", "t"):
                 mem = _scatter(_ints(_text(pc.struct_field(m, name))), r, n)
                 old = cols.get(f"skmem_{name}")
