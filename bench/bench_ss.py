@@ -1,12 +1,15 @@
 """read_ss throughput on real `ss -tanmieOpH` output, vs a naive per-line regex parser and vs jc.
 
-    .venv/bin/python bench/bench_ss.py [--pairs 1000] [--lines 1000000] [--repeat 3]
+    .venv/bin/python bench/bench_ss.py [--pairs 1000] [--lines 1000000] [--repeat 3] [--baseline REV]
 
 1. Opens ``--pairs`` loopback connection pairs (2 sockets each, 4096 bytes unread on each server
    socket, the listener shared with a forked worker) and runs the real ``ss -tanmieOpH`` (and
    ``ss -tuanmieOp`` with header and Netid, the form jc reads) filtered to the workload's port.
 2. Replicates the output to about ``--lines`` socket lines and times ``read_ss`` on it (best of
    ``--repeat``), then the naive parser and jc on a slice of the same text, in this same process.
+3. With ``--baseline REV``: also times ``read_ss`` as it was at git revision ``REV`` (its
+   ``ss.py`` and ``_ss_fast.py``, loaded from ``git show``) on the same text, alternating with the
+   current one, and checks that both give the same frame.
 Prints lines/s for each and the ratios, plus what each one extracts.
 """
 
@@ -20,6 +23,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -88,6 +92,24 @@ def capture(pairs: int) -> tuple[str, str]:
     return one, with_header
 
 
+def load_baseline(rev: str):
+    """``read_ss`` of git revision ``rev`` (its ss.py and _ss_fast.py; the rest as now)."""
+    mods = {}
+    for name in ("_ss_fast", "ss"):
+        src = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:tcpmemlib/parsers/{name}.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        mod = types.ModuleType(f"baseline_{name}")
+        sys.modules[mod.__name__] = mod  # (dataclasses look the module up)
+        exec(compile(src, f"{rev}:tcpmemlib/parsers/{name}.py", "exec"), mod.__dict__)
+        mods[name] = mod
+    mods["ss"]._ss_fast = mods["_ss_fast"]
+    return mods["ss"].read_ss
+
+
 def timed(repeat: int, fn) -> tuple[float, float, object]:
     """(wall seconds, CPU seconds, result) of the fastest of ``repeat`` runs."""
     best, cpu_best, result = float("inf"), float("inf"), None
@@ -107,6 +129,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--naive-lines", type=int, default=100_000)
     ap.add_argument("--jc-lines", type=int, default=20_000)
+    ap.add_argument("--baseline", help="git revision whose read_ss to time on the same text")
     args = ap.parse_args()
 
     one, with_header = capture(args.pairs)
@@ -118,6 +141,23 @@ def main() -> int:
     print(f"ss: {subprocess.run(['ss', '-V'], capture_output=True, text=True).stdout.strip()}")
     print(f"kernel {platform.release()}, python {platform.python_version()}")
     print(f"input: {base_lines} real socket lines x {reps} = {n_lines:,} lines, {mb:,.0f} MB")
+
+    base_rows = []
+    if args.baseline:
+        old_read_ss = load_baseline(args.baseline)
+        pd.testing.assert_frame_equal(old_read_ss(one), read_ss(one))
+        runs: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+        for _ in range(args.repeat):  # alternating, so both see the same load
+            for key, fn in (("old", old_read_ss), ("new", read_ss)):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(text)
+                runs[key].append((time.perf_counter() - t0, time.process_time() - c0))
+        for key, label in (("old", f"read_ss at {args.baseline}"), ("new", "read_ss (this tree)")):
+            walls = sorted(w for w, _ in runs[key])
+            cpu = min(c for _, c in runs[key])
+            base_rows.append(
+                (label, n_lines / walls[0], n_lines / walls[len(walls) // 2], n_lines / cpu)
+            )
 
     t_fast, c_fast, df = timed(args.repeat, lambda: read_ss(text))
     assert isinstance(df, pd.DataFrame) and len(df) == n_lines, len(df)  # type: ignore[arg-type]
@@ -175,6 +215,16 @@ def main() -> int:
             f"| jc.parse('ss') | `-tuanmieOp` (header, Netid) | {n_jc:,} | {jc_rate:,.0f} | "
             f"{n_jc / c_jc:,.0f} | {fast_jc_rate / jc_rate:.1f}x |"
         )
+    if base_rows:
+        print()
+        print(
+            "| read_ss | lines | wall lines/s (best) | wall lines/s (median) | lines per CPU-s (best) |"
+        )
+        print("|---|---:|---:|---:|---:|")
+        for label, best, med, cpu in base_rows:
+            print(f"| {label} | {n_lines:,} | {best:,.0f} | {med:,.0f} | {cpu:,.0f} |")
+        (_, ob, om, oc), (_, nb, nm, nc) = base_rows
+        print(f"speed-up: {nb / ob:.2f}x wall (best), {nm / om:.2f}x (median), {nc / oc:.2f}x CPU")
     print()
     print(
         "read_ss: every column of docs/design.md (queues, addresses, owners, inode/uid/sk/cgroup,"
