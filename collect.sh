@@ -294,7 +294,9 @@ remove_snapshot() {
 # snapshots and when near the budget, not a du of thousands of files every time).
 # Returns 1 if it cannot.
 make_room() {
-	if [ $((taken % 30)) = 0 ] || [ $((used + $1 * 2)) -gt "$budget_kb" ]; then
+	if [ "$fresh" = 1 ]; then
+		fresh=0
+	elif [ $((taken % 30)) = 0 ] || [ $((used + $1 * 2)) -gt "$budget_kb" ]; then
 		used=$(used_kb)
 	fi
 	while [ $((used + $1)) -gt "$budget_kb" ]; do
@@ -328,21 +330,36 @@ ss_start() {
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | {
-			ss_split "$1" 2>>"$1/.err.pipe"
-			echo $? >"$1/.rc.split"
-		} 2>/dev/null | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
+		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
 			head -c "$cap" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	else
 		{
 			ss "$ss_opts" 2>"$1/.err.ss"
 			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | {
-			ss_split "$1" 2>>"$1/.err.pipe"
-			echo $? >"$1/.rc.split"
-		} 2>/dev/null | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
+		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	fi
 	ss_pid=$!
+}
+
+# ss_text DIR: stdin = ss output, stdout = the TCP text: ss_split, then (with $sort_lines)
+# sort: sorted lines compress ~10% better (ss prints them in hash order), and sorting
+# ~3000 lines costs a few ms; from $GZIP_SWITCH_SOCKETS on it is not done (time there).
+# Exit statuses in DIR/.rc.split and DIR/.rc.sort.
+ss_text() {
+	if [ "$sort_lines" = 1 ]; then
+		{
+			ss_split "$1" 2>>"$1/.err.pipe"
+			echo $? >"$1/.rc.split"
+		} 2>/dev/null | {
+			sort 2>>"$1/.err.pipe"
+			echo $? >"$1/.rc.sort"
+		} 2>/dev/null
+	else
+		{
+			ss_split "$1" 2>>"$1/.err.pipe"
+			echo $? >"$1/.rc.split"
+		} 2>/dev/null
+	fi
 }
 
 # ss_split DIR: stdin = ss -tu output; UDP lines through gzip to DIR/ss_udp.txt.gz, the
@@ -595,10 +612,15 @@ snapshot() {
 	fi
 	split_exit=
 	read -r split_exit <"$p/.rc.split" 2>/dev/null || true
-	if [ "$split_exit" != 0 ]; then
+	sort_exit=0
+	[ "$sort_lines" = 0 ] || read -r sort_exit <"$p/.rc.sort" 2>/dev/null || sort_exit=
+	if [ "$split_exit" != 0 ] || [ "$sort_exit" != 0 ]; then
 		over_budget && return 2
 		disk_full && return 3
-		failed="${failed}failed=ss split (ss_udp.txt.gz, cgroups.txt): $(sed -n '1p' "$p/.err.pipe" 2>/dev/null) (exit ${split_exit:-?})
+		reason=$(sed -n '1p' "$p/.err.pipe" 2>/dev/null)
+		[ "$split_exit" = 0 ] || failed="${failed}failed=ss split (ss_udp.txt.gz, cgroups.txt): $reason (exit ${split_exit:-?})
+"
+		[ "$sort_exit" = 0 ] || failed="${failed}failed=sort (ss_tcp.txt.gz): $reason (exit ${sort_exit:-?})
 "
 	fi
 	now
@@ -625,7 +647,7 @@ snapshot() {
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		printf '%s' "$failed"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p/.rc.ss" "$p/.rc.split" "$p/.missing"
+	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -724,7 +746,7 @@ main() {
 	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
 	case $GZIP_LEVEL in [1-9]) ;; *) die "$EX_USAGE" "TCPMEM_GZIP_LEVEL must be 1..9" ;; esac
 
-	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head; do
+	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort; do
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
 	done
 	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"
@@ -737,7 +759,9 @@ main() {
 	[ "$budget_kb" -gt 0 ] || die "$EX_USAGE" "-m must be more than 0"
 
 	[ -n "$out" ] || out="./tcpmem-$(uname -n)-$(date -u +%Y%m%dT%H%M%SZ)"
-	[ -d "$out" ] || mkdir -p "$out" 2>/dev/null || die "$EX_OUTDIR" "cannot create output directory $out"
+	# a directory made here is empty: no du of it before the first snapshot
+	fresh=0
+	[ -d "$out" ] || { mkdir -p "$out" 2>/dev/null && fresh=1; } || die "$EX_OUTDIR" "cannot create output directory $out"
 	{ [ -d "$out" ] && [ -w "$out" ] && [ -x "$out" ]; } || die "$EX_OUTDIR" "output directory $out is not writable"
 
 	partial=
@@ -776,6 +800,9 @@ main() {
 			GZIP_LEVEL=6
 			[ "$socks" -lt "$GZIP_SWITCH_SOCKETS" ] || GZIP_LEVEL=1
 		fi
+		# sorted lines below the switch; never the multi-line form of an old ss
+		sort_lines=0
+		[ "$ss_oneline" = 0 ] || [ "$socks" -ge "$GZIP_SWITCH_SOCKETS" ] || sort_lines=1
 		if [ "$max_kb" -gt 0 ]; then
 			need=$((max_kb * 3 / 2))
 		else
