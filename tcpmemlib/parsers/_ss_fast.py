@@ -36,7 +36,7 @@ WS = "[ \\t\\n\\f\\r]"
 # (token_columns) can take every byte <= 0x20 as a separator.
 CTL = "\\x00-\\x08\\x0b\\x0e-\\x1f"
 NWS = f"[^ \\t\\n\\f\\r{CTL}]"
-# The grammar takes any run of digits (a bounded count makes RE2's DFA about twice as slow); values
+# The grammar takes any run of digits (a bounded count makes that RE2 pass ~20% slower); values
 # of more than 18 digits (which the per-line parser leaves in ``unparsed``) are found when the
 # numbers are read (``_columns``), and their lines go to the per-line parser.
 NUM = "[0-9]+"
@@ -481,9 +481,9 @@ def _columns(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], pa
 
 def parse_chunk(lines: pa.Array) -> Chunk:
     """Parse one chunk of logical lines (header/blank lines already removed)."""
-    # The regexes run on the bytes (RE2 in Latin-1 mode, about twice as fast as UTF-8 mode). On
-    # UTF-8 text this matches exactly as on the characters: every class in these patterns is ASCII
-    # or a negated set of ASCII bytes, and a multi-byte character holds no ASCII byte.
+    # The regexes run on the bytes (RE2 in Latin-1 mode). On UTF-8 text this matches exactly as on
+    # the characters: every class in these patterns is ASCII or a negated set of ASCII bytes, and a
+    # multi-byte character holds no ASCII byte.
     raw = lines.view(pa.large_binary())
     canon = pc.fill_null(pc.match_substring_regex(raw, GRAMMAR), False)
     slow = ~canon.to_numpy(zero_copy_only=False)

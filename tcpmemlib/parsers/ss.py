@@ -62,7 +62,7 @@ Notes:
 - A line that cannot be a socket line (no state / queues / addresses) raises ``ParseError`` naming the
   path, the 1-based line number and ``repr(line)``. The header line and empty lines are skipped.
 
-Speed: the common lines are parsed with vectorized pyarrow string kernels (``_ss_fast``); a line the
+Speed: the common lines are parsed with vectorized numpy/pyarrow kernels (``_ss_fast``); a line the
 fast path cannot vouch for (unknown token, odd format, hostile comm) goes through the reference
 per-line parser (``_ss_line.parse_line``). See bench/README.md for figures.
 """
