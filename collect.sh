@@ -40,19 +40,20 @@
 #
 # OVERHEAD
 #   Measured (bench/bench_collect.py, 2 vCPU, kernel 6.18, iproute2 6.1; bench/README.md):
-#   one snapshot costs what `ss -tanmieOpH` alone costs, plus ~45 ms fixed, plus reading
-#   and compressing ss's text, which ss prints only at its end: 1.44x ss's wall time at
-#   20k sockets (392 vs 272 ms; 0.39 s CPU), 2.5x at 2k sockets (81 vs 32 ms). Disk:
-#   ~80 KiB per snapshot at 2k sockets, ~0.7 MiB at 20k. ss -p reads every process's fd
-#   table: that, not this script, is most of the cost. At -i 10: ~4% of one CPU at 20k.
+#   one snapshot costs what `ss -tanmieOpH` alone costs, plus ~25-50 ms fixed, plus reading
+#   and compressing ss's text, which ss prints only at its end: 1.33-1.47x ss's wall time
+#   at 21k sockets (361-407 vs 271-277 ms; ~0.4 s CPU), 1.8-2.7x at 2k (54-82 vs 30 ms).
+#   Disk: ~39 KiB per snapshot at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB
+#   and 0.65 MiB). ss -p reads every process's fd table: that, not this script, is most of
+#   the cost. At -i 10: ~4% of one CPU at 20k sockets.
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
 #   DIR/20261125T231700.123456789Z/ one snapshot, named by its UTC start time, renamed
 #                                  into place complete in one mv:
-#     meta.txt sockstat.txt sockstat6.txt meminfo.txt slabinfo.txt.gz slab_aliases.txt
-#     protocols.txt netstat.txt snmp.txt zoneinfo.txt.gz sysctl.txt ps.txt
-#     [ps_args.txt] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
+#     meta.txt sockstat.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
+#     slab_aliases.txt.gz protocols.txt.gz netstat.txt.gz snmp.txt.gz zoneinfo.txt.gz
+#     sysctl.txt ps.txt.gz [ps_args.txt.gz] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
 #   DIR.tar.gz                     with -b: the snapshot directories (relative paths)
 #
 # EXIT STATUS
