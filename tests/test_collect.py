@@ -799,3 +799,24 @@ def test_failed_udp_gzip_is_recorded(tmp_path: Path) -> None:
     assert re.search(r"\(exit (1|141)\)$", bad[0]), bad[0]
     # (the split's awk writes cgroups.txt at its end: after SIGPIPE there is none; meta says so)
     assert {p.name for p in snap.iterdir()} >= ALWAYS - {"cgroups.txt"}
+
+
+def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """busybox awk, sort, gzip and sed (a box without mawk/coreutils): the same snapshot."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("awk", "sort", "gzip", "sed"):
+        (bin_dir / tool).symlink_to(shutil.which("busybox") or "/bin/busybox")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    assert {p.name for p in snap.iterdir()} == ALWAYS | ROOT_ONLY
+    assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
+    pid = pairs.holders[0].pid
+    lines = ss_text(snap).splitlines()
+    assert len([ln for ln in lines if f"pid={pid}," in ln]) == 2 * N_PAIRS + 1
+    assert not [ln for ln in lines if DROPPED.search(ln)]
+    assert lines == sorted(lines)
+    recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+    assert ["pid", str(pid), expected_cgroup_path(pid)] in recs
