@@ -540,76 +540,45 @@ def quiet_snapshot(totals: pd.DataFrame) -> pd.Series:
     return calm.loc[calm["sockets"].astype("Int64").idxmax()]
 
 
-def limits_vs_use(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Σ rb + Σ tb (limits) against Σ r + w + f (used), MiB, log scale, over time."""
+def _mib_lines(
+    totals: pd.DataFrame, lines: Sequence[tuple[str, str, dict[str, Any]]], ax: Axes | None
+) -> Axes:
+    """Plot ``(column, label, style)`` lines of ``totals`` in MiB over time, legend outside."""
     ax = _ax(ax)
     frame = totals.sort_values("ts")
     x = _time_axis(ax, frame)
-    ax.plot(
-        x,
-        _num(frame["skmem_rb_bytes"]) / MIB,
-        marker=".",
-        color="#3465a4",
-        label="sum of rb (receive limits)",
-    )
-    ax.plot(
-        x,
-        _num(frame["skmem_tb_bytes"]) / MIB,
-        marker=".",
-        color="#75507b",
-        label="sum of tb (send limits)",
-    )
-    ax.plot(
-        x,
-        _num(frame["buffer_bytes"]) / MIB,
-        marker="o",
-        color=COLORS["skmem_buffer_bytes"],
-        label="sum of r+w+f (actually used)",
-    )
+    for column, label, style in lines:
+        ax.plot(x, _num(frame[column]) / MIB, label=label, **style)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return ax
+
+
+def limits_vs_use(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Σ rb + Σ tb (limits) against Σ r + w + f (used), MiB, log scale, over time."""
+    used = {"marker": "o", "color": COLORS["skmem_buffer_bytes"]}
+    lines = [
+        ("skmem_rb_bytes", "sum of rb (receive limits)", {"marker": ".", "color": "#3465a4"}),
+        ("skmem_tb_bytes", "sum of tb (send limits)", {"marker": ".", "color": "#75507b"}),
+        ("buffer_bytes", "sum of r+w+f (actually used)", used),
+    ]
+    ax = _mib_lines(totals, lines, ax)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylabel("bytes (MiB, log scale)")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _title(ax, "Limits are not allocations")
     return ax
 
 
 def queue_vs_truesize(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Payload (Recv-Q, Send-Q) against memory (r, w) over time, MiB."""
-    ax = _ax(ax)
-    frame = totals.sort_values("ts")
-    x = _time_axis(ax, frame)
-    ax.plot(
-        x,
-        _num(frame["recv_q_bytes"]) / MIB,
-        ls="--",
-        marker="x",
-        color="#3465a4",
-        label="sum of Recv-Q (payload)",
-    )
-    ax.plot(
-        x,
-        _num(frame["skmem_r_bytes"]) / MIB,
-        marker=".",
-        color="#3465a4",
-        label="sum of r (memory)",
-    )
-    ax.plot(
-        x,
-        _num(frame["send_q_bytes"]) / MIB,
-        ls="--",
-        marker="x",
-        color="#cc0000",
-        label="sum of Send-Q (payload)",
-    )
-    ax.plot(
-        x,
-        _num(frame["skmem_w_bytes"]) / MIB,
-        marker=".",
-        color="#cc0000",
-        label="sum of w (memory)",
-    )
+    payload, memory = {"ls": "--", "marker": "x"}, {"marker": "."}
+    lines = [
+        ("recv_q_bytes", "sum of Recv-Q (payload)", {**payload, "color": "#3465a4"}),
+        ("skmem_r_bytes", "sum of r (memory)", {**memory, "color": "#3465a4"}),
+        ("send_q_bytes", "sum of Send-Q (payload)", {**payload, "color": "#cc0000"}),
+        ("skmem_w_bytes", "sum of w (memory)", {**memory, "color": "#cc0000"}),
+    ]
+    ax = _mib_lines(totals, lines, ax)
     ax.set_ylabel("bytes (MiB)")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _title(ax, "Queued payload vs the memory holding it")
     return ax
 
