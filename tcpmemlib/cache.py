@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -54,32 +54,37 @@ def capture_key(source: str | os.PathLike[str]) -> str | None:
             st = path.stat()
             digest.update(f"bundle {st.st_size} {st.st_mtime_ns}\n".encode())
         else:
-            for rel, size, mtime in _listing(path):
-                digest.update(f"{rel}\0{size}\0{mtime}\n".encode())
+            text = "".join(f"{rel}\0{size}\0{mtime}\n" for rel, size, mtime in _listing(path))
+            digest.update(text.encode())
     except OSError:
         return None
     return digest.hexdigest()[:32]
 
 
 def _listing(root: Path) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime_ns) of every non-dot file up to two levels deep."""
+    """(relative path, size, mtime_ns) of every non-dot file up to two levels deep.
+
+    One ``scandir`` per directory, paths kept as ``str`` (this runs on every cached load: a day of
+    snapshots is ~140k files, and Path objects cost as much as the ``stat`` calls).
+    """
     out: list[tuple[str, int, int]] = []
-    stack = [(root, "", 0)]
+    append = out.append
+    stack = [(os.fspath(root), "", 0)]
     while stack:
         directory, prefix, depth = stack.pop()
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.name.startswith("."):
+                name = entry.name
+                if name[0] == ".":
                     continue
-                rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
-                    out.append((rel + "/", 0, st.st_mtime_ns))
+                    append((prefix + name + "/", 0, st.st_mtime_ns))
                     if depth < 2:
-                        stack.append((Path(entry.path), rel + "/", depth + 1))
+                        stack.append((entry.path, prefix + name + "/", depth + 1))
                 elif entry.is_file():
                     st = entry.stat()
-                    out.append((rel, st.st_size, st.st_mtime_ns))
+                    append((prefix + name, st.st_size, st.st_mtime_ns))
     out.sort()
     return out
 
@@ -92,11 +97,11 @@ def load(source: str | os.PathLike[str], key: str) -> Capture | None:
     if not (entry / _COMPLETE).exists():
         return None
     try:
-        frames = {name: _read(entry / f"{name}.parquet") for name in FRAMES}
+        dtypes = json.loads((entry / _DTYPES).read_text())
+        frames = {name: _read(entry / f"{name}.parquet", dtypes.get(name)) for name in FRAMES}
         frames["sockets"] = _decode_owners(frames["sockets"])
         problems = frames["problems"]
         problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
-        dtypes = json.loads((entry / _DTYPES).read_text())
         _restore_dtypes(frames, dtypes)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
@@ -172,11 +177,68 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
 _SLICE_ROWS = 1 << 20
 
 
-def _read(path: Path) -> pd.DataFrame:
-    """One frame back from Parquet; Arrow buffers are released column by column as pandas takes them."""
+_MASKED = {"Int64": np.int64, "Int32": np.int32, "Float64": np.float64}
+
+
+def _read(path: Path, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+    """One frame back from Parquet (multi-threaded decode), then to pandas with few copies.
+
+    Nullable numeric columns (``dtypes`` names them as they were stored: ``Int64``, ``Float64``)
+    are copied once from the Arrow buffers into one preallocated array per column (pandas' own
+    conversion copies every row group, then concatenates them: twice the fresh memory, whose page
+    faults were most of the cached load's time); every other column goes through ``to_pandas``
+    (string and dictionary columns stay Arrow-backed or become categories without a per-row copy).
+    The Arrow table is not released column by column (``self_destruct``): with Arrow's allocator
+    that made the load several times slower, for no gain in peak memory here.
+    """
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
+    table = pq.read_table(path, use_threads=True)
+    wanted = dtypes or {}
+    masked = [
+        c
+        for c in table.column_names
+        if _MASKED.get(wanted.get(c, "")) is not None and table.schema.field(c).type.num_fields == 0
+    ]
+    if not masked:
+        return table.to_pandas(split_blocks=True)
+    rest = [c for c in table.column_names if c not in masked]
+    columns: dict[str, Any] = {}
+    if rest:
+        plain = table.select(rest).to_pandas(split_blocks=True)
+        columns.update({c: plain[c].array for c in rest})
+    for c in masked:
+        columns[c] = _masked_array(table.column(c), wanted[c])
+    return pd.DataFrame({c: columns[c] for c in table.column_names}, copy=False)
+
+
+def _masked_array(column: Any, dtype: str) -> Any:
+    """A pandas masked array (Int64, Float64, ...) from an Arrow chunked column: one copy."""
+    import pyarrow as pa
+
+    np_dtype = np.dtype(_MASKED[dtype])
+    n = len(column)
+    data = np.empty(n, dtype=np_dtype)
+    mask = np.zeros(n, dtype=bool)
+    pos = 0
+    for chunk in column.chunks:
+        m = len(chunk)
+        if m == 0:
+            continue
+        if chunk.null_count == m:  # all missing (may have no data buffer, e.g. Arrow's null type)
+            mask[pos : pos + m] = True
+            pos += m
+            continue
+        if chunk.type != pa.from_numpy_dtype(np_dtype):
+            chunk = chunk.cast(pa.from_numpy_dtype(np_dtype))
+        values = np.frombuffer(chunk.buffers()[1], dtype=np_dtype, count=m + chunk.offset)
+        np.copyto(data[pos : pos + m], values[chunk.offset :])
+        if chunk.null_count:
+            mask[pos : pos + m] = chunk.is_null().to_numpy(zero_copy_only=False)
+        pos += m
+    if dtype.startswith("Float"):
+        return pd.arrays.FloatingArray(data, mask, copy=False)
+    return pd.arrays.IntegerArray(data, mask, copy=False)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
