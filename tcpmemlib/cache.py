@@ -181,64 +181,88 @@ _MASKED = {"Int64": np.int64, "Int32": np.int32, "Float64": np.float64}
 
 
 def _read(path: Path, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
-    """One frame back from Parquet (multi-threaded decode), then to pandas with few copies.
+    """One frame back from Parquet, to pandas with one copy of each nullable numeric column.
 
-    Nullable numeric columns (``dtypes`` names them as they were stored: ``Int64``, ``Float64``)
-    are copied once from the Arrow buffers into one preallocated array per column (pandas' own
-    conversion copies every row group, then concatenates them: twice the fresh memory, whose page
-    faults were most of the cached load's time); every other column goes through ``to_pandas``
-    (string and dictionary columns stay Arrow-backed or become categories without a per-row copy).
-    The Arrow table is not released column by column (``self_destruct``): with Arrow's allocator
-    that made the load several times slower, for no gain in peak memory here.
+    Read one row group at a time: nullable numeric columns (``dtypes`` names them as they were
+    stored: ``Int64``, ``Float64``) are copied from that row group's Arrow buffers into one
+    preallocated array per column, and the row group's copy of them is dropped before the next is
+    read (pandas' own conversion copied every row group, then concatenated: twice the fresh memory,
+    whose page faults were most of the cached load's time). Every other column goes through
+    ``to_pandas`` (string columns stay Arrow-backed, dictionary columns become categories).
+    No ``self_destruct``: with Arrow's allocator it made the load several times slower.
+    Measured: bench/README.md (``load``).
     """
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, use_threads=True)
     wanted = dtypes or {}
+    with pq.ParquetFile(path) as parquet:
+        return _read_file(parquet, wanted)
+
+
+def _read_file(parquet: Any, wanted: dict[str, str]) -> pd.DataFrame:
+    schema = parquet.schema_arrow
     masked = [
         c
-        for c in table.column_names
-        if _MASKED.get(wanted.get(c, "")) is not None and table.schema.field(c).type.num_fields == 0
+        for c in schema.names
+        if _MASKED.get(wanted.get(c, "")) is not None and schema.field(c).type.num_fields == 0
     ]
     if not masked:
-        return table.to_pandas(split_blocks=True)
-    rest = [c for c in table.column_names if c not in masked]
-    columns: dict[str, Any] = {}
+        return parquet.read(use_threads=True).to_pandas(split_blocks=True)
+    rest = [c for c in schema.names if c not in masked]
+    n = parquet.metadata.num_rows
+    out = {c: _MaskedBuilder(n, wanted[c]) for c in masked}
+    rest_parts = []
+    for group in range(parquet.num_row_groups):  # one row group's Arrow copy at a time
+        table = parquet.read_row_group(group, use_threads=True)
+        for c in masked:
+            out[c].add(table.column(c))
+        rest_parts.append(table.select(rest))
+        del table
+    columns: dict[str, Any] = {c: b.finish() for c, b in out.items()}
     if rest:
-        plain = table.select(rest).to_pandas(split_blocks=True)
+        import pyarrow as pa
+
+        rest_table = (
+            pa.concat_tables(rest_parts) if rest_parts else schema.empty_table().select(rest)
+        )
+        plain = rest_table.to_pandas(split_blocks=True)
         columns.update({c: plain[c].array for c in rest})
-    for c in masked:
-        columns[c] = _masked_array(table.column(c), wanted[c])
-    return pd.DataFrame({c: columns[c] for c in table.column_names}, copy=False)
+    return pd.DataFrame({c: columns[c] for c in schema.names}, copy=False)
 
 
-def _masked_array(column: Any, dtype: str) -> Any:
-    """A pandas masked array (Int64, Float64, ...) from an Arrow chunked column: one copy."""
-    import pyarrow as pa
+class _MaskedBuilder:
+    """A pandas masked array (Int64, Float64, ...) filled chunk by chunk from Arrow: one copy."""
 
-    np_dtype = np.dtype(_MASKED[dtype])
-    n = len(column)
-    data = np.empty(n, dtype=np_dtype)
-    mask = np.zeros(n, dtype=bool)
-    pos = 0
-    for chunk in column.chunks:
-        m = len(chunk)
-        if m == 0:
-            continue
-        if chunk.null_count == m:  # all missing (may have no data buffer, e.g. Arrow's null type)
-            mask[pos : pos + m] = True
-            pos += m
-            continue
-        if chunk.type != pa.from_numpy_dtype(np_dtype):
-            chunk = chunk.cast(pa.from_numpy_dtype(np_dtype))
-        values = np.frombuffer(chunk.buffers()[1], dtype=np_dtype, count=m + chunk.offset)
-        np.copyto(data[pos : pos + m], values[chunk.offset :])
-        if chunk.null_count:
-            mask[pos : pos + m] = chunk.is_null().to_numpy(zero_copy_only=False)
-        pos += m
-    if dtype.startswith("Float"):
-        return pd.arrays.FloatingArray(data, mask, copy=False)
-    return pd.arrays.IntegerArray(data, mask, copy=False)
+    def __init__(self, n: int, dtype: str) -> None:
+        self.dtype = dtype
+        self.np_dtype = np.dtype(_MASKED[dtype])
+        self.data = np.empty(n, dtype=self.np_dtype)
+        self.mask = np.zeros(n, dtype=bool)
+        self.pos = 0
+
+    def add(self, column: Any) -> None:
+        import pyarrow as pa
+
+        want = pa.from_numpy_dtype(self.np_dtype)
+        for chunk in column.chunks:
+            m, pos = len(chunk), self.pos
+            self.pos += m
+            if m == 0:
+                continue
+            if chunk.null_count == m:  # all missing (may have no data buffer: Arrow's null type)
+                self.mask[pos : pos + m] = True
+                continue
+            if chunk.type != want:
+                chunk = chunk.cast(want)
+            values = np.frombuffer(chunk.buffers()[1], dtype=self.np_dtype, count=m + chunk.offset)
+            np.copyto(self.data[pos : pos + m], values[chunk.offset :])
+            if chunk.null_count:
+                self.mask[pos : pos + m] = chunk.is_null().to_numpy(zero_copy_only=False)
+
+    def finish(self) -> Any:
+        if self.dtype.startswith("Float"):
+            return pd.arrays.FloatingArray(self.data, self.mask, copy=False)
+        return pd.arrays.IntegerArray(self.data, self.mask, copy=False)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
