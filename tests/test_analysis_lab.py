@@ -99,66 +99,60 @@ def _foreign_buffer_bytes(cap: Any, port: int) -> pd.Series:
     return buf.groupby(s["ts"]).sum().reindex(ts).fillna(0).astype("int64")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("lab") / "capture"
-    out.mkdir()
-    _phase(out, "baseline")
+def _step(out: Path, run: LabRun, phase: str, gap_s: float = 0.0, **params: Any) -> None:
+    """Mark ``phase``, reach it, let the last segments be acked, then take two snapshots."""
+    _phase(out, phase)
+    run.scenario(phase, **params)
+    time.sleep(SETTLE_S)
     _snap(out)
-    with LabRun(connections=N, address="127.0.0.1", timeout_s=60) as run:
+    time.sleep(gap_s)
+    _snap(out)
+
+
+def _lab_capture(
+    out_root: Path,
+    steps: list[tuple[str, dict[str, Any]]],
+    baseline: bool = False,
+    address: str = "127.0.0.1",
+    **lab: Any,
+) -> dict[str, Any]:
+    """Run LabRun(N connections, ``lab`` options) through ``steps`` (after a ``baseline`` snapshot
+    if asked) and load the capture made:
+    ``cap``, ``mine`` (only the lab's sockets), ``server_pid``, ``client_pid``, ``port``."""
+    out = out_root / "capture"
+    out.mkdir()
+    if baseline:  # one snapshot before the lab starts
+        _phase(out, "baseline")
+        _snap(out)
+    with LabRun(connections=N, address=address, timeout_s=60, **lab) as run:
         info = {"server_pid": run.server_pid, "client_pid": run.client_pid, "port": run.port}
-        _phase(out, "idle")
-        run.scenario("idle")
-        _snap(out)
-        _snap(out)
-        _phase(out, "trickle")
-        run.scenario("trickle", bits_per_s=250_000)
-        _snap(out)
-        time.sleep(1.0)
-        _snap(out)
-        _phase(out, "recv_backlog")
-        run.scenario("recv_backlog", bytes_per_conn=K)
-        time.sleep(SETTLE_S)  # the senders' last segments are acked (delayed ACK / loss probe)
-        _snap(out)
-        _snap(out)
-        _phase(out, "send_backlog")
-        run.scenario("send_backlog", max_bytes_per_conn=SEND_CAP)
-        time.sleep(SETTLE_S)
-        _snap(out)
-        _snap(out)
+        for phase, params in steps:
+            _step(out, run, phase, **params)
     cap = _load(out)
     return {"cap": cap, "mine": _only_port(cap, info["port"]), **info}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    steps = [
+        ("idle", {}),
+        ("trickle", {"bits_per_s": 250_000, "gap_s": 1.0}),
+        ("recv_backlog", {"bytes_per_conn": K}),
+        ("send_backlog", {"max_bytes_per_conn": SEND_CAP}),
+    ]
+    return _lab_capture(tmp_path_factory.mktemp("lab"), steps, baseline=True)
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("tuned") / "capture"
-    out.mkdir()
-    with LabRun(
-        connections=N, address="127.0.0.1", timeout_s=60, sndbuf=32768, rcvbuf=32768
-    ) as run:
-        info = {"server_pid": run.server_pid, "client_pid": run.client_pid, "port": run.port}
-        _phase(out, "idle")
-        run.scenario("idle")
-        _snap(out)
-        _snap(out)
-    cap = _load(out)
-    return {"cap": cap, "mine": _only_port(cap, info["port"]), **info}
+    steps = [("idle", {})]
+    return _lab_capture(tmp_path_factory.mktemp("tuned"), steps, sndbuf=32768, rcvbuf=32768)
 
 
 @pytest.fixture(scope="module")
 def v6(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("v6") / "capture"
-    out.mkdir()
-    with LabRun(connections=N, address="::1", timeout_s=60) as run:
-        info = {"server_pid": run.server_pid, "client_pid": run.client_pid, "port": run.port}
-        _phase(out, "recv_backlog")
-        run.scenario("recv_backlog", bytes_per_conn=K)
-        time.sleep(SETTLE_S)
-        _snap(out)
-        _snap(out)
-    cap = _load(out)
-    return {"cap": cap, "mine": _only_port(cap, info["port"]), **info}
+    steps = [("recv_backlog", {"bytes_per_conn": K})]
+    return _lab_capture(tmp_path_factory.mktemp("v6"), steps, address="::1")
 
 
 def _rows(bp: pd.DataFrame, phase: str, pid: int) -> pd.DataFrame:

@@ -142,6 +142,21 @@ def capture(
     return out, res
 
 
+def path_with(
+    tmp_path: Path, scripts: dict[str, str] | None = None, busybox: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """An environment whose PATH starts with a private bin/ holding ``scripts`` (name -> sh body,
+    made executable) and busybox applets named ``busybox``; the rest of PATH is unchanged."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (scripts or {}).items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    for tool in busybox:
+        (bin_dir / tool).symlink_to(shutil.which("busybox") or "/bin/busybox")
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+
+
 def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     out, _ = capture
     snaps = snapshots(out)
@@ -441,17 +456,12 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
 
 def test_old_ss_without_oneline(pairs: LoopbackPairs, tmp_path: Path) -> None:
     """An ss older than 5.2 (no -O): the multi-line form, recorded as ss_oneline=0."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     real_ss = shutil.which("ss")
-    fake = bin_dir / "ss"
-    fake.write_text(
-        "#!/bin/sh\n"
+    no_oneline = (
         'case "$*" in *O*) echo "ss: invalid option -- \'O\'" >&2; exit 255 ;; esac\n'
         f'exec {real_ss} "$@"\n'
     )
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = path_with(tmp_path, {"ss": no_oneline})
     res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
     assert res.returncode == 0, res.stderr
     (snap,) = snapshots(tmp_path / "o")
@@ -468,10 +478,7 @@ def test_old_ss_without_oneline(pairs: LoopbackPairs, tmp_path: Path) -> None:
 
 def test_busybox_date_clock_fallback(tmp_path: Path) -> None:
     """busybox date has no %N: names still sub-second, unique and sorted (file mtime clock)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "date").symlink_to(shutil.which("busybox") or "/bin/busybox")
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = path_with(tmp_path, busybox=("date",))
     res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "3", "-i", "0", env=env)
     assert res.returncode == 0, res.stderr
     snaps = snapshots(tmp_path / "o")
@@ -683,10 +690,7 @@ def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
     )
     env = None
     if ps_tool == "busybox":
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "ps").symlink_to(shutil.which("busybox") or "/bin/busybox")
-        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+        env = path_with(tmp_path, busybox=("ps",))
     try:
         res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", "-a", env=env)
         assert res.returncode == 0, res.stderr
@@ -777,18 +781,13 @@ def test_lean_ss_drops_volatile_tokens_and_parses_the_same(tmp_path: Path) -> No
 
 def test_failed_udp_gzip_is_recorded(tmp_path: Path) -> None:
     """The UDP gzip runs inside the ss pipeline: its failure is still caught and recorded in meta."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     real_gzip = shutil.which("gzip")
-    fake = bin_dir / "gzip"
     # only the UDP gzip (started by the split's awk) has TCPMEM_UDP_GZ in its environment
-    fake.write_text(
-        "#!/bin/sh\n"
+    udp_fails = (
         'if [ -n "${TCPMEM_UDP_GZ:-}" ]; then echo "gzip: no space (simulated)" >&2; exit 1; fi\n'
         f'exec {real_gzip} "$@"\n'
     )
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = path_with(tmp_path, {"gzip": udp_fails})
     res = run_collect(["dash"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
     assert res.returncode == 0, res.stderr
     (snap,) = snapshots(tmp_path / "o")
@@ -803,11 +802,7 @@ def test_failed_udp_gzip_is_recorded(tmp_path: Path) -> None:
 
 def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
     """busybox awk, sort, gzip and sed (a box without mawk/coreutils): the same snapshot."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("awk", "sort", "gzip", "sed"):
-        (bin_dir / tool).symlink_to(shutil.which("busybox") or "/bin/busybox")
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = path_with(tmp_path, busybox=("awk", "sort", "gzip", "sed"))
     res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
     assert res.returncode == 0, res.stderr
     (snap,) = snapshots(tmp_path / "o")
