@@ -11,7 +11,7 @@ REPORT_DIR ?= reports
 .PHONY: setup setup-dev system-deps test lint report lab sample bench clean
 
 # A virtualenv of our own; re-created when pyproject.toml changes.
-$(VENV)/.base-installed: pyproject.toml
+$(VENV)/.base-installed: pyproject.toml setup.py tcpmemlib/parsers/_sstok.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .

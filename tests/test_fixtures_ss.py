@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tcpmemlib.parsers import ss as ss_mod
+from tcpmemlib.parsers._ss_fast import ENGINES
 from tcpmemlib.parsers.ss import read_ss
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ss"
@@ -70,11 +71,12 @@ def test_fixture(expected: Path):
                 assert _matches(row[col], want), (check["where"], col, row[col], want)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_fast_path_equals_reference(expected: Path):
+def test_fast_path_equals_reference(expected: Path, engine: str):
     from tcpmemlib.parsers._text import read_text
 
     path, text = read_text(_input_for(expected))
-    fast = ss_mod._read_fast(path, text, threads=1)
+    fast = ss_mod._read_fast(path, text, threads=1, engine=engine)
     ref = ss_mod._read_reference(path, text)
     pd.testing.assert_frame_equal(fast, ref)

@@ -13,6 +13,7 @@ import pytest
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers import ss as ss_mod
+from tcpmemlib.parsers._ss_fast import ENGINES
 from tcpmemlib.parsers._text import read_text
 from tcpmemlib.parsers.ss import COLUMNS, DTYPES, parse, read_ss
 
@@ -284,14 +285,15 @@ def test_live_unread_bytes_and_owners():
         assert df["unparsed"].isna().all()
 
 
-def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch, engine):
     """Many small batches in 2 threads, with per-line-parser rows scattered among them."""
     from tcpmemlib.parsers import _ss_fast
 
     monkeypatch.setattr(_ss_fast, "BATCH", 7)
     texts = [p.read_text() for p in sorted(FIXTURES.glob("*/*.txt"))]
     text = "\n".join([*texts, HOSTILE, TIME_WAIT, ESTAB_UNREAD + " frobnicate:1"]) * 3
-    fast = ss_mod._read_fast(None, text, threads=2)
+    fast = ss_mod._read_fast(None, text, threads=2, engine=engine)
     ref = ss_mod._read_reference(None, text)
     pd.testing.assert_frame_equal(fast, ref)
     assert len(fast) > 7 * 10
@@ -307,9 +309,10 @@ def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch):
         TIME_WAIT + "\r\n\t \r\n" + LISTEN_SHARED + "\r\n",  # CRLF
     ],
 )
-def test_edge_layouts_same_in_both_paths(text):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_edge_layouts_same_in_both_paths(text, engine):
     try:
-        fast = ss_mod._read_fast(None, text, threads=1)
+        fast = ss_mod._read_fast(None, text, threads=1, engine=engine)
     except ParseError as err:
         with pytest.raises(ParseError) as ref_err:
             ss_mod._read_reference(None, text)
@@ -326,3 +329,11 @@ def test_comm_that_looks_like_an_owner_separator():
     assert df["owners"].iloc[1] == (("a),(b", 5762, 8),)
     assert df["owners"].iloc[2][0] == ("python", 5761, 3)
     pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))
+
+
+def test_the_c_extractor_is_built_here():
+    """setup.py builds tcpmemlib.parsers._sstok where a C compiler is (this machine and CI): read_ss
+    must use it, or it is ~3x slower without saying so."""
+    from tcpmemlib.parsers import _ss_fast
+
+    assert _ss_fast.ENGINES[0] == "c", "tcpmemlib.parsers._sstok is not built: pip install -e ."

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers import ss as ss_mod
+from tcpmemlib.parsers._ss_fast import ENGINES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ss"
 
@@ -70,10 +71,10 @@ def test_there_are_lines_to_mutate():
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(mutated())
-def test_mutated_lines_raise_only_parse_error_and_paths_agree(text: str):
+@given(mutated(), st.sampled_from(ENGINES))
+def test_mutated_lines_raise_only_parse_error_and_paths_agree(text: str, engine: str):
     try:
-        fast = ss_mod._read_fast(None, text, threads=1)
+        fast = ss_mod._read_fast(None, text, threads=1, engine=engine)
     except ParseError as err:
         assert err.line_no is not None and err.line_no >= 1
         with pytest.raises(ParseError):

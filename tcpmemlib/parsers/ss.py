@@ -216,7 +216,9 @@ def _read_reference(path: str | None, text: str) -> pd.DataFrame:
     return _frame(cols, owners)
 
 
-def _read_fast(path: str | None, text: str, threads: int = 2) -> pd.DataFrame:
+def _read_fast(
+    path: str | None, text: str, threads: int = 2, engine: str | None = None
+) -> pd.DataFrame:
     lines, numbers = _ss_fast.split_lines(text.encode("utf-8"))
     if len(lines):
         skip = pc.match_substring_regex(lines, _ss_fast.SKIP).to_numpy(zero_copy_only=False)
@@ -226,7 +228,7 @@ def _read_fast(path: str | None, text: str, threads: int = 2) -> pd.DataFrame:
     n = len(lines)
     if n == 0:
         return empty_frame()
-    chunks = _ss_fast.parse_lines(lines, threads=threads)
+    chunks = _ss_fast.parse_lines(lines, threads=threads, engine=engine)
     slow = np.concatenate([c.slow for c in chunks])
     owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
     columns: dict[str, pa.Array] = {}
