@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "store"]
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: UInt32 socket fields, categorical socket strings
 _COMPLETE = "complete"
 _DTYPES = "dtypes.json"
 
@@ -177,7 +177,7 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
 _SLICE_ROWS = 1 << 20
 
 
-_MASKED = {"Int64": np.int64, "Int32": np.int32, "Float64": np.float64}
+_MASKED = {"Int64": np.int64, "Int32": np.int32, "UInt32": np.uint32, "Float64": np.float64}
 
 
 def _read(path: Path, dtypes: dict[str, str] | None = None) -> pd.DataFrame:

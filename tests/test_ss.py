@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_empty_input_gives_full_empty_frame():
         df = read_ss(text)
         assert len(df) == 0
         assert tuple(df.columns) == COLUMNS
-        assert str(df["recv_q"].dtype) == "Int64"
+        assert str(df["recv_q"].dtype) == "UInt32"
         assert str(df["rtt_ms"].dtype) == "Float64"
         assert str(df["state"].dtype) == "category"
 
@@ -337,3 +338,33 @@ def test_the_c_extractor_is_built_here():
     from tcpmemlib.parsers import _ss_fast
 
     assert _ss_fast.ENGINES[0] == "c", "tcpmemlib.parsers._sstok is not built: pip install -e ."
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_u32_field_above_its_range_names_the_line(engine):
+    """skmem/queue/-i fields are the kernel's u32: a bigger number is not ss output. It must not
+    wrap around in the UInt32 column: ParseError with the file's line number, in both paths."""
+    big = re.sub(r"skmem:\(r[0-9]+", "skmem:(r4294967296", ESTAB_UNREAD, count=1)
+    assert big != ESTAB_UNREAD
+    text = "\n".join([TIME_WAIT, LISTEN_SHARED, big, TIME_WAIT])
+    with pytest.raises(ParseError) as err:
+        ss_mod._read_fast(None, text, threads=1, engine=engine)
+    assert err.value.line_no == 3 and "skmem_r" in str(err.value)
+    with pytest.raises(ParseError) as ref:
+        ss_mod._read_reference(None, text)
+    assert ref.value.line_no == 3
+    ok = re.sub(r"skmem:\(r[0-9]+", "skmem:(r4294967295", ESTAB_UNREAD, count=1)
+    assert read_ss(ok)["skmem_r"].iloc[0] == 4294967295
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_pid_above_int_range_names_the_line(engine):
+    """pid_t and fds are C ints: a users:(...) pid beyond that is not ss output (never dropped)."""
+    big = re.sub(r"pid=[0-9]+", "pid=99999999999", ESTAB_UNREAD, count=1)
+    assert big != ESTAB_UNREAD
+    text = "\n".join([TIME_WAIT, big])
+    with pytest.raises(ParseError) as err:
+        ss_mod._read_fast(None, text, threads=1, engine=engine)
+    assert err.value.line_no == 2
+    with pytest.raises(ParseError):
+        ss_mod._read_reference(None, text)

@@ -194,8 +194,9 @@ SKMEM_SUMS: dict[str, str] = {
 
 
 def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
-    """The memory sums of :data:`SKMEM_SUMS` for a ``DataFrameGroupBy`` of socket rows."""
-    return {out: grouped[col].sum() for out, col in SKMEM_SUMS.items()}
+    """The memory sums of :data:`SKMEM_SUMS` for a ``DataFrameGroupBy`` of socket rows (Int64; the
+    ``UInt32`` socket columns sum into ``UInt64``, which does not mix with signed columns)."""
+    return {out: grouped[col].sum().astype("Int64") for out, col in SKMEM_SUMS.items()}
 
 
 def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -217,8 +217,12 @@ def _owners(users: pa.Array, slow: np.ndarray) -> np.ndarray:
         slow[idx[bad_rows]] = True
     comm = _text(pc.struct_field(parts, "comm")).to_pylist()
     # (pieces that did not parse are null here; their rows went to the per-line parser)
-    pid = pc.fill_null(_ints(_text(pc.struct_field(parts, "pid"))), 0).to_numpy().tolist()
-    fd = pc.fill_null(_ints(_text(pc.struct_field(parts, "fd"))), 0).to_numpy().tolist()
+    pid_a = pc.fill_null(_ints(_text(pc.struct_field(parts, "pid"))), 0).to_numpy()
+    fd_a = pc.fill_null(_ints(_text(pc.struct_field(parts, "fd"))), 0).to_numpy()
+    big = (pid_a > L.INT32_MAX) | (fd_a > L.INT32_MAX)
+    if big.any():  # not a pid/fd ss prints: the per-line parser says so
+        slow[idx[np.unique(np.searchsorted(bounds, np.flatnonzero(big), side="right") - 1)]] = True
+    pid, fd = pid_a.tolist(), fd_a.tolist()
     if int(counts.max()) == 1:  # one owner per socket: 1-tuples of triples, built in C
         rows = list(zip(zip(comm, pid, fd, strict=True)))
     else:

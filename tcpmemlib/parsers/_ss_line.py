@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 INT_MAX = (1 << 63) - 1
+INT32_MAX = (1 << 31) - 1
 
 # Head of a socket line: [Netid] State Recv-Q Send-Q Local Peer, then the rest.
 # Whitespace is what ss and RE2 (the fast path) call whitespace: ASCII only, as are digits.
@@ -191,6 +192,8 @@ def parse_line(line: str) -> dict[str, Any] | None:
     um = USERS_RE.match(rest)
     if um is not None:
         owners = tuple((c, int(p), int(f)) for c, p, f in OWNER_RE.findall(um["body"]))
+        if any(p > INT32_MAX or f > INT32_MAX for _c, p, f in owners):
+            return None  # pid_t and fds are C ints: not what ss prints
         rest = rest[um.end() :]
     out["owners"] = owners
     unknown: list[str] = []

@@ -294,13 +294,15 @@ static const unsigned char *users(const unsigned char *p, const unsigned char *e
         const unsigned char *d = p;
         while (p < e && is_digit(*p))
             p++;
-        if (digits(d, p) < 0 || e - p < 4 || memcmp(p, ",fd=", 4) != 0)
+        int64_t v = digits(d, p);
+        if (v < 0 || v > INT32_MAX || e - p < 4 || memcmp(p, ",fd=", 4) != 0)
             return NULL;
         p += 4;
         d = p;
         while (p < e && is_digit(*p))
             p++;
-        if (digits(d, p) < 0 || p >= e || *p != ')')
+        v = digits(d, p);
+        if (v < 0 || v > INT32_MAX || p >= e || *p != ')')
             return NULL;
         p++;
         n++;

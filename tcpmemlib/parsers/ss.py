@@ -15,43 +15,47 @@ marks versions not checked against iproute2/kernel history here:
 |---|---|---|---|---|
 | ``netid`` | category | | ``Netid`` column (tcp, udp, ...); NA when ss did not print it | always |
 | ``state`` | category | | ``State`` column (ESTAB, LISTEN, TIME-WAIT, UNCONN, ...) | always |
-| ``recv_q`` | Int64 | bytes | ``Recv-Q``: unread in-order payload; LISTEN: accept queue | always |
-| ``send_q`` | Int64 | bytes | ``Send-Q``: unacked payload; LISTEN: backlog | always |
+| ``recv_q`` | UInt32 | bytes | ``Recv-Q``: unread in-order payload; LISTEN: accept queue | always |
+| ``send_q`` | UInt32 | bytes | ``Send-Q``: unacked payload; LISTEN: backlog | always |
 | ``local_address`` | string | | ``Local Address`` without brackets, IPv6 scope kept (``fe80::1%eth0``) | always |
 | ``local_port`` | string | | port after the last ``:`` (``80``, ``*``, ``http`` without ``-n``) | always |
 | ``peer_address`` | string | | as ``local_address`` (``*``, ``0.0.0.0``, ``::`` for listeners) | always |
 | ``peer_port`` | string | | as ``local_port`` | always |
-| ``inode`` | Int64 | | ``ino:`` (``-e``; 0 for TIME-WAIT/SYN-RECV) | early (unverified) |
-| ``uid`` | Int64 | | ``uid:`` (``-e``); ss omits ``uid:0``, so 0 when ``ino:`` is printed and ``uid:`` is not | early (unverified) |
+| ``inode`` | UInt32 | | ``ino:`` (``-e``; 0 for TIME-WAIT/SYN-RECV) | early (unverified) |
+| ``uid`` | UInt32 | | ``uid:`` (``-e``); ss omits ``uid:0``, so 0 when ``ino:`` is printed and ``uid:`` is not | early (unverified) |
 | ``sk`` | string | | ``sk:`` socket cookie, hex as printed (``-e``) | early (unverified) |
 | ``cgroup`` | string | | ``cgroup:`` path (``-e``; cgroup v2 id) | iproute2 ~5.9 (unverified) |
 | ``timer`` | string | | ``timer:(name,expiry,retrans)`` contents (``-o``, or TIME-WAIT with ``-e``) | always |
-| ``skmem_r`` | Int64 | bytes | ``skmem:(r…`` rmem_alloc (truesize: receive + OFO queue) / ``mem:(r…`` | v3.4 / older |
-| ``skmem_rb`` | Int64 | bytes | ``rb`` sk_rcvbuf: a limit | v3.4 |
-| ``skmem_t`` | Int64 | bytes | ``t`` wmem_alloc: in flight to the driver / ``mem:(…t)`` | v3.4 / older |
-| ``skmem_tb`` | Int64 | bytes | ``tb`` sk_sndbuf: a limit | v3.4 |
-| ``skmem_f`` | Int64 | bytes | ``f`` forward_alloc / ``mem:(…f…)`` | v3.4 / older |
-| ``skmem_w`` | Int64 | bytes | ``w`` wmem_queued: unsent + unacked (truesize) / ``mem:(…w…)`` | v3.4 / older |
-| ``skmem_o`` | Int64 | bytes | ``o`` optmem | v3.4 |
-| ``skmem_bl`` | Int64 | bytes | ``bl`` backlog (not yet charged) | iproute2 v3.6 + kernel 3.6 |
-| ``skmem_d`` | Int64 | segments | ``d`` drops | iproute2 v4.7 + kernel 4.7 |
-| ``rcv_space`` | Int64 | bytes | ``rcv_space:`` (``-i``) | 2005 (ss050607) |
-| ``rcv_ssthresh`` | Int64 | bytes | ``rcv_ssthresh:`` (``-i``) | v4.15 |
-| ``notsent`` | Int64 | bytes | ``notsent:`` (``-i``; only when > 0) | v4.6 |
+| ``skmem_r`` | UInt32 | bytes | ``skmem:(r…`` rmem_alloc (truesize: receive + OFO queue) / ``mem:(r…`` | v3.4 / older |
+| ``skmem_rb`` | UInt32 | bytes | ``rb`` sk_rcvbuf: a limit | v3.4 |
+| ``skmem_t`` | UInt32 | bytes | ``t`` wmem_alloc: in flight to the driver / ``mem:(…t)`` | v3.4 / older |
+| ``skmem_tb`` | UInt32 | bytes | ``tb`` sk_sndbuf: a limit | v3.4 |
+| ``skmem_f`` | UInt32 | bytes | ``f`` forward_alloc / ``mem:(…f…)`` | v3.4 / older |
+| ``skmem_w`` | UInt32 | bytes | ``w`` wmem_queued: unsent + unacked (truesize) / ``mem:(…w…)`` | v3.4 / older |
+| ``skmem_o`` | UInt32 | bytes | ``o`` optmem | v3.4 |
+| ``skmem_bl`` | UInt32 | bytes | ``bl`` backlog (not yet charged) | iproute2 v3.6 + kernel 3.6 |
+| ``skmem_d`` | UInt32 | segments | ``d`` drops | iproute2 v4.7 + kernel 4.7 |
+| ``rcv_space`` | UInt32 | bytes | ``rcv_space:`` (``-i``) | 2005 (ss050607) |
+| ``rcv_ssthresh`` | UInt32 | bytes | ``rcv_ssthresh:`` (``-i``) | v4.15 |
+| ``notsent`` | UInt32 | bytes | ``notsent:`` (``-i``; only when > 0) | v4.6 |
 | ``bytes_sent`` | Int64 | bytes | ``bytes_sent:`` (``-i``; only when > 0) | kernel 4.19 tcp_info (unverified) |
 | ``bytes_acked`` | Int64 | bytes | ``bytes_acked:`` (``-i``; only when > 0) | kernel 4.1 tcp_info (unverified) |
 | ``bytes_received`` | Int64 | bytes | ``bytes_received:`` (``-i``; only when > 0) | kernel 4.1 tcp_info (unverified) |
-| ``snd_wnd`` | Int64 | bytes | ``snd_wnd:`` (``-i``) | v5.18 |
-| ``rcv_wnd`` | Int64 | bytes | ``rcv_wnd:`` (``-i``) | v6.6 |
-| ``cwnd`` | Int64 | segments | ``cwnd:`` (``-i``) | always |
-| ``mss`` | Int64 | bytes | ``mss:`` (``-i``) | always |
-| ``advmss`` | Int64 | bytes | ``advmss:`` (``-i``) | early (unverified) |
-| ``rcvmss`` | Int64 | bytes | ``rcvmss:`` (``-i``) | early (unverified) |
+| ``snd_wnd`` | UInt32 | bytes | ``snd_wnd:`` (``-i``) | v5.18 |
+| ``rcv_wnd`` | UInt32 | bytes | ``rcv_wnd:`` (``-i``) | v6.6 |
+| ``cwnd`` | UInt32 | segments | ``cwnd:`` (``-i``) | always |
+| ``mss`` | UInt32 | bytes | ``mss:`` (``-i``) | always |
+| ``advmss`` | UInt32 | bytes | ``advmss:`` (``-i``) | early (unverified) |
+| ``rcvmss`` | UInt32 | bytes | ``rcvmss:`` (``-i``) | early (unverified) |
 | ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is rttvar) (``-i``) | always |
 | ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``) | always |
 | ``unparsed`` | string | | tokens read_ss does not know, space-joined; NA when none | |
 
 Notes:
+- ``UInt32`` columns are the kernel's ``u32`` fields (inet_diag / tcp_info / SK_MEMINFO): a larger
+  value is not what ss prints, so it raises ``ParseError`` naming the line rather than wrapping. Sum
+  them as they are (pandas sums ``UInt32`` into ``UInt64``), but cast to ``Int64`` before adding or
+  multiplying columns (``UInt32 + UInt32`` stays ``UInt32``). ``bytes_*`` are ``u64`` (``Int64``).
 - The ``-i`` counters that ss prints only when non-zero (``notsent``, ``bytes_*``) are NA when absent
   on a line that has other ``-i`` fields; read_ss does not guess 0 for them.
 - ss (6.1) reads ``comm`` from /proc/PID/stat up to the first ``)``, so a process named ``x)y`` shows
@@ -62,9 +66,10 @@ Notes:
 - A line that cannot be a socket line (no state / queues / addresses) raises ``ParseError`` naming the
   path, the 1-based line number and ``repr(line)``. The header line and empty lines are skipped.
 
-Speed: the common lines are parsed with vectorized numpy/pyarrow kernels (``_ss_fast``); a line the
-fast path cannot vouch for (unknown token, odd format, hostile comm) goes through the reference
-per-line parser (``_ss_line.parse_line``). See bench/README.md for figures.
+Speed: the common lines are parsed by a C extractor (``_sstok.c``; or, where it was not built, by
+vectorized numpy/pyarrow kernels, ``_ss_fast``); a line the fast path cannot vouch for (unknown
+token, odd format, hostile comm) goes through the reference per-line parser
+(``_ss_line.parse_line``). See bench/README.md for figures.
 """
 
 from __future__ import annotations
@@ -87,38 +92,38 @@ STRING = pd.StringDtype("pyarrow")
 DTYPES: dict[str, object] = {
     "netid": "category",
     "state": "category",
-    "recv_q": "Int64",
-    "send_q": "Int64",
+    "recv_q": "UInt32",
+    "send_q": "UInt32",
     "local_address": STRING,
     "local_port": STRING,
     "peer_address": STRING,
     "peer_port": STRING,
-    "inode": "Int64",
-    "uid": "Int64",
+    "inode": "UInt32",
+    "uid": "UInt32",
     "sk": STRING,
     "cgroup": STRING,
     "timer": STRING,
-    "skmem_r": "Int64",
-    "skmem_rb": "Int64",
-    "skmem_t": "Int64",
-    "skmem_tb": "Int64",
-    "skmem_f": "Int64",
-    "skmem_w": "Int64",
-    "skmem_o": "Int64",
-    "skmem_bl": "Int64",
-    "skmem_d": "Int64",
-    "rcv_space": "Int64",
-    "rcv_ssthresh": "Int64",
-    "notsent": "Int64",
+    "skmem_r": "UInt32",
+    "skmem_rb": "UInt32",
+    "skmem_t": "UInt32",
+    "skmem_tb": "UInt32",
+    "skmem_f": "UInt32",
+    "skmem_w": "UInt32",
+    "skmem_o": "UInt32",
+    "skmem_bl": "UInt32",
+    "skmem_d": "UInt32",
+    "rcv_space": "UInt32",
+    "rcv_ssthresh": "UInt32",
+    "notsent": "UInt32",
     "bytes_sent": "Int64",
     "bytes_acked": "Int64",
     "bytes_received": "Int64",
-    "snd_wnd": "Int64",
-    "rcv_wnd": "Int64",
-    "cwnd": "Int64",
-    "mss": "Int64",
-    "advmss": "Int64",
-    "rcvmss": "Int64",
+    "snd_wnd": "UInt32",
+    "rcv_wnd": "UInt32",
+    "cwnd": "UInt32",
+    "mss": "UInt32",
+    "advmss": "UInt32",
+    "rcvmss": "UInt32",
     "rtt_ms": "Float64",
     "owners": object,
     "unparsed": STRING,
@@ -154,8 +159,15 @@ def _logical_lines(path: str | None, text: str) -> tuple[list[str], list[int]]:
     return lines, kept
 
 
+U32_MAX = (1 << 32) - 1
 _ARROW_TYPES: dict[str, pa.DataType] = {
-    col: (pa.int64() if d == "Int64" else pa.float64() if d == "Float64" else pa.large_string())
+    col: (
+        pa.int64()
+        if d in ("Int64", "UInt32")
+        else pa.float64()
+        if d == "Float64"
+        else pa.large_string()
+    )
     for col, d in DTYPES.items()
     if col != "owners"
 }
@@ -165,17 +177,40 @@ def _to_pandas(col: str, arr: pa.Array) -> object:
     dtype = DTYPES[col]
     if dtype == "category":
         return arr.dictionary_encode().to_pandas()
-    if dtype == "Int64":
-        return pd.arrays.IntegerArray(
-            pc.fill_null(arr, 0).to_numpy(zero_copy_only=False),
-            pc.is_null(arr).to_numpy(zero_copy_only=False),
-        )
+    if dtype in ("Int64", "UInt32"):
+        values = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+        mask = pc.is_null(arr).to_numpy(zero_copy_only=False)
+        if dtype == "UInt32":
+            values = values.astype(np.uint32)  # (range checked by _check_u32)
+        return pd.arrays.IntegerArray(values, mask)
     if dtype == "Float64":
         return pd.arrays.FloatingArray(
             pc.fill_null(arr, 0.0).to_numpy(zero_copy_only=False),
             pc.is_null(arr).to_numpy(zero_copy_only=False),
         )
     return pd.array(arr.cast(pa.large_string()), dtype=STRING)
+
+
+def _check_u32(
+    columns: dict[str, pa.Array], path: str | None, numbers: np.ndarray, lines: object
+) -> None:
+    """ParseError for the first line with a ``UInt32`` column value above 2**32 - 1."""
+    bad = None
+    for col, dtype in DTYPES.items():
+        if dtype != "UInt32":
+            continue
+        over = pc.fill_null(pc.greater(columns[col], U32_MAX), False)
+        if pc.any(over).as_py():
+            row = int(np.flatnonzero(over.to_numpy(zero_copy_only=False))[0])
+            if bad is None or row < bad[0]:
+                bad = (row, col)
+    if bad is not None:
+        row, col = bad
+        line = lines[row]  # type: ignore[index]
+        line = line.as_py() if hasattr(line, "as_py") else line
+        raise ParseError(
+            path, int(numbers[row]), str(line).rstrip("\r\n"), f"{col} is above 2**32-1 (a u32)"
+        )
 
 
 def _frame(columns: dict[str, pa.Array], owners: np.ndarray) -> pd.DataFrame:
@@ -213,6 +248,7 @@ def _read_reference(path: str | None, text: str) -> pd.DataFrame:
     if not records:
         return empty_frame()
     cols, owners = _records_to_arrow(records)
+    _check_u32(cols, path, np.asarray(numbers), lines)
     return _frame(cols, owners)
 
 
@@ -254,6 +290,7 @@ def _read_fast(
         for col in _ARROW_TYPES:
             columns[col] = pc.replace_with_mask(columns[col], mask, slow_cols[col])
         owners[slow_idx] = slow_owners
+    _check_u32(columns, path, numbers, lines)
     return _frame(columns, owners)
 
 
