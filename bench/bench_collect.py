@@ -1,7 +1,7 @@
 """collect.sh -n 1 vs `ss -tanmieOpH > /dev/null` alone, at 1k and 10k loopback connection pairs.
 
 Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels auto,auto+f]
-[--scripts collect.sh,/tmp/other.sh]`
+[--scripts collect.sh,/tmp/other.sh]`, or `... --breakdown [--pairs 10000] [--rounds N]`
 
 For each connection count, the connections are opened once (spread over several holder processes:
 RLIMIT_NOFILE is per process), then the baseline (`ss` alone) and `collect.sh -n 1` (default gzip
@@ -9,12 +9,21 @@ choice, then each fixed level; `+f` = with -f, full ss text; each of `--scripts`
 `rounds` times each, in the same run. Reported: median wall time and median
 CPU (user+sys of the children, from getrusage) of each, the ratio collect/ss, and the bytes one
 snapshot takes (apparent bytes and du-style allocated blocks, plus ss_tcp.txt.gz alone).
+
+`--breakdown` (at the first of `--pairs`): where the collector's time goes, each part measured
+alternately in the same run: ss alone (-t and -tu), ss into a pipe (`| cat`), ss into the split awk,
+ss into the split awk and gzip -1 (collect.sh's pipeline at >= 10000 sockets), collect.sh itself;
+then, on one saved ss text, the split awk alone (lean and -f) and gzip -1 alone (lean and full text,
+with MB/s); and when ss's bytes arrive on a pipe (first byte, 25/50/75/100 % of the bytes, ss's exit,
+ms after start): ss prints its text in bursts in its last third. The split awk is collect.sh's own
+`ss_split` function, cut out of the script.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -135,6 +144,130 @@ def bench_one(
     return rows
 
 
+SPLIT_SH = """{func}
+lean=$1
+GZIP_LEVEL=1
+cg_mem=none
+cg_v1=
+cg_v2=
+ss_split "$2"
+"""
+
+
+def split_script(collect: Path, work: Path) -> Path:
+    """A sh script running collect.sh's own ss_split: `sh SCRIPT LEAN(0|1) DIR` (stdin -> stdout)."""
+    m = re.search(r"^ss_split\(\) \{\n.*?^\}\n", collect.read_text(), re.M | re.S)
+    if m is None:
+        raise SystemExit(f"{collect}: no ss_split() function found")
+    path = work / "split.sh"
+    path.write_text(SPLIT_SH.format(func=m.group(0)))
+    return path
+
+
+def arrival(rounds: int) -> dict[str, float]:
+    """Median ms after start at which ss -tuanmieOpH's bytes reach a pipe reader, and ss exits."""
+    rows = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        p = subprocess.Popen(["ss", "-tuanmieOpH"], stdout=subprocess.PIPE, bufsize=0)
+        assert p.stdout is not None
+        marks: list[tuple[float, int]] = []
+        n = 0
+        while b := os.read(p.stdout.fileno(), 1 << 20):
+            n += len(b)
+            marks.append((time.perf_counter() - t0, n))
+        p.wait(timeout=60)
+        done = time.perf_counter() - t0
+        p.stdout.close()
+        row = {"first byte": marks[0][0]}
+        for frac in (0.25, 0.5, 0.75, 1.0):
+            row[f"{frac:.0%} of bytes"] = next(t for t, m in marks if m >= frac * n)
+        row["ss exit"] = done
+        rows.append(row)
+    return {k: statistics.median(r[k] for r in rows) * 1000 for k in rows[0]}
+
+
+def breakdown(n_pairs: int, rounds: int, work: Path, collect: Path) -> None:
+    """Print where collect.sh's time goes at n_pairs connection pairs (see the module docstring)."""
+    split = split_script(collect, work)
+    snap = work / "snap"
+    snap.mkdir()
+    full, lean = work / "full.txt", work / "lean.txt"
+    pipe_out = work / "pipe.gz"
+    n_procs = max(1, -(-n_pairs // 2500))
+    sh = ["sh", "-c"]
+    on_ss = {
+        "ss -tanmieOpH >/dev/null (baseline)": ["ss", "-tanmieOpH"],
+        "ss -tuanmieOpH >/dev/null": ["ss", "-tuanmieOpH"],
+        "ss -tuanmieOpH | cat >/dev/null": [*sh, "ss -tuanmieOpH | cat"],
+        "ss -tuanmieOpH | split awk (lean) >/dev/null": [
+            *sh,
+            f"ss -tuanmieOpH | sh {split} 1 {snap}",
+        ],
+        "ss -tuanmieOpH | split awk (lean) | gzip -1 >file": [
+            *sh,
+            f"ss -tuanmieOpH | sh {split} 1 {snap} | gzip -1 >{pipe_out}",
+        ],
+        "collect.sh -n 1 (whole snapshot)": [
+            *sh,
+            f"rm -rf {work}/c && sh {collect} -o {work}/c -n 1 -i 0 -m 4096 2>/dev/null",
+        ],
+    }
+    offline = {
+        "split awk (lean), saved text": ([*sh, f"sh {split} 1 {snap} <{full}"], full),
+        "split awk (-f, no cut), saved text": ([*sh, f"sh {split} 0 {snap} <{full}"], full),
+        "gzip -1, lean text": ([*sh, f"gzip -1 <{lean} >{pipe_out}"], lean),
+        "gzip -1, full text": ([*sh, f"gzip -1 <{full} >{pipe_out}"], full),
+    }
+    with LoopbackPairs(n_pairs, n_procs=n_procs):
+        sockets = count_sockets()
+        with full.open("wb") as f:
+            subprocess.run(["ss", "-tuanmieOpH"], stdout=f, check=True)
+        with full.open("rb") as f, lean.open("wb") as g:
+            subprocess.run(["sh", str(split), "1", str(snap)], stdin=f, stdout=g, check=True)
+        cmds = dict(on_ss) | {k: c for k, (c, _) in offline.items()}
+        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+        for c in cmds.values():  # warm-up: page cache, dentries of /proc/*/fd
+            timed(c)
+        for _ in range(rounds):
+            for k, c in cmds.items():
+                runs[k].append(timed(c))
+        arrive = arrival(rounds)
+    base_w = statistics.median(w for w, _ in runs["ss -tanmieOpH >/dev/null (baseline)"])
+    base_c = statistics.median(c for _, c in runs["ss -tanmieOpH >/dev/null (baseline)"])
+    print(
+        f"breakdown at {n_pairs} pairs ({sockets} sockets), {rounds} rounds alternating, medians; "
+        f"ss text {full.stat().st_size / 1e6:.1f} MB full, {lean.stat().st_size / 1e6:.1f} MB lean"
+    )
+    print("| what | wall | CPU user+sys | wall / baseline | CPU / baseline | CPU MB/s |")
+    print("|---|---|---|---|---|---|")
+    med: dict[str, tuple[float, float]] = {}
+    for k in cmds:
+        w = statistics.median(x for x, _ in runs[k])
+        c = statistics.median(x for _, x in runs[k])
+        med[k] = (w, c)
+        rate = ""
+        if k in offline and c > 0:
+            rate = f"{offline[k][1].stat().st_size / 1e6 / c:.0f}"
+        label = k.replace("|", "\\|")
+        print(
+            f"| {label} | {w * 1000:.0f} ms | {c * 1000:.0f} ms | {w / base_w:.2f} | "
+            f"{c / base_c:.2f} | {rate} |"
+        )
+    print("| ss -tuanmieOpH \\| reader: ms after start | " + " | ".join(arrive) + " |")
+    print("|---|" + "---|" * len(arrive))
+    print("| (median) | " + " | ".join(f"{v:.0f}" for v in arrive.values()) + " |")
+    floor = (
+        med["ss -tuanmieOpH >/dev/null"][1]
+        + med["split awk (lean), saved text"][1]
+        + med["gzip -1, lean text"][1]
+    )
+    print(
+        f"CPU floor of the pipeline (ss -tu + split awk + gzip -1 on the lean text, no fixed "
+        f"costs): {floor * 1000:.0f} ms = {floor / base_c:.2f}x the baseline's CPU"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -147,10 +280,21 @@ def main() -> int:
     ap.add_argument(
         "--scripts", default=str(COLLECT), help="comma-separated collect.sh copies to measure"
     )
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="where the time goes, at the first --pairs value (default 10000)",
+    )
     args = ap.parse_args()
     levels = args.levels.split(",")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.breakdown:
+        pairs = int(args.pairs.split(",")[0]) if args.pairs != "1000,10000" else 10000
+        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp:
+            breakdown(pairs, args.rounds, Path(tmp), Path(args.scripts.split(",")[0]))
+        return 0
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"rounds: {args.rounds} (alternating, medians), kernel {os.uname().release}")
     print(
