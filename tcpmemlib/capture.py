@@ -717,38 +717,31 @@ def _progress_bar(show: bool, total: int, desc: str) -> Any:
 # ss files: batched read_ss
 
 
-def _tidy_ss(text: str) -> tuple[str, int]:
-    """``(text, sockets)``: ss text without the blanks ss pads ``-O`` lines with (to the terminal
-    width) and without empty lines, and the number of socket rows ``read_ss`` makes of it (lines that
-    are neither a continuation, starting with a blank, nor a header)."""
-    kept: list[str] = []
-    sockets = 0
-    for line in text.split("\n"):
-        stripped = line.rstrip(" \t\r")
-        if stripped:
-            kept.append(stripped)
-            if stripped[0] not in " \t" and not stripped.startswith(("State ", "Netid ")):
-                sockets += 1
-    return "\n".join(kept), sockets
+def _line_count(text: str) -> int:
+    """Physical lines in ``text`` as ``_join`` leaves it (a last line without newline counts)."""
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
 def _join(texts: Sequence[str]) -> str:
     return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts)
 
 
-def _parse_ss_batch(texts: list[str], expected: int) -> pd.DataFrame | None:
-    """read_ss on the concatenation of ``texts``; None unless it gives ``expected`` rows cleanly."""
-    from tcpmemlib.parsers.ss import read_ss
+def _parse_ss_batch(texts: list[str]) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """read_ss on the concatenation of ``texts``: the frame and each row's index in ``texts``;
+    None if any file is odd (a file starting with a continuation line would join the one before)
+    or the batch does not parse cleanly (then load_capture reads it file by file)."""
+    from tcpmemlib.parsers import ss
 
+    if any(t[:1] in (" ", "\t") for t in texts):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a warning in a batch: re-do per file to name the file
-            frame = read_ss(_join(texts))
+            frame, numbers = ss._read_numbered(None, _join(texts), categories=SOCKET_CATEGORIES)
     except (ParseError, Warning):
         return None
-    if len(frame) != expected:
-        return None
-    return frame
+    ends = np.cumsum([_line_count(t) for t in texts])
+    return frame, np.searchsorted(ends, numbers - 1, side="right")
 
 
 class _OwnerCodes:
@@ -766,17 +759,13 @@ class _OwnerCodes:
         return c
 
     def codes(self, owners: np.ndarray) -> np.ndarray:
-        index, uniques = self.index, self.uniques
-
-        def code(o: Any) -> int:
-            key = o if o else ()
-            c = index.get(key)
-            if c is None:
-                c = index[key] = len(uniques)
-                uniques.append(key)
-            return c
-
-        return np.fromiter((code(o) for o in owners), dtype=np.int64, count=len(owners))
+        """One code per element of ``owners`` (tuples; a falsy element counts as ``()``): the
+        distinct tuples are found by ``pd.factorize`` (hashing in C), then interned."""
+        local, uniques = pd.factorize(owners, use_na_sentinel=False)
+        remap = np.fromiter(
+            (self.code(u if u else ()) for u in uniques), dtype=np.int64, count=len(uniques)
+        )
+        return remap[local] if len(local) else np.zeros(0, dtype=np.int64)
 
     def objects(self) -> np.ndarray:
         out = np.empty(len(self.uniques), dtype=object)
@@ -976,7 +965,7 @@ class _SsChunk:
 
     def __init__(self, problems: _Problems) -> None:
         self.problems = problems
-        self.batch: list[tuple[int, _Snapshot, str, str, int]] = []
+        self.batch: list[tuple[int, _Snapshot, str, str]] = []
         self.frames: list[pd.DataFrame] = []
         self.snap_index: list[np.ndarray] = []
         self.kinds: list[np.ndarray] = []
@@ -988,24 +977,20 @@ class _SsChunk:
             if base in snap.files:
                 _path, text = _read(snap, base, self.problems)
                 if text is not None:
-                    text, count = _tidy_ss(text)
-                    self.batch.append((i, snap, base, text, count))
+                    self.batch.append((i, snap, base, text))
 
     def flush(self) -> None:
         batch, self.batch = self.batch, []
         if not batch:
             return
-        expected = sum(n for *_, n in batch)
-        result = _parse_ss_batch([t for _, _, _, t, _ in batch], expected)
+        result = _parse_ss_batch([t for *_, t in batch])
         if result is not None:
-            counts = [n for *_, n in batch]
-            self._keep(
-                result,
-                np.repeat(np.array([i for i, *_ in batch], dtype=np.int64), counts),
-                np.repeat(np.array([SS_FILES[b] for _, _, b, _, _ in batch], dtype=object), counts),
-            )
+            frame, file_of_row = result
+            snap_of_file = np.array([i for i, *_ in batch], dtype=np.int64)
+            kind_of_file = np.array([SS_FILES[b] for _, _, b, _ in batch], dtype=object)
+            self._keep(frame, snap_of_file[file_of_row], kind_of_file[file_of_row])
             return
-        for i, snap, base, _text, _n in batch:  # something in this batch is bad: file by file
+        for i, snap, base, _text in batch:  # something in this batch is bad: file by file
             self._one_file(i, snap, base)
 
     def _keep(self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray) -> None:
@@ -1015,7 +1000,8 @@ class _SsChunk:
         else:
             self.owner_codes.append(np.full(len(frame), self.interner.code(()), dtype=np.int64))
         for column in SOCKET_CATEGORIES:  # (str categories, as the cache gives them back)
-            frame[column] = frame[column].astype("str").astype("category")
+            if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+                frame[column] = frame[column].astype("str").astype("category")
         self.frames.append(frame)
         self.snap_index.append(index)
         self.kinds.append(kind)

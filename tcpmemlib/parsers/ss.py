@@ -213,10 +213,29 @@ def _check_u32(
         )
 
 
-def _frame(columns: dict[str, pa.Array], owners: np.ndarray) -> pd.DataFrame:
+_NO_CATEGORIES = pd.CategoricalDtype(pd.Index([], dtype="str"))
+
+
+def _category(arr: pa.Array) -> object:
+    """A string column as a category with ``str`` categories (as ``astype("str").astype("category")``
+    makes them, and as the Parquet cache gives them back), even when every value is NA."""
+    cat = arr.cast(pa.large_string()).dictionary_encode().to_pandas()
+    if len(cat.cat.categories) == 0:
+        return pd.Series(pd.Categorical.from_codes(np.full(len(arr), -1), dtype=_NO_CATEGORIES))
+    return cat
+
+
+def _frame(
+    columns: dict[str, pa.Array], owners: np.ndarray, categories: tuple[str, ...] = ()
+) -> pd.DataFrame:
     data: dict[str, object] = {}
     for col in COLUMNS:
-        data[col] = owners if col == "owners" else _to_pandas(col, columns[col])
+        if col == "owners":
+            data[col] = owners
+        elif col in categories:
+            data[col] = _category(columns[col])
+        else:
+            data[col] = _to_pandas(col, columns[col])
     df = pd.DataFrame(data)
     # ss prints "uid:N" only when N != 0 but always prints "ino:" with -e.
     if "uid" in df:
@@ -255,6 +274,19 @@ def _read_reference(path: str | None, text: str) -> pd.DataFrame:
 def _read_fast(
     path: str | None, text: str, threads: int = 2, engine: str | None = None
 ) -> pd.DataFrame:
+    return _read_numbered(path, text, threads, engine)[0]
+
+
+def _read_numbered(
+    path: str | None,
+    text: str,
+    threads: int = 2,
+    engine: str | None = None,
+    categories: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``read_ss`` of ``text`` and the 1-based line number each row starts at (load_capture parses
+    many files joined and finds each row's file from it); ``categories``: string columns to give
+    as ``category`` instead."""
     lines, numbers = _ss_fast.split_lines(text.encode("utf-8"))
     if len(lines):
         skip = pc.match_substring_regex(lines, _ss_fast.SKIP).to_numpy(zero_copy_only=False)
@@ -263,7 +295,10 @@ def _read_fast(
             numbers = numbers[~skip]
     n = len(lines)
     if n == 0:
-        return empty_frame()
+        empty = empty_frame()
+        for col in categories:
+            empty[col] = empty[col].astype("str").astype("category")
+        return empty, numbers
     chunks = _ss_fast.parse_lines(lines, threads=threads, engine=engine)
     slow = np.concatenate([c.slow for c in chunks])
     owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
@@ -291,7 +326,7 @@ def _read_fast(
             columns[col] = pc.replace_with_mask(columns[col], mask, slow_cols[col])
         owners[slow_idx] = slow_owners
     _check_u32(columns, path, numbers, lines)
-    return _frame(columns, owners)
+    return _frame(columns, owners, categories), numbers
 
 
 def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
