@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from tcpmemlib import cache as cache_mod
+from tcpmemlib import read_ss
 from tcpmemlib.capture import FRAMES, Capture, load_capture
 from tcpmemlib.errors import CaptureError
 
@@ -567,3 +568,25 @@ def test_default_workers_only_where_spawning_is_safe(tmp_path: Path):
     assert runs["-c"].stdout.strip() == want_c, runs["-c"].stderr
     assert runs["script"].stdout.strip() == "1", runs["script"].stderr
     assert _auto_workers(big) == 1  # pytest's __main__ is a file too
+
+
+def test_batched_rows_land_in_their_own_snapshot_and_file(small: Path):
+    """load_capture parses many ss files in one read_ss call and finds each row's file from its
+    line number: headers, blank lines and a last line without newline must not shift rows."""
+    snaps = _snapshots(small)
+    header = "State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+    tcp0 = snaps[0] / "ss_tcp.txt.gz"
+    udp1 = snaps[1] / "ss_udp.txt.gz"
+    tcp0.write_bytes(gzip.compress(
+        ("\n\n" + header + gzip.decompress(tcp0.read_bytes()).decode() + "\n\n\n").encode()
+    ))  # fmt: skip
+    udp1.write_bytes(gzip.compress(gzip.decompress(udp1.read_bytes()).rstrip(b"\n")))
+    want = {}
+    for snap in snaps:
+        for base, kind in (("ss_tcp.txt.gz", "tcp"), ("ss_udp.txt.gz", "udp")):
+            want[(pd.Timestamp(snap.name), kind)] = len(read_ss(snap / base))
+    assert all(want.values())
+    cap = _load(small)
+    got = cap.sockets.groupby(["ts", cap.sockets["netid"].astype(str)], observed=True).size()
+    assert {k: int(v) for k, v in got.items()} == want
+    assert cap.problems.empty or (cap.problems["severity"] != "error").all()
