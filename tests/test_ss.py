@@ -368,3 +368,15 @@ def test_a_pid_above_int_range_names_the_line(engine):
     assert err.value.line_no == 2
     with pytest.raises(ParseError):
         ss_mod._read_reference(None, text)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_pid_and_fd_under_two_names_keep_both(engine):
+    """Owner tuples are shared between rows with the same (pid, fd) -- unless the name differs
+    (the process exec'd between two snapshots read together)."""
+    renamed = ESTAB_UNREAD.replace('(("python",', '(("nginx",', 1)
+    assert renamed != ESTAB_UNREAD
+    text = "\n".join([ESTAB_UNREAD, renamed, ESTAB_UNREAD])
+    df = ss_mod._read_fast(None, text, threads=1, engine=engine)
+    assert [o[0][0] for o in df["owners"]] == ["python", "nginx", "python"]
+    pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))

@@ -537,16 +537,31 @@ def _owners_c(buf: pa.Buffer, us: np.ndarray, ue: np.ndarray, count: np.ndarray)
     cs, ce, pid, fd = (np.empty(m, dtype=np.int64) for _ in range(4))
     _sstok.owners(buf, us, ue, cs, ce, pid, fd)
     comm = _spans(buf, cs, ce).dictionary_encode()  # few distinct names: decode each once
-    names = np.array(comm.dictionary.to_pylist(), dtype=object)[comm.indices.to_numpy()]
-    triples = zip(names.tolist(), pid.tolist(), fd.tolist(), strict=True)
+    codes = comm.indices.to_numpy()
     idx = np.flatnonzero(count)
     per = count[idx]
-    if int(per.max()) == 1:  # one owner per socket: 1-tuples of triples, built in C
-        rows: list[tuple[object, ...]] = list(zip(triples))
-    else:
-        flat = list(triples)
-        bounds = np.concatenate([[0], np.cumsum(per)]).tolist()
-        rows = [tuple(flat[a:b]) for a, b in itertools.pairwise(bounds)]
+    if int(per.max()) == 1:
+        # One owner per socket: one tuple per distinct (pid, fd) (pid and fd < 2**31, as the C
+        # extractor checked), unless a (pid, fd) shows up with two names (an exec between rows).
+        key = (pid << 31) | fd
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if np.array_equal(codes[first][inverse], codes):
+            names = comm.dictionary.to_pylist()
+            objects = np.fromiter(
+                (((names[c], p, f),) for c, p, f in zip(
+                    codes[first].tolist(), pid[first].tolist(), fd[first].tolist(), strict=True
+                )),
+                dtype=object,
+                count=len(first),
+            )  # fmt: skip
+            out[idx] = objects[inverse]
+            return out
+    # several owners on some socket (a listener shared by forked workers)
+    names = np.array(comm.dictionary.to_pylist(), dtype=object)[codes]
+    flat = list(zip(names.tolist(), pid.tolist(), fd.tolist(), strict=True))
+    bounds = np.concatenate([[0], np.cumsum(per)]).tolist()
+    rows = [tuple(flat[a:b]) for a, b in itertools.pairwise(bounds)]
     out[idx] = np.fromiter(rows, dtype=object, count=len(rows))
     return out
 
