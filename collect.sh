@@ -39,13 +39,16 @@
 #   of this user's sockets; both are said once on stderr and recorded in meta.txt.
 #
 # OVERHEAD
-#   Measured (bench/bench_collect.py, 2 vCPU, kernel 6.18, iproute2 6.1; bench/README.md):
-#   one snapshot costs what `ss -tanmieOpH` alone costs, plus ~25-50 ms fixed, plus reading
-#   and compressing ss's text, which ss prints only at its end: 1.33-1.47x ss's wall time
-#   at 21k sockets (361-407 vs 271-277 ms; ~0.4 s CPU), 1.8-2.7x at 2k (54-82 vs 30 ms).
-#   Disk: ~39 KiB per snapshot at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB
-#   and 0.65 MiB). ss -p reads every process's fd table: that, not this script, is most of
-#   the cost. At -i 10: ~4% of one CPU at 20k sockets.
+#   Measured (bench/bench_collect.py [--breakdown], 2 vCPU, kernel 6.18, iproute2 6.1;
+#   bench/README.md): at 21k sockets one snapshot costs 1.3x `ss -tanmieOpH` alone (372-409
+#   vs 283-311 ms wall, 1.4x CPU), 2.2-2.7x at 2k (54-82 vs 30 ms). Nearly all of the excess
+#   is reading ss's text: ss prints it in bursts (>= 0.5 GB/s) that a 64 KB pipe cannot hold,
+#   so ss waits while the split awk (~29 ms CPU) and gzip -1 (~29 ms) catch up; their work
+#   lands on the wall clock, not beside ss. ss + awk + gzip alone are 1.21x ss's CPU: the
+#   1.15x goal is not reachable with gzip (see bench/README.md). Disk: ~39 KiB per snapshot
+#   at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB and 0.65 MiB). ss -p reads
+#   every process's fd table: that, not this script, is most of the cost. At -i 10: ~4% of
+#   one CPU at 20k sockets.
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)

@@ -200,6 +200,14 @@ def breakdown(n_pairs: int, rounds: int, work: Path, collect: Path) -> None:
         "ss -tanmieOpH >/dev/null (baseline)": ["ss", "-tanmieOpH"],
         "ss -tuanmieOpH >/dev/null": ["ss", "-tuanmieOpH"],
         "ss -tuanmieOpH | cat >/dev/null": [*sh, "ss -tuanmieOpH | cat"],
+        "ss -tuanmieOpH >file (same disk as the snapshots)": [
+            *sh,
+            f"ss -tuanmieOpH >{work}/raw.txt",
+        ],
+        "ss -tuanmieOpH | gzip -1 >file (full text, no awk)": [
+            *sh,
+            f"ss -tuanmieOpH | gzip -1 >{pipe_out}",
+        ],
         "ss -tuanmieOpH | split awk (lean) >/dev/null": [
             *sh,
             f"ss -tuanmieOpH | sh {split} 1 {snap}",
