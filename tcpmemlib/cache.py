@@ -271,10 +271,11 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow.parquet as pq
 
     if len(frame) <= _SLICE_ROWS:
-        frame.to_parquet(path, index=False, compression="lz4")
+        frame.to_parquet(path, index=False, compression="lz4", write_statistics=False)
         return
     schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
-    with pq.ParquetWriter(path, schema, compression="lz4") as writer:
+    # No column statistics: the cache is always read whole, and they were ~40% of the write time.
+    with pq.ParquetWriter(path, schema, compression="lz4", write_statistics=False) as writer:
         for start in range(0, len(frame), _SLICE_ROWS):
             part = frame.iloc[start : start + _SLICE_ROWS]
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))

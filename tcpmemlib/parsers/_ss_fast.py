@@ -587,6 +587,60 @@ def _columns_c(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], 
     return cols, _owners_c(buf, spans[2 * k], spans[2 * k + 1], count)
 
 
+@dataclass
+class CColumns:
+    """What the C extractor wrote for every line of a text (``C_INT_COLUMNS``/``C_SPANS`` order):
+    ``ints`` (int64, -1 = absent), ``spans`` (start, end byte offsets into ``buf``, -1 = absent),
+    owners per line in ``count``, and ``slow`` for the lines the per-line parser must take."""
+
+    buf: pa.Buffer
+    ints: np.ndarray
+    spans: np.ndarray
+    count: np.ndarray
+    slow: np.ndarray
+
+    def span(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        k = C_SPANS.index(name)
+        return self.spans[2 * k], self.spans[2 * k + 1]
+
+    def strings(self, name: str) -> pa.Array:
+        return _spans(self.buf, *self.span(name))
+
+    def owners(self) -> np.ndarray:
+        return _owners_c(self.buf, *self.span("users"), self.count)
+
+
+def parse_all_c(lines: pa.Array, threads: int = 2) -> CColumns:
+    """The C extractor over all ``lines`` at once: one set of arrays, filled by ``threads`` threads
+    in disjoint ranges of ``BATCH`` lines (no per-batch arrays to concatenate afterwards)."""
+    n = len(lines)
+    offs = np.ascontiguousarray(
+        np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + n + 1]
+    )
+    buf = lines.buffers()[2]
+    out = CColumns(
+        buf,
+        np.empty((len(C_INT_COLUMNS), n), dtype=np.int64),
+        np.empty((2 * len(C_SPANS), n), dtype=np.int64),
+        np.empty(n, dtype=np.int64),
+        np.zeros(n, dtype=bool),
+    )
+    flags = out.slow.view(np.uint8)
+
+    def run(start: int) -> None:
+        end = min(start + BATCH, n)
+        _sstok.columns(buf, offs, flags, out.ints, out.spans, out.count, start, end)
+
+    starts = range(0, n, BATCH)
+    if threads <= 1 or n <= BATCH:
+        for start in starts:
+            run(start)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(run, starts))
+    return out
+
+
 def parse_chunk(lines: pa.Array, engine: str | None = None) -> Chunk:
     """Parse one chunk of logical lines (header/blank lines already removed) with ``engine`` (one
     of ``ENGINES``; default: the first)."""

@@ -502,18 +502,27 @@ static int need(Py_buffer *b, Py_ssize_t bytes, const char *what)
     return 0;
 }
 
-/* columns(data, offs, slow, ints, spans, owner_count)
+/* columns(data, offs, slow, ints, spans, owner_count[, start, end])
  *   data: the text (bytes-like); offs: int64[n+1] line boundaries into data; slow: uint8[n]
  *   (in: 1 for lines to skip; out: 1 for lines the per-line parser must take);
  *   ints: int64[N_INT*n] (out, -1 = absent); spans: int64[N_SPAN*2*n] (out, -1 = absent);
- *   owner_count: int64[n] (out). Runs without the GIL. */
+ *   owner_count: int64[n] (out). Only lines start..end-1 are read and only their entries written,
+ *   so threads can fill disjoint ranges of the same arrays. Runs without the GIL. */
 static PyObject *columns(PyObject *self, PyObject *args)
 {
     Py_buffer data, offs, slow, ints, spans, oc;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*", &data, &offs, &slow, &ints, &spans, &oc))
+    Py_ssize_t start = 0, end = -1;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*|nn", &data, &offs, &slow, &ints, &spans, &oc, &start,
+                          &end))
         return NULL;
     PyObject *ret = NULL;
     int64_t n = slow.len;
+    if (end < 0)
+        end = n;
+    if (start < 0 || start > end || end > n) {
+        PyErr_SetString(PyExc_ValueError, "_sstok: line range out of bounds");
+        goto done;
+    }
     if (!configured) {
         PyErr_SetString(PyExc_RuntimeError, "_sstok: configure() first");
         goto done;
@@ -522,8 +531,8 @@ static PyObject *columns(PyObject *self, PyObject *args)
         need(&spans, N_SPAN * 2 * n * 8, "spans") < 0 || need(&oc, n * 8, "owner_count") < 0)
         goto done;
     const int64_t *o = offs.buf;
-    for (int64_t i = 0; i <= n; i++)
-        if (o[i] < 0 || o[i] > data.len || (i > 0 && o[i] < o[i - 1])) {
+    for (int64_t i = start; i <= end; i++)
+        if (o[i] < 0 || o[i] > data.len || (i > start && o[i] < o[i - 1])) {
             PyErr_SetString(PyExc_ValueError, "_sstok: line offsets out of range");
             goto done;
         }
@@ -531,10 +540,12 @@ static PyObject *columns(PyObject *self, PyObject *args)
     unsigned char *sl = slow.buf;
     int64_t *iv = ints.buf, *sv = spans.buf, *ov = oc.buf;
     Py_BEGIN_ALLOW_THREADS
-    memset(iv, 0xff, (size_t)(N_INT * n * 8)); /* -1 */
-    memset(sv, 0xff, (size_t)(N_SPAN * 2 * n * 8));
-    memset(ov, 0, (size_t)(n * 8));
-    for (int64_t i = 0; i < n; i++) {
+    for (int c = 0; c < N_INT; c++) /* -1: absent */
+        memset(iv + c * n + start, 0xff, (size_t)((end - start) * 8));
+    for (int c = 0; c < 2 * N_SPAN; c++)
+        memset(sv + c * n + start, 0xff, (size_t)((end - start) * 8));
+    memset(ov + start, 0, (size_t)((end - start) * 8));
+    for (int64_t i = start; i < end; i++) {
         if (sl[i])
             continue;
         if (line(base, base + o[i], base + o[i + 1], n, i, iv, sv, ov) < 0) {

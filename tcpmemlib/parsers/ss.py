@@ -173,8 +173,13 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _to_pandas(col: str, arr: pa.Array) -> object:
+def _to_pandas(col: str, arr: pa.Array | np.ndarray) -> object:
     dtype = DTYPES[col]
+    if isinstance(arr, np.ndarray):  # an integer column as the C extractor wrote it (-1 = NA)
+        mask = arr < 0
+        arr[mask] = 0
+        values = arr.astype(np.uint32) if dtype == "UInt32" else arr  # (range: _check_u32)
+        return pd.arrays.IntegerArray(values, mask)
     if dtype == "category":
         return arr.dictionary_encode().to_pandas()
     if dtype in ("Int64", "UInt32"):
@@ -192,16 +197,21 @@ def _to_pandas(col: str, arr: pa.Array) -> object:
 
 
 def _check_u32(
-    columns: dict[str, pa.Array], path: str | None, numbers: np.ndarray, lines: object
+    columns: dict[str, object], path: str | None, numbers: np.ndarray, lines: object
 ) -> None:
     """ParseError for the first line with a ``UInt32`` column value above 2**32 - 1."""
     bad = None
     for col, dtype in DTYPES.items():
         if dtype != "UInt32":
             continue
-        over = pc.fill_null(pc.greater(columns[col], U32_MAX), False)
-        if pc.any(over).as_py():
-            row = int(np.flatnonzero(over.to_numpy(zero_copy_only=False))[0])
+        values = columns[col]
+        if isinstance(values, np.ndarray):
+            over_np = values > U32_MAX
+        else:
+            over = pc.fill_null(pc.greater(values, U32_MAX), False)
+            over_np = over.to_numpy(zero_copy_only=False) if pc.any(over).as_py() else None
+        if over_np is not None and over_np.any():
+            row = int(np.flatnonzero(over_np)[0])
             if bad is None or row < bad[0]:
                 bad = (row, col)
     if bad is not None:
@@ -226,7 +236,7 @@ def _category(arr: pa.Array) -> object:
 
 
 def _frame(
-    columns: dict[str, pa.Array], owners: np.ndarray, categories: tuple[str, ...] = ()
+    columns: dict[str, object], owners: np.ndarray, categories: tuple[str, ...] = ()
 ) -> pd.DataFrame:
     data: dict[str, object] = {}
     for col in COLUMNS:
@@ -293,16 +303,67 @@ def _read_numbered(
         if skip.any():
             lines = lines.filter(pa.array(~skip))
             numbers = numbers[~skip]
-    n = len(lines)
-    if n == 0:
+    if len(lines) == 0:
         empty = empty_frame()
         for col in categories:
             empty[col] = empty[col].astype("str").astype("category")
         return empty, numbers
+    if (engine or _ss_fast.ENGINES[0]) == "c":
+        columns, owners = _columns_c(path, lines, numbers, threads)
+    else:
+        columns, owners = _columns_chunked(path, lines, numbers, threads, engine)
+    _check_u32(columns, path, numbers, lines)
+    return _frame(columns, owners, categories), numbers
+
+
+def _slow_records(
+    path: str | None, lines: pa.Array, numbers: np.ndarray, slow_idx: np.ndarray
+) -> list[dict[str, object]]:
+    """The reference parser on the lines the fast path left to it (ParseError if not ss)."""
+    records = []
+    for i in slow_idx:
+        line = lines[int(i)].as_py()
+        rec = _ss_line.parse_line(line)
+        if rec is None:
+            shown = line.rstrip("\r\n")
+            raise ParseError(path, int(numbers[i]), shown, "not an ss socket line")
+        records.append(rec)
+    return records
+
+
+def _columns_c(
+    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int
+) -> tuple[dict[str, object], np.ndarray]:
+    """Columns by the C extractor: integer columns stay the numpy arrays it wrote (-1 = NA),
+    strings are cut from the text once per column; slow lines from the reference parser."""
+    cc = _ss_fast.parse_all_c(lines, threads)
+    owners = cc.owners()
+    columns: dict[str, object] = dict(zip(_ss_fast.C_INT_COLUMNS, cc.ints, strict=True))
+    for name in _ss_fast.C_SPANS[:-1]:
+        columns[name] = cc.strings(name)
+    columns["rtt_ms"] = pc.cast(columns["rtt_ms"], pa.float64())
+    columns["unparsed"] = pa.nulls(len(lines), pa.large_string())
+    slow_idx = np.flatnonzero(cc.slow)
+    if len(slow_idx):
+        slow_cols, slow_owners = _records_to_arrow(_slow_records(path, lines, numbers, slow_idx))
+        mask = pa.array(cc.slow)
+        for name, values in columns.items():
+            if isinstance(values, np.ndarray):
+                values[slow_idx] = pc.fill_null(slow_cols[name], -1).to_numpy()
+            else:
+                columns[name] = pc.replace_with_mask(values, mask, slow_cols[name])
+        owners[slow_idx] = slow_owners
+    return columns, owners
+
+
+def _columns_chunked(
+    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int, engine: str | None
+) -> tuple[dict[str, object], np.ndarray]:
+    """Columns by ``_ss_fast.parse_lines`` (per batch, then concatenated: the numpy engine)."""
     chunks = _ss_fast.parse_lines(lines, threads=threads, engine=engine)
     slow = np.concatenate([c.slow for c in chunks])
     owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, object] = {}
     for col, typ in _ARROW_TYPES.items():
         parts = [c.columns.get(col) for c in chunks]
         arrays = [
@@ -312,21 +373,12 @@ def _read_numbered(
         columns[col] = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
     slow_idx = np.flatnonzero(slow)
     if len(slow_idx):
-        records = []
-        for i in slow_idx:
-            line = lines[int(i)].as_py()
-            rec = _ss_line.parse_line(line)
-            if rec is None:
-                shown = line.rstrip("\r\n")
-                raise ParseError(path, int(numbers[i]), shown, "not an ss socket line")
-            records.append(rec)
-        slow_cols, slow_owners = _records_to_arrow(records)
+        slow_cols, slow_owners = _records_to_arrow(_slow_records(path, lines, numbers, slow_idx))
         mask = pa.array(slow)
         for col in _ARROW_TYPES:
             columns[col] = pc.replace_with_mask(columns[col], mask, slow_cols[col])
         owners[slow_idx] = slow_owners
-    _check_u32(columns, path, numbers, lines)
-    return _frame(columns, owners, categories), numbers
+    return columns, owners
 
 
 def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
