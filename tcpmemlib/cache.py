@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from tcpmemlib.capture import Capture
 
-__all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "store"]
+__all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "load_current", "store"]
 
 CACHE_FORMAT = 3  # 3: UInt32 socket fields, categorical socket strings
 _COMPLETE = "complete"
@@ -89,8 +91,43 @@ def _listing(root: Path) -> list[tuple[str, int, int]]:
     return out
 
 
-def load(source: str | os.PathLike[str], key: str) -> Capture | None:
-    """The cached Capture for ``key``, or None (no entry, incomplete, unreadable)."""
+class _Cancelled(Exception):
+    """A speculative read whose entry turned out to be stale."""
+
+
+def load_current(source: str | os.PathLike[str]) -> tuple[str | None, Capture | None]:
+    """``(capture_key(source), the cached Capture for it or None)``.
+
+    The key needs a ``stat`` of every file of the capture (~140k for a day of snapshots, ~0.6 s),
+    and reading the cache is mostly Parquet decoding, which runs without the GIL. So when the cache
+    holds one complete entry (``store`` keeps only the newest), that entry is read in a thread while
+    the key is computed, and used only if its name is the key; a stale read is cancelled at its next
+    row group and its memory dropped before the capture is parsed again.
+    """
+    base = cache_dir(source)
+    try:
+        entries = [e for e in base.iterdir() if (e / _COMPLETE).exists()]
+    except OSError:
+        entries = []
+    if len(entries) != 1:
+        key = capture_key(source)
+        return key, (load(source, key) if key is not None else None)
+    name = entries[0].name
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, source, name, stop)
+        key = capture_key(source)
+        if key != name:
+            stop.set()
+        cached = pending.result()
+    return key, (cached if key == name else None)
+
+
+def load(
+    source: str | os.PathLike[str], key: str, stop: threading.Event | None = None
+) -> Capture | None:
+    """The cached Capture for ``key``, or None (no entry, incomplete, unreadable, or ``stop`` set
+    while reading)."""
     from tcpmemlib.capture import FRAMES, SEVERITY_DTYPE, Capture
 
     entry = cache_dir(source) / key
@@ -98,12 +135,12 @@ def load(source: str | os.PathLike[str], key: str) -> Capture | None:
         return None
     try:
         dtypes = json.loads((entry / _DTYPES).read_text())
-        frames = {name: _read(entry / f"{name}.parquet", dtypes.get(name)) for name in FRAMES}
+        frames = {name: _read(entry / f"{name}.parquet", dtypes.get(name), stop) for name in FRAMES}
         frames["sockets"] = _decode_owners(frames["sockets"])
         problems = frames["problems"]
         problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
         _restore_dtypes(frames, dtypes)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, _Cancelled):
         return None
     return Capture(**frames)
 
@@ -180,7 +217,9 @@ _SLICE_ROWS = 1 << 20
 _MASKED = {"Int64": np.int64, "Int32": np.int32, "UInt32": np.uint32, "Float64": np.float64}
 
 
-def _read(path: Path, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+def _read(
+    path: Path, dtypes: dict[str, str] | None = None, stop: threading.Event | None = None
+) -> pd.DataFrame:
     """One frame back from Parquet, to pandas with one copy of each nullable numeric column.
 
     Read one row group at a time: nullable numeric columns (``dtypes`` names them as they were
@@ -195,11 +234,15 @@ def _read(path: Path, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     wanted = dtypes or {}
+    if stop is not None and stop.is_set():
+        raise _Cancelled
     with pq.ParquetFile(path) as parquet:
-        return _read_file(parquet, wanted)
+        return _read_file(parquet, wanted, stop)
 
 
-def _read_file(parquet: Any, wanted: dict[str, str]) -> pd.DataFrame:
+def _read_file(
+    parquet: Any, wanted: dict[str, str], stop: threading.Event | None = None
+) -> pd.DataFrame:
     schema = parquet.schema_arrow
     masked = [
         c
@@ -213,6 +256,8 @@ def _read_file(parquet: Any, wanted: dict[str, str]) -> pd.DataFrame:
     out = {c: _MaskedBuilder(n, wanted[c]) for c in masked}
     rest_parts = []
     for group in range(parquet.num_row_groups):  # one row group's Arrow copy at a time
+        if stop is not None and stop.is_set():
+            raise _Cancelled
         table = parquet.read_row_group(group, use_threads=True)
         for c in masked:
             out[c].add(table.column(c))

@@ -414,12 +414,10 @@ def load_capture(
     is_bundle = source.is_file()
     if is_bundle and not bundle_mod.is_bundle(source):
         raise CaptureError(source, "not a capture directory or a .tar.gz/.tgz/.tar bundle")
-    key = cache_mod.capture_key(source) if cache else None
-    if key is not None:
-        cached = cache_mod.load(source, key)
-        if cached is not None:
-            _warn_from_problems(cached.problems)
-            return replace(cached, path=str(source))
+    key, cached = cache_mod.load_current(source) if cache else (None, None)
+    if cached is not None:
+        _warn_from_problems(cached.problems)
+        return replace(cached, path=str(source))
     problems = _Problems()
     tmp: Path | None = None
     try:
