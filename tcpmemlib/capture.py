@@ -47,6 +47,7 @@ from pandas.api.types import union_categoricals
 
 from tcpmemlib.errors import CaptureError, ParseError
 from tcpmemlib.parsers import (
+    _ss_line,
     cgroups,
     meminfo,
     meta,
@@ -934,18 +935,9 @@ def _run_chunks(snaps: list[_Snapshot], workers: int | None, bar: Any) -> Any:
         yield result
 
 
-# read_ss string columns kept as categories in ``Capture.sockets``: the same few addresses, ports,
-# cookies and cgroup paths repeat in every snapshot (2-4 bytes a row instead of ~15).
-SOCKET_CATEGORIES = (
-    "local_address",
-    "local_port",
-    "peer_address",
-    "peer_port",
-    "sk",
-    "cgroup",
-    "timer",
-    "unparsed",
-)
+# Every read_ss string column, kept as a category in ``Capture.sockets``: the same few addresses,
+# ports, cookies and cgroup paths repeat in every snapshot (2-4 bytes a row instead of ~15).
+SOCKET_CATEGORIES = (*_ss_line.STRING_FIELDS, "unparsed")
 
 
 def _socket_template() -> pd.DataFrame:

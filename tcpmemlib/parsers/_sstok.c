@@ -273,38 +273,52 @@ static int address(const unsigned char *base, const unsigned char *s, const unsi
     return 0;
 }
 
-/* The body of users:(...) at p (its first '('): ("comm",pid=N,fd=N)[,...] then ')'. Names without
- * '"', ':' or control bytes only (then _ss_line.USERS_RE and OWNER_RE cut it the same way). Returns
- * the position just after the block's closing ')', or NULL; counts the owners. */
-static const unsigned char *users(const unsigned char *p, const unsigned char *e, int64_t *count)
+/* One ("comm",pid=N,fd=N) at p: the position after its ')', or NULL. Names without '"', ':' or
+ * control bytes only (then _ss_line.USERS_RE and OWNER_RE cut them the same way); pid and fd are C
+ * ints. */
+static const unsigned char *owner(const unsigned char *p, const unsigned char *e,
+                                  const unsigned char **comm, const unsigned char **comm_end,
+                                  int64_t *pid, int64_t *fd)
 {
-    int64_t n = 0;
-    for (;;) {
-        if (e - p < 2 || p[0] != '(' || p[1] != '"')
-            return NULL;
-        p += 2;
-        while (p < e && *p != '"') {
-            if (*p == ':' || *p < 0x20 || *p == 0x7f)
-                return NULL;
-            p++;
-        }
-        if (e - p < 6 || memcmp(p, "\",pid=", 6) != 0)
-            return NULL;
-        p += 6;
-        const unsigned char *d = p;
-        while (p < e && is_digit(*p))
-            p++;
-        int64_t v = digits(d, p);
-        if (v < 0 || v > INT32_MAX || e - p < 4 || memcmp(p, ",fd=", 4) != 0)
-            return NULL;
-        p += 4;
-        d = p;
-        while (p < e && is_digit(*p))
-            p++;
-        v = digits(d, p);
-        if (v < 0 || v > INT32_MAX || p >= e || *p != ')')
+    if (e - p < 2 || p[0] != '(' || p[1] != '"')
+        return NULL;
+    p += 2;
+    *comm = p;
+    while (p < e && *p != '"') {
+        if (*p == ':' || *p < 0x20 || *p == 0x7f)
             return NULL;
         p++;
+    }
+    *comm_end = p;
+    if (e - p < 6 || memcmp(p, "\",pid=", 6) != 0)
+        return NULL;
+    p += 6;
+    const unsigned char *d = p;
+    while (p < e && is_digit(*p))
+        p++;
+    *pid = digits(d, p);
+    if (*pid < 0 || *pid > INT32_MAX || e - p < 4 || memcmp(p, ",fd=", 4) != 0)
+        return NULL;
+    p += 4;
+    d = p;
+    while (p < e && is_digit(*p))
+        p++;
+    *fd = digits(d, p);
+    if (*fd < 0 || *fd > INT32_MAX || p >= e || *p != ')')
+        return NULL;
+    return p + 1;
+}
+
+/* The body of users:(...) at p (its first '('): owners separated by ',' then ')'. Returns the
+ * position just after the block's closing ')', or NULL; counts the owners. */
+static const unsigned char *users(const unsigned char *p, const unsigned char *e, int64_t *count)
+{
+    const unsigned char *name, *name_end;
+    int64_t pid, fd, n = 0;
+    for (;;) {
+        p = owner(p, e, &name, &name_end, &pid, &fd);
+        if (!p)
+            return NULL;
         n++;
         if (p < e && *p == ',')
             p++;
@@ -597,49 +611,20 @@ static PyObject *owners(PyObject *self, PyObject *args)
             break;
         }
         const unsigned char *p = base + S[i], *e = base + E[i];
-        while (p < e && !bad) {
-            /* ("comm",pid=N,fd=N) then "," or the end */
-            if (k >= m || e - p < 2 || p[0] != '(' || p[1] != '"') {
+        while (p < e) { /* ("comm",pid=N,fd=N) then "," or the end */
+            const unsigned char *name, *name_end;
+            int64_t pv, fv;
+            if (k >= m || !(p = owner(p, e, &name, &name_end, &pv, &fv)) || (p < e && *p != ',')) {
                 bad = 1;
                 break;
             }
-            const unsigned char *c = p + 2, *q = c;
-            while (q < e && *q != '"')
-                q++;
-            if (e - q < 6 || memcmp(q, "\",pid=", 6) != 0) {
-                bad = 1;
-                break;
-            }
-            const unsigned char *d = q + 6, *x = d;
-            while (x < e && *x >= '0' && *x <= '9')
-                x++;
-            int64_t pv = digits(d, x);
-            if (pv < 0 || e - x < 4 || memcmp(x, ",fd=", 4) != 0) {
-                bad = 1;
-                break;
-            }
-            d = x + 4;
-            x = d;
-            while (x < e && *x >= '0' && *x <= '9')
-                x++;
-            int64_t fv = digits(d, x);
-            if (fv < 0 || x >= e || *x != ')') {
-                bad = 1;
-                break;
-            }
-            C0[k] = c - base;
-            C1[k] = q - base;
+            C0[k] = name - base;
+            C1[k] = name_end - base;
             P[k] = pv;
             F[k] = fv;
             k++;
-            p = x + 1;
-            if (p < e) {
-                if (*p != ',') {
-                    bad = 1;
-                    break;
-                }
+            if (p < e)
                 p++;
-            }
         }
     }
     Py_END_ALLOW_THREADS
