@@ -85,3 +85,41 @@ def test_mutated_lines_raise_only_parse_error_and_paths_agree(text: str, engine:
     assert list(fast.columns) == list(ss_mod.COLUMNS)
     public = ss_mod.read_ss(text)
     pd.testing.assert_frame_equal(public, fast)
+
+
+# Tokens the C extractor dispatches on, so random lines reach its deeper branches.
+_PIECES = [
+    "ESTAB", "LISTEN", "tcp", " ", "\t", "\n\t ", "0", "4294967296", "127.0.0.1:80", "[::1]:22",
+    "[fe80::1]%lo:1", "*:*", 'users:(("a",pid=1,fd=2))', "users:((", "ino:", "sk:", "cgroup:/",
+    "skmem:(r0,rb1,t0,tb1,f0,w0,o0,bl0,d0)", "skmem:(", "mem:(r1,w2,f3,t4)", "timer:(on,1s,0)",
+    "rtt:0.1/0.2", "rtt:/", "send", "12Mbps", "bbr:(bw:1)", "cwnd:10", "bytes_acked:99", "x:y",
+    ":", ",", ")", "(", "\x00", "\x0b", "é", "9" * 20,
+]  # fmt: skip
+
+
+@settings(
+    max_examples=int(__import__("os").environ.get("SS_PROP_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "ESTAB 0 0 127.0.0.1:80 *:* ", "tcp LISTEN 0 5 [::1]:22 [::]:* "]),
+            st.lists(st.sampled_from(_PIECES), max_size=14).map("".join),
+        ).map("".join),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(ENGINES),
+)
+def test_random_token_soup_raises_only_parse_error_and_paths_agree(lines, engine):
+    """Socket heads followed by shuffled pieces of every token kind (and of broken ones)."""
+    text = "\n".join(lines)
+    try:
+        fast = ss_mod._read_fast(None, text, threads=1, engine=engine)
+    except ParseError:
+        with pytest.raises(ParseError):
+            ss_mod._read_reference(None, text)
+        return
+    pd.testing.assert_frame_equal(fast, ss_mod._read_reference(None, text))
