@@ -1,8 +1,15 @@
-"""Vectorized ``ss`` parsing with numpy and pyarrow kernels: the hot path of ``read_ss``.
+"""The hot path of ``read_ss``: no Python loop per line, two engines that give the same frames.
 
-No Python loop per line: the text is cut into lines by numpy (continuation lines, which start with a
-TAB, stay inside their socket's line), batches of lines are parsed in two threads (the kernels
-release the GIL), and in each batch:
+The text is cut into lines by numpy (continuation lines, which start with a TAB, stay inside their
+socket's line). Then:
+
+- engine ``"c"`` (the default where ``_sstok.c`` was built): ``parse_all_c`` runs the C extractor
+  over every line, two threads filling disjoint ranges of one set of arrays without the GIL. It
+  takes each line as the reference parser does, or flags it ``slow`` (see ``_sstok.c``). Integer
+  columns go from its arrays straight to pandas, strings are cut from the text once per column
+  (``_spans``), owner tuples are built once per distinct (pid, fd) (``_owners_c``).
+- engine ``"numpy"`` (the fallback without a compiler): batches of lines are parsed in two threads
+  with numpy and pyarrow kernels, and in each batch:
 
 1. one RE2 pass (``GRAMMAR``, on the bytes) decides which lines are *canonical*: every token known
    and well formed, in the order ss prints them, process names without ``:`` or ``"``;
@@ -12,9 +19,9 @@ release the GIL), and in each batch:
 3. a short anchored regex cuts the ``users:(...)`` block right after the peer; ``_owners`` builds
    the owner tuples.
 
-Every line that is not canonical (or has a number of more than 18 digits) is flagged ``slow`` and
-parsed by the reference per-line parser ``_ss_line.parse_line``, so both paths give the same answer
-(the tests check this on every fixture line and on mutated lines).
+With either engine, every line it cannot vouch for is flagged ``slow`` and parsed by the reference
+per-line parser ``_ss_line.parse_line``, so both give the reference parser's answer (the tests check
+this on every fixture line, on mutated real lines and on random token soup, for both engines).
 """
 
 from __future__ import annotations
@@ -566,27 +573,6 @@ def _owners_c(buf: pa.Buffer, us: np.ndarray, ue: np.ndarray, count: np.ndarray)
     return out
 
 
-def _columns_c(lines: pa.Array, slow: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """``_columns`` + ``_owners`` by the C extractor (``slow`` updated in place)."""
-    n = len(lines)
-    offs = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + n + 1]
-    buf = lines.buffers()[2]
-    ints = np.empty((len(C_INT_COLUMNS), n), dtype=np.int64)
-    spans = np.empty((2 * len(C_SPANS), n), dtype=np.int64)
-    count = np.empty(n, dtype=np.int64)
-    flags = slow.view(np.uint8)
-    _sstok.columns(buf, np.ascontiguousarray(offs), flags, ints, spans, count)
-    cols: dict[str, pa.Array] = {}
-    for name, v in zip(C_INT_COLUMNS, ints, strict=True):
-        absent = v < 0
-        cols[name] = pa.array(v, mask=absent) if absent.any() else pa.array(v)
-    for k, name in enumerate(C_SPANS[:-1]):
-        cols[name] = _spans(buf, spans[2 * k], spans[2 * k + 1])
-    cols["rtt_ms"] = pc.cast(cols["rtt_ms"], pa.float64())
-    k = len(C_SPANS) - 1
-    return cols, _owners_c(buf, spans[2 * k], spans[2 * k + 1], count)
-
-
 @dataclass
 class CColumns:
     """What the C extractor wrote for every line of a text (``C_INT_COLUMNS``/``C_SPANS`` order):
@@ -613,6 +599,10 @@ class CColumns:
 def parse_all_c(lines: pa.Array, threads: int = 2) -> CColumns:
     """The C extractor over all ``lines`` at once: one set of arrays, filled by ``threads`` threads
     in disjoint ranges of ``BATCH`` lines (no per-batch arrays to concatenate afterwards)."""
+    if _sstok is None:
+        raise RuntimeError(
+            "tcpmemlib.parsers._sstok is not built (pip install -e . with a compiler)"
+        )
     n = len(lines)
     offs = np.ascontiguousarray(
         np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + n + 1]
@@ -641,16 +631,11 @@ def parse_all_c(lines: pa.Array, threads: int = 2) -> CColumns:
     return out
 
 
-def parse_chunk(lines: pa.Array, engine: str | None = None) -> Chunk:
-    """Parse one chunk of logical lines (header/blank lines already removed) with ``engine`` (one
-    of ``ENGINES``; default: the first)."""
+def parse_chunk(lines: pa.Array) -> Chunk:
+    """The numpy engine on one chunk of logical lines (header/blank lines already removed)."""
     # The regexes run on the bytes (RE2 in Latin-1 mode). On UTF-8 text this matches exactly as on
     # the characters: every class in these patterns is ASCII or a negated set of ASCII bytes, and a
     # multi-byte character holds no ASCII byte.
-    if (engine or ENGINES[0]) == "c":
-        slow = np.zeros(len(lines), dtype=bool)
-        cols, owners = _columns_c(lines, slow)
-        return Chunk(cols, owners, slow)
     raw = lines.view(pa.large_binary())
     canon = pc.fill_null(pc.match_substring_regex(raw, GRAMMAR), False)
     slow = ~canon.to_numpy(zero_copy_only=False)
@@ -659,14 +644,15 @@ def parse_chunk(lines: pa.Array, engine: str | None = None) -> Chunk:
     return Chunk(cols, owners, slow)
 
 
-BATCH = 1 << 14  # lines per parse_chunk call: keeps each kernel's arrays small and cache-warm
+BATCH = 1 << 14  # lines per parse_chunk call / C range: keeps each kernel's arrays cache-warm
 
 
-def parse_lines(lines: pa.Array, threads: int = 2, engine: str | None = None) -> list[Chunk]:
-    """``parse_chunk`` over batches of ``BATCH`` lines, ``threads`` at a time, in order."""
+def parse_lines(lines: pa.Array, threads: int = 2) -> list[Chunk]:
+    """The numpy engine: ``parse_chunk`` over batches of ``BATCH`` lines, ``threads`` at a time,
+    in order (``parse_all_c`` is the C engine's counterpart)."""
     n = len(lines)
     slices = [lines.slice(i, BATCH) for i in range(0, n, BATCH)] or [lines]
     if threads <= 1 or len(slices) == 1:
-        return [parse_chunk(s, engine) for s in slices]
+        return [parse_chunk(s) for s in slices]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda s: parse_chunk(s, engine), slices))
+        return list(pool.map(parse_chunk, slices))

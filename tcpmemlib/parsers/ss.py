@@ -311,7 +311,7 @@ def _read_numbered(
     if (engine or _ss_fast.ENGINES[0]) == "c":
         columns, owners = _columns_c(path, lines, numbers, threads)
     else:
-        columns, owners = _columns_chunked(path, lines, numbers, threads, engine)
+        columns, owners = _columns_chunked(path, lines, numbers, threads)
     _check_u32(columns, path, numbers, lines)
     return _frame(columns, owners, categories), numbers
 
@@ -357,10 +357,10 @@ def _columns_c(
 
 
 def _columns_chunked(
-    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int, engine: str | None
+    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int
 ) -> tuple[dict[str, object], np.ndarray]:
     """Columns by ``_ss_fast.parse_lines`` (per batch, then concatenated: the numpy engine)."""
-    chunks = _ss_fast.parse_lines(lines, threads=threads, engine=engine)
+    chunks = _ss_fast.parse_lines(lines, threads=threads)
     slow = np.concatenate([c.slow for c in chunks])
     owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
     columns: dict[str, object] = {}
