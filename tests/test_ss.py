@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -380,3 +381,24 @@ def test_same_pid_and_fd_under_two_names_keep_both(engine):
     df = ss_mod._read_fast(None, text, threads=1, engine=engine)
     assert [o[0][0] for o in df["owners"]] == ["python", "nginx", "python"]
     pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))
+
+
+def test_without_the_c_extractor_read_ss_falls_back_to_numpy(tmp_path):
+    """A machine without a C compiler installs without _sstok: read_ss must still work (numpy
+    engine) and give the same frame."""
+    fixture = FIXTURES / "iproute2-6.1.0_kernel-6.18" / "tanmieOpH.txt"
+    out = tmp_path / "numpy.pkl"
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tcpmemlib.parsers._sstok":
+            raise ImportError("blocked for the test")
+sys.meta_path.insert(0, Block())
+from tcpmemlib.parsers import _ss_fast
+assert _ss_fast.ENGINES == ("numpy",), _ss_fast.ENGINES
+import tcpmemlib
+tcpmemlib.read_ss({str(fixture)!r}).to_pickle({str(out)!r})
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    pd.testing.assert_frame_equal(pd.read_pickle(out), read_ss(fixture))
