@@ -942,16 +942,13 @@ SOCKET_CATEGORIES = (*_ss_line.STRING_FIELDS, "unparsed")
 
 def _socket_template() -> pd.DataFrame:
     """The empty ``read_ss`` frame with ``SOCKET_CATEGORIES`` as categories."""
-    from tcpmemlib.parsers.ss import read_ss
+    from tcpmemlib.parsers import ss
 
-    empty = read_ss("")
-    for column in SOCKET_CATEGORIES:
-        empty[column] = empty[column].astype("str").astype("category")
-    return empty
+    return ss._read_numbered(None, "", categories=SOCKET_CATEGORIES)[0]
 
 
 class _SsChunk:
-    """The ss files of one chunk: read, tidied, parsed with one ``read_ss`` call per batch."""
+    """The ss files of one chunk: read, then parsed with one ``read_ss`` call per batch."""
 
     def __init__(self, problems: _Problems) -> None:
         self.problems = problems
