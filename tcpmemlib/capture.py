@@ -36,7 +36,6 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -873,24 +872,12 @@ def _load_chunk(items: list[tuple[int, _Snapshot]]) -> _ChunkResult:
 
 
 def _auto_workers(ss_bytes: int) -> int:
-    """2 worker processes for large captures, where it is safe to spawn them; else 1.
+    """2 worker processes for large captures on a machine with 2 CPUs or more; else 1 (and 1
+    inside a worker). Workers are ``python -m tcpmemlib.workers`` processes, which import nothing
+    of the caller, so this holds for scripts, notebooks and the ``tcpmem`` command alike."""
+    from tcpmemlib import workers
 
-    Spawned workers import the ``__main__`` module again; a plain script without an
-    ``if __name__ == "__main__":`` guard would then run itself in each worker. So the default uses
-    workers only where ``__main__`` is no file (a notebook, IPython, ``python -c``) or is tcpmemlib's
-    own command line, and never from inside a worker. ``load_capture(workers=2)`` forces them.
-    """
-    import multiprocessing
-    import sys
-
-    if ss_bytes < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2:
-        return 1
-    if multiprocessing.parent_process() is not None:
-        return 1
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    main_spec = getattr(getattr(main, "__spec__", None), "name", "") or ""
-    if main_file is not None and not main_spec.startswith("tcpmemlib"):
+    if ss_bytes < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2 or workers.in_worker():
         return 1
     return 2
 
@@ -899,9 +886,9 @@ def _run_chunks(snaps: list[_Snapshot], workers: int | None, bar: Any) -> Any:
     """Yield ``_ChunkResult`` for runs of snapshots, in order; in worker processes if ``workers`` > 1.
 
     A run holds about ``SS_BATCH_BYTES`` of (compressed) ss files, so one ``read_ss`` call parses
-    many snapshots at once. Workers are spawned, not forked (the parent may hold pyarrow threads).
-    If the worker pool breaks (a worker killed, or unable to start), the remaining runs are parsed in
-    this process.
+    many snapshots at once. Workers are fresh ``python -m tcpmemlib.workers`` processes (not
+    forked: the parent may hold pyarrow threads; not multiprocessing: it would import the caller's
+    script again). If a worker dies or cannot start, the remaining runs are parsed in this process.
     """
     ss_bytes = sum(p.stat().st_size for s in snaps for b, p in s.files.items() if b in SS_FILES)
     if workers is None:
@@ -913,21 +900,16 @@ def _run_chunks(snaps: list[_Snapshot], workers: int | None, bar: Any) -> Any:
     chunks = [list(enumerate(snaps))[k : k + size] for k in range(0, len(snaps), size)]
     done = 0
     if workers > 1 and len(chunks) > 1:
-        import multiprocessing
-        from concurrent.futures.process import BrokenProcessPool
+        from tcpmemlib.workers import WorkerError, run_ordered
 
-        context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                for result in pool.map(_load_chunk, chunks):
-                    done += 1
-                    if bar is not None:
-                        bar.update(result.snapshots)
-                    yield result
-        except (BrokenProcessPool, OSError) as err:
-            warnings.warn(
-                f"tcpmem: worker processes failed ({err}); parsing in this process", stacklevel=3
-            )
+            for result in run_ordered("_load_chunk", chunks, workers):
+                done += 1
+                if bar is not None:
+                    bar.update(result.snapshots)
+                yield result
+        except WorkerError as err:
+            warnings.warn(f"tcpmem: {err}; parsing the rest in this process", stacklevel=3)
     for chunk in chunks[done:]:
         result = _load_chunk(chunk)
         if bar is not None:

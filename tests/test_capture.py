@@ -552,22 +552,49 @@ def test_progress_bar_turns_itself_on_for_large_captures(
     assert "tcpmem load" in capsys.readouterr().err
 
 
-def test_default_workers_only_where_spawning_is_safe(tmp_path: Path):
+def test_default_workers_for_large_captures_everywhere_but_in_a_worker(tmp_path: Path):
+    """Workers are `python -m tcpmemlib.workers` processes: a plain script gets them too."""
     from tcpmemlib.capture import _auto_workers
 
-    big = 1 << 40
     assert _auto_workers(1) == 1
     code = "from tcpmemlib.capture import _auto_workers; print(_auto_workers(1 << 40))"
     script = tmp_path / "unguarded.py"
-    script.write_text(code + "\n")  # a plain script, no __main__ guard: never spawn by default
-    runs = {
-        "-c": subprocess.run([sys.executable, "-c", code], capture_output=True, text=True),
-        "script": subprocess.run([sys.executable, str(script)], capture_output=True, text=True),
-    }
-    want_c = "2" if (os.cpu_count() or 1) > 1 else "1"
-    assert runs["-c"].stdout.strip() == want_c, runs["-c"].stderr
-    assert runs["script"].stdout.strip() == "1", runs["script"].stderr
-    assert _auto_workers(big) == 1  # pytest's __main__ is a file too
+    script.write_text(code + "\n")
+    want = "2" if (os.cpu_count() or 1) > 1 else "1"
+    for args, env in (
+        (["-c", code], {}),
+        ([str(script)], {}),
+        (["-c", code], {"TCPMEM_WORKER": "1"}),
+    ):
+        run = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, env={**os.environ, **env}
+        )
+        assert run.stdout.strip() == ("1" if env else want), (args, env, run.stderr)
+
+
+def test_an_unguarded_script_with_workers_runs_once(small: Path, tmp_path: Path):
+    """multiprocessing's spawned workers would import this script again and run it in each
+    worker; tcpmemlib's workers import nothing of the caller."""
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        "import tcpmemlib\n"
+        f"cap = tcpmemlib.load_capture({str(small)!r}, cache=False, workers=2)\n"
+        "print(len(cap.sockets), len(cap.meminfo))\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert marker.read_text() == "run\n"
+    one = _load(small, workers=1)
+    assert run.stdout.split() == [str(len(one.sockets)), str(len(one.meminfo))]
+
+
+def test_an_error_in_a_worker_is_raised_in_the_caller():
+    from tcpmemlib.workers import run_ordered
+
+    with pytest.raises(AttributeError, match="files"):
+        list(run_ordered("_load_chunk", [[(0, "not a snapshot")], []], 2))
 
 
 def test_batched_rows_land_in_their_own_snapshot_and_file(small: Path):
