@@ -220,8 +220,8 @@ def main() -> int:
         notes = {
             "read": "read + gunzip every file (I/O floor)",
             "read_ss": "read_ss alone on the same ss text, same batch size",
-            "cold1": "load_capture, no cache, 1 process (parse + write Parquet)",
-            "cold2": "load_capture, no cache, 2 worker processes for ss",
+            "cold1": "load_capture, no cache, workers=1 (parse + write Parquet)",
+            "cold2": "load_capture, no cache, 2 worker processes (the default for large captures)",
             "warm": "load_capture from the Parquet cache",
         }
         for kind in kinds:

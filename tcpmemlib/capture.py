@@ -21,10 +21,10 @@ snapshot with a readable meta.txt, a corrupt bundle). Python warnings are issued
 (not per snapshot or line), summarising how many snapshots were affected.
 
 Speed: snapshots are parsed in chunks of consecutive snapshots; within a chunk the ``ss`` files are
-tidied (the blanks ss pads ``-O`` lines with are dropped) and parsed with one ``read_ss`` call, rows
-assigned back to snapshots by count (a chunk whose rows do not add up is re-read file by file, so an
-error still names its file and line). Large captures (``PARALLEL_MIN_BYTES`` of ss files) are parsed
-in two spawned worker processes. ``owners`` tuples are interned (one object per distinct owner list).
+parsed with one ``read_ss`` call per batch, each row assigned back to its file by its line number
+(a batch that does not parse cleanly is re-read file by file, so an error still names its file and
+line). Large captures (``PARALLEL_MIN_BYTES`` of ss files) are parsed in two worker processes
+(``tcpmemlib.workers``). ``owners`` tuples are interned (one object per distinct owner list).
 Results are cached as Parquet beside the capture (``tcpmemlib.cache``) and reused until it changes.
 Measured figures: bench/README.md (``load``).
 """
@@ -402,8 +402,8 @@ def load_capture(
 
     ``progress``: show a tqdm bar (``None``: only for captures over ~32 MB). ``cache``: read/write
     the Parquet cache beside the capture (``tcpmemlib.cache``). ``workers``: worker processes that
-    parse the snapshots (``None``: 2 for large captures when called from a notebook, IPython,
-    ``python -c`` or the tcpmem command, else 1; see ``_auto_workers``).
+    parse the snapshots (``None``: 2 for large captures on 2 CPUs or more, else 1; see
+    ``_auto_workers``).
     """
     from tcpmemlib import bundle as bundle_mod
     from tcpmemlib import cache as cache_mod
