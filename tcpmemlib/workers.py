@@ -61,7 +61,9 @@ def run_ordered(function: str, tasks: list[Any], workers: int) -> Iterator[Any]:
     yielded in task order. Raises ``WorkerError`` if a worker dies (results already yielded stay
     valid; the caller can do the rest itself); an exception raised by the function is re-raised.
     The processes are stopped (by pid) when the generator ends, however it ends."""
-    env = dict(os.environ, **{ENV: "1"})
+    # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
+    path = os.pathsep.join(p for p in sys.path if p)
+    env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[int, tuple[str, Any]] = {}
     cond = threading.Condition()
