@@ -501,6 +501,22 @@ def test_worker_processes_give_the_same_frames(small: Path):
         broken = _load(small, workers=2)
     row = broken.problems[broken.problems["severity"] == "error"].iloc[0]
     assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "netstat.txt", 2)
+    assert _worker_children() == []
+
+
+def _worker_children() -> list[int]:
+    """Children of this process that are tcpmemlib workers (none should outlive a load)."""
+    pids = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        pids += [int(p) for p in children.read_text().split()]
+    found = []
+    for pid in pids:
+        try:
+            if b"tcpmemlib.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def test_cached_load_warns_again_and_single_snapshot_is_explained(small: Path):
@@ -595,6 +611,7 @@ def test_an_error_in_a_worker_is_raised_in_the_caller():
 
     with pytest.raises(AttributeError, match="files"):
         list(run_ordered("_load_chunk", [[(0, "not a snapshot")], []], 2))
+    assert _worker_children() == []
 
 
 def test_batched_rows_land_in_their_own_snapshot_and_file(small: Path):
