@@ -8,7 +8,7 @@ SAMPLE ?= data/sample.tar.gz
 BEFORE ?=
 REPORT_DIR ?= reports
 
-.PHONY: setup setup-dev system-deps test lint report lab sample bench clean
+.PHONY: setup setup-dev system-deps test lint report lab sample bench asan clean
 
 # A virtualenv of our own; re-created when pyproject.toml changes.
 $(VENV)/.base-installed: pyproject.toml setup.py tcpmemlib/parsers/_sstok.c
@@ -50,6 +50,10 @@ sample: setup system-deps
 
 bench: setup-dev system-deps
 	$(PY) bench/run_all.py
+
+# The ss parser tests against an AddressSanitizer/UBSan build of the C extractor (slow; not in test).
+asan: setup-dev
+	sh scripts/asan-check.sh
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache .ruff_cache .hypothesis
