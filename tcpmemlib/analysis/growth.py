@@ -51,6 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tcpmemlib.analysis import _frames as F
@@ -94,17 +95,27 @@ def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
         "Int64"
     ).fillna(0)
     d = d.drop_duplicates(["ts", *key_cols])
-    order = list(snaps["ts"])
-    prev_of = dict(zip(order[1:], order[:-1], strict=True))
-    for ts, prev in prev_of.items():
-        cur = d[d["ts"] == ts]
-        old = d[d["ts"] == prev]
-        m = cur.merge(old, on=key_cols, suffixes=("", "_prev"))
-        delta = (m["total"] - m["total_prev"]).clip(lower=0).sum()
-        dt = (ts - prev).total_seconds()
-        if dt > 0:
-            out[ts] = float(delta) / dt
-    return out
+    # One pass instead of a merge per snapshot pair (which read the whole frame once per snapshot):
+    # a socket's rows sorted by snapshot; a row whose socket was also in the snapshot just before
+    # counts total - total there (clipped at 0), summed per snapshot.
+    order = pd.Index(snaps["ts"])
+    snap = order.get_indexer(d["ts"])
+    sock = d.groupby(key_cols, sort=False, dropna=False).ngroup().to_numpy()
+    total = d["total"].to_numpy(dtype="int64")
+    known = snap >= 0
+    snap, sock, total = snap[known], sock[known], total[known]
+    by = np.lexsort((snap, sock))
+    sock, snap, total = sock[by], snap[by], total[by]
+    pair = np.zeros(len(by), dtype=bool)
+    pair[1:] = (sock[1:] == sock[:-1]) & (snap[1:] == snap[:-1] + 1)
+    delta = np.zeros(len(by), dtype=np.int64)
+    delta[1:] = np.clip(total[1:] - total[:-1], 0, None)
+    per_snap = np.bincount(snap[pair], weights=delta[pair], minlength=len(order))
+    dt = order.to_series().diff().dt.total_seconds().to_numpy()
+    ok = dt > 0  # (NaN for the first snapshot)
+    rate = np.full(len(order), np.nan)
+    rate[ok] = per_snap[ok] / dt[ok]
+    return pd.Series(pd.array(rate, dtype="Float64"), index=out.index)
 
 
 def _ip_traffic(cap: Any, snaps: pd.DataFrame) -> pd.Series:
