@@ -462,3 +462,33 @@ def test_top_process_names_the_largest_holder_and_its_share():
     assert "<b>big</b> (pid 20) held 3.0 MiB" in v.text and "75%" in v.text
     none = top_process(rows.assign(buffer_bytes=pd.array([0, 0, 0], dtype="Int64")))
     assert none.figures == {} and "No process" in none.text
+
+
+def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
+    """growth's traffic: Δ(bytes_received + bytes_acked) of each socket between a snapshot and the
+    one just before, clipped at 0 (a counter that went back is a new socket), per second."""
+    from tcpmemlib.analysis.growth import _traffic
+
+    ts = pd.to_datetime(
+        ["2026-01-01 00:00:00", "2026-01-01 00:00:10", "2026-01-01 00:00:20"], utc=True
+    )
+    rows = [  # (snapshot, sk, bytes_received, bytes_acked)
+        (0, "a", 100, None), (1, "a", 200, 100), (2, "a", 250, None),  # +200, then back: 0
+        (0, "b", 5, 5), (2, "b", 1000, 0),  # absent at 1: no pair
+        (1, "c", None, None), (2, "c", 40, 0),  # +40
+    ]  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "ts": [ts[i] for i, *_ in rows],
+            "sk": [k for _, k, *_ in rows],
+            "local_address": "127.0.0.1",
+            "local_port": "80",
+            "peer_address": "127.0.0.1",
+            "peer_port": [k for _, k, *_ in rows],
+            "bytes_received": pd.array([r for *_, r, _ in rows], dtype="Int64"),
+            "bytes_acked": pd.array([a for *_, a in rows], dtype="Int64"),
+        }
+    )
+    got = _traffic(None, s, pd.DataFrame({"ts": ts}))
+    assert got.isna().tolist() == [True, False, False]
+    assert got.iloc[1:].tolist() == [200 / 10, 40 / 10]
