@@ -132,7 +132,9 @@ def tcp_sockets(cap: Any) -> pd.DataFrame:
     if "netid" in s.columns and len(s):
         netid = s["netid"].astype("string")
         s = s[netid.isna() | netid.str.startswith("tcp")]
-    s = s.copy()
+    # A shallow copy: with pandas' copy-on-write (always on since 3.0) the columns added below never
+    # reach cap.sockets, and a deep copy of every socket row was the largest thing an analysis held.
+    s = s.copy(deep=False)
     r, w, f = (s[c].astype("Int64") for c in ("skmem_r", "skmem_w", "skmem_f"))
     none = r.isna() & w.isna() & f.isna()
     buf = r.fillna(0) + w.fillna(0) + f.fillna(0)
