@@ -36,7 +36,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
+from tcpmemlib import sockstore
 from tcpmemlib.errors import CaptureError, ParseError
 from tcpmemlib.parsers import (
     _ss_line,
@@ -113,9 +114,14 @@ PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning w
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
 
 
-@dataclass
+@dataclass(repr=False)
 class Capture:
-    """Every frame of a capture (docs/design.md §2). Build it with ``load_capture``."""
+    """Every frame of a capture (docs/design.md §2). Build it with ``load_capture``.
+
+    ``sockets`` and ``owners`` of a large capture stay on disk (``tcpmemlib.sockstore``): reading
+    either attribute reads the whole frame from disk each time; ``socket_batches`` reads a batch of
+    whole snapshots at a time, which is what the analyses do.
+    """
 
     sockets: pd.DataFrame
     owners: pd.DataFrame
@@ -136,8 +142,62 @@ class Capture:
     path: str | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """Every frame by attribute name."""
+        """Every frame by attribute name (``sockets`` and ``owners`` read whole, see the class doc)."""
         return {name: getattr(self, name) for name in FRAMES}
+
+    def __repr__(self) -> str:
+        rows = self._socket_rows()
+        where = "on disk" if rows.on_disk else "in memory"
+        return (
+            f"Capture(path={self.path!r}, snapshots={len(self.meta)}, "
+            f"socket rows={rows.rows} ({where}), problems={len(self.problems)})"
+        )
+
+    # --- socket rows: in memory or on disk (tcpmemlib.sockstore)
+    def _socket_rows(self) -> Any:
+        return self.__dict__["_rows"]
+
+    @property
+    def socket_rows(self) -> int:
+        """Number of socket rows (every snapshot), without reading them."""
+        return int(self._socket_rows().rows)
+
+    @property
+    def sockets_on_disk(self) -> bool:
+        """True when ``sockets``/``owners`` are read from disk on access (a large capture)."""
+        return bool(self._socket_rows().on_disk)
+
+    def socket_batches(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        owners: bool = False,
+        batch_rows: int | None = None,
+    ) -> Any:
+        """Iterate ``(sockets, owners)`` over batches of consecutive whole snapshots, in time order.
+
+        ``columns``: the socket columns wanted (``ts``, ``host``, ``sock_id`` always come);
+        ``owners``: also the ``owners`` rows of the batch's sockets (else ``None``);
+        ``batch_rows``: rows per batch for in-memory sockets (default ``sockstore.BATCH_ROWS``; a
+        capture on disk gives one Parquet row group per batch). Categorical columns carry each
+        batch's own categories.
+        """
+        return self._socket_rows().batches(columns, owners, batch_rows)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per capture for ``key`` (forgotten when sockets/owners change):
+        the analyses share one pass over the socket rows this way."""
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def _replace(self, **changes: Any) -> Capture:
+        """A copy with some frames replaced; socket rows stay where they are (not read)."""
+        values = {f.name: self.__dict__.get(f.name) for f in fields(self) if f.name not in _ROWS}
+        values.update({k: v for k, v in changes.items() if k not in _ROWS})
+        rows = changes.get("_rows", self._socket_rows())
+        return Capture(sockets=rows, owners=rows, **values)
 
     def _one(self, column: str, what: str) -> Any:
         values = self.meta[column].dropna().unique()
@@ -185,8 +245,14 @@ class Capture:
         one_host = self.meta["host"].nunique(dropna=False) <= 1
         pairs = pd.MultiIndex.from_frame(chosen[["ts", "host"]].astype({"host": "string"}))
         snapshots = set(chosen["snapshot"].dropna())
-        out: dict[str, pd.DataFrame] = {}
-        for name, frame in self.frames().items():
+        out: dict[str, Any] = {}
+        rows = self._socket_rows()
+        if rows.on_disk:
+            out["_rows"] = rows.restrict(None if one_host else pairs, chosen["ts"])
+        for name in FRAMES:
+            if rows.on_disk and name in _ROWS:
+                continue
+            frame = getattr(self, name)
             if name == "phases":
                 out[name] = (
                     frame
@@ -201,9 +267,50 @@ class Capture:
             else:
                 key = pd.MultiIndex.from_frame(frame[["ts", "host"]].astype({"host": "string"}))
                 out[name] = frame[key.isin(pairs)].reset_index(drop=True)
-        return replace(self, **out)
+        if not rows.on_disk:
+            out["_rows"] = rows.restrict(out.pop("sockets"), out.pop("owners"))
+        return self._replace(**out)
 
 
+class _SocketFrame:
+    """``Capture.sockets`` / ``Capture.owners``: the frame, read from the socket rows' source.
+
+    Setting a DataFrame keeps the rows in memory; setting a ``sockstore`` source (as ``load`` does)
+    sets both attributes. Either way the capture's memo is forgotten."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        sockets, owners = obj.__dict__["_rows"].frames()
+        return sockets if self.name == "sockets" else owners
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        from tcpmemlib import sockstore
+
+        obj.__dict__.pop("_memo", None)
+        if isinstance(value, sockstore.MemoryRows | sockstore.DiskRows):
+            obj.__dict__["_rows"] = value
+            return
+        old = obj.__dict__.get("_rows")
+        if isinstance(old, sockstore.MemoryRows):
+            sockets, owners = old.sockets, old.owners
+        elif old is not None and self.name == "sockets":
+            sockets, owners = None, old.frames()[1]
+        else:
+            sockets, owners = (old.frames()[0] if old is not None else None), None
+        if self.name == "sockets":
+            sockets = value
+        else:
+            owners = value
+        obj.__dict__["_rows"] = sockstore.MemoryRows(sockets, owners)
+
+
+_ROWS = ("sockets", "owners", "_rows")
+Capture.sockets = _SocketFrame("sockets")  # type: ignore[assignment]
+Capture.owners = _SocketFrame("owners")  # type: ignore[assignment]
 FRAMES = [f.name for f in fields(Capture) if f.name != "path"]
 
 
@@ -417,7 +524,7 @@ def load_capture(
     key, cached = cache_mod.load_current(source) if cache else (None, None)
     if cached is not None:
         _warn_from_problems(cached.problems)
-        return replace(cached, path=str(source))
+        return cached._replace(path=str(source))
     problems = _Problems()
     tmp: Path | None = None
     try:
@@ -445,7 +552,7 @@ def load_capture(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    capture = replace(capture, path=str(source))
+    capture = capture._replace(path=str(source))
     problems.emit()
     if key is not None:
         cache_mod.store(source, key, capture)
@@ -1029,7 +1136,7 @@ class _SsMerge:
         )
         sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
         sockets = _with_ts_host(sockets, index, ts, hosts)
-        owners = _owners_from_codes(sockets, codes, self.interner.uniques)
+        owners = sockstore.owners_from_codes(sockets, codes, self.interner.uniques)
         return sockets, owners
 
 
@@ -1054,31 +1161,3 @@ def _concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataF
             del f[column]
     frames.clear()
     return pd.DataFrame(columns, copy=False)
-
-
-def _owners_from_codes(
-    sockets: pd.DataFrame, codes: np.ndarray, uniques: list[tuple[Any, ...]]
-) -> pd.DataFrame:
-    """One row per (socket, owning process), from the interned owner tuples (vectorized)."""
-    lengths_u = np.array([len(u) for u in uniques], dtype=np.int64)
-    starts_u = np.concatenate([[0], np.cumsum(lengths_u)[:-1]]) if len(uniques) else lengths_u
-    flat = [entry for u in uniques for entry in u]
-    comm_u = pd.Categorical(
-        [e[0] for e in flat], categories=pd.Index(sorted({e[0] for e in flat}), dtype="str")
-    )
-    pid_u = pd.array([e[1] for e in flat], dtype="UInt32")  # (pid_t and fd: below 2**31)
-    fd_u = pd.array([e[2] for e in flat], dtype="UInt32")
-    lengths = lengths_u[codes] if len(codes) else np.array([], dtype=np.int64)
-    rows = np.repeat(np.arange(len(codes), dtype=np.int64), lengths)
-    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    flat_index = (starts_u[codes][rows] + within) if len(rows) else rows
-    return pd.DataFrame(
-        {
-            "ts": sockets["ts"].array.take(rows),
-            "host": sockets["host"].array.take(rows),
-            "sock_id": sockets["sock_id"].to_numpy()[rows],
-            "pid": pid_u.take(flat_index),
-            "comm": comm_u.take(flat_index),
-            "fd": fd_u.take(flat_index),
-        }
-    )
