@@ -6,8 +6,10 @@
   modification times (a bundle: its size and mtime). A changed capture (a new snapshot, a rewritten
   file) gets a new key, and the old entry is removed when the new one is written.
 - Content: one Parquet file per frame in ``<cache>/<key>/`` plus ``complete`` (written last; an entry
-  without it is ignored). The ``sockets.owners`` column (tuples) is stored as a dictionary of distinct
-  owner lists (JSON) with one code per socket, so loading rebuilds it without a per-row Python loop.
+  without it is ignored). The socket rows are in ``tcpmemlib.sockstore``'s on-disk layout
+  (``sockets.parquet`` in row groups of whole snapshots, each row's owners as a code into
+  ``owners.json``, ``socket_index.parquet``); ``owners`` is rebuilt from the codes. A large capture
+  reads them from there a batch at a time (``sockets="auto"``), a small one reads them whole.
 - A cache that cannot be written (read-only capture, full disk) is skipped silently; a cache that
   cannot be read is ignored (the capture is parsed again).
 """
@@ -30,9 +32,22 @@ import pandas as pd
 if TYPE_CHECKING:
     from tcpmemlib.capture import Capture
 
-__all__ = ["CACHE_FORMAT", "cache_dir", "capture_key", "load", "load_current", "store"]
+__all__ = [
+    "CACHE_FORMAT",
+    "ON_DISK_MIN_ROWS",
+    "abandon",
+    "begin",
+    "cache_dir",
+    "capture_key",
+    "finish",
+    "load",
+    "load_current",
+    "store",
+]
 
-CACHE_FORMAT = 3  # 3: UInt32 socket fields, categorical socket strings
+CACHE_FORMAT = 4  # 4: socket rows in sockstore's layout; 3: UInt32 fields, categorical strings
+# Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
+ON_DISK_MIN_ROWS = 1_000_000
 _COMPLETE = "complete"
 _DTYPES = "dtypes.json"
 
@@ -95,7 +110,9 @@ class _Cancelled(Exception):
     """A speculative read whose entry turned out to be stale."""
 
 
-def load_current(source: str | os.PathLike[str]) -> tuple[str | None, Capture | None]:
+def load_current(
+    source: str | os.PathLike[str], sockets: str = "auto"
+) -> tuple[str | None, Capture | None]:
     """``(capture_key(source), the cached Capture for it or None)``.
 
     The key needs a ``stat`` of every file of the capture (~140k for a day of snapshots, ~0.6 s),
@@ -111,11 +128,11 @@ def load_current(source: str | os.PathLike[str]) -> tuple[str | None, Capture | 
         entries = []
     if len(entries) != 1:
         key = capture_key(source)
-        return key, (load(source, key) if key is not None else None)
+        return key, (load(source, key, sockets=sockets) if key is not None else None)
     name = entries[0].name
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load, source, name, stop)
+        pending = pool.submit(load, source, name, stop, sockets)
         key = capture_key(source)
         if key != name:
             stop.set()
@@ -124,25 +141,39 @@ def load_current(source: str | os.PathLike[str]) -> tuple[str | None, Capture | 
 
 
 def load(
-    source: str | os.PathLike[str], key: str, stop: threading.Event | None = None
+    source: str | os.PathLike[str],
+    key: str,
+    stop: threading.Event | None = None,
+    sockets: str = "auto",
 ) -> Capture | None:
     """The cached Capture for ``key``, or None (no entry, incomplete, unreadable, or ``stop`` set
-    while reading)."""
-    from tcpmemlib.capture import FRAMES, SEVERITY_DTYPE, Capture
+    while reading). ``sockets``: ``"memory"`` reads the socket rows whole, ``"disk"`` leaves them
+    in the entry (read a batch at a time), ``"auto"``: on disk from ``ON_DISK_MIN_ROWS`` rows."""
+    from tcpmemlib import sockstore
+    from tcpmemlib.capture import FRAMES, SEVERITY_DTYPE, Capture, sockets_template
 
     entry = cache_dir(source) / key
     if not (entry / _COMPLETE).exists():
         return None
     try:
         dtypes = json.loads((entry / _DTYPES).read_text())
-        frames = {name: _read(entry / f"{name}.parquet", dtypes.get(name), stop) for name in FRAMES}
-        frames["sockets"] = _decode_owners(frames["sockets"])
+        frames = {
+            name: _read(entry / f"{name}.parquet", dtypes.get(name), stop)
+            for name in FRAMES
+            if name not in ("sockets", "owners")
+        }
         problems = frames["problems"]
         problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
         _restore_dtypes(frames, dtypes)
+        template = sockets_template(frames["meta"]["host"].dtype)
+        if stop is not None and stop.is_set():
+            raise _Cancelled
+        rows = sockstore.open_rows(entry, template)
+        if sockets == "memory" or (sockets == "auto" and rows.rows < ON_DISK_MIN_ROWS):
+            rows = sockstore.read_memory(entry, template)
     except (OSError, ValueError, KeyError, json.JSONDecodeError, _Cancelled):
         return None
-    return Capture(**frames)
+    return Capture(sockets=rows, owners=rows, **frames)
 
 
 def _dtype_names(frame: pd.DataFrame) -> dict[str, str]:
@@ -178,37 +209,67 @@ def _restore_dtypes(frames: dict[str, pd.DataFrame], dtypes: dict[str, dict[str,
                 frame[column] = frame[column].astype(want)
 
 
-def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
-    """Write ``capture`` under ``key`` (replacing older entries); False if it cannot be written."""
+def begin(source: str | os.PathLike[str]) -> Path | None:
+    """A fresh temporary entry directory in the capture's cache, or None if it cannot be made."""
+    base = cache_dir(source)
+    try:
+        base.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+    except OSError:
+        return None
+
+
+def abandon(tmp: Path | None) -> None:
+    """Remove a temporary entry that will not be finished."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish(
+    source: str | os.PathLike[str], key: str, tmp: Path, capture: Capture, rows_written: bool
+) -> bool:
+    """Complete the temporary entry ``tmp`` with ``capture``'s frames and make it the entry for
+    ``key`` (older entries removed). ``rows_written``: the socket rows are already in ``tmp``
+    (a streamed load); else they are written from the capture's frames. False if it failed."""
+    from tcpmemlib import sockstore
     from tcpmemlib.capture import FRAMES
 
     base = cache_dir(source)
-    tmp: str | None = None
+    done = False
     try:
-        base.mkdir(exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=base)
         for name in FRAMES:
-            frame = getattr(capture, name)
-            if name == "sockets":
-                frame = _encode_owners(frame)
-            _write(frame, Path(tmp) / f"{name}.parquet")
-        dtypes = {name: _dtype_names(getattr(capture, name)) for name in FRAMES}
-        (Path(tmp) / _DTYPES).write_text(json.dumps(dtypes))
-        (Path(tmp) / _COMPLETE).write_text(key + "\n")
+            if name in ("sockets", "owners"):
+                continue
+            _write(getattr(capture, name), tmp / f"{name}.parquet")
+        if not rows_written:
+            sockstore.write_frames(tmp, capture.sockets)
+        dtypes = {
+            name: _dtype_names(getattr(capture, name))
+            for name in FRAMES
+            if name not in ("sockets", "owners")
+        }
+        (tmp / _DTYPES).write_text(json.dumps(dtypes))
+        (tmp / _COMPLETE).write_text(key + "\n")
         final = base / key
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-        tmp = None
+        done = True
         for old in base.iterdir():
             if old.name != key:
                 shutil.rmtree(old, ignore_errors=True)
     except (OSError, ValueError, TypeError):
         return False
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            abandon(tmp)
     return True
+
+
+def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
+    """Write ``capture`` under ``key`` (replacing older entries); False if it cannot be written."""
+    tmp = begin(source)
+    return tmp is not None and finish(source, key, tmp, capture, rows_written=False)
 
 
 _SLICE_ROWS = 1 << 20
@@ -238,6 +299,36 @@ def _read(
         raise _Cancelled
     with pq.ParquetFile(path) as parquet:
         return _read_file(parquet, wanted, stop)
+
+
+def read_parquet_file(parquet: Any, template: pd.DataFrame) -> pd.DataFrame:
+    """A whole open ``ParquetFile`` of socket rows as one frame, dtypes as in ``template``."""
+    wanted = {c: str(t) for c, t in template.dtypes.items()}
+    return arrow_fix(_read_file(parquet, wanted), template)
+
+
+def arrow_to_pandas(table: Any, template: pd.DataFrame) -> pd.DataFrame:
+    """One batch of socket rows from Arrow, dtypes as in ``template`` (categories: the batch's)."""
+    return arrow_fix(table.to_pandas(split_blocks=True), template)
+
+
+def arrow_fix(frame: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
+    """Give ``frame``'s columns ``template``'s dtypes where Arrow gave back something else."""
+    for column in frame.columns:
+        if column not in template.columns:
+            continue
+        want, have = template[column].dtype, frame[column].dtype
+        if isinstance(want, pd.CategoricalDtype):
+            if column == "host":
+                if have != want:
+                    frame[column] = frame[column].astype("string").astype(want)
+            elif not isinstance(have, pd.CategoricalDtype) or (
+                len(have.categories) == 0 and have.categories.dtype != want.categories.dtype
+            ):
+                frame[column] = frame[column].astype("str").astype("category")
+        elif have != want:
+            frame[column] = frame[column].astype(want)
+    return frame
 
 
 def _read_file(
@@ -324,28 +415,3 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
         for start in range(0, len(frame), _SLICE_ROWS):
             part = frame.iloc[start : start + _SLICE_ROWS]
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
-
-
-def _encode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
-    if "owners" not in sockets.columns:
-        return sockets
-    codes, uniques = pd.factorize(sockets["owners"].to_numpy(), use_na_sentinel=True)
-    labels = [json.dumps([list(o) for o in (u or ())]) for u in uniques]
-    out = sockets.copy(deep=False)  # copy-on-write: the capture's own frame is left as it is
-    out["owners"] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
-    return out
-
-
-def _decode_owners(sockets: pd.DataFrame) -> pd.DataFrame:
-    if "owners" not in sockets.columns or not isinstance(
-        sockets["owners"].dtype, pd.CategoricalDtype
-    ):
-        return sockets
-    column = sockets["owners"].array
-    table = np.empty(len(column.categories) + 1, dtype=object)
-    for i, label in enumerate(column.categories):
-        table[i] = tuple(tuple(entry) for entry in json.loads(label))
-    table[-1] = ()
-    codes = np.asarray(column.codes, dtype=np.int64)  # -1 (missing) -> the last entry: ()
-    sockets["owners"] = table[codes]  # a frame just read from Parquet: ours to change
-    return sockets

@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -112,6 +113,10 @@ SS_BATCH_BYTES = 2 * 1024**2  # compressed ss bytes per read_ss call (about 100k
 SS_CHUNK_SNAPSHOTS = 512
 PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning workers costs more
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
+# Compressed ss bytes from which load_capture leaves the socket rows on disk (sockets="auto"):
+# about 1M socket rows (~500 snapshots of 2k sockets), ~250 MB as frames.
+ON_DISK_MIN_SS_BYTES = 16 * 1024**2
+SOCKETS_MODES = ("auto", "memory", "disk")
 
 
 @dataclass(repr=False)
@@ -504,29 +509,45 @@ def load_capture(
     progress: bool | None = None,
     cache: bool = True,
     workers: int | None = None,
+    sockets: str = "auto",
 ) -> Capture:
     """Load a collect.sh capture directory or bundle into a ``Capture`` (docs/design.md §2).
 
     ``progress``: show a tqdm bar (``None``: only for captures over ~32 MB). ``cache``: read/write
     the Parquet cache beside the capture (``tcpmemlib.cache``). ``workers``: worker processes that
     parse the snapshots (``None``: 2 for large captures on 2 CPUs or more, else 1; see
-    ``_auto_workers``).
+    ``_auto_workers``). ``sockets``: where the socket rows stay: ``"memory"``, ``"disk"`` (the
+    cache entry, or an unlinked temporary file without a cache; read a batch at a time, see
+    ``Capture.socket_batches``), or ``"auto"``: on disk for large captures (``ON_DISK_MIN_SS_BYTES``
+    of ss files; from the cache, ``cache.ON_DISK_MIN_ROWS`` rows).
     """
     from tcpmemlib import bundle as bundle_mod
     from tcpmemlib import cache as cache_mod
 
+    if sockets not in SOCKETS_MODES:
+        raise ValueError(f"sockets must be one of {', '.join(SOCKETS_MODES)}, not {sockets!r}")
     source = Path(os.fspath(path))
     if not source.exists():
         raise CaptureError(source, "no such file or directory")
     is_bundle = source.is_file()
     if is_bundle and not bundle_mod.is_bundle(source):
         raise CaptureError(source, "not a capture directory or a .tar.gz/.tgz/.tar bundle")
-    key, cached = cache_mod.load_current(source) if cache else (None, None)
+    key, cached = cache_mod.load_current(source, sockets) if cache else (None, None)
     if cached is not None:
         _warn_from_problems(cached.problems)
         return cached._replace(path=str(source))
     problems = _Problems()
     tmp: Path | None = None
+    rows_dirs: list[tuple[Path, bool]] = []  # (where socket rows were streamed, is a cache entry)
+
+    def make_rows_dir() -> Path:
+        entry = cache_mod.begin(source) if key is not None else None
+        if entry is not None:
+            rows_dirs.append((entry, True))
+            return entry
+        rows_dirs.append((Path(tempfile.mkdtemp(prefix="tcpmem-rows-")), False))
+        return rows_dirs[-1][0]
+
     try:
         if is_bundle:
             tmp, refused = bundle_mod.extract(source)
@@ -543,24 +564,43 @@ def load_capture(
                 raise CaptureError(source, "not a directory")
             root = _capture_root(source)
         try:
-            capture = _load_dir(root, problems, progress=progress, workers=workers)
+            capture = _load_dir(
+                root,
+                problems,
+                progress=progress,
+                workers=workers,
+                sockets=sockets,
+                make_rows_dir=make_rows_dir,
+            )
         except CaptureError as err:
             if not is_bundle:
                 raise
             why = "; ".join(f"{r.member}: {r.reason}" for r in refused) or err.reason
             raise CaptureError(source, f"{err.reason.split(' (')[0]}; {why}") from err
+        capture = capture._replace(path=str(source))
+        problems.emit()
+        streamed = [d for d, is_entry in rows_dirs if is_entry]
+        if streamed and key is not None:  # the rows are in the entry already: finish it
+            cache_mod.finish(source, key, streamed[0], capture, rows_written=True)
+            rows_dirs.clear()
+        elif key is not None and not rows_dirs:
+            cache_mod.store(source, key, capture)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    capture = capture._replace(path=str(source))
-    problems.emit()
-    if key is not None:
-        cache_mod.store(source, key, capture)
+        for directory, _ in rows_dirs:  # open files stay readable: the capture reads those
+            shutil.rmtree(directory, ignore_errors=True)
     return capture
 
 
 def _load_dir(
-    root: Path, problems: _Problems, *, progress: bool | None, workers: int | None
+    root: Path,
+    problems: _Problems,
+    *,
+    progress: bool | None,
+    workers: int | None,
+    sockets: str = "memory",
+    make_rows_dir: Callable[[], Path] | None = None,
 ) -> Capture:
     snap_dirs = _snapshot_dirs(root)
     if not snap_dirs:
@@ -621,7 +661,13 @@ def _load_dir(
                 problems.add(snap.name, base, None, "file missing from the snapshot", "warning")
 
     parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in _BUILDERS}
-    ss = _SsMerge()
+    ss_bytes = sum(p.stat().st_size for s in kept for b, p in s.files.items() if b in SS_FILES)
+    on_disk = sockets == "disk" or (sockets == "auto" and ss_bytes >= ON_DISK_MIN_SS_BYTES)
+    rows_dir = make_rows_dir() if on_disk else None
+    writer = None
+    if rows_dir is not None:
+        writer = sockstore.SocketWriter(rows_dir, sockets_template(hosts.dtype))
+    ss = _SsMerge(ts, hosts, writer)
     for result in _run_chunks(kept, workers, bar):
         problems.rows.extend(result.problems)
         for file, messages in result.warned.items():
@@ -631,7 +677,9 @@ def _load_dir(
         ss.add(result)
     if bar is not None:
         bar.close()
-    sockets, owners = ss.finish(ts, hosts)
+    rows = ss.finish()
+    if rows_dir is not None:
+        rows = sockstore.open_rows(rows_dir, sockets_template(hosts.dtype))
     small: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for kind, chunk_parts in parts.items():
         small[kind] = _concat_parts(chunk_parts, _BUILDERS[kind]({}))
@@ -668,8 +716,8 @@ def _load_dir(
     )
 
     return Capture(
-        sockets=sockets,
-        owners=owners,
+        sockets=rows,
+        owners=rows,
         sockstat=sockstat_frame,
         meminfo=framed("meminfo"),
         processes=processes,
@@ -1106,14 +1154,18 @@ class _SsChunk:
 
 
 class _SsMerge:
-    """Merges the chunks' ss results into the ``sockets`` and ``owners`` frames."""
+    """Merges the chunks' ss results into socket rows: the ``sockets`` and ``owners`` frames in
+    memory, or, with a ``writer``, written to disk chunk by chunk (``sockstore``), so that the whole
+    frame is never held."""
 
-    def __init__(self) -> None:
+    def __init__(self, ts: Any, hosts: pd.Categorical, writer: Any = None) -> None:
+        self.ts, self.hosts, self.writer = ts, hosts, writer
         self.frames: list[pd.DataFrame] = []
         self.snap_index: list[np.ndarray] = []
         self.kinds: list[np.ndarray] = []
         self.codes: list[np.ndarray] = []
         self.interner = _OwnerCodes()
+        self.next_id = 0
 
     def add(self, result: _ChunkResult) -> None:
         remap = np.array([self.interner.code(u) for u in result.owner_uniques], dtype=np.int64)
@@ -1121,23 +1173,54 @@ class _SsMerge:
         self.snap_index.extend(result.ss_index)
         self.kinds.extend(result.ss_kind)
         self.codes.extend(remap[c] if len(c) else c for c in result.owner_codes)
+        if self.writer is not None:
+            sockets, codes = self._build()
+            self.writer.write(sockets.assign(owner_code=codes))
 
-    def finish(self, ts: Any, hosts: pd.Categorical) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _build(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows added since the last call: a sockets frame without ``owners``, and the owner
+        code of each row."""
         empty = _socket_template()
         sockets = _concat_columns(self.frames, empty.drop(columns=["owners"]))
         index = np.concatenate(self.snap_index) if self.snap_index else np.array([], np.int64)
         kind = np.concatenate(self.kinds) if self.kinds else np.array([], dtype=object)
         codes = np.concatenate(self.codes) if self.codes else np.array([], np.int64)
+        self.snap_index, self.kinds, self.codes = [], [], []
         netid = sockets["netid"].astype("string").fillna(pd.Series(kind, dtype="string"))
         sockets["netid"] = netid.astype("str").astype("category")
+        n = len(sockets)
+        sockets.insert(0, "sock_id", np.arange(self.next_id, self.next_id + n, dtype=np.int64))
+        self.next_id += n
+        return _with_ts_host(sockets, index, self.ts, self.hosts), codes
+
+    def finish(self) -> Any:
+        """The socket rows: ``sockstore.MemoryRows``, or with a writer, None (closed; the rows are
+        on disk)."""
+        if self.writer is not None:
+            self.writer.close(self.interner.uniques)
+            return None
+        sockets, codes = self._build()
         uniques = self.interner.objects()
         sockets.insert(
-            list(empty.columns).index("owners"), "owners", uniques[codes] if len(codes) else []
+            list(_socket_template().columns).index("owners") + 3,
+            "owners",
+            uniques[codes] if len(codes) else [],
         )
-        sockets.insert(0, "sock_id", np.arange(len(sockets), dtype=np.int64))
-        sockets = _with_ts_host(sockets, index, ts, hosts)
         owners = sockstore.owners_from_codes(sockets, codes, self.interner.uniques)
-        return sockets, owners
+        return sockstore.MemoryRows(sockets, owners)
+
+
+def sockets_template(host_dtype: Any = None) -> pd.DataFrame:
+    """The empty ``Capture.sockets`` frame: every column with its dtype (``host_dtype``: the
+    capture's host categories)."""
+    frame = _socket_template()
+    frame["netid"] = frame["netid"].astype(pd.CategoricalDtype(pd.Index([], dtype="str")))
+    frame.insert(0, "sock_id", np.zeros(0, dtype=np.int64))
+    frame.insert(
+        0, "host", pd.Series([], dtype=host_dtype or _host_categorical(pd.Series([])).dtype)
+    )
+    frame.insert(0, "ts", pd.Series([], dtype="datetime64[ns, UTC]"))
+    return frame
 
 
 def _concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:

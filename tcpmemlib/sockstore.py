@@ -29,7 +29,9 @@ import pandas as pd
 
 __all__ = ["BATCH_ROWS", "DiskRows", "MemoryRows", "owners_from_codes"]
 
-BATCH_ROWS = 1 << 20  # socket rows per batch from memory (whole snapshots, so a batch may be larger)
+BATCH_ROWS = (
+    1 << 20
+)  # socket rows per batch from memory (whole snapshots, so a batch may be larger)
 OWNER_COLUMNS = ("ts", "host", "sock_id", "pid", "comm", "fd")
 KEY_COLUMNS = ("ts", "host", "sock_id")
 
@@ -197,9 +199,7 @@ class DiskRows:
             frame = self._to_pandas(table)
             del table
             if self.keep is not None:
-                key = pd.MultiIndex.from_frame(
-                    frame[["ts", "host"]].astype({"host": "string"})
-                )
+                key = pd.MultiIndex.from_frame(frame[["ts", "host"]].astype({"host": "string"}))
                 mask = np.asarray(key.isin(kept_pairs))
                 if not mask.all():
                     frame = frame[mask].reset_index(drop=True)
@@ -233,3 +233,141 @@ class DiskRows:
         socks = _concat_columns([p[0] for p in parts], parts[0][0].iloc[:0])
         owns = _concat_columns([p[1] for p in parts], parts[0][1].iloc[:0])
         return socks, owns
+
+
+# --------------------------------------------------------------------------------------------
+# On disk: the layout (a directory) and its writer
+
+SOCKETS_FILE = "sockets.parquet"  # socket rows, ``owners`` as ``owner_code``
+OWNERS_FILE = "owners.json"  # the distinct owner tuples, as JSON lists
+INDEX_FILE = "socket_index.parquet"  # one row per snapshot: ts, host, row_group, rows
+
+
+def _arrow_schema(template: pd.DataFrame) -> Any:
+    """The Parquet schema of socket rows: ``owners`` as ``owner_code`` (int32), categories as
+    dictionaries with int32 indices (a batch's own categories, whatever their number)."""
+    import pyarrow as pa
+
+    frame = template.drop(columns=["owners"], errors="ignore").iloc[:0].copy()
+    frame["owner_code"] = np.zeros(0, dtype=np.int32)
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+        if pa.types.is_dictionary(f.type)
+        else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+class SocketWriter:
+    """Writes socket rows to ``directory`` as the on-disk layout, one row group per ``write``.
+
+    Each ``write`` takes whole snapshots, in snapshot order, with an ``owner_code`` column (int)
+    indexing the ``uniques`` list given to ``close``.
+    """
+
+    def __init__(self, directory: Any, template: pd.DataFrame) -> None:
+        from pathlib import Path
+
+        import pyarrow.parquet as pq
+
+        self.directory = Path(directory)
+        self.schema = _arrow_schema(template)
+        self.writer = pq.ParquetWriter(
+            self.directory / SOCKETS_FILE, self.schema, compression="lz4", write_statistics=False
+        )
+        self.index: list[pd.DataFrame] = []
+        self.groups = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        if not len(frame):
+            return
+        frame = frame.drop(columns=["owners"], errors="ignore")
+        frame = frame.assign(owner_code=frame["owner_code"].to_numpy(dtype=np.int32))
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        self.writer.write_table(table, row_group_size=len(frame))
+        del table
+        counts = (
+            frame[["ts", "host"]]
+            .astype({"host": "string"})
+            .groupby(["ts", "host"], sort=False, dropna=False)
+            .size()
+        )
+        part = counts.rename("rows").reset_index()
+        part["row_group"] = self.groups
+        self.index.append(part)
+        self.groups += 1
+
+    def close(self, uniques: Sequence[tuple[Any, ...]]) -> None:
+        import json
+
+        self.writer.close()
+        index = (
+            pd.concat(self.index, ignore_index=True)
+            if self.index
+            else pd.DataFrame(
+                {
+                    "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+                    "host": pd.Series([], dtype="string"),
+                    "rows": pd.Series([], dtype="int64"),
+                    "row_group": pd.Series([], dtype="int64"),
+                }
+            )
+        )
+        index.astype({"rows": "int64", "row_group": "int64"}).to_parquet(
+            self.directory / INDEX_FILE, index=False
+        )
+        (self.directory / OWNERS_FILE).write_text(
+            json.dumps([[list(e) for e in u] for u in uniques])
+        )
+
+
+def write_frames(directory: Any, sockets: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> None:
+    """Write in-memory ``sockets`` (with its ``owners`` tuples column) as the on-disk layout."""
+    template = sockets.iloc[:0]
+    codes, uniques = pd.factorize(sockets["owners"].to_numpy(), use_na_sentinel=False)
+    writer = SocketWriter(directory, template)
+    try:
+        if len(sockets) and not sockets["ts"].is_monotonic_increasing:
+            order = np.argsort(sockets["ts"].to_numpy(), kind="stable")
+            sockets, codes = sockets.iloc[order], codes[order]
+        for lo, hi in _snapshot_bounds(sockets["ts"].to_numpy(), batch_rows):
+            writer.write(sockets.iloc[lo:hi].assign(owner_code=codes[lo:hi]))
+    finally:
+        writer.close([tuple(u) if u else () for u in uniques])
+
+
+def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
+    """The socket rows of an on-disk layout, kept open (see the module doc)."""
+    import json
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory = Path(directory)
+    uniques = [
+        tuple(tuple(e) for e in u) for u in json.loads((directory / OWNERS_FILE).read_text())
+    ]
+    index = pd.read_parquet(directory / INDEX_FILE)
+    index["host"] = index["host"].astype("string")
+    parquet = pq.ParquetFile(pa.OSFile(str(directory / SOCKETS_FILE)))
+    return DiskRows(parquet, uniques, index, template)
+
+
+def read_memory(directory: Any, template: pd.DataFrame) -> MemoryRows:
+    """The socket rows of an on-disk layout, read whole into memory."""
+    from tcpmemlib.cache import read_parquet_file
+
+    rows = open_rows(directory, template)
+    frame = read_parquet_file(rows.parquet, template)
+    codes = frame.pop("owner_code").to_numpy()
+    table = rows._owner_objects()
+    frame.insert(
+        list(template.columns).index("owners"), "owners", table[codes] if len(codes) else []
+    )
+    owners = owners_from_codes(frame, codes, rows.uniques)
+    return MemoryRows(frame, owners)
