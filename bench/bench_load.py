@@ -116,13 +116,59 @@ def _iso(ts: pd.Timestamp) -> str:
 # ---- measurements, each run in a child process: `python bench_load.py --child KIND PATH`
 
 
+class _TreeRss:
+    """Peak of the summed RSS of this process and all its descendants (worker processes included),
+    sampled every 20 ms from /proc: ru_maxrss only knows one process at a time."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+        return out
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self.stop.wait(0.02):
+            self.peak = max(self.peak, sum(self._rss(p) for p in self._tree(me)))
+
+    def finish(self) -> int:
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
 def _child(kind: str, path: Path) -> dict[str, float]:
     import resource
 
     # Imports first, outside the timed part: a notebook has them loaded already.
     import tcpmemlib.capture
-    import tcpmemlib.parsers.ss  # noqa: F401
+    import tcpmemlib.parsers.ss
 
+    tree = _TreeRss()
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     rows = 0
@@ -148,13 +194,22 @@ def _child(kind: str, path: Path) -> dict[str, float]:
                 rows += len(read_ss("".join(batch)))
                 batch, size = [], 0
     else:
-        from tcpmemlib.capture import load_capture
+        from tcpmemlib.capture import FRAMES, load_capture
 
         workers = {"cold1": 1, "cold2": 2}.get(kind)
-        cap = load_capture(path, cache=True, progress=False, workers=workers)
-        rows = len(cap.sockets)
-        frames = sum(int(f.memory_usage(deep=False).sum()) for f in cap.frames().values())
+        mode = "memory" if kind.endswith("_memory") else "auto"
+        cap = load_capture(path, cache=True, progress=False, workers=workers, sockets=mode)
+        rows = cap.socket_rows
+        # frames held in memory (the socket rows only when they are not left on disk)
+        held = [n for n in FRAMES if not (cap.sockets_on_disk and n in ("sockets", "owners"))]
+        frames = sum(int(getattr(cap, n).memory_usage(deep=False).sum()) for n in held)
+        if kind == "analyses":
+            import tcpmemlib as t
+
+            for fn in (t.where_is_it, t.by_process, t.reconcile, t.growth, t.idle_cost, t.pressure):
+                fn(cap)
     seconds = time.perf_counter() - t0
+    tree_peak = tree.finish()
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
@@ -164,13 +219,14 @@ def _child(kind: str, path: Path) -> dict[str, float]:
         + kids.ru_utime
         + kids.ru_stime,
         "peak_rss_bytes": float(max(me.ru_maxrss, kids.ru_maxrss) * 1024),
+        "peak_tree_bytes": float(max(tree_peak, me.ru_maxrss * 1024)),
         "rows": float(rows),
         "frames_bytes": float(frames),
     }
 
 
 def run_child(kind: str, path: Path) -> dict[str, float]:
-    if kind.startswith("cold"):
+    if kind.startswith("cold"):  # (warm kinds run after a cold one has written the cache)
         shutil.rmtree(path / ".tcpmem-cache", ignore_errors=True)
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(path)],
@@ -187,6 +243,11 @@ def main() -> int:
     ap.add_argument("--snapshots", type=int, default=360, help="snapshots (8640 = a day at 10 s)")
     ap.add_argument("--pairs", type=int, default=1000, help="connection pairs (2 sockets each)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--kinds",
+        default="read,read_ss,cold1,cold2,warm,warm_memory,analyses",
+        help="measurements, comma-separated (also: cold_memory)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -197,14 +258,14 @@ def main() -> int:
         base = make_base(work, args.pairs)
         capture = replicate(base, work / "day", args.snapshots)
         ss_bytes = sum(p.stat().st_size for p in base.glob("ss_*"))
-        kinds = ("read", "read_ss", "cold1", "cold2", "warm")
+        kinds = tuple(args.kinds.split(","))
         results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         load = os.getloadavg()[0]
         for _ in range(args.rounds):
             for kind in kinds:
                 results[kind].append(run_child(kind, capture))
         med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
-        rows = med["cold1"]["rows"]
+        rows = max(m["rows"] for k, m in med.items() if k not in ("read", "read_ss"))
         scale = DAY / args.snapshots
         print(
             f"capture: {args.snapshots} snapshots x {rows / args.snapshots:.0f} sockets "
@@ -213,33 +274,43 @@ def main() -> int:
             f"on {os.cpu_count()} CPUs"
         )
         print(
-            f"| measurement | wall s | CPU s | peak RSS MB | day (x{scale:.1f}) wall s, "
-            "extrapolated | what |"
+            "| measurement | wall s | CPU s | peak RSS, largest process MB | peak RSS, all "
+            f"processes MB | frames held MB | day (x{scale:.1f}) wall s, extrapolated | what |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         notes = {
             "read": "read + gunzip every file (I/O floor)",
             "read_ss": "read_ss alone on the same ss text, same batch size",
             "cold1": "load_capture, no cache, workers=1 (parse + write Parquet)",
             "cold2": "load_capture, no cache, 2 worker processes (the default for large captures)",
+            "cold_memory": "cold2 with sockets='memory' (every socket row in memory: the old model)",
             "warm": "load_capture from the Parquet cache",
+            "warm_memory": "warm with sockets='memory' (every socket row in memory: the old model)",
+            "analyses": "warm + where_is_it, by_process, reconcile, growth, idle_cost, pressure",
         }
         for kind in kinds:
             m = med[kind]
             print(
                 f"| {kind} | {m['seconds']:.2f} | {m['cpu_s']:.2f} | "
-                f"{m['peak_rss_bytes'] / 1e6:.0f} | {m['seconds'] * scale:.0f} | {notes[kind]} |"
+                f"{m['peak_rss_bytes'] / 1e6:.0f} | {m['peak_tree_bytes'] / 1e6:.0f} | "
+                f"{m['frames_bytes'] / 1e6:.0f} | {m['seconds'] * scale:.0f} | "
+                f"{notes.get(kind, kind)} |"
             )
-        print(
-            f"ratios: cold1/read_ss wall {med['cold1']['seconds'] / med['read_ss']['seconds']:.2f} "
-            f"CPU {med['cold1']['cpu_s'] / med['read_ss']['cpu_s']:.2f}; "
-            f"cold2/cold1 wall {med['cold2']['seconds'] / med['cold1']['seconds']:.2f}; "
-            f"warm/cold1 wall {med['warm']['seconds'] / med['cold1']['seconds']:.3f}. "
-            f"Frames in memory {med['cold1']['frames_bytes'] / 1e6:.0f} MB "
-            f"({med['cold1']['frames_bytes'] / rows:.0f} B per socket row, all frames); "
-            f"peak RSS per socket row: cold1 {med['cold1']['peak_rss_bytes'] / rows:.0f} B, "
-            f"warm {med['warm']['peak_rss_bytes'] / rows:.0f} B"
-        )
+        pairs = [
+            ("cold1", "read_ss", "seconds"),
+            ("cold2", "cold1", "seconds"),
+            ("warm", "cold2", "seconds"),
+            ("warm", "warm_memory", "seconds"),
+            ("warm", "warm_memory", "peak_tree_bytes"),
+            ("cold2", "cold_memory", "peak_tree_bytes"),
+            ("analyses", "warm", "peak_tree_bytes"),
+        ]
+        shown = [
+            f"{a}/{b} {what.split('_')[0]} {med[a][what] / med[b][what]:.3f}"
+            for a, b, what in pairs
+            if a in med and b in med
+        ]
+        print("ratios (same run): " + "; ".join(shown))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,0 +1,187 @@
+"""Socket rows on disk (tcpmemlib.sockstore): the same rows as in memory, batches of whole
+snapshots, select, files that outlive their cache entry, no temporary file left behind.
+
+The capture is the bundled real sample (data/sample.tar.gz: 21 snapshots, ~44k socket rows), copied
+to a temporary directory (loading writes a cache beside it). ``SS_BATCH_BYTES`` is made tiny so that
+a cold load streams one Parquet row group per snapshot: many batches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tcpmemlib import cache as cache_mod
+from tcpmemlib import capture as capture_mod
+from tcpmemlib import sockstore
+from tcpmemlib.capture import FRAMES, Capture, load_capture
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.tar.gz"
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    dest = tmp_path / "sample.tar.gz"
+    shutil.copy(SAMPLE, dest)
+    return dest
+
+
+@pytest.fixture
+def many_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_mod, "SS_BATCH_BYTES", 1)  # one snapshot per chunk and row group
+
+
+@pytest.fixture(scope="module")
+def memory() -> Capture:
+    return load_capture(SAMPLE, cache=False, sockets="memory")
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as strings: categories differ between batches, values must not."""
+    out = frame.copy()
+    for column, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype) and column != "host":
+            out[column] = frame[column].astype("string")
+    return out.reset_index(drop=True)
+
+
+def _assert_same(a: Capture, b: Capture) -> None:
+    for name in FRAMES:
+        if name in ("sockets", "owners"):
+            pd.testing.assert_frame_equal(
+                _plain(getattr(a, name)), _plain(getattr(b, name)), obj=name
+            )
+        else:
+            pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
+
+
+def test_disk_rows_are_the_memory_rows(sample: Path, memory: Capture, many_batches: None):
+    no_cache = load_capture(sample, cache=False, sockets="disk")
+    streamed = load_capture(sample, sockets="disk")  # cold: rows streamed into the cache entry
+    warm = load_capture(sample, sockets="disk")
+    warm_memory = load_capture(sample, sockets="memory")
+    assert memory.socket_rows == 44105 and not memory.sockets_on_disk
+    for cap in (no_cache, streamed, warm):
+        assert cap.sockets_on_disk and cap.socket_rows == memory.socket_rows
+        _assert_same(memory, cap)
+    assert not warm_memory.sockets_on_disk
+    _assert_same(memory, warm_memory)
+    assert isinstance(warm.sockets["owners"].iloc[0], tuple)
+    assert "on disk" in repr(warm) and "44105" in repr(warm)
+
+
+def test_batches_are_whole_snapshots_in_time_order(sample: Path, many_batches: None):
+    cap = load_capture(sample, cache=False, sockets="disk")
+    seen: list[pd.Timestamp] = []
+    rows = 0
+    batches = list(cap.socket_batches(["skmem_r", "state"], owners=True))
+    assert len(batches) == len(cap.meta) > 1
+    for sockets, owners in batches:
+        assert list(sockets.columns) == ["ts", "host", "sock_id", "state", "skmem_r"]
+        stamps = sorted(set(sockets["ts"]))
+        assert not seen or stamps[0] > seen[-1]
+        seen += stamps
+        rows += len(sockets)
+        assert owners is not None and set(owners["sock_id"]) <= set(sockets["sock_id"])
+    assert rows == cap.socket_rows
+    whole = cap.owners
+    assert sum(len(o) for _, o in batches if o is not None) == len(whole)
+    # every snapshot with sockets, once each
+    assert seen == sorted(set(cap.meta["ts"]) & set(seen)) and len(seen) == len(set(seen))
+    with pytest.raises(KeyError, match="no such socket column: nope"):
+        next(cap.socket_batches(["nope"]))
+
+
+def test_memory_batches_cut_only_between_snapshots(memory: Capture):
+    sizes = memory.sockets.groupby("ts").size()
+    total = 0
+    for sockets, owners in memory.socket_batches(["skmem_w"], owners=True, batch_rows=3000):
+        for ts, n in sockets.groupby("ts").size().items():
+            assert n == sizes[ts]  # no snapshot split over two batches
+        assert owners is not None and set(owners["sock_id"]) <= set(sockets["sock_id"])
+        total += len(sockets)
+    assert total == len(memory.sockets)
+    assert len(list(memory.socket_batches(batch_rows=3000))) > 5
+
+
+def test_select_on_disk_reads_only_the_chosen_snapshots(
+    sample: Path, memory: Capture, many_batches: None
+):
+    disk = load_capture(sample, cache=False, sockets="disk")
+    phase = str(memory.meta["phase"].dropna().iloc[-1])
+    a, b = memory.select(phase=phase), disk.select(phase=phase)
+    assert b.sockets_on_disk and 0 < b.socket_rows < disk.socket_rows
+    _assert_same(a, b)
+    late = disk.meta["ts"].iloc[10]
+    _assert_same(memory.select(start=late), disk.select(start=late))
+    assert disk.select(start="2100-01-01").socket_rows == 0
+    assert len(disk.select(start="2100-01-01").sockets) == 0
+
+
+def test_rows_outlive_their_cache_entry(sample: Path, many_batches: None):
+    cap = load_capture(sample, sockets="disk")
+    before = _plain(cap.sockets)
+    shutil.rmtree(cache_mod.cache_dir(sample))  # what a changed capture's next load does
+    again = load_capture(sample, sockets="disk")  # parses again, a new entry
+    pd.testing.assert_frame_equal(_plain(cap.sockets), before)
+    pd.testing.assert_frame_equal(_plain(again.sockets), before)
+
+
+def test_no_temporary_file_left_without_a_cache(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    cap = load_capture(sample, cache=False, sockets="disk")
+    assert list(private.iterdir()) == []  # unlinked at once: the open file is what is read
+    assert cap.socket_rows == sum(len(s) for s, _ in cap.socket_batches(["skmem_r"]))
+    assert not (sample.parent / (sample.name + ".tcpmem-cache")).exists()
+
+
+def test_auto_leaves_large_captures_on_disk(sample: Path, monkeypatch: pytest.MonkeyPatch):
+    assert not load_capture(sample).sockets_on_disk  # cold, small: in memory
+    assert not load_capture(sample).sockets_on_disk  # warm, small
+    monkeypatch.setattr(cache_mod, "ON_DISK_MIN_ROWS", 1000)
+    assert load_capture(sample).sockets_on_disk  # warm, "large"
+    monkeypatch.setattr(capture_mod, "ON_DISK_MIN_SS_BYTES", 1000)
+    assert load_capture(sample, cache=False).sockets_on_disk  # cold, "large"
+    with pytest.raises(ValueError, match="sockets must be one of auto, memory, disk"):
+        load_capture(sample, sockets="ram")
+
+
+def test_setting_frames_moves_rows_to_memory_and_forgets_the_memo(sample: Path):
+    cap = load_capture(sample, cache=False, sockets="disk")
+    calls = []
+    assert cap.memo("k", lambda: calls.append(1) or 41) == 41
+    assert cap.memo("k", lambda: calls.append(1) or 42) == 41 and calls == [1]
+    cut = cap.sockets.iloc[:100]
+    cap.sockets = cut
+    assert not cap.sockets_on_disk and cap.socket_rows == 100
+    assert len(cap.owners) > 0  # owners kept (read from disk once)
+    assert cap.memo("k", lambda: 43) == 43
+
+
+def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
+    sockets = memory.sockets.iloc[:5000]
+    sockstore.write_frames(tmp_path, sockets, batch_rows=1000)
+    template = capture_mod.sockets_template(memory.meta["host"].dtype)
+    back = sockstore.read_memory(tmp_path, template)
+    pd.testing.assert_frame_equal(_plain(back.sockets), _plain(sockets))
+    disk = sockstore.open_rows(tmp_path, template)
+    assert disk.parquet.num_row_groups > 1 and disk.rows == 5000
+    owners = pd.concat([o for _, o in disk.batches(owners=True)], ignore_index=True)
+    want = memory.owners[memory.owners["sock_id"].isin(sockets["sock_id"])]
+    assert len(owners) == len(want)
+    np.testing.assert_array_equal(owners["pid"].to_numpy(), want["pid"].to_numpy())
+    assert sorted(os.listdir(tmp_path)) == [
+        "owners.json",
+        "socket_index.parquet",
+        "sockets.parquet",
+    ]
