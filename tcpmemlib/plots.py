@@ -472,16 +472,34 @@ def capture_overview(cap: Any) -> pd.DataFrame:
         ("first snapshot (UTC)", str(first)),
         ("duration (s)", round((last - first).total_seconds(), 1)),
         ("phases", ", ".join(phases) if phases else "(none)"),
-        ("sockets rows (all snapshots)", len(cap.sockets)),
+        ("sockets rows (all snapshots)", cap.socket_rows),
     ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": "string"})
 
 
 def example_socket(cap: Any, field: str = "skmem_r") -> pd.Series:
-    """The socket row (any snapshot) with the largest ``field``: a concrete socket to read."""
-    s = cap.sockets
-    values = pd.to_numeric(s[field], errors="coerce")
-    return s.loc[values.idxmax()]
+    """The socket row (any snapshot) with the largest ``field``: a concrete socket to read (the
+    first such row, named by its position among the capture's socket rows).
+
+    Reads ``field`` a batch at a time, then the one snapshot holding that row."""
+    best: tuple[Any, int, Any, int] | None = None  # value, position, ts, sock_id
+    offset = 0
+    for batch, _ in cap.socket_batches([field]):
+        values = pd.to_numeric(batch[field], errors="coerce")
+        if values.notna().any():
+            i = int(np.argmax(values.to_numpy(dtype="float64", na_value=-np.inf)))
+            if best is None or values.iloc[i] > best[0]:
+                best = (values.iloc[i], offset + i, batch["ts"].iloc[i], batch["sock_id"].iloc[i])
+        offset += len(batch)
+    if best is None:
+        raise ValueError(f"no socket row has a {field} value")
+    _, position, ts, sock_id = best
+    for source in (cap.select(start=ts, end=ts + pd.Timedelta(1, "ns")), cap):
+        for batch, _ in source.socket_batches():
+            rows = batch[(batch["ts"] == ts) & (batch["sock_id"] == sock_id)]
+            if len(rows):
+                return rows.iloc[0].rename(position)
+    raise ValueError(f"socket {sock_id} of snapshot {ts} not found")  # (not reached)
 
 
 def skmem_glossary(sock: pd.Series) -> pd.DataFrame:
@@ -587,26 +605,37 @@ def owner_limits_by_phase(cap: Any, comm: str) -> pd.DataFrame:
     """For the sockets owned by process name ``comm``: per phase, connections and the median and
     maximum rb and tb (bytes). Shows autotuning (tb grows for a blocked sender, rb stays put for a
     receiver that never reads) and SO_RCVBUF/SO_SNDBUF doubling."""
-    own = cap.owners
-    ids = own.loc[own["comm"].astype("string") == comm, "sock_id"].unique()
-    s = cap.sockets[cap.sockets["sock_id"].isin(ids)]
-    s = s[~s["state"].astype("string").isin(["LISTEN", "TIME-WAIT", "SYN-RECV"])]
-    s = s.merge(cap.meta[["ts", "phase"]].drop_duplicates("ts"), on="ts", how="left")
-    s["phase"] = s["phase"].astype("string").fillna("(all)")
-    order = list(dict.fromkeys(s.sort_values("ts")["phase"]))
-    g = s.groupby("phase", sort=False)
-    out = pd.DataFrame(
-        {
-            "connections (per snapshot)": g.size() / g["ts"].nunique(),
-            "median rb": g["skmem_rb"].median(),
-            "max rb": g["skmem_rb"].max(),
-            "median tb": g["skmem_tb"].median(),
-            "max tb": g["skmem_tb"].max(),
-            "max r": g["skmem_r"].max(),
-            "max w": g["skmem_w"].max(),
-        }
-    ).loc[order]
+    from tcpmemlib.analysis._summary import median_max, socket_summary
+
+    summary = socket_summary(cap)
+    rows = summary.owner_comms[summary.owner_comms["comm"] == comm]
+    rows = rows.sort_values("first_ts", kind="stable")
+    limits = summary.owner_comm_limits
+    limits = limits[limits["comm"] == comm]
+    stats: dict[str, list[float]] = {c: [] for c in OWNER_LIMIT_STATS}
+    for r in rows.itertuples():
+        mine = limits[limits["phase"] == r.phase]
+        rb = mine[mine["column"] == "skmem_rb"]
+        tb = mine[mine["column"] == "skmem_tb"]
+        med_rb, max_rb = median_max(rb["value"], rb["count"])
+        med_tb, max_tb = median_max(tb["value"], tb["count"])
+        values = (r.rows / r.snapshots, med_rb, max_rb, med_tb, max_tb, r.max_r, r.max_w)
+        for column, value in zip(OWNER_LIMIT_STATS, values, strict=True):
+            stats[column].append(np.nan if pd.isna(value) else float(value))
+    index = pd.Index(rows["phase"].astype("string").to_numpy(), dtype="string", name="phase")
+    out = pd.DataFrame({c: pd.Series(v, index=index, dtype="float64") for c, v in stats.items()})
     return out.round(0).astype("Int64").reset_index()
+
+
+OWNER_LIMIT_STATS = (
+    "connections (per snapshot)",
+    "median rb",
+    "max rb",
+    "median tb",
+    "max tb",
+    "max r",
+    "max w",
+)
 
 
 def sysctl_table(cap: Any, names: Sequence[str]) -> pd.DataFrame:

@@ -496,7 +496,7 @@ def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
 
 @pytest.mark.parametrize("rows", ["all", "none"])
 def test_tcp_sockets_leaves_the_captures_frame_alone(rows):
-    """tcp_sockets adds columns to a shallow copy (copy-on-write): cap.sockets must not change."""
+    """tcp_sockets adds columns to a shallow copy (copy-on-write): the frame given must not change."""
     from tcpmemlib.analysis._frames import tcp_sockets
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample.tar.gz"
@@ -504,6 +504,6 @@ def test_tcp_sockets_leaves_the_captures_frame_alone(rows):
     if rows == "none":  # no socket rows: the frame is not filtered, so no new object from that
         cap = cap.select(start="2100-01-01")
     before = cap.sockets.copy()
-    out = tcp_sockets(cap)
+    out = tcp_sockets(cap.sockets)
     assert "buffer_bytes" in out.columns
     pd.testing.assert_frame_equal(cap.sockets, before)

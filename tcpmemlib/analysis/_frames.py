@@ -38,7 +38,9 @@ __all__ = [
     "per_snapshot_socket_sums",
     "resolve_cache",
     "slab_frame",
+    "snapshot_sums",
     "snapshots",
+    "socket_summary",
     "sysctl_ints",
     "tcp_sockets",
 ]
@@ -126,14 +128,18 @@ def page_size_bytes(cap: Any) -> int:
 
 
 # --------------------------------------------------------------------------------------- sockets
-def tcp_sockets(cap: Any) -> pd.DataFrame:
-    """The capture's TCP sockets (all states), with ``buffer_bytes`` = r + w + f (NA if no skmem)."""
-    s = cap.sockets
+# Per-batch building blocks: each takes socket rows (a batch of whole snapshots from
+# ``Capture.socket_batches``, or any frame of socket rows) and never reads the capture's rows itself.
+def tcp_sockets(sockets: pd.DataFrame) -> pd.DataFrame:
+    """The TCP sockets (all states) of ``sockets`` (socket rows: a batch, or a whole frame), with
+    ``buffer_bytes`` = r + w + f (NA if no skmem), ``state`` as string, ``is_connection``,
+    ``recv_q_bytes``, ``send_q_bytes`` and ``queued_bytes`` (connections only, else 0)."""
+    s = sockets
     if "netid" in s.columns and len(s):
         netid = s["netid"].astype("string")
         s = s[netid.isna() | netid.str.startswith("tcp")]
     # A shallow copy: with pandas' copy-on-write (always on since 3.0) the columns added below never
-    # reach cap.sockets, and a deep copy of every socket row was the largest thing an analysis held.
+    # reach the caller's frame.
     s = s.copy(deep=False)
     r, w, f = (s[c].astype("Int64") for c in ("skmem_r", "skmem_w", "skmem_f"))
     none = r.isna() & w.isna() & f.isna()
@@ -148,12 +154,12 @@ def tcp_sockets(cap: Any) -> pd.DataFrame:
     return s
 
 
-def attributed_sockets(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
-    """TCP sockets with their primary owner: ``pid`` (Int64, NA = unattributed), ``comm`` (string,
-    ``(unattributed)`` when no owner), ``other_owners`` (string: the other pids, space-separated, NA if
-    none). Rule: the lowest pid among the socket's owners counts the socket."""
-    s = tcp_sockets(cap) if sockets is None else sockets
-    own = cap.owners
+def attributed_sockets(sockets: pd.DataFrame, owners: pd.DataFrame | None) -> pd.DataFrame:
+    """``sockets`` (from :func:`tcp_sockets`) with their primary owner from ``owners`` (the owners
+    rows of those sockets, or more): ``pid`` (Int64, NA = unattributed), ``comm`` (string,
+    ``(unattributed)`` when no owner), ``other_owners`` (string: the other pids, space-separated, NA
+    if none). Rule: the lowest pid among the socket's owners counts the socket."""
+    s, own = sockets, owners
     if own is None or not len(own):
         prim = pd.DataFrame(
             {
@@ -193,6 +199,17 @@ SKMEM_SUMS: dict[str, str] = {
     "sndbuf_limit_bytes": "skmem_tb",
     "queued_bytes": "queued_bytes",
 }
+#: The columns of :func:`per_snapshot_socket_sums` besides ts, host, phase.
+SNAPSHOT_SUMS = (
+    "tcp_sockets",
+    "connections",
+    "listeners",
+    *SKMEM_SUMS,
+    "recv_q_bytes",
+    "send_q_bytes",
+    "max_f_bytes",
+    "sockets_without_skmem",
+)
 
 
 def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
@@ -201,20 +218,16 @@ def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
     return {out: grouped[col].sum().astype("Int64") for out, col in SKMEM_SUMS.items()}
 
 
-def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
-    ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
-    ``sndbuf_limit_bytes``, ``queued_bytes`` (= ``recv_q_bytes`` + ``send_q_bytes``, connections
-    only), ``max_f_bytes`` (the largest ``f`` of any socket), ``sockets_without_skmem``."""
-    s = tcp_sockets(cap) if sockets is None else sockets
-    snaps = snapshots(cap)
+def snapshot_sums(s: pd.DataFrame) -> pd.DataFrame:
+    """Per ``ts`` of ``s`` (from :func:`tcp_sockets`; only the snapshots it has rows of): the
+    :data:`SNAPSHOT_SUMS` columns, index ``ts``."""
     g = s.assign(
         one=1,
         conn=s["is_connection"].astype("int64"),
         lis=(s["state"] == "LISTEN").fillna(False).astype("int64"),
         noskmem=s["buffer_bytes"].isna().astype("int64"),
     ).groupby("ts")
-    sums = pd.DataFrame(
+    return pd.DataFrame(
         {
             "tcp_sockets": g["one"].sum(),
             "connections": g["conn"].sum(),
@@ -225,12 +238,32 @@ def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> p
             "max_f_bytes": g["skmem_f"].max(),
             "sockets_without_skmem": g["noskmem"].sum(),
         }
-    ).reset_index()
-    out = snaps.merge(sums, on="ts", how="left")
-    for c in sums.columns:
-        if c != "ts":
-            out[c] = out[c].astype("Int64").fillna(0)
+    )
+
+
+def per_snapshot_socket_sums(cap: Any, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
+    ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
+    ``sndbuf_limit_bytes``, ``queued_bytes`` (= ``recv_q_bytes`` + ``send_q_bytes``, connections
+    only), ``max_f_bytes`` (the largest ``f`` of any socket), ``sockets_without_skmem``.
+
+    From the capture's one pass over its socket rows (:func:`socket_summary`), or from ``sockets``
+    (rows of :func:`tcp_sockets`) when given."""
+    if sockets is None:
+        sums = socket_summary(cap).per_snapshot[list(SNAPSHOT_SUMS)]
+    else:
+        sums = snapshot_sums(sockets)
+    out = snapshots(cap).merge(sums.reset_index(), on="ts", how="left")
+    for c in SNAPSHOT_SUMS:
+        out[c] = out[c].astype("Int64").fillna(0)
     return out
+
+
+def socket_summary(cap: Any) -> Any:
+    """The capture's socket rows summed in one pass (``_summary.SocketSummary``, memoized)."""
+    from tcpmemlib.analysis._summary import socket_summary as summary
+
+    return summary(cap)
 
 
 # --------------------------------------------------------------------------------------- pivots

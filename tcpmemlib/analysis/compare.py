@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis._summary import median_max
 from tcpmemlib.analysis.process import by_process as _by_process
 from tcpmemlib.analysis.reconcile import pcpu_reserve_pages
 from tcpmemlib.analysis.verdict import Verdict
@@ -163,9 +164,14 @@ def _system_frame(cap: Any) -> pd.DataFrame:
 
 
 def _limits(cap: Any) -> pd.DataFrame:
-    s = F.attributed_sockets(cap)
-    s = s[s["is_connection"]]
-    return s[["comm", "skmem_rb", "skmem_tb"]]
+    """Value counts of rb and tb over the capture's connections, per (primary owner) comm:
+    ``comm``, ``limit`` (rcvbuf/sndbuf), ``value`` (NA kept), ``count``."""
+    return F.socket_summary(cap).limits
+
+
+def _median_max(counts: pd.DataFrame, comm: str, limit: str) -> tuple[float, float]:
+    rows = counts[(counts["comm"].astype(str) == comm) & (counts["limit"] == limit)]
+    return median_max(rows["value"], rows["count"])
 
 
 def _sysctl_last(cap: Any) -> dict[str, str]:
@@ -209,19 +215,17 @@ def compare(before: Any, after: Any) -> CompareResult:
     lb, la = _limits(before), _limits(after)
     lrows = []
     for comm in sorted(set(lb["comm"].astype(str)) | set(la["comm"].astype(str))):
-        xb, xa = lb[lb["comm"].astype(str) == comm], la[la["comm"].astype(str) == comm]
-        for name, col in (("rcvbuf", "skmem_rb"), ("sndbuf", "skmem_tb")):
-            vb, va = xb[col].astype("Float64").dropna(), xa[col].astype("Float64").dropna()
-            bmed = float(vb.median()) if len(vb) else float("nan")
-            amed = float(va.median()) if len(va) else float("nan")
+        for name in ("rcvbuf", "sndbuf"):
+            bmed, bmax = _median_max(lb, comm, name)
+            amed, amax = _median_max(la, comm, name)
             lrows.append(
                 {
                     "comm": comm,
                     "limit": name,
                     "before_median_bytes": bmed,
                     "after_median_bytes": amed,
-                    "before_max_bytes": float(vb.max()) if len(vb) else float("nan"),
-                    "after_max_bytes": float(va.max()) if len(va) else float("nan"),
+                    "before_max_bytes": bmax,
+                    "after_max_bytes": amax,
                     "changed": pd.NA if bmed != bmed or amed != amed else bool(bmed != amed),
                 }
             )

@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis import _summary as S
 from tcpmemlib.analysis.verdict import Verdict
 from tcpmemlib.analysis.where import SOCKET_OBJECT_CACHES, _slab_sum
 
@@ -82,40 +83,29 @@ class GrowthResult:
     verdict: Verdict
 
 
-def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
-    """Per ts: socket traffic (bytes/s) since the previous snapshot (NA for the first)."""
+def _traffic_rate(deltas: pd.Series | np.ndarray, snaps: pd.DataFrame, rows: int) -> pd.Series:
+    """Per ts: socket traffic (bytes/s) since the previous snapshot (NA for the first), from the
+    summed deltas per snapshot (``_summary.traffic_deltas``) and the number of TCP socket rows."""
     out = pd.Series(pd.NA, index=snaps["ts"], dtype="Float64")
-    if len(snaps) < 2 or not len(s):
+    if len(snaps) < 2 or not rows:
         return out
-    key_cols = ["sk", "local_address", "local_port", "peer_address", "peer_port"]
-    d = s[["ts", *key_cols, "bytes_received", "bytes_acked"]].copy()
-    for c in key_cols:
-        d[c] = d[c].astype("string").fillna("")
-    d["total"] = d["bytes_received"].astype("Int64").fillna(0) + d["bytes_acked"].astype(
-        "Int64"
-    ).fillna(0)
-    d = d.drop_duplicates(["ts", *key_cols])
-    # One pass instead of a merge per snapshot pair (which read the whole frame once per snapshot):
-    # a socket's rows sorted by snapshot; a row whose socket was also in the snapshot just before
-    # counts total - total there (clipped at 0), summed per snapshot.
     order = pd.Index(snaps["ts"])
-    snap = order.get_indexer(d["ts"])
-    sock = d.groupby(key_cols, sort=False, dropna=False).ngroup().to_numpy()
-    total = d["total"].to_numpy(dtype="int64")
-    known = snap >= 0
-    snap, sock, total = snap[known], sock[known], total[known]
-    by = np.lexsort((snap, sock))
-    sock, snap, total = sock[by], snap[by], total[by]
-    pair = np.zeros(len(by), dtype=bool)
-    pair[1:] = (sock[1:] == sock[:-1]) & (snap[1:] == snap[:-1] + 1)
-    delta = np.zeros(len(by), dtype=np.int64)
-    delta[1:] = np.clip(total[1:] - total[:-1], 0, None)
-    per_snap = np.bincount(snap[pair], weights=delta[pair], minlength=len(order))
+    per_snap = np.asarray(deltas, dtype=np.float64)
     dt = order.to_series().diff().dt.total_seconds().to_numpy()
     ok = dt > 0  # (NaN for the first snapshot)
     rate = np.full(len(order), np.nan)
     rate[ok] = per_snap[ok] / dt[ok]
     return pd.Series(pd.array(rate, dtype="Float64"), index=out.index)
+
+
+def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
+    """Per ts: socket traffic (bytes/s) since the previous snapshot of the socket rows ``s`` (one
+    frame; ``growth`` sums the capture's batches in its one pass, ``_summary.socket_summary``)."""
+    del cap
+    order = pd.Index(snaps["ts"])
+    rows = S.traffic_rows(s, order) if len(s) else None
+    deltas = S.traffic_deltas(rows, len(order))[0] if rows is not None else np.zeros(len(order))
+    return _traffic_rate(deltas, snaps, len(s))
 
 
 def _ip_traffic(cap: Any, snaps: pd.DataFrame) -> pd.Series:
@@ -141,14 +131,14 @@ def growth(capture: Any) -> GrowthResult:
     cap = capture
     page = F.page_size_bytes(cap)
     snaps = F.snapshots(cap)
-    s = F.tcp_sockets(cap)
-    sums = F.per_snapshot_socket_sums(cap, s)
+    summary = F.socket_summary(cap)
+    sums = F.per_snapshot_socket_sums(cap)
     bs = snaps.copy()
     bs["connections"] = sums["connections"].astype("Int64").values
     bs["buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
     bs["queued_bytes"] = sums["queued_bytes"].astype("Int64").values
-    holding = s[s["is_connection"] & (s["buffer_bytes"] >= page).fillna(False).astype(bool)]
-    held = holding.groupby("ts").size().reindex(bs["ts"]).fillna(0).astype("Int64")
+    held = summary.per_snapshot["connections_with_buffer"].reindex(bs["ts"])
+    held = held.fillna(0).astype("Int64")
     bs["connections_with_buffer"] = held.values
     conn = bs["connections"].astype("Float64").replace(0, pd.NA)
     bs["buffer_bytes_per_connection"] = (bs["buffer_bytes"].astype("Float64") / conn).astype(
@@ -157,7 +147,8 @@ def growth(capture: Any) -> GrowthResult:
     bs["queued_bytes_per_connection"] = (bs["queued_bytes"].astype("Float64") / conn).astype(
         "Float64"
     )
-    bs["traffic_bytes_per_s"] = _traffic(cap, s, snaps).values
+    traffic = _traffic_rate(summary.traffic_bytes.to_numpy(), snaps, summary.tcp_rows)
+    bs["traffic_bytes_per_s"] = traffic.values
     bs["ip_traffic_bytes_per_s"] = _ip_traffic(cap, snaps).astype("Float64").values
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     bs["sockstat_tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(bs["ts"]).astype("Int64").values

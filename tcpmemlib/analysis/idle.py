@@ -74,20 +74,13 @@ class IdleCostResult:
 
 def _shares(cap: Any) -> dict[str, float]:
     """IPv4/IPv6 share of TCP full sockets and the share of connect()-ed connections."""
-    s = F.tcp_sockets(cap)
-    s = s[~s["state"].isin(["TIME-WAIT", "SYN-RECV"]).fillna(False).astype(bool)]
-    if not len(s):
+    summary = F.socket_summary(cap)
+    full = summary.full_sockets
+    if not full:
         return {"v4": 1.0, "v6": 0.0, "one": 1.0, "connected": 0.0}
-    addr = s["local_address"].astype("string").fillna("")
-    v6 = float(addr.str.contains(":", regex=False).mean())
-    # connect()-ed: a connection whose local port is not a port this snapshot listens on
-    lis = s[s["state"] == "LISTEN"][["ts", "local_port"]].drop_duplicates()
-    conns = s[s["is_connection"]][["ts", "local_port"]]
-    if len(conns):
-        m = conns.merge(lis.assign(listening=True), on=["ts", "local_port"], how="left")
-        connected = float(m["listening"].isna().sum()) / float(len(s))
-    else:
-        connected = 0.0
+    # connect()-ed: a connection whose local port is not a port its snapshot listens on
+    v6 = float(summary.ipv6_sockets) / float(full)
+    connected = float(summary.connected_sockets) / float(full)
     return {"v4": 1.0 - v6, "v6": v6, "one": 1.0, "connected": connected}
 
 

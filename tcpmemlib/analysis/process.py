@@ -102,27 +102,7 @@ def by_process(capture: Any) -> pd.DataFrame:
     """Per snapshot and process: sockets, buffer bytes, limits, RSS, cgroup (schema in module doc)."""
     cap = capture
     snaps = F.snapshots(cap)
-    s = F.attributed_sockets(cap)
-    s = s.assign(
-        one=1,
-        shared=s["other_owners"].notna().astype("int64"),
-        key_pid=s["pid"].fillna(-1).astype("int64"),
-    )
-    g = s.groupby(["ts", "key_pid"], sort=True)
-    agg = pd.DataFrame(
-        {
-            "comm": g["comm"].first(),
-            "sockets": g["one"].sum(),
-            **F.skmem_sums(g),
-            "shared_sockets": g["shared"].sum(),
-            "other_owners": g["other_owners"].agg(
-                lambda v: (
-                    " ".join(sorted({p for x in v.dropna() for p in str(x).split()}, key=int))
-                    or pd.NA
-                )
-            ),
-        }
-    ).reset_index()
+    agg = F.socket_summary(cap).by_process.copy()
     # the (unattributed) row exists in every snapshot, even when empty
     present = set(zip(agg["ts"], agg["key_pid"], strict=True))
     missing = [ts for ts in snaps["ts"] if (ts, -1) not in present]

@@ -98,10 +98,9 @@ def reconcile(capture: Any) -> ReconcileResult:
     cap = capture
     snaps = F.snapshots(cap)
     sums = F.per_snapshot_socket_sums(cap)
-    s = F.tcp_sockets(cap)
-    full = ~s["state"].isin(["TIME-WAIT", "SYN-RECV"]).fillna(False).astype(bool)
-    ss_full = s[full].groupby("ts").size()
-    bl = s.groupby("ts")["skmem_bl"].sum() if len(s) else pd.Series(dtype="Int64")
+    per_snap = F.socket_summary(cap).per_snapshot
+    ss_full = per_snap["full_sockets"]
+    bl = per_snap["backlog_bytes"]
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     page = F.page_size_bytes(cap)
     cpus = int(cap.cpus)

@@ -147,13 +147,10 @@ def _cgroup_sock(cap: Any) -> pd.Series:
 def _owner_rss(cap: Any) -> pd.Series:
     """Per ts: Σ RSS of the processes owning at least one TCP socket (0 when none)."""
     snaps = F.snapshots(cap)
-    s = F.tcp_sockets(cap)
-    own = cap.owners
+    pids = F.socket_summary(cap).owner_pids
     procs = cap.processes
-    if own is None or not len(own) or procs is None or not len(procs):
+    if not len(pids) or procs is None or not len(procs):
         return pd.Series(0, index=snaps["ts"], dtype="Int64")
-    pids = own[own["sock_id"].isin(s["sock_id"])][["ts", "pid"]].dropna().drop_duplicates()
-    pids["pid"] = pids["pid"].astype("Int64")
     rss = procs[["ts", "pid", "rss_bytes"]].drop_duplicates(["ts", "pid"]).copy()
     rss["pid"] = rss["pid"].astype("Int64")
     total = pids.merge(rss, on=["ts", "pid"], how="inner").groupby("ts")["rss_bytes"].sum()
@@ -283,12 +280,11 @@ _PLACES: tuple[tuple[str, str, str, str], ...] = (
 def _owner_rss_delta(cap: Any, ts_lo: Any, ts_hi: Any) -> Any:
     """Σ RSS change, low -> high snapshot, of the pids owning TCP sockets at ``ts_hi`` that also ran
     at ``ts_lo`` (processes that started in between are left out: their whole RSS is not a change)."""
-    own, procs = cap.owners, cap.processes
-    if own is None or not len(own) or procs is None or not len(procs):
+    summary, procs = F.socket_summary(cap), cap.processes
+    if not summary.owner_rows or procs is None or not len(procs):
         return pd.NA
-    s = F.tcp_sockets(cap)
-    hi_ids = s[s["ts"] == ts_hi]["sock_id"]
-    pids = set(own[own["sock_id"].isin(hi_ids)]["pid"].dropna().astype(int))
+    at_hi = summary.owner_pids[summary.owner_pids["ts"] == ts_hi]
+    pids = set(at_hi["pid"].dropna().astype(int))
     rss = procs[procs["pid"].isin(pids)].drop_duplicates(["ts", "pid"])
     lo = rss[rss["ts"] == ts_lo].set_index("pid")["rss_bytes"]
     hi = rss[rss["ts"] == ts_hi].set_index("pid")["rss_bytes"]
