@@ -69,6 +69,8 @@ def run_ordered(function: str, tasks: list[Any], workers: int) -> Iterator[Any]:
     cond = threading.Condition()
     next_task = iter(range(len(tasks)))
     failed: list[BaseException] = []
+    yielded = [0]  # results handed to the caller so far
+    window = 2 * workers  # results ahead of the caller at most: a slow caller bounds the memory
 
     def feed(proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdin is not None and proc.stdout is not None
@@ -76,6 +78,8 @@ def run_ordered(function: str, tasks: list[Any], workers: int) -> Iterator[Any]:
             while True:
                 with cond:
                     k = next(next_task, None)
+                    while k is not None and k >= yielded[0] + window and not failed:
+                        cond.wait()
                 if k is None or failed:
                     return
                 _send(proc.stdin, (function, tasks[k]))
@@ -110,9 +114,12 @@ def run_ordered(function: str, tasks: list[Any], workers: int) -> Iterator[Any]:
                 if k not in results:
                     raise WorkerError(f"a worker process failed: {failed[0]!r}")
                 status, value = results.pop(k)
+                yielded[0] = k + 1
+                cond.notify_all()
             if status == "error":
                 raise value
             yield value
+            del value
     except OSError as err:
         raise WorkerError(f"cannot start worker processes: {err}") from err
     finally:
