@@ -683,7 +683,7 @@ def _load_dir(
         rows = sockstore.open_rows(rows_dir, sockets_template(hosts.dtype))
     small: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for kind, chunk_parts in parts.items():
-        small[kind] = _concat_parts(chunk_parts, _BUILDERS[kind]({}))
+        small[kind] = _concat_parts(chunk_parts, _build(kind, {}))
         chunk_parts.clear()
 
     def framed(kind: str) -> pd.DataFrame:
@@ -969,6 +969,26 @@ _BUILDERS: dict[str, Callable[[dict[str, list[object]]], pd.DataFrame]] = {
 }
 
 
+# Names that repeat in every snapshot, kept as categories in the Capture (1-2 bytes a row instead
+# of ~20: for a day of snapshots, ~200 MB less).
+_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "slab": ("name",),
+    "slab_aliases": ("cache", "target", "shown_as"),
+    "netstat": ("counter",),
+}
+
+
+def _build(kind: str, columns: dict[str, list[object]]) -> pd.DataFrame:
+    """The typed frame of one kind, its repeated names as categories (``str`` categories)."""
+    frame = _BUILDERS[kind](columns)
+    for column in _CATEGORIES.get(kind, ()):
+        values = frame[column]
+        frame[column] = values.astype(
+            pd.CategoricalDtype(pd.Index(values.dropna().unique(), dtype="str"))
+        )
+    return frame
+
+
 def _slab_bytes(frame: pd.DataFrame, sizes: pd.Series) -> pd.DataFrame:
     frame = frame.copy(deep=False)
     pages = frame["num_slabs"] * frame["pagesperslab"]
@@ -1013,7 +1033,7 @@ def _load_chunk(items: list[tuple[int, _Snapshot]]) -> _ChunkResult:
     return _ChunkResult(
         snapshots=len(items),
         small={
-            k: (_BUILDERS[k](c.columns), np.asarray(c.index, dtype=np.int64))
+            k: (_build(k, c.columns), np.asarray(c.index, dtype=np.int64))
             for k, c in acc.items()
             if c.columns
         },
