@@ -481,7 +481,7 @@ def example_socket(cap: Any, field: str = "skmem_r") -> pd.Series:
     """The socket row (any snapshot) with the largest ``field``: a concrete socket to read (the
     first such row, named by its position among the capture's socket rows).
 
-    Reads ``field`` a batch at a time, then the one snapshot holding that row."""
+    Reads ``field`` a batch at a time, then the row itself (on disk: only its snapshot)."""
     best: tuple[Any, int, Any, int] | None = None  # value, position, ts, sock_id
     offset = 0
     for batch, _ in cap.socket_batches([field]):
@@ -494,7 +494,8 @@ def example_socket(cap: Any, field: str = "skmem_r") -> pd.Series:
     if best is None:
         raise ValueError(f"no socket row has a {field} value")
     _, position, ts, sock_id = best
-    for source in (cap.select(start=ts, end=ts + pd.Timedelta(1, "ns")), cap):
+    one = cap.select(start=ts, end=ts + pd.Timedelta(1, "ns")) if cap.sockets_on_disk else None
+    for source in (one, cap) if one is not None else (cap,):
         for batch, _ in source.socket_batches():
             rows = batch[(batch["ts"] == ts) & (batch["sock_id"] == sock_id)]
             if len(rows):
