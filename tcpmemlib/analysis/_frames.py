@@ -2,7 +2,11 @@
 per-snapshot sums, meminfo/sysctl/netstat pivots and SLUB alias resolution.
 
 Everything here takes a ``Capture`` (docs/design.md §2) or its frames and returns frames; nothing here
-prints or decides. Conventions shared by every analysis:
+prints or decides. No analysis reads ``Capture.sockets``/``Capture.owners`` (a large capture keeps
+them on disk): the socket helpers (``tcp_sockets``, ``attributed_sockets``, ``snapshot_sums``) work on
+one batch of socket rows, and :func:`socket_summary` runs them over every batch of
+``Capture.socket_batches`` once per capture (``_summary``), keeping only the sums the analyses read.
+Conventions shared by every analysis:
 
 - ``buffer_bytes`` = ``skmem_r + skmem_w + skmem_f`` of a socket (bytes the socket has charged to the
   protocol's ``memory_allocated``, reference §1.1). A socket that prints no skmem (TIME-WAIT, SYN-RECV)
@@ -41,6 +45,7 @@ __all__ = [
     "snapshot_sums",
     "snapshots",
     "socket_summary",
+    "string_test",
     "sysctl_ints",
     "tcp_sockets",
 ]
@@ -128,6 +133,16 @@ def page_size_bytes(cap: Any) -> int:
 
 
 # --------------------------------------------------------------------------------------- sockets
+def string_test(column: pd.Series, test: Any) -> np.ndarray:
+    """``test`` (a function of a string Series giving booleans) of each row's value as a string,
+    False for NA; on a categorical column it runs once per category, not once per row."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cats = pd.Series(column.cat.categories.astype("string"))
+        per_cat = test(cats).fillna(False).to_numpy(dtype=bool)
+        return np.append(per_cat, False)[column.cat.codes.to_numpy()]
+    return test(column.astype("string")).fillna(False).to_numpy(dtype=bool)
+
+
 # Per-batch building blocks: each takes socket rows (a batch of whole snapshots from
 # ``Capture.socket_batches``, or any frame of socket rows) and never reads the capture's rows itself.
 def tcp_sockets(sockets: pd.DataFrame) -> pd.DataFrame:
@@ -136,8 +151,9 @@ def tcp_sockets(sockets: pd.DataFrame) -> pd.DataFrame:
     ``recv_q_bytes``, ``send_q_bytes`` and ``queued_bytes`` (connections only, else 0)."""
     s = sockets
     if "netid" in s.columns and len(s):
-        netid = s["netid"].astype("string")
-        s = s[netid.isna() | netid.str.startswith("tcp")]
+        other = string_test(s["netid"], lambda n: ~n.str.startswith("tcp"))  # (NA: TCP)
+        if other.any():
+            s = s[~other]
     # A shallow copy: with pandas' copy-on-write (always on since 3.0) the columns added below never
     # reach the caller's frame.
     s = s.copy(deep=False)

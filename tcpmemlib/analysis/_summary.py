@@ -45,6 +45,7 @@ from tcpmemlib.errors import TcpmemError
 __all__ = [
     "SUMMARY_COLUMNS",
     "TRAFFIC_KEY",
+    "KeyIds",
     "SocketSummary",
     "median_max",
     "process_sums",
@@ -175,23 +176,38 @@ def process_sums(a: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
-def traffic_rows(s: pd.DataFrame, order: pd.Index) -> pd.DataFrame:
+class KeyIds:
+    """Integer ids for the strings of the ``TRAFFIC_KEY`` columns, the same in every batch (a
+    batch's categories are its own): a socket is matched across batches by ids, not by rows of
+    strings. NA counts as the empty string."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {"": 0}
+
+    def __call__(self, column: pd.Series) -> np.ndarray:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        table = np.fromiter(
+            (self.ids.setdefault(str(u), len(self.ids)) for u in uniques),
+            dtype=np.int64,
+            count=len(uniques),
+        )
+        return np.append(table, 0)[codes]  # code -1 (NA): the last entry, 0 = ""
+
+
+def traffic_rows(s: pd.DataFrame, order: pd.Index, ids: KeyIds | None = None) -> pd.DataFrame:
     """One row per (snapshot of ``order``, socket) of ``s`` (socket rows with the ``TRAFFIC_KEY``
-    columns, bytes_received and bytes_acked): the key as strings, ``snap`` (position in ``order``)
-    and ``total`` (bytes_received + bytes_acked, NA as 0). Rows of other snapshots are dropped."""
-    d = s[["ts", *TRAFFIC_KEY, "bytes_received", "bytes_acked"]].copy()
-    for c in TRAFFIC_KEY:
-        d[c] = d[c].astype("string").fillna("")
-    d["total"] = d["bytes_received"].astype("Int64").fillna(0) + d["bytes_acked"].astype(
-        "Int64"
-    ).fillna(0)
-    d = d.drop_duplicates(["ts", *TRAFFIC_KEY])
-    snap = order.get_indexer(d["ts"])
-    known = snap >= 0
-    out = d.loc[known, TRAFFIC_KEY].reset_index(drop=True)
-    out["snap"] = snap[known]
-    out["total"] = d["total"].to_numpy(dtype="int64")[known]
-    return out
+    columns, bytes_received and bytes_acked): the key as ids (``ids``, shared by every batch of a
+    pass), ``snap`` (position in ``order``) and ``total`` (bytes_received + bytes_acked, NA as 0).
+    Rows of other snapshots are dropped."""
+    ids = ids if ids is not None else KeyIds()
+    d = pd.DataFrame({c: ids(s[c]) for c in TRAFFIC_KEY})
+    d["snap"] = order.get_indexer(s["ts"])
+    total = s["bytes_received"].astype("Int64").fillna(0) + s["bytes_acked"].astype("Int64").fillna(
+        0
+    )
+    d["total"] = total.to_numpy(dtype="int64")
+    d = d[d["snap"] >= 0].drop_duplicates(["snap", *TRAFFIC_KEY])
+    return d.reset_index(drop=True)
 
 
 def traffic_deltas(
@@ -265,6 +281,7 @@ class _Pass:
         self.comm_limits: list[pd.DataFrame] = []
         self.traffic = np.zeros(len(snaps), dtype=np.float64)
         self.carry: pd.DataFrame | None = None
+        self.key_ids = KeyIds()
         self.counts = dict.fromkeys(
             ("tcp_rows", "owner_rows", "full_sockets", "ipv6_sockets", "connected_sockets"), 0
         )
@@ -278,7 +295,7 @@ class _Pass:
         s = F.tcp_sockets(sockets)
         self.counts["tcp_rows"] += len(s)
         self._snapshot(s)
-        tr = traffic_rows(s, self.order)
+        tr = traffic_rows(s, self.order, self.key_ids)
         part, self.carry = traffic_deltas(tr, len(self.order), self.carry)
         self.traffic += part
         a = F.attributed_sockets(s, owners)
@@ -311,43 +328,50 @@ class _Pass:
         # idle_cost's shares: IPv6 and connect()-ed among full sockets
         f = s[full]
         self.counts["full_sockets"] += len(f)
-        addr = f["local_address"].astype("string").fillna("")
-        self.counts["ipv6_sockets"] += int(addr.str.contains(":", regex=False).sum())
-        lis = f[f["state"] == "LISTEN"][["ts", "local_port"]].drop_duplicates()
-        conns = f[f["is_connection"]][["ts", "local_port"]]
-        if len(conns):
-            m = conns.merge(lis.assign(listening=True), on=["ts", "local_port"], how="left")
-            self.counts["connected_sockets"] += int(m["listening"].isna().sum())
+        v6 = F.string_test(f["local_address"], lambda a: a.str.contains(":", regex=False))
+        self.counts["ipv6_sockets"] += int(v6.sum())
+        # connect()-ed: a connection whose (snapshot, local port) no listener has (NA port = NA)
+        port = pd.factorize(f["local_port"], use_na_sentinel=True)[0].astype(np.int64)
+        key = f["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        pairs = pd.MultiIndex.from_arrays([key, port])
+        listening = pairs[(f["state"] == "LISTEN").fillna(False).to_numpy(dtype=bool)]
+        conns = pairs[f["is_connection"].to_numpy(dtype=bool)]
+        self.counts["connected_sockets"] += int((~conns.isin(listening)).sum())
 
     def _owner_comms(self, sockets: pd.DataFrame, owners: pd.DataFrame) -> None:
         """plots.owner_limits_by_phase: sockets by the name of any owner, per phase."""
         if not len(owners):
             return
-        state = sockets["state"].astype("string")
-        s = sockets[~state.isin(NOT_OWNER_CONNECTION).fillna(False).astype(bool)]
+        listener = F.string_test(sockets["state"], lambda st: st.isin(NOT_OWNER_CONNECTION))
+        s = sockets[~listener]
         s = s[["sock_id", "ts", "skmem_r", "skmem_w", *OWNER_LIMIT_COLUMNS]]
-        o = pd.DataFrame(
-            {"sock_id": owners["sock_id"].to_numpy(), "comm": owners["comm"].astype("string")}
-        )
+        o = pd.DataFrame({"sock_id": owners["sock_id"].to_numpy(), "comm": owners["comm"]})
         o = o.dropna(subset=["comm"]).drop_duplicates()
         rows = o.merge(s, on="sock_id", how="inner")
         if not len(rows):
             return
-        rows["phase"] = self.phase_of.reindex(rows["ts"]).fillna(NO_PHASE).to_numpy()
-        g = rows.groupby(["phase", "comm"])
+        at = self.order.get_indexer(rows["ts"])
+        rows["phase"] = np.append(self.phase_of.to_numpy(dtype=object), NO_PHASE)[at]
+        g = rows.groupby(["phase", "comm"], observed=True)
+        snaps = rows.drop_duplicates(["phase", "comm", "ts"]).groupby(
+            ["phase", "comm"], observed=True
+        )
         self.comms.append(
-            pd.DataFrame(
-                {
-                    "rows": g.size(),
-                    "snapshots": g["ts"].nunique(),
-                    "first_ts": g["ts"].min(),
-                    "max_r": g["skmem_r"].max(),
-                    "max_w": g["skmem_w"].max(),
-                }
-            ).reset_index()
+            _string_keys(
+                pd.DataFrame(
+                    {
+                        "rows": g.size(),
+                        "snapshots": snaps.size(),
+                        "first_ts": g["ts"].min(),
+                        "max_r": g["skmem_r"].max(),
+                        "max_w": g["skmem_w"].max(),
+                    }
+                ).reset_index()
+            )
         )
         for col in OWNER_LIMIT_COLUMNS:
-            vc = rows.groupby(["phase", "comm", col]).size().rename("count").reset_index()
+            vc = rows.groupby(["phase", "comm", col], observed=True).size()
+            vc = _string_keys(vc.rename("count").reset_index())
             self.comm_limits.append(vc.rename(columns={col: "value"}).assign(column=col))
 
     def result(self) -> SocketSummary:
@@ -413,6 +437,11 @@ def _sum_counts(
         return frame.reset_index(drop=True)
     summed = frame.groupby(list(keys), dropna=False, sort=False)["count"].sum()
     return summed.reset_index()
+
+
+def _string_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``phase`` and ``comm`` as strings (a batch's categories are its own)."""
+    return frame.astype({"phase": "string", "comm": "string"})
 
 
 def _empty(dtypes: dict[str, str]) -> pd.DataFrame:
