@@ -77,6 +77,8 @@ SUMMARY_COLUMNS = (
 )
 #: What names a socket from one snapshot to the next (growth's traffic).
 TRAFFIC_KEY = ["sk", "local_address", "local_port", "peer_address", "peer_port"]
+# what process_sums and the limits' value counts read of the attributed sockets
+_ATTRIBUTED_COLUMNS = ["ts", "sock_id", "is_connection", *dict.fromkeys(F.SKMEM_SUMS.values())]
 OWNER_LIMIT_COLUMNS = ("skmem_rb", "skmem_tb")
 NOT_OWNER_CONNECTION = ["LISTEN", "TIME-WAIT", "SYN-RECV"]
 NO_PHASE = "(all)"
@@ -298,7 +300,7 @@ class _Pass:
         tr = traffic_rows(s, self.order, self.key_ids)
         part, self.carry = traffic_deltas(tr, len(self.order), self.carry)
         self.traffic += part
-        a = F.attributed_sockets(s, owners)
+        a = F.attributed_sockets(s[_ATTRIBUTED_COLUMNS], owners)
         self.processes.append(process_sums(a))
         conns = a[a["is_connection"]]
         for name, col in (("rcvbuf", "skmem_rb"), ("sndbuf", "skmem_tb")):
