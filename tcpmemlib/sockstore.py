@@ -48,6 +48,11 @@ def _wanted(available: Sequence[str], columns: Sequence[str] | None) -> list[str
     return [c for c in available if c in want]
 
 
+def _ts_numbers(ts: pd.Series) -> np.ndarray:
+    """``ts`` as int64 nanoseconds (a tz-aware column's ``to_numpy`` makes Timestamp objects)."""
+    return np.asarray(ts.array.asi8) if hasattr(ts.array, "asi8") else ts.to_numpy()
+
+
 def _snapshot_bounds(ts: np.ndarray, batch_rows: int) -> list[tuple[int, int]]:
     """Row ranges of about ``batch_rows`` rows that cut only between snapshots (``ts`` sorted)."""
     n = len(ts)
@@ -93,7 +98,7 @@ class MemoryRows:
         s = s[_wanted(list(s.columns), columns)]
         if len(s) and not s["ts"].is_monotonic_increasing:
             s = s.sort_values("ts", kind="stable")
-        ts = s["ts"].to_numpy()
+        ts = _ts_numbers(s["ts"])
         own = self.owners if owners else None
         for lo, hi in _snapshot_bounds(ts, batch_rows or BATCH_ROWS):
             part = s.iloc[lo:hi]
@@ -332,9 +337,9 @@ def write_frames(directory: Any, sockets: pd.DataFrame, batch_rows: int = BATCH_
     writer = SocketWriter(directory, template)
     try:
         if len(sockets) and not sockets["ts"].is_monotonic_increasing:
-            order = np.argsort(sockets["ts"].to_numpy(), kind="stable")
+            order = np.argsort(_ts_numbers(sockets["ts"]), kind="stable")
             sockets, codes = sockets.iloc[order], codes[order]
-        for lo, hi in _snapshot_bounds(sockets["ts"].to_numpy(), batch_rows):
+        for lo, hi in _snapshot_bounds(_ts_numbers(sockets["ts"]), batch_rows):
             writer.write(sockets.iloc[lo:hi].assign(owner_code=codes[lo:hi]))
     finally:
         writer.close([tuple(u) if u else () for u in uniques])
