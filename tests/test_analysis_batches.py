@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_analysis_frames import T0, T1, write_snapshot
+from test_analysis_frames import T0, T1, traffic_workload, write_snapshot
 
 import tcpmemlib
 from tcpmemlib import capture as capture_mod
@@ -188,36 +188,11 @@ def test_growth_traffic_across_a_batch_boundary(synth, monkeypatch) -> None:
     pd.testing.assert_series_equal(whole, tcpmemlib.growth(cap).by_snapshot["traffic_bytes_per_s"])
 
 
-def _traffic_frame() -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-    ts = pd.to_datetime(
-        ["2026-01-01 00:00:00", "2026-01-01 00:00:10", "2026-01-01 00:00:20"], utc=True
-    )
-    rows = [  # (snapshot, sk, bytes_received, bytes_acked)
-        (0, "a", 100, None), (1, "a", 200, 100), (2, "a", 250, None),  # +200, then back: 0
-        (0, "b", 5, 5), (2, "b", 1000, 0),  # absent at 1: no pair
-        (1, "c", None, None), (2, "c", 40, 0),  # +40
-    ]  # fmt: skip
-    rows.sort(key=lambda r: r[0])
-    s = pd.DataFrame(
-        {
-            "ts": [ts[i] for i, *_ in rows],
-            "sk": pd.Categorical([k for _, k, *_ in rows]),
-            "local_address": "127.0.0.1",
-            "local_port": "80",
-            "peer_address": "127.0.0.1",
-            "peer_port": [k for _, k, *_ in rows],
-            "bytes_received": pd.array([r for *_, r, _ in rows], dtype="Int64"),
-            "bytes_acked": pd.array([a for *_, a in rows], dtype="Int64"),
-        }
-    )
-    return s, ts
-
-
 @pytest.mark.parametrize("cuts", [[1, 2], [1], [2], []])
 def test_traffic_deltas_carry_the_last_snapshot_over_the_cut(cuts) -> None:
     """Σ Δ per snapshot of a frame cut into batches (at snapshot positions ``cuts``) equals the
     whole frame's: 200 B at the second snapshot, 40 B at the third (per 10 s)."""
-    s, ts = _traffic_frame()
+    s, ts = traffic_workload()
     order = pd.Index(ts)
     total = np.zeros(len(order))
     carry = None
@@ -232,7 +207,7 @@ def test_traffic_deltas_carry_the_last_snapshot_over_the_cut(cuts) -> None:
         )
         total += deltas
     assert total.tolist() == [0, 200, 40]
-    whole = _traffic(None, s, pd.DataFrame({"ts": ts}))
+    whole = _traffic(s, pd.DataFrame({"ts": ts}))
     assert whole.isna().tolist() == [True, False, False]
     assert whole.iloc[1:].tolist() == [total[1] / 10, total[2] / 10]
 

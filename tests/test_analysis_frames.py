@@ -464,11 +464,9 @@ def test_top_process_names_the_largest_holder_and_its_share():
     assert none.figures == {} and "No process" in none.text
 
 
-def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
-    """growth's traffic: Δ(bytes_received + bytes_acked) of each socket between a snapshot and the
-    one just before, clipped at 0 (a counter that went back is a new socket), per second."""
-    from tcpmemlib.analysis.growth import _traffic
-
+def traffic_workload() -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """Socket rows of three snapshots 10 s apart whose traffic is known: +200 B at the second,
+    +40 B at the third (also used by tests/test_analysis_batches.py)."""
     ts = pd.to_datetime(
         ["2026-01-01 00:00:00", "2026-01-01 00:00:10", "2026-01-01 00:00:20"], utc=True
     )
@@ -477,10 +475,11 @@ def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
         (0, "b", 5, 5), (2, "b", 1000, 0),  # absent at 1: no pair
         (1, "c", None, None), (2, "c", 40, 0),  # +40
     ]  # fmt: skip
+    rows.sort(key=lambda r: r[0])
     s = pd.DataFrame(
         {
             "ts": [ts[i] for i, *_ in rows],
-            "sk": [k for _, k, *_ in rows],
+            "sk": pd.Categorical([k for _, k, *_ in rows]),
             "local_address": "127.0.0.1",
             "local_port": "80",
             "peer_address": "127.0.0.1",
@@ -489,7 +488,16 @@ def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
             "bytes_acked": pd.array([a for *_, a in rows], dtype="Int64"),
         }
     )
-    got = _traffic(None, s, pd.DataFrame({"ts": ts}))
+    return s, ts
+
+
+def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
+    """growth's traffic: Δ(bytes_received + bytes_acked) of each socket between a snapshot and the
+    one just before, clipped at 0 (a counter that went back is a new socket), per second."""
+    from tcpmemlib.analysis.growth import _traffic
+
+    s, ts = traffic_workload()
+    got = _traffic(s, pd.DataFrame({"ts": ts}))
     assert got.isna().tolist() == [True, False, False]
     assert got.iloc[1:].tolist() == [200 / 10, 40 / 10]
 

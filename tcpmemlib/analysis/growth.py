@@ -98,10 +98,9 @@ def _traffic_rate(deltas: pd.Series | np.ndarray, snaps: pd.DataFrame, rows: int
     return pd.Series(pd.array(rate, dtype="Float64"), index=out.index)
 
 
-def _traffic(cap: Any, s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
+def _traffic(s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
     """Per ts: socket traffic (bytes/s) since the previous snapshot of the socket rows ``s`` (one
     frame; ``growth`` sums the capture's batches in its one pass, ``_summary.socket_summary``)."""
-    del cap
     order = pd.Index(snaps["ts"])
     rows = S.traffic_rows(s, order) if len(s) else None
     deltas = S.traffic_deltas(rows, len(order))[0] if rows is not None else np.zeros(len(order))
