@@ -659,7 +659,7 @@ def _load_dir(
             expected.append("ps_args.txt")
         for base in expected:
             if base not in snap.files and (snap.name, base) not in recorded:
-                problems.add(snap.name, base, None, "file missing from the snapshot", "warning")
+                problems.python_warning(snap.name, base, "file missing from the snapshot")
 
     parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in _BUILDERS}
     ss_bytes = sum(p.stat().st_size for s in kept for b, p in s.files.items() if b in SS_FILES)
@@ -1225,7 +1225,7 @@ class _SsMerge:
         sockets.insert(
             list(_socket_template().columns).index("owners") + 3,
             "owners",
-            uniques[codes] if len(codes) else [],
+            uniques[codes] if len(codes) else np.empty(0, dtype=object),
         )
         owners = sockstore.owners_from_codes(sockets, codes, self.interner.uniques)
         return sockstore.MemoryRows(sockets, owners)

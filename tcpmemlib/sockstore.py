@@ -372,7 +372,9 @@ def read_memory(directory: Any, template: pd.DataFrame) -> MemoryRows:
     codes = frame.pop("owner_code").to_numpy()
     table = rows._owner_objects()
     frame.insert(
-        list(template.columns).index("owners"), "owners", table[codes] if len(codes) else []
+        list(template.columns).index("owners"),
+        "owners",
+        table[codes] if len(codes) else np.empty(0, dtype=object),
     )
     owners = owners_from_codes(frame, codes, rows.uniques)
     return MemoryRows(frame, owners)

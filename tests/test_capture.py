@@ -254,7 +254,12 @@ def test_malformed_line_names_file_and_line(small: Path):
 def test_missing_file_is_a_warning(small: Path):
     snap = _snapshots(small)[1]
     (snap / "zoneinfo.txt.gz").unlink()
-    cap = _load(small)
+    with pytest.warns(UserWarning, match=r"zoneinfo\.txt: file missing from the snapshot$"):
+        cap = _load(small)
+    with pytest.warns(UserWarning, match=r"zoneinfo\.txt: file missing from the snapshot$"):
+        load_capture(small)  # writes the cache
+    with pytest.warns(UserWarning, match=r"zoneinfo\.txt: file missing from the snapshot \(cached"):
+        load_capture(small)  # the same warning from the cache
     warn = cap.problems[cap.problems["severity"] == "warning"]
     assert list(zip(warn["snapshot"], warn["file"], strict=True)) == [(snap.name, "zoneinfo.txt")]
     assert cap.zoneinfo["ts"].nunique() == 1

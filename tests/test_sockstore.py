@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -185,3 +187,89 @@ def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
         "socket_index.parquet",
         "sockets.parquet",
     ]
+
+
+# ------------------------------------------------------------- the small real capture, edge cases
+SMALL = Path(__file__).resolve().parent / "fixtures" / "captures" / "small"
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    dest = tmp_path / "small"
+    shutil.copytree(SMALL, dest)
+    return dest
+
+
+def _snapshot_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_mixed_hosts_select_on_disk(small: Path):
+    meta = _snapshot_dirs(small)[1] / "meta.txt"
+    meta.write_text(meta.read_text().replace("hostname=vm", "hostname=db 2"))
+    memory = load_capture(small, cache=False, sockets="memory")
+    disk = load_capture(small, cache=False, sockets="disk")
+    _assert_same(memory, disk)
+    start = pd.Timestamp(_snapshot_dirs(small)[1].name)
+    second = disk.select(start=start)
+    assert second.socket_rows == 23 and set(second.sockets["host"].astype(str)) == {"db 2"}
+    _assert_same(memory.select(start=start), second)
+
+
+def test_a_bad_ss_file_on_disk_is_a_problem_like_in_memory(small: Path, many_batches: None):
+    import gzip
+
+    path = _snapshot_dirs(small)[0] / "ss_tcp.txt.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
+    lines[3] = "ESTAB 0 0 garbage\n"
+    path.write_bytes(gzip.compress("".join(lines).encode()))
+    with pytest.warns(UserWarning, match=r"ss_tcp\.txt\.gz:4"):
+        memory = load_capture(small, cache=False, sockets="memory")
+    with pytest.warns(UserWarning, match=r"ss_tcp\.txt\.gz:4"):
+        disk = load_capture(small, sockets="disk")
+    _assert_same(memory, disk)
+    row = disk.problems[disk.problems["severity"] == "error"].iloc[0]
+    assert (row["file"], row["line"]) == ("ss_tcp.txt.gz", 4)
+    assert disk.socket_rows == memory.socket_rows < 46  # that file's rows only are missing
+    assert disk.select(start=pd.Timestamp(_snapshot_dirs(small)[1].name)).socket_rows == 23
+
+
+def _warnings(load: Any) -> tuple[Capture, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cap = load()
+    return cap, sorted(str(w.message) for w in caught)
+
+
+def test_a_capture_without_sockets_on_disk(small: Path):
+    for snap in _snapshot_dirs(small):
+        for name in ("ss_tcp.txt.gz", "ss_udp.txt.gz"):
+            (snap / name).unlink()
+    first = _snapshot_dirs(small)[0].name
+    said = [
+        f"tcpmem: {first}/{f}: file missing from the snapshot (and 1 more snapshots)"
+        for f in ("ss_tcp.txt", "ss_udp.txt")
+    ]
+    disk, cold = _warnings(lambda: load_capture(small, sockets="disk"))
+    assert cold == said
+    missing = disk.problems[disk.problems["file"].isin(["ss_tcp.txt", "ss_udp.txt"])]
+    assert len(missing) == 4 and set(missing["severity"]) == {"warning"}
+    assert disk.sockets_on_disk and disk.socket_rows == 0
+    assert list(disk.socket_batches()) == []
+    memory, _ = _warnings(lambda: load_capture(small, cache=False, sockets="memory"))
+    _assert_same(memory, disk)
+    warm, cached = _warnings(lambda: load_capture(small, sockets="disk"))
+    assert cached == [m + " (cached)" for m in said]
+    assert warm.socket_rows == 0 and len(warm.sockets) == 0 and len(warm.owners) == 0
+
+
+def test_unwritable_cache_puts_rows_in_a_temporary_file(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (small / ".tcpmem-cache").write_text("a file where the cache directory would go")
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    disk = load_capture(small, sockets="disk")
+    assert disk.sockets_on_disk and disk.socket_rows == 46 and list(private.iterdir()) == []
+    _assert_same(load_capture(small, cache=False, sockets="memory"), disk)
