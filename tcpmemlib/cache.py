@@ -170,7 +170,7 @@ def load(
             raise _Cancelled
         rows = sockstore.open_rows(entry, template)
         if sockets == "memory" or (sockets == "auto" and rows.rows < ON_DISK_MIN_ROWS):
-            rows = sockstore.read_memory(entry, template)
+            rows = sockstore.read_memory(rows)
     except (OSError, ValueError, KeyError, json.JSONDecodeError, _Cancelled):
         return None
     return Capture(sockets=rows, owners=rows, **frames)

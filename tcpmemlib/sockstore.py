@@ -7,7 +7,7 @@ temporary file) and the analyses read them a batch of whole snapshots at a time
 (``Capture.socket_batches``). ``Capture.sockets`` / ``Capture.owners`` still give the whole frames:
 read from disk on each access (docs/design.md §2, "Socket rows on disk").
 
-Two sources, one interface (``rows``, ``batches``, ``frames``, ``restrict``):
+Two sources, one interface (``rows``, ``batches``, ``frames``; ``restrict`` takes what each needs):
 
 - ``MemoryRows``: the frames themselves (small captures, and any Capture built by hand);
 - ``DiskRows``: one Parquet file of socket rows, row groups of consecutive whole snapshots, each
@@ -363,18 +363,13 @@ def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
     return DiskRows(parquet, uniques, index, template)
 
 
-def read_memory(directory: Any, template: pd.DataFrame) -> MemoryRows:
-    """The socket rows of an on-disk layout, read whole into memory."""
+def read_memory(rows: DiskRows) -> MemoryRows:
+    """All the socket rows of an opened on-disk layout, read into memory."""
     from tcpmemlib.cache import read_parquet_file
 
-    rows = open_rows(directory, template)
+    template = rows.template
     frame = read_parquet_file(rows.parquet, template)
     codes = frame.pop("owner_code").to_numpy()
-    table = rows._owner_objects()
-    frame.insert(
-        list(template.columns).index("owners"),
-        "owners",
-        table[codes] if len(codes) else np.empty(0, dtype=object),
-    )
-    owners = owners_from_codes(frame, codes, rows.uniques)
-    return MemoryRows(frame, owners)
+    owners_column = rows._owner_objects()[codes] if len(codes) else np.empty(0, dtype=object)
+    frame.insert(list(template.columns).index("owners"), "owners", owners_column)
+    return MemoryRows(frame, owners_from_codes(frame, codes, rows.uniques))

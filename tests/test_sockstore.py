@@ -174,7 +174,7 @@ def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
     sockets = memory.sockets.iloc[:5000]
     sockstore.write_frames(tmp_path, sockets, batch_rows=1000)
     template = capture_mod.sockets_template(memory.meta["host"].dtype)
-    back = sockstore.read_memory(tmp_path, template)
+    back = sockstore.read_memory(sockstore.open_rows(tmp_path, template))
     pd.testing.assert_frame_equal(_plain(back.sockets), _plain(sockets))
     disk = sockstore.open_rows(tmp_path, template)
     assert disk.parquet.num_row_groups > 1 and disk.rows == 5000
