@@ -118,6 +118,8 @@ PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few sec
 # about 1M socket rows (~500 snapshots of 2k sockets), ~250 MB as frames.
 ON_DISK_MIN_SS_BYTES = 16 * 1024**2
 SOCKETS_MODES = ("auto", "memory", "disk")
+# Reading this many socket rows whole from disk (Capture.sockets) warns once per capture.
+LARGE_READ_ROWS = 1_000_000
 
 
 @dataclass(repr=False)
@@ -290,7 +292,16 @@ class _SocketFrame:
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
-        sockets, owners = obj.__dict__["_rows"].frames()
+        rows = obj.__dict__["_rows"]
+        if rows.on_disk and rows.rows >= LARGE_READ_ROWS and not obj.__dict__.get("_warned"):
+            obj.__dict__["_warned"] = True
+            warnings.warn(
+                f"tcpmem: Capture.{self.name} reads all {rows.rows:,} socket rows from disk into "
+                f"memory (~{rows.rows * 250 / 1e9:.1f} GB) on every access; "
+                "Capture.socket_batches(columns) reads them a batch of snapshots at a time",
+                stacklevel=2,
+            )
+        sockets, owners = rows.frames()
         return sockets if self.name == "sockets" else owners
 
     def __set__(self, obj: Any, value: Any) -> None:

@@ -273,3 +273,13 @@ def test_unwritable_cache_puts_rows_in_a_temporary_file(
     disk = load_capture(small, sockets="disk")
     assert disk.sockets_on_disk and disk.socket_rows == 46 and list(private.iterdir()) == []
     _assert_same(load_capture(small, cache=False, sockets="memory"), disk)
+
+
+def test_reading_many_rows_whole_warns_once(sample: Path, monkeypatch: pytest.MonkeyPatch):
+    cap = load_capture(sample, cache=False, sockets="disk")
+    _, said = _warnings(lambda: cap.sockets)
+    assert said == []  # 44k rows: no warning
+    monkeypatch.setattr(capture_mod, "LARGE_READ_ROWS", 40_000)
+    _, said = _warnings(lambda: (cap.sockets, cap.owners))
+    assert len(said) == 1 and "reads all 44,105 socket rows from disk" in said[0]
+    assert "socket_batches" in said[0]
