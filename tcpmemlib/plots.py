@@ -473,6 +473,10 @@ def capture_overview(cap: Any) -> pd.DataFrame:
         ("duration (s)", round((last - first).total_seconds(), 1)),
         ("phases", ", ".join(phases) if phases else "(none)"),
         ("sockets rows (all snapshots)", cap.socket_rows),
+        (
+            "socket rows kept",
+            "on disk, read a batch of snapshots at a time" if cap.sockets_on_disk else "in memory",
+        ),
     ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": "string"})
 
