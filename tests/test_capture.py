@@ -26,7 +26,6 @@ from tcpmemlib.capture import FRAMES, Capture, load_capture
 from tcpmemlib.errors import CaptureError
 
 HERE = Path(__file__).resolve().parent
-SMALL = HERE / "fixtures" / "captures" / "small"
 COLLECT = HERE.parent / "collect.sh"
 HOSTILE = 'a b,"c" <img>'
 
@@ -102,13 +101,6 @@ DESIGN_COLUMNS = {
         "phase",
     ],
 }
-
-
-@pytest.fixture
-def small(tmp_path: Path) -> Path:
-    dest = tmp_path / "capture"
-    shutil.copytree(SMALL, dest)
-    return dest
 
 
 def _snapshots(path: Path) -> list[Path]:

@@ -190,16 +190,6 @@ def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
 
 
 # ------------------------------------------------------------- the small real capture, edge cases
-SMALL = Path(__file__).resolve().parent / "fixtures" / "captures" / "small"
-
-
-@pytest.fixture
-def small(tmp_path: Path) -> Path:
-    dest = tmp_path / "small"
-    shutil.copytree(SMALL, dest)
-    return dest
-
-
 def _snapshot_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
