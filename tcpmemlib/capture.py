@@ -109,7 +109,8 @@ SS_FILES = {"ss_tcp.txt": "tcp", "ss_udp.txt": "udp"}
 # A snapshot directory name: UTC start time, e.g. 20261125T231700.123456789Z
 _SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
 # Batches of ss text handed to read_ss at once, and when to use worker processes.
-# 1 MB: with 2 MB, a day's load peaked ~370 MB higher (the chunks in flight), 3% faster.
+# 1 MB: with 2 MB a day's first load peaked ~420 MB higher over all processes (the chunks in
+# flight), and took ~40 s instead of ~46 s (bench/README.md, load).
 SS_BATCH_BYTES = 1024**2  # compressed ss bytes per read_ss call (about 50k sockets)
 SS_CHUNK_SNAPSHOTS = 512
 PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, spawning workers costs more
@@ -305,8 +306,6 @@ class _SocketFrame:
         return sockets if self.name == "sockets" else owners
 
     def __set__(self, obj: Any, value: Any) -> None:
-        from tcpmemlib import sockstore
-
         obj.__dict__.pop("_memo", None)
         if isinstance(value, sockstore.MemoryRows | sockstore.DiskRows):
             obj.__dict__["_rows"] = value

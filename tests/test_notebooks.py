@@ -77,15 +77,22 @@ def _memory_hierarchy() -> Path:
     raise RuntimeError("no memory cgroup hierarchy mounted")
 
 
-def _report(capture: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def _tcpmem(
+    *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tcpmemlib ARGS``, output captured, never raising on a failure."""
     return subprocess.run(
-        [sys.executable, "-m", "tcpmemlib", "report", str(capture), "-o", str(out)],
+        [sys.executable, "-m", "tcpmemlib", *args],
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=timeout,
         check=False,
-        cwd=out.parent,
+        cwd=cwd,
     )
+
+
+def _report(capture: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return _tcpmem("report", str(capture), "-o", str(out), timeout=200, cwd=out.parent)
 
 
 def _phase(capture: Path, label: str) -> None:
@@ -320,13 +327,7 @@ def test_before_capture_is_compared(tmp_path):
         "--only",
         "02_per_process",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tcpmemlib", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _tcpmem(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = read_summary(out / "02_per_process.ipynb")
     expected = tm.compare(tm.load_capture(before), tm.load_capture(after)).verdict
@@ -346,13 +347,7 @@ def test_damaged_capture_shows_its_problems(hostile_report, tmp_path):
     (snapshot / "sockstat.txt").write_text("TCP: inuse 1 orphan <b>\n")
     out = tmp_path / "reports"
     args = ["report", str(capture), "-o", str(out), "--only", "00_primer", "--only", "01_where"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tcpmemlib", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _tcpmem(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("00_primer", "01_where"):
         outputs = _outputs(out / f"{name}.ipynb")
