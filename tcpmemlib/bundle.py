@@ -158,3 +158,18 @@ def extract(
             shutil.rmtree(root, ignore_errors=True)
         raise
     return root, refused
+
+
+# TEMPORARY SHIM (core branch only; replaced by the bundle branch)
+@dataclass
+class Extraction:
+    root: Path
+    refused: list
+    truncated: bool = False
+    incomplete: list = None  # type: ignore[assignment]
+    transient: bool = False
+
+
+def extract_new(source):
+    root, refused = extract(source)
+    return Extraction(root, refused, False, [], False)

@@ -2,16 +2,19 @@
 
 - Where: ``<dir>/.tcpmem-cache/`` for a capture directory (a dot entry: the loader ignores it),
   ``<bundle>.tcpmem-cache/`` for a bundle.
-- Key: a hash of the tcpmemlib version, this cache format, and the capture's file list with sizes and
-  modification times (a bundle: its size and mtime). A changed capture (a new snapshot, a rewritten
-  file) gets a new key, and the old entry is removed when the new one is written.
-- Content: one Parquet file per frame in ``<cache>/<key>/`` plus ``complete`` (written last; an entry
-  without it is ignored). The socket rows are in ``tcpmemlib.sockstore``'s on-disk layout
-  (``sockets.parquet`` in row groups of whole snapshots, each row's owners as a code into
-  ``owners.json``, ``socket_index.parquet``); ``owners`` is rebuilt from the codes. A large capture
-  reads them from there a batch at a time (``sockets="auto"``), a small one reads them whole.
-- A cache that cannot be written (read-only capture, full disk) is skipped silently; a cache that
-  cannot be read is ignored (the capture is parsed again).
+- Key: a hash of the tcpmemlib version, this cache format, and every entry of the capture as the
+  loader sees it (name, type, size, mtime, without following links; a bundle: its size and mtime).
+  A changed capture (a new snapshot, a rewritten file, a link added) gets a new key.
+- Content: one Parquet file per frame in ``<cache>/<key>/`` plus ``complete`` (written last; an
+  entry without it is ignored). The socket rows are in ``tcpmemlib.sockstore``'s layout.
+- Safety: the cache never follows a link and never removes what it did not make. A cache
+  directory that is a symbolic link (``rsync -a`` and ``tar x`` keep them) or not a directory is
+  not used at all. Cleanup removes only complete entries named by a key and temporary entries of
+  processes that are gone; another process's entry being written is left alone, and two processes
+  finishing the same key both succeed (the second keeps the first's entry).
+- A cache that cannot be written (read-only capture, full disk) is skipped; an entry that cannot be
+  read for any reason (damaged, an unknown dtype, another format) is ignored and the capture parsed
+  again.
 """
 
 from __future__ import annotations
@@ -19,18 +22,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-if TYPE_CHECKING:
-    from tcpmemlib.capture import Capture
+from tcpmemlib import __version__, sockstore
+from tcpmemlib.model import Capture
+from tcpmemlib.schema import FRAMES, SEVERITY_DTYPE, SOCKET_ROW_FRAMES, sockets_template
+from tcpmemlib.tables import Cancelled, read_parquet, write_parquet
 
 __all__ = [
     "CACHE_FORMAT",
@@ -45,25 +52,60 @@ __all__ = [
     "store",
 ]
 
-CACHE_FORMAT = 4  # 4: socket rows in sockstore's layout; 3: UInt32 fields, categorical strings
+CACHE_FORMAT = 5  # 5: sockstat *_after columns; keys cover links; 4: socket rows in sockstore's layout
 # Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
 ON_DISK_MIN_ROWS = 1_000_000
 _COMPLETE = "complete"
 _DTYPES = "dtypes.json"
+_KEY = re.compile(r"^[0-9a-f]{32}$")
+_TMP = re.compile(r"^\.tmp-(\d+)-")
+_HELD = tuple(n for n in FRAMES if n not in SOCKET_ROW_FRAMES)
 
 
 def cache_dir(source: str | os.PathLike[str]) -> Path:
-    """The cache directory of a capture directory or bundle."""
+    """The cache directory of a capture directory or bundle (it may not exist)."""
     path = Path(os.fspath(source))
     if path.is_dir():
         return path / ".tcpmem-cache"
     return path.with_name(path.name + ".tcpmem-cache")
 
 
+def _base(source: str | os.PathLike[str], create: bool) -> Path | None:
+    """The cache directory if it is (or, with ``create``, now is) a real directory; else None."""
+    base = cache_dir(source)
+    try:
+        st = os.lstat(base)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            base.mkdir()
+        except FileExistsError:
+            return _base(source, create=False)
+        except OSError:
+            return None
+        return base
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return base
+    if stat.S_ISLNK(st.st_mode):
+        warnings.warn(
+            f"tcpmem: {base} is a symbolic link: the cache is not used (it never follows links)",
+            stacklevel=4,
+        )
+    return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def capture_key(source: str | os.PathLike[str]) -> str | None:
     """A key that changes whenever the capture does (None if the capture cannot be listed)."""
-    from tcpmemlib import __version__
-
     path = Path(os.fspath(source))
     digest = hashlib.sha256(f"tcpmemlib {__version__} cache {CACHE_FORMAT}\n".encode())
     try:
@@ -71,20 +113,21 @@ def capture_key(source: str | os.PathLike[str]) -> str | None:
             st = path.stat()
             digest.update(f"bundle {st.st_size} {st.st_mtime_ns}\n".encode())
         else:
-            text = "".join(f"{rel}\0{size}\0{mtime}\n" for rel, size, mtime in _listing(path))
-            digest.update(text.encode())
+            text = "".join(f"{rel}\0{kind}\0{size}\0{mtime}\n" for rel, kind, size, mtime in _listing(path))
+            digest.update(text.encode("utf-8", "surrogateescape"))
     except OSError:
         return None
     return digest.hexdigest()[:32]
 
 
-def _listing(root: Path) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime_ns) of every non-dot file up to two levels deep.
+def _listing(root: Path) -> list[tuple[str, str, int, int]]:
+    """(relative path, type, size, mtime_ns) of every non-dot entry up to three levels deep, links
+    and special files included (never followed).
 
     One ``scandir`` per directory, paths kept as ``str`` (this runs on every cached load: a day of
     snapshots is ~140k files, and Path objects cost as much as the ``stat`` calls).
     """
-    out: list[tuple[str, int, int]] = []
+    out: list[tuple[str, str, int, int]] = []
     append = out.append
     stack = [(os.fspath(root), "", 0)]
     while stack:
@@ -94,20 +137,16 @@ def _listing(root: Path) -> list[tuple[str, int, int]]:
                 name = entry.name
                 if name[0] == ".":
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    append((prefix + name + "/", 0, st.st_mtime_ns))
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    append((prefix + name + "/", "d", 0, st.st_mtime_ns))
                     if depth < 2:
                         stack.append((entry.path, prefix + name + "/", depth + 1))
-                elif entry.is_file():
-                    st = entry.stat()
-                    append((prefix + name, st.st_size, st.st_mtime_ns))
+                else:
+                    kind = "f" if stat.S_ISREG(st.st_mode) else "o"
+                    append((prefix + name, kind, st.st_size, st.st_mtime_ns))
     out.sort()
     return out
-
-
-class _Cancelled(Exception):
-    """A speculative read whose entry turned out to be stale."""
 
 
 def load_current(
@@ -117,15 +156,20 @@ def load_current(
 
     The key needs a ``stat`` of every file of the capture (~140k for a day of snapshots, ~0.6 s),
     and reading the cache is mostly Parquet decoding, which runs without the GIL. So when the cache
-    holds one complete entry (``store`` keeps only the newest), that entry is read in a thread while
-    the key is computed, and used only if its name is the key; a stale read is cancelled at its next
-    row group and its memory dropped before the capture is parsed again.
+    holds one complete entry, that entry is read in a thread while the key is computed, and used
+    only if its name is the key; a stale read is cancelled at its next row group.
     """
-    base = cache_dir(source)
-    try:
-        entries = [e for e in base.iterdir() if (e / _COMPLETE).exists()]
-    except OSError:
-        entries = []
+    base = _base(source, create=False)
+    entries = []
+    if base is not None:
+        try:
+            entries = [
+                e
+                for e in base.iterdir()
+                if _KEY.match(e.name) and _is_dir(e) and (e / _COMPLETE).exists()
+            ]
+        except OSError:
+            entries = []
     if len(entries) != 1:
         key = capture_key(source)
         return key, (load(source, key, sockets=sockets) if key is not None else None)
@@ -146,33 +190,38 @@ def load(
     stop: threading.Event | None = None,
     sockets: str = "auto",
 ) -> Capture | None:
-    """The cached Capture for ``key``, or None (no entry, incomplete, unreadable, or ``stop`` set
-    while reading). ``sockets``: ``"memory"`` reads the socket rows whole, ``"disk"`` leaves them
-    in the entry (read a batch at a time), ``"auto"``: on disk from ``ON_DISK_MIN_ROWS`` rows."""
-    from tcpmemlib import sockstore
-    from tcpmemlib.capture import FRAMES, SEVERITY_DTYPE, Capture, sockets_template
-
-    entry = cache_dir(source) / key
-    if not (entry / _COMPLETE).exists():
+    """The cached Capture for ``key``, or None (no entry, incomplete, unreadable for any reason, or
+    ``stop`` set while reading). ``sockets``: ``"memory"`` reads the socket rows whole, ``"disk"``
+    leaves them in the entry, ``"auto"``: on disk from ``ON_DISK_MIN_ROWS`` rows."""
+    base = _base(source, create=False)
+    if base is None or not _KEY.match(key):
+        return None
+    entry = base / key
+    if not _is_dir(entry) or not (entry / _COMPLETE).exists():
         return None
     try:
-        dtypes = json.loads((entry / _DTYPES).read_text())
-        frames = {
-            name: _read(entry / f"{name}.parquet", dtypes.get(name), stop)
-            for name in FRAMES
-            if name not in ("sockets", "owners")
-        }
-        problems = frames["problems"]
-        problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
-        _restore_dtypes(frames, dtypes)
-        template = sockets_template(frames["meta"]["host"].dtype)
-        if stop is not None and stop.is_set():
-            raise _Cancelled
-        rows = sockstore.open_rows(entry, template)
-        if sockets == "memory" or (sockets == "auto" and rows.rows < ON_DISK_MIN_ROWS):
-            rows = sockstore.read_memory(rows)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, _Cancelled):
+        return _read_entry(entry, stop, sockets)
+    except Exception:  # any damage to an entry means a cache miss, never a failed load
         return None
+
+
+def _read_entry(entry: Path, stop: threading.Event | None, sockets: str) -> Capture | None:
+    dtypes = json.loads((entry / _DTYPES).read_text())
+    frames = {}
+    for name in _HELD:
+        if stop is not None and stop.is_set():
+            raise Cancelled
+        with pq.ParquetFile(entry / f"{name}.parquet") as parquet:
+            frames[name] = read_parquet(parquet, dtypes.get(name, {}), stop)
+    problems = frames["problems"]
+    problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
+    _restore_dtypes(frames, dtypes)
+    template = sockets_template(frames["meta"]["host"].dtype)
+    if stop is not None and stop.is_set():
+        raise Cancelled
+    rows = sockstore.open_rows(entry, template)
+    if sockets == "memory" or (sockets == "auto" and rows.rows < ON_DISK_MIN_ROWS):
+        rows = sockstore.read_memory(rows)
     return Capture(sockets=rows, owners=rows, **frames)
 
 
@@ -192,7 +241,7 @@ def _restore_dtypes(frames: dict[str, pd.DataFrame], dtypes: dict[str, dict[str,
     host_dtype = frames["meta"]["host"].dtype
     for name, frame in frames.items():
         for column, want in dtypes.get(name, {}).items():
-            if column not in frame.columns or (name == "sockets" and column == "owners"):
+            if column not in frame.columns:
                 continue
             have = frame[column].dtype
             if column == "host":
@@ -211,17 +260,18 @@ def _restore_dtypes(frames: dict[str, pd.DataFrame], dtypes: dict[str, dict[str,
 
 def begin(source: str | os.PathLike[str]) -> Path | None:
     """A fresh temporary entry directory in the capture's cache, or None if it cannot be made."""
-    base = cache_dir(source)
+    base = _base(source, create=True)
+    if base is None:
+        return None
     try:
-        base.mkdir(exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+        return Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=base))
     except OSError:
         return None
 
 
 def abandon(tmp: Path | None) -> None:
-    """Remove a temporary entry that will not be finished."""
-    if tmp is not None:
+    """Remove a temporary entry (made by ``begin``) that will not be finished."""
+    if tmp is not None and _TMP.match(tmp.name) and _is_dir(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -231,38 +281,50 @@ def finish(
     """Complete the temporary entry ``tmp`` with ``capture``'s frames and make it the entry for
     ``key`` (older entries removed). ``rows_written``: the socket rows are already in ``tmp``
     (a streamed load); else they are written from the capture's frames. False if it failed."""
-    from tcpmemlib import sockstore
-    from tcpmemlib.capture import FRAMES
-
-    base = cache_dir(source)
-    done = False
     try:
-        for name in FRAMES:
-            if name in ("sockets", "owners"):
-                continue
-            _write(getattr(capture, name), tmp / f"{name}.parquet")
+        for name in _HELD:
+            write_parquet(getattr(capture, name), tmp / f"{name}.parquet")
         if not rows_written:
             sockstore.write_frames(tmp, capture.sockets)
-        dtypes = {
-            name: _dtype_names(getattr(capture, name))
-            for name in FRAMES
-            if name not in ("sockets", "owners")
-        }
+        dtypes = {name: _dtype_names(getattr(capture, name)) for name in _HELD}
         (tmp / _DTYPES).write_text(json.dumps(dtypes))
         (tmp / _COMPLETE).write_text(key + "\n")
-        final = base / key
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        done = True
-        for old in base.iterdir():
-            if old.name != key:
-                shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, tmp.parent / key)
+        except OSError:  # another process finished this key first: its entry serves
+            if not (tmp.parent / key / _COMPLETE).exists():
+                return False
     except (OSError, ValueError, TypeError):
         return False
     finally:
-        if not done:
-            abandon(tmp)
+        abandon(tmp)  # a no-op once renamed
+    _remove_old(tmp.parent, key)
+    return True
+
+
+def _remove_old(base: Path, key: str) -> None:
+    """Remove complete entries of other keys and temporary entries of processes that are gone."""
+    try:
+        names = [e.name for e in os.scandir(base)]
+    except OSError:
+        return
+    for name in names:
+        path = base / name
+        if _KEY.match(name) and name != key and _is_dir(path) and (path / _COMPLETE).exists():
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        match = _TMP.match(name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])) and _is_dir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
     return True
 
 
@@ -270,148 +332,3 @@ def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
     """Write ``capture`` under ``key`` (replacing older entries); False if it cannot be written."""
     tmp = begin(source)
     return tmp is not None and finish(source, key, tmp, capture, rows_written=False)
-
-
-_SLICE_ROWS = 1 << 20
-
-
-_MASKED = {"Int64": np.int64, "Int32": np.int32, "UInt32": np.uint32, "Float64": np.float64}
-
-
-def _read(
-    path: Path, dtypes: dict[str, str] | None = None, stop: threading.Event | None = None
-) -> pd.DataFrame:
-    """One frame back from Parquet, to pandas with one copy of each nullable numeric column.
-
-    Read one row group at a time: nullable numeric columns (``dtypes`` names them as they were
-    stored: ``Int64``, ``Float64``) are copied from that row group's Arrow buffers into one
-    preallocated array per column, and the row group's copy of them is dropped before the next is
-    read (pandas' own conversion copied every row group, then concatenated: twice the fresh memory,
-    whose page faults were most of the cached load's time). Every other column goes through
-    ``to_pandas`` (string columns stay Arrow-backed, dictionary columns become categories).
-    No ``self_destruct``: with Arrow's allocator it made the load several times slower.
-    Measured: bench/README.md (``load``).
-    """
-    import pyarrow.parquet as pq
-
-    wanted = dtypes or {}
-    if stop is not None and stop.is_set():
-        raise _Cancelled
-    with pq.ParquetFile(path) as parquet:
-        return _read_file(parquet, wanted, stop)
-
-
-def read_parquet_file(parquet: Any, template: pd.DataFrame) -> pd.DataFrame:
-    """A whole open ``ParquetFile`` of socket rows as one frame, dtypes as in ``template``."""
-    wanted = {c: str(t) for c, t in template.dtypes.items()}
-    return arrow_fix(_read_file(parquet, wanted), template)
-
-
-def arrow_to_pandas(table: Any, template: pd.DataFrame) -> pd.DataFrame:
-    """One batch of socket rows from Arrow, dtypes as in ``template`` (categories: the batch's)."""
-    return arrow_fix(table.to_pandas(split_blocks=True), template)
-
-
-def arrow_fix(frame: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
-    """Give ``frame``'s columns ``template``'s dtypes where Arrow gave back something else."""
-    for column in frame.columns:
-        if column not in template.columns:
-            continue
-        want, have = template[column].dtype, frame[column].dtype
-        if isinstance(want, pd.CategoricalDtype):
-            if column == "host":
-                if have != want:
-                    frame[column] = frame[column].astype("string").astype(want)
-            elif not isinstance(have, pd.CategoricalDtype) or (
-                len(have.categories) == 0 and have.categories.dtype != want.categories.dtype
-            ):
-                frame[column] = frame[column].astype("str").astype("category")
-        elif have != want:
-            frame[column] = frame[column].astype(want)
-    return frame
-
-
-def _read_file(
-    parquet: Any, wanted: dict[str, str], stop: threading.Event | None = None
-) -> pd.DataFrame:
-    schema = parquet.schema_arrow
-    masked = [
-        c
-        for c in schema.names
-        if _MASKED.get(wanted.get(c, "")) is not None and schema.field(c).type.num_fields == 0
-    ]
-    if not masked:
-        return parquet.read(use_threads=True).to_pandas(split_blocks=True)
-    rest = [c for c in schema.names if c not in masked]
-    n = parquet.metadata.num_rows
-    out = {c: _MaskedBuilder(n, wanted[c]) for c in masked}
-    rest_parts = []
-    for group in range(parquet.num_row_groups):  # one row group's Arrow copy at a time
-        if stop is not None and stop.is_set():
-            raise _Cancelled
-        table = parquet.read_row_group(group, use_threads=True)
-        for c in masked:
-            out[c].add(table.column(c))
-        rest_parts.append(table.select(rest))
-        del table
-    columns: dict[str, Any] = {c: b.finish() for c, b in out.items()}
-    if rest:
-        import pyarrow as pa
-
-        rest_table = (
-            pa.concat_tables(rest_parts) if rest_parts else schema.empty_table().select(rest)
-        )
-        plain = rest_table.to_pandas(split_blocks=True)
-        columns.update({c: plain[c].array for c in rest})
-    return pd.DataFrame({c: columns[c] for c in schema.names}, copy=False)
-
-
-class _MaskedBuilder:
-    """A pandas masked array (Int64, Float64, ...) filled chunk by chunk from Arrow: one copy."""
-
-    def __init__(self, n: int, dtype: str) -> None:
-        self.dtype = dtype
-        self.np_dtype = np.dtype(_MASKED[dtype])
-        self.data = np.empty(n, dtype=self.np_dtype)
-        self.mask = np.zeros(n, dtype=bool)
-        self.pos = 0
-
-    def add(self, column: Any) -> None:
-        import pyarrow as pa
-
-        want = pa.from_numpy_dtype(self.np_dtype)
-        for chunk in column.chunks:
-            m, pos = len(chunk), self.pos
-            self.pos += m
-            if m == 0:
-                continue
-            if chunk.null_count == m:  # all missing (may have no data buffer: Arrow's null type)
-                self.mask[pos : pos + m] = True
-                continue
-            if chunk.type != want:
-                chunk = chunk.cast(want)
-            values = np.frombuffer(chunk.buffers()[1], dtype=self.np_dtype, count=m + chunk.offset)
-            np.copyto(self.data[pos : pos + m], values[chunk.offset :])
-            if chunk.null_count:
-                self.mask[pos : pos + m] = chunk.is_null().to_numpy(zero_copy_only=False)
-
-    def finish(self) -> Any:
-        if self.dtype.startswith("Float"):
-            return pd.arrays.FloatingArray(self.data, self.mask, copy=False)
-        return pd.arrays.IntegerArray(self.data, self.mask, copy=False)
-
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet in slices of ``_SLICE_ROWS`` rows, so the Arrow copy never holds the whole frame."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if len(frame) <= _SLICE_ROWS:
-        frame.to_parquet(path, index=False, compression="lz4", write_statistics=False)
-        return
-    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
-    # No column statistics: the cache is always read whole, and they were ~40% of the write time.
-    with pq.ParquetWriter(path, schema, compression="lz4", write_statistics=False) as writer:
-        for start in range(0, len(frame), _SLICE_ROWS):
-            part = frame.iloc[start : start + _SLICE_ROWS]
-            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))

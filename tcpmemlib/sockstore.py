@@ -21,11 +21,17 @@ that batch's own categories (compare them as strings across batches).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tcpmemlib.tables import arrow_fix, arrow_to_pandas, concat_columns, read_parquet
 
 __all__ = ["BATCH_ROWS", "DiskRows", "MemoryRows", "owners_from_codes"]
 
@@ -210,20 +216,18 @@ class DiskRows:
                     frame = frame[mask].reset_index(drop=True)
             codes = frame.pop("owner_code").to_numpy() if "owner_code" in frame else None
             if "owners" in names and codes is not None:
-                frame["owners"] = self._owner_objects()[codes]
+                frame["owners"] = self.owner_objects()[codes]
                 frame = frame[names]
             own = owners_from_codes(frame, codes, self.uniques) if owners else None
             yield frame, own
 
-    def _owner_objects(self) -> np.ndarray:
+    def owner_objects(self) -> np.ndarray:
         table = np.empty(len(self.uniques), dtype=object)
         for i, u in enumerate(self.uniques):
             table[i] = u
         return table
 
     def _to_pandas(self, table: Any) -> pd.DataFrame:
-        from tcpmemlib.cache import arrow_to_pandas
-
         return arrow_to_pandas(table, self.template)
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -233,10 +237,8 @@ class DiskRows:
             return self.template.copy(), owners_from_codes(
                 self.template, np.zeros(0, dtype=np.int64), self.uniques
             )
-        from tcpmemlib.capture import _concat_columns
-
-        socks = _concat_columns([p[0] for p in parts], parts[0][0].iloc[:0])
-        owns = _concat_columns([p[1] for p in parts], parts[0][1].iloc[:0])
+        socks = concat_columns([p[0] for p in parts], parts[0][0].iloc[:0])
+        owns = concat_columns([p[1] for p in parts], parts[0][1].iloc[:0])
         return socks, owns
 
 
@@ -251,8 +253,6 @@ INDEX_FILE = "socket_index.parquet"  # one row per snapshot: ts, host, row_group
 def _arrow_schema(template: pd.DataFrame) -> Any:
     """The Parquet schema of socket rows: ``owners`` as ``owner_code`` (int32), categories as
     dictionaries with int32 indices (a batch's own categories, whatever their number)."""
-    import pyarrow as pa
-
     frame = template.drop(columns=["owners"], errors="ignore").iloc[:0].copy()
     frame["owner_code"] = np.zeros(0, dtype=np.int32)
     schema = pa.Schema.from_pandas(frame, preserve_index=False)
@@ -273,10 +273,6 @@ class SocketWriter:
     """
 
     def __init__(self, directory: Any, template: pd.DataFrame) -> None:
-        from pathlib import Path
-
-        import pyarrow.parquet as pq
-
         self.directory = Path(directory)
         self.schema = _arrow_schema(template)
         self.writer = pq.ParquetWriter(
@@ -286,8 +282,6 @@ class SocketWriter:
         self.groups = 0
 
     def write(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-
         if not len(frame):
             return
         frame = frame.drop(columns=["owners"], errors="ignore")
@@ -307,8 +301,6 @@ class SocketWriter:
         self.groups += 1
 
     def close(self, uniques: Sequence[tuple[Any, ...]]) -> None:
-        import json
-
         self.writer.close()
         index = (
             pd.concat(self.index, ignore_index=True)
@@ -347,12 +339,6 @@ def write_frames(directory: Any, sockets: pd.DataFrame, batch_rows: int = BATCH_
 
 def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
     """The socket rows of an on-disk layout, kept open (see the module doc)."""
-    import json
-    from pathlib import Path
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     directory = Path(directory)
     uniques = [
         tuple(tuple(e) for e in u) for u in json.loads((directory / OWNERS_FILE).read_text())
@@ -365,11 +351,10 @@ def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
 
 def read_memory(rows: DiskRows) -> MemoryRows:
     """All the socket rows of an opened on-disk layout, read into memory."""
-    from tcpmemlib.cache import read_parquet_file
-
     template = rows.template
-    frame = read_parquet_file(rows.parquet, template)
+    wanted = {c: str(t) for c, t in template.dtypes.items()}
+    frame = arrow_fix(read_parquet(rows.parquet, wanted), template)
     codes = frame.pop("owner_code").to_numpy()
-    owners_column = rows._owner_objects()[codes] if len(codes) else np.empty(0, dtype=object)
+    owners_column = rows.owner_objects()[codes] if len(codes) else np.empty(0, dtype=object)
     frame.insert(list(template.columns).index("owners"), "owners", owners_column)
     return MemoryRows(frame, owners_from_codes(frame, codes, rows.uniques))

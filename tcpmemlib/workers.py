@@ -154,11 +154,12 @@ def _serve(source: IO[bytes], sink: IO[bytes], lookup: Callable[[str], Callable[
 
 
 def _capture_function(name: str) -> Callable[..., Any]:
-    from tcpmemlib import capture
+    import importlib
 
-    if not name.startswith("_load_"):
+    module, _, attr = name.partition(":")
+    if not module.startswith("tcpmemlib."):
         raise ValueError(f"not a worker task: {name!r}")
-    return getattr(capture, name)
+    return getattr(importlib.import_module(module), attr)
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 
 __all__ = [
@@ -55,12 +56,15 @@ def records(
         fields = line.split("\t")
         if fields[0] == "pid" and len(fields) == 3:
             try:
-                pids.append([int(fields[1]), fields[2]])
+                pids.append([int64(fields[1]), fields[2]])
             except ValueError as err:
                 raise ParseError(path, no, line, "pid is not an integer") from err
         elif fields[0] == "stat" and len(fields) == 4:
             value = fields[3].strip()
-            number: object = int(value) if value.lstrip("-").isdigit() else pd.NA
+            try:
+                number: object = int64(value) if value.lstrip("-").isdigit() else pd.NA
+            except ValueError as err:
+                raise ParseError(path, no, line, f"bad value: {err}") from err
             stats.append([fields[1], fields[2], number])
         else:
             raise ParseError(

@@ -22,6 +22,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 from tcpmemlib.units import kib_to_bytes
 
@@ -43,7 +44,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
         if not sep or not name or " " in name or not 1 <= len(tokens) <= 2:
             raise ParseError(path, no, line, "expected 'Field: value [kB]'")
         try:
-            value = int(tokens[0])
+            value = int64(tokens[0])
         except ValueError as err:
             raise ParseError(path, no, line, "value is not an integer") from err
         if len(tokens) == 2:

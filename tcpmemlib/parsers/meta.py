@@ -23,6 +23,10 @@ collector); ``missing=<file>: <reason>`` and ``failed=<command>: <reason>`` may 
 | cgroup_version | category | | ``cgroup_version``: ``1``, ``2``, ``hybrid``, ``none`` |
 
 ``parse_problems(source)``: ``kind`` (``missing``/``failed``), ``item`` (file or command), ``reason``.
+
+``file_sizes(text)``: the ``file=<name>\t<stored bytes>\t<newlines>`` lines collect.sh (0.3 and
+later) writes for every other file of the snapshot: its size on disk and the newline count of its
+(uncompressed) text, so a reader can tell a file cut at a line end from a whole one.
 A line without ``=``, or a bad number/timestamp, raises ``ParseError`` naming the line.
 """
 
@@ -33,6 +37,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 
 __all__ = [
@@ -43,6 +48,7 @@ __all__ = [
     "parse_both",
     "parse_problems",
     "records",
+    "file_sizes",
 ]
 
 SCHEMA: dict[str, str] = {
@@ -72,7 +78,7 @@ def _convert(column: str, raw: str) -> object:
     if raw == "":
         return pd.NA
     if column in _INT:
-        return int(raw)
+        return int64(raw)
     if column in _BOOL:
         if raw not in ("0", "1"):
             raise ValueError(f"expected 0 or 1, not {raw!r}")
@@ -103,6 +109,8 @@ def records(
         key, sep, raw = line.partition("=")
         if not sep or not key or any(c.isspace() for c in key):
             raise ParseError(path, no, line, "expected 'key=value'")
+        if key == "file":
+            continue  # file_sizes() reads these
         if key in ("missing", "failed"):
             item, _, reason = raw.partition(": ")
             problems.append((key, item.strip(), reason.strip()))
@@ -115,6 +123,23 @@ def records(
         except ValueError as err:
             raise ParseError(path, no, line, f"bad value for {key!r}: {err}") from err
     return values, problems
+
+
+def file_sizes(text: str, path: str | None = None) -> dict[str, tuple[int, int | None]]:
+    """``{stored file name: (bytes, newline count or None)}`` from the ``file=`` lines."""
+    sizes: dict[str, tuple[int, int | None]] = {}
+    for no, line in enumerate(split_lines(text), 1):
+        if not line.startswith("file="):
+            continue
+        fields = line[5:].split("\t")
+        try:
+            if len(fields) not in (2, 3) or not fields[0] or "/" in fields[0]:
+                raise ValueError("expected 'file=<name>\\t<bytes>[\\t<lines>]'")
+            lines = int64(fields[2]) if len(fields) == 3 and fields[2] != "" else None
+            sizes[fields[0]] = (int64(fields[1]), lines)
+        except ValueError as err:
+            raise ParseError(path, no, line, str(err)) from err
+    return sizes
 
 
 def frame(rows: list[dict[str, object]]) -> pd.DataFrame:

@@ -24,6 +24,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
@@ -41,7 +42,7 @@ _BOOL = {"yes": True, "no": False}
 
 
 def _int(value: str) -> object:
-    number = int(value)
+    number = int64(value)
     return pd.NA if number == -1 else number
 
 
@@ -60,11 +61,11 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             rows.append(
                 [
                     tokens[0],
-                    int(tokens[1]),
+                    int64(tokens[1]),
                     _int(tokens[2]),
                     _int(tokens[3]),
                     tokens[4],
-                    int(tokens[5]),
+                    int64(tokens[5]),
                     _BOOL[tokens[6]],
                 ]
             )

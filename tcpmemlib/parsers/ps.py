@@ -28,6 +28,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 from tcpmemlib.units import kib_to_bytes
 
@@ -64,7 +65,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
         if not tokens or tokens[0] == "PID":
             continue
         try:
-            pid, ppid, rss, vsz, uid = (int(t) for t in tokens[:5])
+            pid, ppid, rss, vsz, uid = (int64(t) for t in tokens[:5])
         except ValueError as err:
             raise ParseError(path, no, line, "expected 'pid ppid rss vsz uid comm'") from err
         numbers.append([pid, ppid, uid, kib_to_bytes(rss), kib_to_bytes(vsz)])
@@ -98,7 +99,7 @@ def args_records(text: str, path: str | None = None) -> dict[str, list[object]]:
         if not tokens or tokens[0] == "PID":
             continue
         try:
-            pids.append(int(tokens[0]))
+            pids.append(int64(tokens[0]))
         except ValueError as err:
             raise ParseError(path, no, line, "expected 'pid args'") from err
         args.append(_rest(line, 1))

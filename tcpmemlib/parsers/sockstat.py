@@ -24,6 +24,14 @@ page_size_bytes=...)`` fills them, else they are ``<NA>``.
 | frag_memory_bytes | Int64 | bytes | ``FRAG: memory`` | already bytes |
 | tcp6_inuse, udp6_inuse, udplite6_inuse, raw6_inuse, frag6_inuse | Int64 | | ``TCP6: inuse`` ... | sockstat6 |
 | frag6_memory_bytes | Int64 | bytes | ``FRAG6: memory`` | |
+| tcp_inuse_after | Int64 | sockets | ``TCP: inuse`` of ``sockstat_after.txt`` | read right after ss |
+| tcp_mem_after_pages | Int64 | pages | ``TCP: mem`` of ``sockstat_after.txt`` | read right after ss |
+| tcp_mem_after_bytes | Int64 | bytes | tcp_mem_after_pages × page size | |
+
+collect.sh reads sockstat just before ``ss`` (``sockstat.txt``) and, since collector 0.3, just after
+it (``sockstat_after.txt``, parsed by ``after_records``): the two bracket the moment ss read the
+sockets, so a gap between Σ skmem and sockstat can be judged against how much sockstat itself
+moved meanwhile. Older captures have no after-read: those columns are ``<NA>``.
 
 Unknown lines or keys (a future kernel) are skipped with one ``warnings.warn`` per file. A line that is
 not ``PROTO: key int ...`` raises ``ParseError`` naming the line.
@@ -37,10 +45,11 @@ import warnings
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 from tcpmemlib.units import pages_to_bytes
 
-__all__ = ["SCHEMA", "frame", "merge", "parse", "records", "with_bytes"]
+__all__ = ["SCHEMA", "after_records", "frame", "merge", "parse", "records", "with_bytes"]
 
 SCHEMA: dict[str, str] = {
     c: "Int64"
@@ -65,8 +74,13 @@ SCHEMA: dict[str, str] = {
         "raw6_inuse",
         "frag6_inuse",
         "frag6_memory_bytes",
+        "tcp_inuse_after",
+        "tcp_mem_after_pages",
+        "tcp_mem_after_bytes",
     )
 }
+# The columns of the after-read (sockstat_after.txt) and the columns they repeat.
+_AFTER = {"tcp_inuse": "tcp_inuse_after", "tcp_mem_pages": "tcp_mem_after_pages"}
 
 # (line label, key) -> column
 _COLUMNS: dict[tuple[str, str], str] = {("sockets", "used"): "sockets_used"}
@@ -98,7 +112,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             raise ParseError(path, no, line, "expected 'PROTO: key value key value ...'")
         for key, raw in zip(tokens[::2], tokens[1::2], strict=True):
             try:
-                value = int(raw)
+                value = int64(raw)
             except ValueError as err:
                 raise ParseError(path, no, line, f"value of {key!r} is not an integer") from err
             column = _COLUMNS.get((label.strip(), key))
@@ -114,6 +128,17 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
     if not values:
         return {c: [] for c in SCHEMA}
     return {c: [values.get(c, pd.NA)] for c in SCHEMA}
+
+
+def after_records(text: str, path: str | None = None) -> dict[str, list[object]]:
+    """Column lists of ``sockstat_after.txt``: only the ``*_after`` columns are filled."""
+    got = records(text, path)
+    if not got["sockets_used"] and not any(got[c] for c in _AFTER):
+        return {c: [] for c in SCHEMA}
+    row = {c: [pd.NA] for c in SCHEMA}
+    for column, after in _AFTER.items():
+        row[after] = got[column] if got[column] else [pd.NA]
+    return row
 
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
@@ -137,6 +162,7 @@ def with_bytes(df: pd.DataFrame, page_size_bytes: int | pd.Series) -> pd.DataFra
         page_size_bytes = page_size_bytes.set_axis(df.index)
     df["tcp_mem_bytes"] = pages_to_bytes(df["tcp_mem_pages"], page_size_bytes)
     df["udp_mem_bytes"] = pages_to_bytes(df["udp_mem_pages"], page_size_bytes)
+    df["tcp_mem_after_bytes"] = pages_to_bytes(df["tcp_mem_after_pages"], page_size_bytes)
     return df
 
 

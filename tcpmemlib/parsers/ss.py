@@ -392,3 +392,19 @@ def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
 
 
 parse = read_ss
+
+
+# TEMPORARY SHIM (core branch only; replaced by the ssparse branch's read_numbered)
+from dataclasses import dataclass as _dc  # noqa: E402
+
+
+@_dc
+class SsRead:
+    frame: pd.DataFrame
+    line_numbers: np.ndarray
+    errors: list
+
+
+def read_numbered(path, text, categories=()):
+    frame, numbers = _read_numbered(path, text, categories=categories)
+    return SsRead(frame, numbers, [])

@@ -25,6 +25,7 @@ import re
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
@@ -52,7 +53,11 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             continue
         match = _ZONE.match(line)
         if match:
-            zone_row = {"node": int(match[1]), "zone": match[2], "cpu": pd.NA, "count_pages": pd.NA}
+            try:
+                node = int64(match[1])
+            except ValueError as err:
+                raise ParseError(path, no, line, f"bad node number: {err}") from err
+            zone_row = {"node": node, "zone": match[2], "cpu": pd.NA, "count_pages": pd.NA}
             rows.append(zone_row)
             cpu_row = None
             continue
@@ -67,19 +72,19 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
                 cpu_row = {
                     "node": zone_row["node"],
                     "zone": zone_row["zone"],
-                    "cpu": int(tokens[2]),
+                    "cpu": int64(tokens[2]),
                 }
                 rows.append(cpu_row)
             elif key in _PCP and len(tokens) == 3 and tokens[1] == ":" and cpu_row is not None:
-                cpu_row[_PCP[key]] = int(tokens[2])
+                cpu_row[_PCP[key]] = int64(tokens[2])
             elif zone_row is not None and key == "nr_free_pages" and len(tokens) == 2:
-                zone_row["count_pages"] = int(tokens[1])
+                zone_row["count_pages"] = int64(tokens[1])
             elif (
                 zone_row is not None
                 and tokens[:2] == ["pages", "free"]
                 and zone_row["count_pages"] is pd.NA
             ):
-                zone_row["count_pages"] = int(tokens[2])
+                zone_row["count_pages"] = int64(tokens[2])
             elif key in ("vm", "pagesets", "node_unreclaimable", "start_pfn", "per-node"):
                 cpu_row = None
         except (ValueError, IndexError) as err:

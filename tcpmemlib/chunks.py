@@ -1,0 +1,302 @@
+"""Parsing a run of consecutive snapshots (a chunk): every file but meta.txt, into plain data.
+
+This is what a worker process runs (``tcpmemlib.workers``: ``"tcpmemlib.chunks:load_chunk"``);
+the result crosses the process boundary, so it holds only frames, arrays, tuples and lists.
+
+Per snapshot, files are read with ``tcpmemlib.safeio`` (regular files inside the snapshot only,
+bounded) and checked against what collect.sh recorded of them (meta.txt ``file=``: size and line
+count), then parsed by their ``tcpmemlib.registry`` kind. A file that cannot be read or parsed is a
+``problems`` row; a cut file keeps its complete lines and is named as cut. The ``ss`` files of the
+whole chunk are parsed with one ``read_numbered`` call per batch, each row assigned back to its
+file by its line number; a bad ss line costs that line only, named by file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tcpmemlib import safeio
+from tcpmemlib.discovery import Snapshot
+from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers import ss
+from tcpmemlib.problems import Problems
+from tcpmemlib.registry import FILES, FRAME_KINDS, SOCKET_FILES, Columns
+from tcpmemlib.schema import SOCKET_CATEGORIES
+from tcpmemlib.tables import str_category
+
+__all__ = ["ChunkResult", "OwnerCodes", "build_frame", "load_chunk", "read_snapshot_file"]
+
+# Compressed ss bytes per read_numbered call (about 50k sockets): one call amortises its fixed cost
+# over many snapshots; 1 MB kept a day's load ~420 MB lower at its peak than 2 MB (bench/README.md).
+SS_BATCH_BYTES = 1024**2
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of snapshots gave (all plain, picklable data)."""
+
+    snapshots: int
+    small: dict[str, tuple[pd.DataFrame, np.ndarray]]  # typed frame, snapshot index per row
+    problems: Problems
+    ss_frames: list[pd.DataFrame] = field(default_factory=list)
+    ss_index: list[np.ndarray] = field(default_factory=list)  # snapshot of each row
+    ss_kind: list[np.ndarray] = field(default_factory=list)  # netid from the file name
+    owner_codes: list[np.ndarray] = field(default_factory=list)  # into owner_uniques
+    owner_uniques: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class OwnerCodes:
+    """Interns ``owners`` tuples: one code per socket row, each distinct tuple kept once."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[Any, ...], int] = {}
+        self.uniques: list[tuple[Any, ...]] = []
+
+    def code(self, owner: tuple[Any, ...]) -> int:
+        c = self.index.get(owner)
+        if c is None:
+            c = self.index[owner] = len(self.uniques)
+            self.uniques.append(owner)
+        return c
+
+    def codes(self, owners: np.ndarray) -> np.ndarray:
+        """One code per element of ``owners`` (tuples; a falsy element counts as ``()``): the
+        distinct tuples are found by ``pd.factorize`` (hashing in C), then interned."""
+        local, uniques = pd.factorize(owners, use_na_sentinel=False)
+        remap = np.fromiter(
+            (self.code(u if u else ()) for u in uniques), dtype=np.int64, count=len(uniques)
+        )
+        return remap[local] if len(local) else np.zeros(0, dtype=np.int64)
+
+    def objects(self) -> np.ndarray:
+        out = np.empty(len(self.uniques), dtype=object)
+        for i, u in enumerate(self.uniques):
+            out[i] = u
+        return out
+
+
+def build_frame(kind: str, columns: Columns) -> pd.DataFrame:
+    """The typed frame of one frame kind, its repeated names as ``str`` categories."""
+    spec = FRAME_KINDS[kind]
+    frame = spec.build(columns)
+    for column in spec.categories:  # categories in order of appearance
+        values = frame[column]
+        frame[column] = values.astype(
+            pd.CategoricalDtype(pd.Index(values.dropna().unique(), dtype="str"))
+        )
+    return frame
+
+
+def read_snapshot_file(
+    snap: Snapshot, base: str, dir_fd: int | None, problems: Problems
+) -> str | None:
+    """The text of one snapshot file (its complete lines), or None with a problem recorded.
+
+    Names a file that is refused, cut (a gzip stream ending early, a last line without newline,
+    fewer bytes or lines than collect.sh recorded) or binary, in ``problems``."""
+    stored = snap.files[base]
+    try:
+        got = safeio.read_file(stored, dir_fd)
+    except safeio.Refused as err:
+        problems.add(snap.name, stored, None, f"not loaded: {err.reason}", "error", warn=True)
+        problems.transient = problems.transient or err.transient
+        return None
+    text, nul_line = safeio.decode_text(got.data)
+    if nul_line is not None:
+        reason = "not loaded: binary data (a NUL byte), not text"
+        problems.add(snap.name, stored, nul_line, reason, "error", warn=True)
+        return None
+    cuts: list[str] = []
+    if got.cut is not None:
+        cuts.append(got.cut)
+    expected = snap.sizes.get(stored)
+    if expected is not None and expected[0] != got.stored_bytes:
+        cuts.append(f"{got.stored_bytes:,} bytes on disk, collect.sh wrote {expected[0]:,}")
+    lines = text.count("\n")
+    if text and not text.endswith("\n"):
+        lines_kept = text.rfind("\n") + 1
+        text = text[:lines_kept]
+        cuts.append(f"line {lines + 1} cut (no newline at the end): not loaded")
+    if expected is not None and expected[1] is not None and lines != expected[1] and not cuts:
+        cuts.append(f"{lines:,} lines, collect.sh wrote {expected[1]:,}")
+    if cuts:
+        reason = "truncated: " + "; ".join(cuts) + f"; its {lines:,} complete lines loaded"
+        problems.add(snap.name, stored, None, reason, "error", warn=True)
+    return text
+
+
+def _parse(
+    snap: Snapshot,
+    stored: str,
+    problems: Problems,
+    parse: Callable[[], Any],
+) -> Any:
+    """``parse()``, its ParseError and warnings recorded as problems of ``stored``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = parse()
+        except ParseError as err:
+            problems.parse_error(snap.name, stored, err)
+            return None
+    for warning in caught:
+        problems.warning(snap.name, stored, str(warning.message))
+    return result
+
+
+def _one_row(parts: list[Columns]) -> Columns:
+    """Several files' single rows of a one-row frame (sockstat, sockstat6, the after-read) as one
+    row: each column's first non-NA value."""
+    out = {c: list(v) for c, v in parts[0].items()}
+    for other in parts[1:]:
+        for column, values in other.items():
+            if out.get(column, [pd.NA])[0] is pd.NA:
+                out[column] = list(values)
+    return out
+
+
+class _Accumulator:
+    """Column lists of each frame kind over the chunk's snapshots, with each row's snapshot."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Columns] = {}
+        self.index: dict[str, list[int]] = {}
+
+    def add(self, kind: str, snap_index: int, columns: Columns) -> None:
+        if not columns:
+            return
+        n = len(next(iter(columns.values())))
+        have = self.columns.setdefault(kind, {c: [] for c in columns})
+        for name, values in columns.items():
+            have.setdefault(name, []).extend(values)
+        self.index.setdefault(kind, []).extend([snap_index] * n)
+
+    def frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+        return {
+            kind: (build_frame(kind, columns), np.asarray(self.index[kind], dtype=np.int64))
+            for kind, columns in self.columns.items()
+        }
+
+
+def _small_files(
+    i: int, snap: Snapshot, dir_fd: int | None, problems: Problems, acc: _Accumulator
+) -> None:
+    texts: dict[str, str | None] = {}
+    parsed: dict[str, Columns] = {}
+    one_row: dict[str, list[Columns]] = {}
+    for kind in FILES:
+        if kind.file not in snap.files:
+            continue
+        if kind.file not in texts:
+            texts[kind.file] = read_snapshot_file(snap, kind.file, dir_fd, problems)
+        text = texts[kind.file]
+        if text is None:
+            continue
+        stored = snap.files[kind.file]
+        path = os.path.join(snap.dir, stored)
+        got = _parse(snap, stored, problems, lambda k=kind, t=text: k.records(t, path, parsed))
+        if got is None:
+            texts[kind.file] = None  # a file feeding two frames: one problem row, not two
+            continue
+        parsed[kind.file] = got
+        if FRAME_KINDS[kind.frame].one_row:
+            if got and len(next(iter(got.values()))) == 1:
+                one_row.setdefault(kind.frame, []).append(got)
+        else:
+            acc.add(kind.frame, i, got)
+    for frame, parts in one_row.items():
+        acc.add(frame, i, _one_row(parts))
+
+
+class _SocketFiles:
+    """The ss files of one chunk: read, then parsed with one ``read_numbered`` call per batch."""
+
+    def __init__(self, problems: Problems, result: ChunkResult) -> None:
+        self.problems = problems
+        self.result = result
+        self.interner = OwnerCodes()
+        self.batch: list[tuple[int, Snapshot, str, str]] = []
+        self.batch_bytes = 0
+
+    def add(self, i: int, snap: Snapshot, dir_fd: int | None) -> None:
+        for base in SOCKET_FILES:
+            if base not in snap.files:
+                continue
+            text = read_snapshot_file(snap, base, dir_fd, self.problems)
+            if text is None:
+                continue
+            if text[:1] in (" ", "\t"):  # a continuation line first: it would join the file before
+                self._parse([(i, snap, base, text)])
+                continue
+            self.batch.append((i, snap, base, text))
+            self.batch_bytes += len(text)
+            if self.batch_bytes >= SS_BATCH_BYTES * 8:  # ~8x compression: about SS_BATCH_BYTES
+                self.flush()
+
+    def flush(self) -> None:
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if batch:
+            self._parse(batch)
+
+    def _parse(self, batch: list[tuple[int, Snapshot, str, str]]) -> None:
+        texts = [t for *_, t in batch]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = ss.read_numbered(None, "".join(texts), categories=SOCKET_CATEGORIES)
+        starts = np.cumsum([0] + [t.count("\n") for t in texts])  # first line of each file - 1
+        file_of_row = np.searchsorted(starts, got.line_numbers - 1, side="right") - 1
+        for err in got.errors:
+            k = int(np.searchsorted(starts, (err.line_no or 1) - 1, side="right") - 1)
+            _i, snap, base, _text = batch[k]
+            line_no = None if err.line_no is None else err.line_no - int(starts[k])
+            err = ParseError(os.path.join(snap.dir, snap.files[base]), line_no, err.line, err.reason)
+            self.problems.parse_error(snap.name, snap.files[base], err)
+        for warning in caught:  # not tied to a line: name the batch's first file
+            _i, snap, base, _text = batch[0]
+            self.problems.warning(snap.name, snap.files[base], str(warning.message))
+        snap_of_file = np.array([i for i, *_ in batch], dtype=np.int64)
+        kind_of_file = np.array([SOCKET_FILES[b] for _, _, b, _ in batch], dtype=object)
+        self._keep(got.frame, snap_of_file[file_of_row], kind_of_file[file_of_row])
+
+    def _keep(self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray) -> None:
+        if not len(frame):
+            return
+        owners = frame.pop("owners").to_numpy()
+        self.result.owner_codes.append(self.interner.codes(owners))
+        for column in SOCKET_CATEGORIES:
+            if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+                frame[column] = str_category(frame[column])
+        self.result.ss_frames.append(frame)
+        self.result.ss_index.append(index)
+        self.result.ss_kind.append(kind)
+
+
+def load_chunk(items: list[tuple[int, Snapshot]]) -> ChunkResult:
+    """Parse every file but meta.txt of the snapshots ``items`` (global index, snapshot)."""
+    problems = Problems()
+    acc = _Accumulator()
+    result = ChunkResult(snapshots=len(items), small={}, problems=problems)
+    sockets = _SocketFiles(problems, result)
+    for i, snap in items:
+        try:
+            dir_fd = safeio.open_dir(snap.dir)
+        except safeio.Refused as err:
+            problems.add(snap.name, None, None, f"snapshot not read: {err.reason}", "error", warn=True)
+            problems.transient = problems.transient or err.transient
+            continue
+        try:
+            _small_files(i, snap, dir_fd, problems, acc)
+            sockets.add(i, snap, dir_fd)
+        finally:
+            os.close(dir_fd)
+    sockets.flush()
+    result.small = acc.frames()
+    result.owner_uniques = sockets.interner.uniques
+    return result
