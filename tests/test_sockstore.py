@@ -21,6 +21,7 @@ import pytest
 
 from tcpmemlib import cache as cache_mod
 from tcpmemlib import capture as capture_mod
+from tcpmemlib import model, schema
 from tcpmemlib import sockstore
 from tcpmemlib.capture import FRAMES, Capture, load_capture
 
@@ -173,7 +174,7 @@ def test_setting_frames_moves_rows_to_memory_and_forgets_the_memo(sample: Path):
 def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
     sockets = memory.sockets.iloc[:5000]
     sockstore.write_frames(tmp_path, sockets, batch_rows=1000)
-    template = capture_mod.sockets_template(memory.meta["host"].dtype)
+    template = schema.sockets_template(memory.meta["host"].dtype)
     back = sockstore.read_memory(sockstore.open_rows(tmp_path, template))
     pd.testing.assert_frame_equal(_plain(back.sockets), _plain(sockets))
     disk = sockstore.open_rows(tmp_path, template)
@@ -237,7 +238,7 @@ def test_a_capture_without_sockets_on_disk(small: Path):
             (snap / name).unlink()
     first = _snapshot_dirs(small)[0].name
     said = [
-        f"tcpmem: {first}/{f}: file missing from the snapshot (and 1 more snapshots)"
+        f"tcpmem: {first}/{f}: file missing from the snapshot (and 1 more)"
         for f in ("ss_tcp.txt", "ss_udp.txt")
     ]
     disk, cold = _warnings(lambda: load_capture(small, sockets="disk"))
@@ -269,7 +270,7 @@ def test_reading_many_rows_whole_warns_once(sample: Path, monkeypatch: pytest.Mo
     cap = load_capture(sample, cache=False, sockets="disk")
     _, said = _warnings(lambda: cap.sockets)
     assert said == []  # 44k rows: no warning
-    monkeypatch.setattr(capture_mod, "LARGE_READ_ROWS", 40_000)
+    monkeypatch.setattr(model, "LARGE_READ_ROWS", 40_000)
     _, said = _warnings(lambda: (cap.sockets, cap.owners))
     assert len(said) == 1 and "reads all 44,105 socket rows from disk" in said[0]
     assert "socket_batches" in said[0]
