@@ -211,3 +211,23 @@ def test_installed_report_builds_every_page(installed):
     for nb in NOTEBOOKS:
         assert f"href='{nb.replace('.ipynb', '.html')}'" in index
     assert "FAILED" not in index
+
+
+# --- the repository stands alone ------------------------------------------------------------------
+
+
+def test_kernel_doc_citations_resolve():
+    """docs/kernel.md's sections are numbered 1..N in order, and every "docs/kernel.md §N" (also
+    "§N and §M", "§N, §M") in a tracked file names one of them."""
+    doc = (ROOT / "docs" / "kernel.md").read_text(encoding="utf-8")
+    numbers = [int(n) for n in re.findall(r"^## (\d+)\. \S", doc, flags=re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "grep", "-I", "-h", "-o", r"kernel\.md §[0-9][0-9§, and]*"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    cited = {int(n) for n in re.findall(r"§(\d+)", listed)}
+    assert cited <= set(numbers), sorted(cited - set(numbers))
