@@ -5,7 +5,7 @@ Exit status: 0 when every notebook ran, 1 when one failed (its HTML still shows 
 usage (e.g. a capture path that does not exist).
 
 ``tcpmem collector [-o PATH] [--force]`` writes the collector, collect.sh, to copy to a box: to
-stdout, or to PATH (a file, or a directory to write ``collect.sh`` in) with mode 0755. An existing
+stdout (no ``-o``, or ``-o -``), or to PATH (a file, or a directory to write ``collect.sh`` in) with mode 0755. An existing
 PATH is kept unless ``--force``; the file is written beside it and renamed into place, so a failed
 write leaves nothing half-written. Exit status 0, or 2 with one line on stderr.
 """
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         "--out",
         metavar="PATH",
-        help="write it to PATH (mode 0755); a directory gets PATH/collect.sh",
+        help="write it to PATH (mode 0755); a directory gets PATH/collect.sh; - is stdout",
     )
     col.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
@@ -141,7 +141,7 @@ def collector_command(args: argparse.Namespace) -> int:
         data = resources.collector_path().read_bytes()
     except (resources.ResourceError, OSError) as err:
         return _fail(str(err))
-    if args.out is None:
+    if args.out is None or args.out == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tcpmemlib import resources
-
 ROOT = Path(__file__).resolve().parents[1]
 COLLECT_SH = ROOT / "collect.sh"
 
@@ -41,14 +39,9 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_checkout_resources_are_the_repository_files():
-    assert resources.checkout_dir() == ROOT
-    assert resources.notebook_dir() == ROOT / "notebooks"
-    assert resources.collector_path() == COLLECT_SH
-
-
-def test_collector_to_stdout_is_collect_sh(tmp_path):
-    proc = _tcpmem("collector", cwd=tmp_path)
+@pytest.mark.parametrize("args", [[], ["-o", "-"]])
+def test_collector_to_stdout_is_collect_sh(tmp_path, args):
+    proc = _tcpmem("collector", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == COLLECT_SH.read_bytes()
     assert proc.stderr == b""
