@@ -1,7 +1,8 @@
 """Build the HTML reports: run each notebook with papermill, convert it with nbconvert, write an index.
 
-``build_report(capture, before=None, out_dir="reports")`` runs ``notebooks/*.ipynb`` (the four teaching
-notebooks) against a capture, writes ``<name>.ipynb`` (executed) and ``<name>.html`` for each, and an
+``build_report(capture, before=None, out_dir="reports")`` runs the four teaching notebooks (the
+checkout's ``notebooks/*.ipynb``, or the copies an installed package carries: ``tcpmemlib.resources``)
+against a capture, writes ``<name>.ipynb`` (executed) and ``<name>.html`` for each, and an
 ``index.html`` that links them with a paragraph built from the analyses' verdicts.
 
 The kernel is the current interpreter: a kernelspec pointing at ``sys.executable`` is written into a
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcpmemlib import resources
 from tcpmemlib.html import esc
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS: tuple[str, ...] = ("00_primer", "01_where", "02_per_process", "03_idle_or_traffic")
 SUMMARY_TAG = "tcpmem-summary"
 SUMMARY_MIME = "application/vnd.tcpmem.summary+json"
@@ -67,16 +68,21 @@ class Report:
 
 def resolve_input(path: str | os.PathLike[str] | None) -> str | None:
     """A notebook parameter path made absolute; relative paths are tried from the cwd, then from
-    ``notebooks/`` (the defaults are written relative to the notebook). Empty or None -> None."""
+    the notebook directory (the defaults are written relative to the notebook). Empty or None ->
+    None. A path found nowhere is returned relative to the notebook directory (or the cwd)."""
     if path is None or str(path).strip() == "":
         return None
     p = Path(path).expanduser()
     if p.is_absolute():
         return str(p)
-    for base in (Path.cwd(), NOTEBOOK_DIR):
+    try:
+        bases = [Path.cwd(), resources.notebook_dir()]
+    except resources.ResourceError:
+        bases = [Path.cwd()]
+    for base in bases:
         if (base / p).exists():
             return str((base / p).resolve())
-    return str((NOTEBOOK_DIR / p).resolve())
+    return str((bases[-1] / p).resolve())
 
 
 def _verdict_dict(verdict: Any) -> dict[str, Any]:
@@ -340,8 +346,9 @@ def build_report(
     only: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Report:
-    """Run every notebook against ``capture`` (and ``before``), write HTML and ``index.html``."""
-    nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
+    """Run every notebook against ``capture`` (and ``before``), write HTML and ``index.html``.
+    ``notebook_dir`` defaults to the shipped notebooks (``ResourceError`` when they are missing)."""
+    nb_dir = Path(notebook_dir) if notebook_dir else resources.notebook_dir()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = sorted(p.stem for p in nb_dir.glob("*.ipynb"))
