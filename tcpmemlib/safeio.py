@@ -78,7 +78,11 @@ def open_dir(path: str | os.PathLike[str], dir_fd: int | None = None) -> int:
         )
     except OSError as err:
         if err.errno == errno.ENOTDIR:
-            raise Refused("not a directory") from err
+            try:
+                link = stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
+            except OSError:
+                link = False
+            raise Refused("a symbolic link: not followed" if link else "not a directory") from err
         raise _os_reason(err) from err
 
 
