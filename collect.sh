@@ -73,7 +73,7 @@ set -eu
 LC_ALL=C
 export LC_ALL
 
-COLLECTOR_VERSION=1
+COLLECTOR_VERSION=2
 PROG=${0##*/}
 
 EX_USAGE=2
@@ -381,11 +381,14 @@ ss_text() {
 # ends that block (ss cuts a comm at its first ")"), and only a cut point past it counts
 # (else the line is kept verbatim). index()/substr() only: mawk's gsub with one regular
 # expression for the same tokens cost 6x the CPU of the whole split at 20k sockets.
+# Names are printed raw by ss: a newline in one (prctl(PR_SET_NAME) can set any bytes)
+# would cut its socket record in two, and sort would part the halves. A line that opens
+# users:(( without closing it ("))") is joined here with the lines that follow, the
+# newline stored as the two characters \n (a record is one line); other bytes stay raw.
 ss_split() {
 	TCPMEM_UDP_GZ="$1/ss_udp.txt.gz" awk -F ',pid=' -v udp="$1/ss_udp.txt.gz" -v cgout="$1/cgroups.txt" -v lean="$lean" \
 		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
-		function slim(line,    u, a, b, t, q, m, j) {
-			u = index(line, "))")
+		function slim(line, u,    a, b, t, q, m, j) {
 			a = index(line, " segs_")
 			if (a > u) {
 				t = substr(line, a + 1)
@@ -426,12 +429,23 @@ ss_split() {
 			while (length(SP) < 65536) SP = SP SP
 		}
 		{
+			# "))" ends the users:((...)) block (a name cannot hold ")"). A block opened and
+			# not closed means a name held a newline, printed raw by ss: join the next
+			# physical lines (at most 15: a comm is 15 bytes) with the two characters \n.
+			u = index($0, "))")
+			if (!u && index($0, "users:((")) {
+				for (k = 0; k < 15 && !u; k++) {
+					if ((getline rest) <= 0) break
+					$0 = $0 "\\n" rest
+					u = index($0, "))")
+				}
+			}
 			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
-			line = lean ? slim($0) : $0
-			if (to_udp) print line | udpgz
-			else print line
+			line = lean ? slim($0, u) : $0
+			if (to_udp) { print line | udpgz; nudp++ }
+			else { print line; ntcp++ }
 		}
 		NF > 1 {
 			for (i = 2; i <= NF; i++) {

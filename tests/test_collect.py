@@ -231,7 +231,7 @@ def test_meta_is_right(capture: tuple[Path, subprocess.CompletedProcess[str]]) -
     cg_version = "hybrid" if v1 and v2 else "1" if v1 else "2" if v2 else "none"
     for snap in snapshots(out):
         meta, repeat = read_meta(snap)
-        assert meta["collector_version"] == "1"
+        assert meta["collector_version"] == "2"
         assert meta["hostname"] == os.uname().nodename
         assert meta["kernel"] == os.uname().release
         assert meta["ss_version"] == ss_v
@@ -815,3 +815,82 @@ def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
     assert lines == sorted(lines)
     recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
     assert ["pid", str(pid), expected_cgroup_path(pid)] in recs
+
+
+PRCTL_CHILD = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_NAME = 15
+def set_name(name: bytes) -> None:
+    if libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl")
+set_name(bytes.fromhex(sys.argv[1]))
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(8)
+c = socket.create_connection(lst.getsockname())
+a, _ = lst.accept()
+kid = os.fork()
+if kid == 0:
+    # a second owner of the same sockets, with a plain name
+    set_name(b"tcpmem-kid")
+    sys.stdin.read()
+    os._exit(0)
+print(lst.getsockname()[1], kid, flush=True)
+sys.stdin.read()
+os.waitpid(kid, 0)
+"""
+PRCTL_NAMES = {
+    "newline+latin1": b"ab\ncd\xe9\xff x",
+    "only-newline": b"\n",
+    "newlines+record-start": b"x\n\ny\nudp 1 2",
+}
+
+
+@pytest.mark.parametrize("tools", ["dash", "busybox"])
+@pytest.mark.parametrize("label", sorted(PRCTL_NAMES))
+def test_name_with_newline_keeps_its_socket_line_whole(
+    label: str, tools: str, tmp_path: Path
+) -> None:
+    """prctl(PR_SET_NAME) with a newline / non-UTF-8 bytes (#10.6): ss prints the name raw and breaks
+    its socket lines; each record stays one line (the newline stored as the two characters \\n, other
+    bytes raw), sorted as one unit, under LC_ALL=C, dash or busybox sh + awk/sort/gzip/sed."""
+    name = PRCTL_NAMES[label]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRCTL_CHILD, name.hex()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    env = dict(os.environ, LC_ALL="C")
+    shell = ["dash"]
+    if tools == "busybox":
+        env = dict(path_with(tmp_path, busybox=("awk", "sort", "gzip", "sed")), LC_ALL="C")
+        shell = ["busybox", "sh"]
+    try:
+        assert proc.stdout is not None
+        port_s, kid_s = proc.stdout.readline().split()
+        port, kid = int(port_s), int(kid_s)
+        assert Path(f"/proc/{proc.pid}/comm").read_bytes() == name[:15] + b"\n"
+        res = run_collect(shell, "-o", str(tmp_path / "o"), "-n", "1", env=env)
+        assert res.returncode == 0, res.stderr
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    (snap,) = snapshots(tmp_path / "o")
+    raw = gzip.decompress((snap / "ss_tcp.txt.gz").read_bytes())
+    lines = raw.split(b"\n")
+    assert lines[-1] == b"" and all(ln.startswith(b"tcp ") for ln in lines[:-1])
+    assert lines[:-1] == sorted(lines[:-1])
+    stored = b'"' + name.replace(b"\n", b"\\n") + b'",pid=' + str(proc.pid).encode() + b","
+    mine = [ln for ln in lines if f"pid={proc.pid},".encode() in ln]
+    # the listener and both ends of the pair, each one whole record: both owners, then the rest
+    assert len(mine) == 3, mine
+    for ln in mine:
+        assert stored in ln, ln
+        assert f'("tcpmem-kid",pid={kid},'.encode() in ln, ln
+        assert b" ino:" in ln and b"skmem:(r" in ln, ln
+    assert any(f"127.0.0.1:{port} ".encode() in ln for ln in mine)
+    recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+    assert {str(proc.pid), str(kid)} <= {r[1] for r in recs if r[0] == "pid"}
+    assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
