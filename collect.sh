@@ -370,7 +370,8 @@ ss_text() {
 # rest to stdout. The socket-owning pids (",pid=N," after the quoted comm) are kept, and
 # at the end DIR/cgroups.txt is written: "pid" records for each of them, then "stat"
 # records for each distinct cgroup, each cgroup read once. Exit status 1 if the UDP gzip
-# failed (a write error stops awk with status 2).
+# failed (a write error stops awk with status 2). The number of lines written to each
+# ss file is appended to DIR/.lines (see file_lines).
 # Lean ($lean = 1, the default; -f turns it off): in the same pass, the ss -i tokens that
 # tcpmemlib does not read and that change at every snapshot (so compress badly) are
 # dropped: the span from segs_out/segs_in up to rcv_space (or the first of rcv_ssthresh,
@@ -387,6 +388,7 @@ ss_text() {
 # newline stored as the two characters \n (a record is one line); other bytes stay raw.
 ss_split() {
 	TCPMEM_UDP_GZ="$1/ss_udp.txt.gz" awk -F ',pid=' -v udp="$1/ss_udp.txt.gz" -v cgout="$1/cgroups.txt" -v lean="$lean" \
+		-v lines="$1/.lines" \
 		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
 		function slim(line, u,    a, b, t, q, m, j) {
 			a = index(line, " segs_")
@@ -458,6 +460,9 @@ ss_split() {
 		END {
 			printf "" | udpgz
 			if (rc = close(udpgz)) { printf "gzip %s: exit status %s\n", udp, rc > "/dev/stderr"; bad = 1 }
+			# the lines each ss file holds, for meta.txt (file=)
+			printf "%d ss_tcp.txt.gz\n%d ss_udp.txt.gz\n", ntcp, nudp >> lines
+			close(lines)
 			printf "" > cgout
 			for (n = 1; n <= npids; n++) {
 				pid = pids[n]
@@ -539,10 +544,12 @@ slab_aliases_to() {
 	ls -l /sys/kernel/slab 2>/dev/null | awk '$(NF - 1) == "->" { print $(NF - 2), $NF }' >"$1"
 }
 
-# gz_to FILE SRC: gzip a /proc file (through cat: gzip warns when a /proc size changes).
+# gz_to FILE SRC: gzip a /proc file (through awk: gzip warns when a /proc size changes;
+# awk also counts the lines, appended to .lines beside FILE for meta.txt).
 gz_to() {
-	# shellcheck disable=SC2002
-	cat "$2" | gzip -"$GZIP_LEVEL" >"$1"
+	awk -v cnt="${1%/*}/.lines" -v name="${1##*/}" '
+		{ print }
+		END { printf "%d %s\n", NR, name >> cnt }' "$2" | gzip -"$GZIP_LEVEL" >"$1"
 }
 
 # gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
@@ -553,7 +560,35 @@ gz_small() {
 	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt; do
 		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
 	done
-	[ $# = 0 ] || gzip -6 -- "$@"
+	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -6 -- "$@"; }
+}
+
+# file_lines DIR: one "file=<name>\t<stored bytes>\t<lines>" line per file in DIR (no
+# dot files; before meta.txt is written). Lines = newlines of the uncompressed text: wc's
+# count for a plain file, for a .gz file the count its writer left in DIR/.lines ("N name"
+# lines: the split awk, gz_to, gz_small), "-" if none did (that writer failed).
+file_lines() {
+	wc -lc -- "$1"/* 2>/dev/null | awk -v cnt="$1/.lines" '
+		BEGIN {
+			while ((getline l < cnt) > 0) {
+				n = split(l, f, " ")
+				name = f[n]
+				sub(/.*\//, "", name)
+				lines[name] = f[1]
+			}
+		}
+		# (the last line of several is the total, without a "/")
+		index($0, "/") {
+			name = $0
+			sub(/.*\//, "", name)
+			# meta.txt itself is being written: it has no file= line
+			if (name == "meta.txt") next
+			if (name !~ /\.gz$/) n = $1
+			else if (name in lines) n = lines[name]
+			else if (substr(name, 1, length(name) - 3) in lines) n = lines[substr(name, 1, length(name) - 3)]
+			else n = "-"
+			printf "file=%s\t%s\t%s\n", name, $2, n
+		}'
 }
 
 # step NAME CMD...: run CMD; if it fails, record "failed=NAME: <first stderr line>" in
@@ -664,8 +699,9 @@ snapshot() {
 		printf '%s' "$static_missing"
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		printf '%s' "$failed"
+		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing"
+	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing" "$p/.lines"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -764,7 +800,7 @@ main() {
 	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
 	case $GZIP_LEVEL in [1-9]) ;; *) die "$EX_USAGE" "TCPMEM_GZIP_LEVEL must be 1..9" ;; esac
 
-	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort; do
+	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort wc; do
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
 	done
 	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"

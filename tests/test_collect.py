@@ -184,6 +184,38 @@ def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[st
         assert ps_head == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
 
 
+def check_file_lines(snap: Path) -> dict[str, tuple[int, int]]:
+    """meta.txt's file= lines (#10.7) match the snapshot: one per stored file but meta.txt, with
+    its stored size and the newline count of its uncompressed text. Returns {name: (bytes, lines)}."""
+    recs = [
+        ln[len("file=") :].split("\t")
+        for ln in (snap / "meta.txt").read_text().splitlines()
+        if ln.startswith("file=")
+    ]
+    got = {r[0]: (int(r[1]), int(r[2])) for r in recs}
+    assert len(got) == len(recs) and all(len(r) == 3 for r in recs), recs
+    stored = {p.name for p in snap.iterdir()} - {"meta.txt"}
+    assert set(got) == stored, set(got) ^ stored
+    for name, (size, lines) in got.items():
+        data = (snap / name).read_bytes()
+        assert size == len(data), name
+        text = gzip.decompress(data) if name.endswith(".gz") else data
+        assert lines == text.count(b"\n"), (name, lines, text.count(b"\n"))
+    return got
+
+
+def test_meta_records_each_files_size_and_lines(
+    capture: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _ = capture
+    for snap in snapshots(out):
+        got = check_file_lines(snap)
+        assert got["ss_tcp.txt.gz"][1] >= 2 * N_PAIRS + 1
+        # meta.txt: the file= lines come last
+        lines = (snap / "meta.txt").read_text().splitlines()
+        assert all(ln.startswith("file=") for ln in lines[-len(got) :])
+
+
 def test_snapshots_are_one_interval_apart(
     capture: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -815,6 +847,7 @@ def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
     assert lines == sorted(lines)
     recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
     assert ["pid", str(pid), expected_cgroup_path(pid)] in recs
+    check_file_lines(snap)
 
 
 PRCTL_CHILD = r"""
@@ -894,3 +927,5 @@ def test_name_with_newline_keeps_its_socket_line_whole(
     recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
     assert {str(proc.pid), str(kid)} <= {r[1] for r in recs if r[0] == "pid"}
     assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
+    # the line count in meta counts the joined records
+    check_file_lines(snap)
