@@ -54,7 +54,7 @@
 #   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
 #   DIR/20261125T231700.123456789Z/ one snapshot, named by its UTC start time, renamed
 #                                  into place complete in one mv:
-#     meta.txt sockstat.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
+#     meta.txt sockstat.txt sockstat_after.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
 #     slab_aliases.txt.gz protocols.txt.gz netstat.txt.gz snmp.txt.gz zoneinfo.txt.gz
 #     sysctl.txt ps.txt.gz [ps_args.txt.gz] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
 #   DIR.tar.gz                     with -b: the snapshot directories (relative paths)
@@ -329,20 +329,31 @@ disk_full() {
 # DIR/cgroups.txt, so that nothing but meta.txt is left to do once ss is done. Exit
 # statuses: ss's in DIR/.rc.ss, the split's in DIR/.rc.split, gzip's (or head's) is
 # the job's. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
+# /proc/net/sockstat is read right before ss starts (sockstat.txt) and right after it
+# exits (sockstat_after.txt): the two bracket the moment ss saw the sockets.
 ss_start() {
 	if [ -n "$cap" ]; then
-		{
-			ss "$ss_opts" 2>"$1/.err.ss"
-			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
+		ss_run "$1" 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
 			head -c "$cap" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	else
-		{
-			ss "$ss_opts" 2>"$1/.err.ss"
-			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
+		ss_run "$1" 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	fi
 	ss_pid=$!
+}
+
+# ss_run DIR: sockstat, ss (its exit status to DIR/.rc.ss), sockstat again.
+ss_run() {
+	proc_copy /proc/net/sockstat "$1/sockstat.txt"
+	ss "$ss_opts" 2>"$1/.err.ss"
+	echo $? >"$1/.rc.ss"
+	proc_copy /proc/net/sockstat "$1/sockstat_after.txt"
+}
+
+# proc_copy SRC DST: copy a small text file with shell builtins (no process started).
+proc_copy() {
+	while IFS= read -r l; do
+		printf '%s\n' "$l"
+	done <"$1" >"$2" 2>/dev/null || :
 }
 
 # ss_text DIR: stdin = ss output, stdout = the TCP text: ss_split, then (with $sort_lines)
@@ -515,7 +526,6 @@ copy_proc() {
 		if (n == 0) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
 	}
 	BEGIN {
-		copy("/proc/net/sockstat", dir "/sockstat.txt")
 		copy("/proc/net/sockstat6", dir "/sockstat6.txt")
 		copy("/proc/meminfo", dir "/meminfo.txt")
 		copy("/proc/net/protocols", dir "/protocols.txt")
@@ -698,6 +708,9 @@ snapshot() {
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
 		printf '%s' "$static_missing"
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
+		for f in sockstat.txt sockstat_after.txt; do
+			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
+		done
 		printf '%s' "$failed"
 		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }

@@ -32,6 +32,7 @@ ALWAYS = {
     "meta.txt",
     "sockstat.txt",
     "sockstat6.txt",
+    "sockstat_after.txt",
     "meminfo.txt.gz",
     "slab_aliases.txt.gz",
     "protocols.txt.gz",
@@ -928,4 +929,87 @@ def test_name_with_newline_keeps_its_socket_line_whole(
     assert {str(proc.pid), str(kid)} <= {r[1] for r in recs if r[0] == "pid"}
     assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
     # the line count in meta counts the joined records
+    check_file_lines(snap)
+
+
+GROWER = r"""
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(1024)
+held = []
+t_end = time.monotonic() + 8
+for i in range(3000):
+    c = socket.create_connection(lst.getsockname())
+    a, _ = lst.accept()
+    held += [c, a]
+    if i == 50:
+        print("ready", flush=True)
+    time.sleep(0.0005)
+    if time.monotonic() > t_end:
+        break
+sys.stdin.read()
+"""
+# runs in a fresh network namespace: its sockstat counts only the grower's sockets
+IN_NETNS = r"""
+import subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+grower = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+try:
+    assert grower.stdout.readline() == "ready\n"
+    res = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=60)
+finally:
+    grower.stdin.close()
+    grower.wait(timeout=30)
+sys.stderr.write(res.stderr)
+sys.exit(res.returncode)
+"""
+
+
+def sockstat_tcp_inuse(path: Path) -> int:
+    m = re.search(r"^TCP: inuse (\d+) ", path.read_text(), re.M)
+    assert m, path.read_text()
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_sockstat_is_read_before_and_after_ss(shell: str, tmp_path: Path) -> None:
+    """sockstat.txt is read right before ss, sockstat_after.txt right after (#11.5): in a network
+    namespace where a process keeps opening connections (none close), TCP inuse before <= the
+    sockets ss saw <= inuse after, and the two reads differ."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    out = tmp_path / "o"
+    res = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            "-c",
+            IN_NETNS,
+            GROWER,
+            *SHELLS[shell],
+            str(COLLECT),
+            "-o",
+            str(out),
+            "-n",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(out)
+    before = sockstat_tcp_inuse(snap / "sockstat.txt")
+    after = sockstat_tcp_inuse(snap / "sockstat_after.txt")
+    states = [ln.split()[1] for ln in ss_text(snap).splitlines()]
+    seen = len([s for s in states if s not in ("TIME-WAIT", "SYN-RECV")])
+    assert 100 <= before <= seen <= after, (before, seen, after)
+    assert before < after
+    assert (snap / "sockstat_after.txt").read_text().startswith("sockets: used")
     check_file_lines(snap)
