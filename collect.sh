@@ -32,7 +32,8 @@
 #   normally (bundling with -b) and exits 0.
 #
 # REQUIREMENTS
-#   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps,
+#   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps (a ps
+#   that cannot print pid,ppid,rss,vsz,uid,comm, e.g. busybox's: ps.txt from /proc instead),
 #   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
 #   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b). No Python.
 #   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
@@ -51,7 +52,8 @@
 #   one CPU at 20k sockets.
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
-#   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
+#   DIR/.partial-PID-NAME/         snapshot being written by the run PID (readers ignore dot
+#                                  entries; a run removes only leftovers of dead runs)
 #   DIR/20261125T231700.123456789Z/ one snapshot, named by its UTC start time, renamed
 #                                  into place complete in one mv:
 #     meta.txt sockstat.txt sockstat_after.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
@@ -289,7 +291,7 @@ list_snapshots() {
 remove_snapshot() {
 	# shellcheck disable=SC2046
 	set -- "$1" $(du -sk "$out/$1" 2>/dev/null)
-	mv "$out/$1" "$out/.deleting-$1" && rm -rf "$out/.deleting-$1"
+	mv "$out/$1" "$out/.deleting-$$-$1" && rm -rf "$out/.deleting-$$-$1"
 	used=$((used - ${2:-0}))
 }
 
@@ -623,7 +625,8 @@ step() {
 	return 0
 }
 
-# snapshot: write one snapshot into .partial-NAME and rename it into place.
+# snapshot: write one snapshot into .partial-PID-NAME (PID: this run's, so that runs
+# sharing DIR never take each other's) and rename it into place.
 # Returns 0 (done), 1 (interrupted: discarded), 2 (over budget), 3 (disk full).
 snapshot() {
 	now
@@ -631,7 +634,7 @@ snapshot() {
 	start_iso=$ts_iso
 	start_s=$ts_s
 	start_ms=$ts_ms
-	p="$out/.partial-$snap"
+	p="$out/.partial-$$-$snap"
 	partial=$p
 	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
 	failed=
@@ -643,7 +646,7 @@ snapshot() {
 	rc=0
 	{
 		step copy_proc copy_proc "$p" &&
-			step "ps -eo pid,ppid,rss,vsz,uid,comm" ps_to "$p/ps.txt" &&
+			step "$ps_step" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
@@ -706,6 +709,7 @@ snapshot() {
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
+		echo "ps_source=$ps_source"
 		printf '%s' "$static_missing"
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		for f in sockstat.txt sockstat_after.txt; do
@@ -728,7 +732,61 @@ snapshot() {
 	return 0
 }
 
-ps_to() { ps -eo pid,ppid,rss,vsz,uid,comm >"$1"; }
+ps_to() {
+	if [ "$ps_source" = ps ]; then
+		ps -eo pid,ppid,rss,vsz,uid,comm >"$1"
+	else
+		ps_proc_to "$1"
+	fi
+}
+
+# detect_ps: can this ps print the columns of ps.txt? busybox ps refuses "uid" (and
+# prints RSS as "15m"), writing an empty file at every snapshot: run it once and check
+# the header and the first row. If it cannot, ps.txt is read from /proc (ps_proc_to).
+detect_ps() {
+	ps_source=proc
+	if command -v ps >/dev/null 2>&1 &&
+		ps -eo pid,ppid,rss,vsz,uid,comm 2>/dev/null | awk '
+			NR == 1 { ok = ($1 == "PID" && $2 == "PPID" && $3 == "RSS" && $4 == "VSZ" && $5 == "UID") }
+			NR == 2 { ok = ok && ($1 $2 $3 $4 $5) ~ /^[0-9]+$/ }
+			END { exit !(ok && NR >= 2) }'; then
+		ps_source="ps"
+	else
+		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+	fi
+}
+
+# ps_proc_to FILE: ps.txt from /proc/PID/status, one awk for every process, in ps's
+# format: PID PPID RSS VSZ UID COMMAND (KiB; UID = effective uid; COMMAND = the Name
+# line, in which the kernel writes a newline as \n and a backslash as \\; no VmRSS
+# (kernel threads): 0, as ps shows). A process gone meanwhile is left out.
+ps_proc_to() {
+	set -- "$1" /proc/[0-9]*
+	awk -v out="$1" '
+		BEGIN {
+			printf "%7s %7s %8s %8s %5s %s\n", "PID", "PPID", "RSS", "VSZ", "UID", "COMMAND" > out
+			for (i = 2; i < ARGC; i++) {
+				f = ARGV[i] "/status"
+				name = ""; pid = ""; ppid = ""; uid = ""; rss = 0; vsz = 0
+				while ((getline l < f) > 0) {
+					k = substr(l, 1, index(l, ":"))
+					if (k == "Name:") name = substr(l, 7)
+					else if (k == "Pid:" || k == "PPid:" || k == "Uid:" || k == "VmRSS:" || k == "VmSize:") {
+						split(l, v, /[ \t]+/)
+						if (k == "Pid:") pid = v[2]
+						else if (k == "PPid:") ppid = v[2]
+						else if (k == "Uid:") uid = v[3]
+						else if (k == "VmSize:") vsz = v[2]
+						else { rss = v[2]; break }
+					}
+				}
+				close(f)
+				if (pid != "" && uid != "") printf "%7s %7s %8s %8s %5s %s\n", pid, ppid, rss, vsz, uid, name > out
+			}
+			close(out)
+			exit 0
+		}' "$@"
+}
 # -ww: never cut command lines at a terminal's width (procps); busybox ps has no -w and
 # does not cut them when writing to a file.
 ps_args_to() { ps -ww -eo pid,args >"$1" 2>/dev/null || ps -eo pid,args >"$1"; }
@@ -764,13 +822,24 @@ bundle_out() {
 	tarball="${out%/}.tar.gz"
 	extra=
 	[ ! -f "$out/phases.tsv" ] || extra=phases.tsv
+	# Every stage's exit status is checked: tar's through a file (a pipeline's status is
+	# only its last command's in POSIX sh), gzip's and mv's directly.
+	tmp="$tarball.partial.$$"
+	tar_rc=
+	gz_rc=0
 	# shellcheck disable=SC2086 # $extra is empty or one plain name
-	if tar -C "$out" -cf - $extra "$@" | gzip -6 >"$tarball.partial"; then
-		mv "$tarball.partial" "$tarball"
+	{
+		tar -C "$out" -cf - $extra "$@" 2>"$tmp.err"
+		echo $? >"$tmp.rc"
+	} | gzip -6 >"$tmp" 2>>"$tmp.err" || gz_rc=$?
+	read -r tar_rc <"$tmp.rc" 2>/dev/null || tar_rc=
+	reason=$(sed -n '1p' "$tmp.err" 2>/dev/null)
+	rm -f "$tmp.rc" "$tmp.err"
+	if [ "$tar_rc" = 0 ] && [ "$gz_rc" = 0 ] && mv "$tmp" "$tarball"; then
 		say "bundle: $tarball ($# snapshots)"
 	else
-		rm -f "$tarball.partial"
-		die "$EX_BUNDLE" "cannot write $tarball"
+		rm -f "$tmp"
+		die "$EX_BUNDLE" "cannot write $tarball (tar exit ${tar_rc:-?}, gzip exit $gz_rc): ${reason:-mv failed}"
 	fi
 }
 
@@ -813,10 +882,11 @@ main() {
 	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
 	case $GZIP_LEVEL in [1-9]) ;; *) die "$EX_USAGE" "TCPMEM_GZIP_LEVEL must be 1..9" ;; esac
 
-	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort wc; do
+	for c in ss awk sed gzip du df ls date uname id cat mv rm mkdir grep sleep head sort wc; do
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
 	done
 	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"
+	[ "$args" = 0 ] || command -v ps >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: ps (needed by -a)"
 	# MB (maybe fractional) -> KiB, in shell arithmetic
 	mb_int=${budget_mb%%.*}
 	mb_frac=
@@ -844,8 +914,17 @@ main() {
 	trap cleanup EXIT
 	trap 'on_signal' INT TERM HUP
 
+	# Leftovers of killed runs. .partial-PID-NAME / .deleting-PID-NAME of a run still alive
+	# (another collector writing into DIR) are its own: left alone. (Names without a pid
+	# come from collectors before version 2.)
 	for stale in "$out"/.partial-* "$out"/.deleting-*; do
 		[ -e "$stale" ] || continue
+		name=${stale##*/}
+		name=${name#.partial-}
+		name=${name#.deleting-}
+		case $name in
+		[0-9]*-[0-9]*T*Z) [ ! -d "/proc/${name%%-*}" ] || continue ;;
+		esac
 		say "removing $stale (left by a killed run)"
 		rm -rf "$stale"
 	done
@@ -853,6 +932,9 @@ main() {
 	clock=date-ns
 	box_known=
 	detect_ss
+	detect_ps
+	ps_step="ps -eo pid,ppid,rss,vsz,uid,comm"
+	[ "$ps_source" = ps ] || ps_step="ps.txt from /proc/PID/status"
 
 	t0=
 	exit_code=0

@@ -732,7 +732,7 @@ def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
         proc.stdin.close()
         proc.wait(timeout=10)
     (snap,) = snapshots(tmp_path / "o")
-    # (busybox ps has no uid column: ps.txt fails there, recorded; ps_args.txt must not)
+    # (busybox ps has no uid column: ps.txt comes from /proc there; ps_args.txt from ps)
     assert [r for r in read_meta(snap)[1] if "pid,args:" in r] == []
     lines = snap_text(snap, "ps_args.txt").splitlines()
     mine = [ln for ln in lines if ln.split(None, 1)[0] == str(proc.pid)]
@@ -1013,3 +1013,125 @@ def test_sockstat_is_read_before_and_after_ss(shell: str, tmp_path: Path) -> Non
     assert before < after
     assert (snap / "sockstat_after.txt").read_text().startswith("sockets: used")
     check_file_lines(snap)
+
+
+def test_bundle_fails_when_tar_fails(tmp_path: Path) -> None:
+    """-b exits 7 with a clear message when tar fails (#10.11), not 0 with a stub bundle. A real tar
+    failure: a run as nobody bundles DIR's snapshots, one of them an older root-only directory."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    work = Path(tempfile.mkdtemp(prefix="collect-bundle-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        out = work / "o"
+        out.mkdir()
+        out.chmod(0o777)
+        locked = out / "20200101T000000.000000000Z"
+        locked.mkdir(mode=0o700)
+        (locked / "meta.txt").write_text("collector_version=1\n")
+        locked.chmod(0o700)
+        script = work / "collect.sh"
+        shutil.copy(COLLECT, script)
+        script.chmod(0o755)
+        res = subprocess.run(
+            [*NOBODY, "dash", str(script), "-o", str(out), "-n", "1", "-b"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        assert res.returncode == 7, res.stderr
+        err = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+        assert len(err) == 1 and "o.tar.gz" in err[0] and "tar exit 2" in err[0], res.stderr
+        assert "Permission denied" in err[0], err
+        # no bundle, no leftovers beside it; the snapshot itself was taken
+        assert sorted(p.name for p in work.iterdir()) == ["collect.sh", "o"]
+        assert len(snapshots(out)) == 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_two_runs_share_an_output_directory(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """Two collect.sh runs into one DIR (#10.11): neither deletes the other's snapshot in progress
+    (partials are .partial-PID-NAME; only a dead run's are removed); a dead run's leftovers still go."""
+    out = tmp_path / "o"
+    out.mkdir()
+    # leftovers: one of a run that is alive (a sleeping process stands for it), one of a dead run,
+    # one in the format of collectors before version 2
+    alive = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    keep = out / f".partial-{alive.pid}-20261125T231700.123456789Z"
+    gone = [
+        out / f".partial-{dead.pid}-20261125T231700.123456789Z",
+        out / ".partial-20261125T231700.123456789Z",
+    ]
+    for d in [keep, *gone]:
+        d.mkdir()
+        (d / "ps.txt").write_text("x\n")
+    try:
+        long_run = subprocess.Popen(
+            ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-d", "60"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(snapshots(out)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for _ in range(4):
+                res = run_collect(["busybox", "sh"], "-o", str(out), "-n", "1")
+                assert res.returncode == 0, res.stderr
+                # the long run's partial is never touched, nor the live pid's
+                assert f".partial-{long_run.pid}-" not in res.stderr, res.stderr
+                assert str(keep) not in res.stderr
+            long_run.send_signal(signal.SIGTERM)
+            _, err = long_run.communicate(timeout=30)
+        finally:
+            if long_run.poll() is None:
+                long_run.kill()
+                long_run.wait(timeout=10)
+        assert long_run.returncode == 0, err
+        assert "error" not in err and "removing" in err, err
+        assert keep.exists() and not any(d.exists() for d in gone)
+        for snap in snapshots(out):
+            names = {p.name for p in snap.iterdir()}
+            assert names == ALWAYS | ROOT_ONLY, (snap, names ^ (ALWAYS | ROOT_ONLY))
+            assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
+    finally:
+        alive.kill()
+        alive.wait(timeout=10)
+
+
+def test_busybox_ps_falls_back_to_proc(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """busybox ps cannot print uid (and prints RSS as "15m"): detected once at start, ps.txt is
+    read from /proc/PID/status instead (#10.11), with the same values as procps ps."""
+    env = path_with(tmp_path, busybox=("ps",))
+    res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "2", "-i", "0", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("ps_source=proc") == 1, res.stderr
+    pid = pairs.holders[0].pid
+    want = subprocess.run(
+        ["ps", "-o", "pid=,ppid=,rss=,vsz=,uid=,comm=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for snap in snapshots(tmp_path / "o"):
+        meta, repeat = read_meta(snap)
+        assert meta["ps_source"] == "proc"
+        assert [r for r in repeat if r.startswith("failed=")] == []
+        lines = snap_text(snap, "ps.txt").splitlines()
+        assert lines[0].split() == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
+        rows = {ln.split(None, 5)[0]: ln.split(None, 5) for ln in lines[1:]}
+        assert len(rows) > 10 and all(
+            r[0:5] == [x for x in r[0:5] if x.isdigit()] for r in rows.values()
+        )
+        got = rows[str(pid)]
+        assert got[0:2] == want[0:2] and got[4:] == want[4:], (got, want)
+        assert abs(int(got[2]) - int(want[2])) <= int(want[2]) // 5  # RSS moves a little
+        assert got[3] == want[3]
+        assert rows["1"][1] == "0"
+        check_file_lines(snap)
+    res = run_collect(["dash"], "-o", str(tmp_path / "p"), "-n", "1")
+    assert read_meta(snapshots(tmp_path / "p")[0])[0]["ps_source"] == "ps"
