@@ -32,7 +32,8 @@
 #   normally (bundling with -b) and exits 0.
 #
 # REQUIREMENTS
-#   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps,
+#   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps (a ps
+#   that cannot print pid,ppid,rss,vsz,uid,comm, e.g. busybox's: ps.txt from /proc instead),
 #   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
 #   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b). No Python.
 #   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
@@ -51,10 +52,11 @@
 #   one CPU at 20k sockets.
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
-#   DIR/.partial-NAME/             snapshot being written (readers ignore dot entries)
+#   DIR/.partial-PID-NAME/         snapshot being written by the run PID (readers ignore dot
+#                                  entries; a run removes only leftovers of dead runs)
 #   DIR/20261125T231700.123456789Z/ one snapshot, named by its UTC start time, renamed
 #                                  into place complete in one mv:
-#     meta.txt sockstat.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
+#     meta.txt sockstat.txt sockstat_after.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
 #     slab_aliases.txt.gz protocols.txt.gz netstat.txt.gz snmp.txt.gz zoneinfo.txt.gz
 #     sysctl.txt ps.txt.gz [ps_args.txt.gz] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
 #   DIR.tar.gz                     with -b: the snapshot directories (relative paths)
@@ -73,7 +75,7 @@ set -eu
 LC_ALL=C
 export LC_ALL
 
-COLLECTOR_VERSION=1
+COLLECTOR_VERSION=2
 PROG=${0##*/}
 
 EX_USAGE=2
@@ -289,7 +291,7 @@ list_snapshots() {
 remove_snapshot() {
 	# shellcheck disable=SC2046
 	set -- "$1" $(du -sk "$out/$1" 2>/dev/null)
-	mv "$out/$1" "$out/.deleting-$1" && rm -rf "$out/.deleting-$1"
+	mv "$out/$1" "$out/.deleting-$$-$1" && rm -rf "$out/.deleting-$$-$1"
 	used=$((used - ${2:-0}))
 }
 
@@ -329,20 +331,31 @@ disk_full() {
 # DIR/cgroups.txt, so that nothing but meta.txt is left to do once ss is done. Exit
 # statuses: ss's in DIR/.rc.ss, the split's in DIR/.rc.split, gzip's (or head's) is
 # the job's. With $cap set, ss_tcp.txt.gz is cut at $cap bytes (then over budget).
+# /proc/net/sockstat is read right before ss starts (sockstat.txt) and right after it
+# exits (sockstat_after.txt): the two bracket the moment ss saw the sockets.
 ss_start() {
 	if [ -n "$cap" ]; then
-		{
-			ss "$ss_opts" 2>"$1/.err.ss"
-			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
+		ss_run "$1" 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" 2>>"$1/.err.pipe" |
 			head -c "$cap" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	else
-		{
-			ss "$ss_opts" 2>"$1/.err.ss"
-			echo $? >"$1/.rc.ss"
-		} 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
+		ss_run "$1" 2>/dev/null | ss_text "$1" | gzip -"$GZIP_LEVEL" >"$1/ss_tcp.txt.gz" 2>>"$1/.err.pipe" &
 	fi
 	ss_pid=$!
+}
+
+# ss_run DIR: sockstat, ss (its exit status to DIR/.rc.ss), sockstat again.
+ss_run() {
+	proc_copy /proc/net/sockstat "$1/sockstat.txt"
+	ss "$ss_opts" 2>"$1/.err.ss"
+	echo $? >"$1/.rc.ss"
+	proc_copy /proc/net/sockstat "$1/sockstat_after.txt"
+}
+
+# proc_copy SRC DST: copy a small text file with shell builtins (no process started).
+proc_copy() {
+	while IFS= read -r l; do
+		printf '%s\n' "$l"
+	done <"$1" >"$2" 2>/dev/null || :
 }
 
 # ss_text DIR: stdin = ss output, stdout = the TCP text: ss_split, then (with $sort_lines)
@@ -370,7 +383,8 @@ ss_text() {
 # rest to stdout. The socket-owning pids (",pid=N," after the quoted comm) are kept, and
 # at the end DIR/cgroups.txt is written: "pid" records for each of them, then "stat"
 # records for each distinct cgroup, each cgroup read once. Exit status 1 if the UDP gzip
-# failed (a write error stops awk with status 2).
+# failed (a write error stops awk with status 2). The number of lines written to each
+# ss file is appended to DIR/.lines (see file_lines).
 # Lean ($lean = 1, the default; -f turns it off): in the same pass, the ss -i tokens that
 # tcpmemlib does not read and that change at every snapshot (so compress badly) are
 # dropped: the span from segs_out/segs_in up to rcv_space (or the first of rcv_ssthresh,
@@ -381,11 +395,15 @@ ss_text() {
 # ends that block (ss cuts a comm at its first ")"), and only a cut point past it counts
 # (else the line is kept verbatim). index()/substr() only: mawk's gsub with one regular
 # expression for the same tokens cost 6x the CPU of the whole split at 20k sockets.
+# Names are printed raw by ss: a newline in one (prctl(PR_SET_NAME) can set any bytes)
+# would cut its socket record in two, and sort would part the halves. A line that opens
+# users:(( without closing it ("))") is joined here with the lines that follow, the
+# newline stored as the two characters \n (a record is one line); other bytes stay raw.
 ss_split() {
 	TCPMEM_UDP_GZ="$1/ss_udp.txt.gz" awk -F ',pid=' -v udp="$1/ss_udp.txt.gz" -v cgout="$1/cgroups.txt" -v lean="$lean" \
+		-v lines="$1/.lines" \
 		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
-		function slim(line,    u, a, b, t, q, m, j) {
-			u = index(line, "))")
+		function slim(line, u,    a, b, t, q, m, j) {
 			a = index(line, " segs_")
 			if (a > u) {
 				t = substr(line, a + 1)
@@ -426,12 +444,23 @@ ss_split() {
 			while (length(SP) < 65536) SP = SP SP
 		}
 		{
+			# "))" ends the users:((...)) block (a name cannot hold ")"). A block opened and
+			# not closed means a name held a newline, printed raw by ss: join the next
+			# physical lines (at most 15: a comm is 15 bytes) with the two characters \n.
+			u = index($0, "))")
+			if (!u && index($0, "users:((")) {
+				for (k = 0; k < 15 && !u; k++) {
+					if ((getline rest) <= 0) break
+					$0 = $0 "\\n" rest
+					u = index($0, "))")
+				}
+			}
 			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
-			line = lean ? slim($0) : $0
-			if (to_udp) print line | udpgz
-			else print line
+			line = lean ? slim($0, u) : $0
+			if (to_udp) { print line | udpgz; nudp++ }
+			else { print line; ntcp++ }
 		}
 		NF > 1 {
 			for (i = 2; i <= NF; i++) {
@@ -444,6 +473,9 @@ ss_split() {
 		END {
 			printf "" | udpgz
 			if (rc = close(udpgz)) { printf "gzip %s: exit status %s\n", udp, rc > "/dev/stderr"; bad = 1 }
+			# the lines each ss file holds, for meta.txt (file=)
+			printf "%d ss_tcp.txt.gz\n%d ss_udp.txt.gz\n", ntcp, nudp >> lines
+			close(lines)
 			printf "" > cgout
 			for (n = 1; n <= npids; n++) {
 				pid = pids[n]
@@ -496,7 +528,6 @@ copy_proc() {
 		if (n == 0) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
 	}
 	BEGIN {
-		copy("/proc/net/sockstat", dir "/sockstat.txt")
 		copy("/proc/net/sockstat6", dir "/sockstat6.txt")
 		copy("/proc/meminfo", dir "/meminfo.txt")
 		copy("/proc/net/protocols", dir "/protocols.txt")
@@ -525,10 +556,12 @@ slab_aliases_to() {
 	ls -l /sys/kernel/slab 2>/dev/null | awk '$(NF - 1) == "->" { print $(NF - 2), $NF }' >"$1"
 }
 
-# gz_to FILE SRC: gzip a /proc file (through cat: gzip warns when a /proc size changes).
+# gz_to FILE SRC: gzip a /proc file (through awk: gzip warns when a /proc size changes;
+# awk also counts the lines, appended to .lines beside FILE for meta.txt).
 gz_to() {
-	# shellcheck disable=SC2002
-	cat "$2" | gzip -"$GZIP_LEVEL" >"$1"
+	awk -v cnt="${1%/*}/.lines" -v name="${1##*/}" '
+		{ print }
+		END { printf "%d %s\n", NR, name >> cnt }' "$2" | gzip -"$GZIP_LEVEL" >"$1"
 }
 
 # gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
@@ -539,7 +572,35 @@ gz_small() {
 	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt; do
 		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
 	done
-	[ $# = 0 ] || gzip -6 -- "$@"
+	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -6 -- "$@"; }
+}
+
+# file_lines DIR: one "file=<name>\t<stored bytes>\t<lines>" line per file in DIR (no
+# dot files; before meta.txt is written). Lines = newlines of the uncompressed text: wc's
+# count for a plain file, for a .gz file the count its writer left in DIR/.lines ("N name"
+# lines: the split awk, gz_to, gz_small), "-" if none did (that writer failed).
+file_lines() {
+	wc -lc -- "$1"/* 2>/dev/null | awk -v cnt="$1/.lines" '
+		BEGIN {
+			while ((getline l < cnt) > 0) {
+				n = split(l, f, " ")
+				name = f[n]
+				sub(/.*\//, "", name)
+				lines[name] = f[1]
+			}
+		}
+		# (the last line of several is the total, without a "/")
+		index($0, "/") {
+			name = $0
+			sub(/.*\//, "", name)
+			# meta.txt itself is being written: it has no file= line
+			if (name == "meta.txt") next
+			if (name !~ /\.gz$/) n = $1
+			else if (name in lines) n = lines[name]
+			else if (substr(name, 1, length(name) - 3) in lines) n = lines[substr(name, 1, length(name) - 3)]
+			else n = "-"
+			printf "file=%s\t%s\t%s\n", name, $2, n
+		}'
 }
 
 # step NAME CMD...: run CMD; if it fails, record "failed=NAME: <first stderr line>" in
@@ -564,7 +625,8 @@ step() {
 	return 0
 }
 
-# snapshot: write one snapshot into .partial-NAME and rename it into place.
+# snapshot: write one snapshot into .partial-PID-NAME (PID: this run's, so that runs
+# sharing DIR never take each other's) and rename it into place.
 # Returns 0 (done), 1 (interrupted: discarded), 2 (over budget), 3 (disk full).
 snapshot() {
 	now
@@ -572,7 +634,7 @@ snapshot() {
 	start_iso=$ts_iso
 	start_s=$ts_s
 	start_ms=$ts_ms
-	p="$out/.partial-$snap"
+	p="$out/.partial-$$-$snap"
 	partial=$p
 	mkdir "$p" 2>/dev/null || { disk_full && return 3; die "$EX_OUTDIR" "cannot create $p"; }
 	failed=
@@ -584,7 +646,7 @@ snapshot() {
 	rc=0
 	{
 		step copy_proc copy_proc "$p" &&
-			step "ps -eo pid,ppid,rss,vsz,uid,comm" ps_to "$p/ps.txt" &&
+			step "$ps_step" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
@@ -647,11 +709,16 @@ snapshot() {
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
+		echo "ps_source=$ps_source"
 		printf '%s' "$static_missing"
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
+		for f in sockstat.txt sockstat_after.txt; do
+			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
+		done
 		printf '%s' "$failed"
+		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing"
+	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing" "$p/.lines"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -665,7 +732,61 @@ snapshot() {
 	return 0
 }
 
-ps_to() { ps -eo pid,ppid,rss,vsz,uid,comm >"$1"; }
+ps_to() {
+	if [ "$ps_source" = ps ]; then
+		ps -eo pid,ppid,rss,vsz,uid,comm >"$1"
+	else
+		ps_proc_to "$1"
+	fi
+}
+
+# detect_ps: can this ps print the columns of ps.txt? busybox ps refuses "uid" (and
+# prints RSS as "15m"), writing an empty file at every snapshot: run it once and check
+# the header and the first row. If it cannot, ps.txt is read from /proc (ps_proc_to).
+detect_ps() {
+	ps_source=proc
+	if command -v ps >/dev/null 2>&1 &&
+		ps -eo pid,ppid,rss,vsz,uid,comm 2>/dev/null | awk '
+			NR == 1 { ok = ($1 == "PID" && $2 == "PPID" && $3 == "RSS" && $4 == "VSZ" && $5 == "UID") }
+			NR == 2 { ok = ok && ($1 $2 $3 $4 $5) ~ /^[0-9]+$/ }
+			END { exit !(ok && NR >= 2) }'; then
+		ps_source="ps"
+	else
+		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+	fi
+}
+
+# ps_proc_to FILE: ps.txt from /proc/PID/status, one awk for every process, in ps's
+# format: PID PPID RSS VSZ UID COMMAND (KiB; UID = effective uid; COMMAND = the Name
+# line, in which the kernel writes a newline as \n and a backslash as \\; no VmRSS
+# (kernel threads): 0, as ps shows). A process gone meanwhile is left out.
+ps_proc_to() {
+	set -- "$1" /proc/[0-9]*
+	awk -v out="$1" '
+		BEGIN {
+			printf "%7s %7s %8s %8s %5s %s\n", "PID", "PPID", "RSS", "VSZ", "UID", "COMMAND" > out
+			for (i = 2; i < ARGC; i++) {
+				f = ARGV[i] "/status"
+				name = ""; pid = ""; ppid = ""; uid = ""; rss = 0; vsz = 0
+				while ((getline l < f) > 0) {
+					k = substr(l, 1, index(l, ":"))
+					if (k == "Name:") name = substr(l, 7)
+					else if (k == "Pid:" || k == "PPid:" || k == "Uid:" || k == "VmRSS:" || k == "VmSize:") {
+						split(l, v, /[ \t]+/)
+						if (k == "Pid:") pid = v[2]
+						else if (k == "PPid:") ppid = v[2]
+						else if (k == "Uid:") uid = v[3]
+						else if (k == "VmSize:") vsz = v[2]
+						else { rss = v[2]; break }
+					}
+				}
+				close(f)
+				if (pid != "" && uid != "") printf "%7s %7s %8s %8s %5s %s\n", pid, ppid, rss, vsz, uid, name > out
+			}
+			close(out)
+			exit 0
+		}' "$@"
+}
 # -ww: never cut command lines at a terminal's width (procps); busybox ps has no -w and
 # does not cut them when writing to a file.
 ps_args_to() { ps -ww -eo pid,args >"$1" 2>/dev/null || ps -eo pid,args >"$1"; }
@@ -701,13 +822,24 @@ bundle_out() {
 	tarball="${out%/}.tar.gz"
 	extra=
 	[ ! -f "$out/phases.tsv" ] || extra=phases.tsv
+	# Every stage's exit status is checked: tar's through a file (a pipeline's status is
+	# only its last command's in POSIX sh), gzip's and mv's directly.
+	tmp="$tarball.partial.$$"
+	tar_rc=
+	gz_rc=0
 	# shellcheck disable=SC2086 # $extra is empty or one plain name
-	if tar -C "$out" -cf - $extra "$@" | gzip -6 >"$tarball.partial"; then
-		mv "$tarball.partial" "$tarball"
+	{
+		tar -C "$out" -cf - $extra "$@" 2>"$tmp.err"
+		echo $? >"$tmp.rc"
+	} | gzip -6 >"$tmp" 2>>"$tmp.err" || gz_rc=$?
+	read -r tar_rc <"$tmp.rc" 2>/dev/null || tar_rc=
+	reason=$(sed -n '1p' "$tmp.err" 2>/dev/null)
+	rm -f "$tmp.rc" "$tmp.err"
+	if [ "$tar_rc" = 0 ] && [ "$gz_rc" = 0 ] && mv "$tmp" "$tarball"; then
 		say "bundle: $tarball ($# snapshots)"
 	else
-		rm -f "$tarball.partial"
-		die "$EX_BUNDLE" "cannot write $tarball"
+		rm -f "$tmp"
+		die "$EX_BUNDLE" "cannot write $tarball (tar exit ${tar_rc:-?}, gzip exit $gz_rc): ${reason:-mv failed}"
 	fi
 }
 
@@ -750,10 +882,11 @@ main() {
 	[ "${count:-1}" -gt 0 ] || die "$EX_USAGE" "-n must be at least 1"
 	case $GZIP_LEVEL in [1-9]) ;; *) die "$EX_USAGE" "TCPMEM_GZIP_LEVEL must be 1..9" ;; esac
 
-	for c in ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort; do
+	for c in ss awk sed gzip du df ls date uname id cat mv rm mkdir grep sleep head sort wc; do
 		command -v "$c" >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: $c (PATH=$PATH)"
 	done
 	[ "$bundle" = 0 ] || command -v tar >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: tar (needed by -b)"
+	[ "$args" = 0 ] || command -v ps >/dev/null 2>&1 || die "$EX_NOCMD" "required command not found: ps (needed by -a)"
 	# MB (maybe fractional) -> KiB, in shell arithmetic
 	mb_int=${budget_mb%%.*}
 	mb_frac=
@@ -781,8 +914,17 @@ main() {
 	trap cleanup EXIT
 	trap 'on_signal' INT TERM HUP
 
+	# Leftovers of killed runs. .partial-PID-NAME / .deleting-PID-NAME of a run still alive
+	# (another collector writing into DIR) are its own: left alone. (Names without a pid
+	# come from collectors before version 2.)
 	for stale in "$out"/.partial-* "$out"/.deleting-*; do
 		[ -e "$stale" ] || continue
+		name=${stale##*/}
+		name=${name#.partial-}
+		name=${name#.deleting-}
+		case $name in
+		[0-9]*-[0-9]*T*Z) [ ! -d "/proc/${name%%-*}" ] || continue ;;
+		esac
 		say "removing $stale (left by a killed run)"
 		rm -rf "$stale"
 	done
@@ -790,6 +932,9 @@ main() {
 	clock=date-ns
 	box_known=
 	detect_ss
+	detect_ps
+	ps_step="ps -eo pid,ppid,rss,vsz,uid,comm"
+	[ "$ps_source" = ps ] || ps_step="ps.txt from /proc/PID/status"
 
 	t0=
 	exit_code=0

@@ -32,6 +32,7 @@ ALWAYS = {
     "meta.txt",
     "sockstat.txt",
     "sockstat6.txt",
+    "sockstat_after.txt",
     "meminfo.txt.gz",
     "slab_aliases.txt.gz",
     "protocols.txt.gz",
@@ -184,6 +185,38 @@ def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[st
         assert ps_head == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
 
 
+def check_file_lines(snap: Path) -> dict[str, tuple[int, int]]:
+    """meta.txt's file= lines (#10.7) match the snapshot: one per stored file but meta.txt, with
+    its stored size and the newline count of its uncompressed text. Returns {name: (bytes, lines)}."""
+    recs = [
+        ln[len("file=") :].split("\t")
+        for ln in (snap / "meta.txt").read_text().splitlines()
+        if ln.startswith("file=")
+    ]
+    got = {r[0]: (int(r[1]), int(r[2])) for r in recs}
+    assert len(got) == len(recs) and all(len(r) == 3 for r in recs), recs
+    stored = {p.name for p in snap.iterdir()} - {"meta.txt"}
+    assert set(got) == stored, set(got) ^ stored
+    for name, (size, lines) in got.items():
+        data = (snap / name).read_bytes()
+        assert size == len(data), name
+        text = gzip.decompress(data) if name.endswith(".gz") else data
+        assert lines == text.count(b"\n"), (name, lines, text.count(b"\n"))
+    return got
+
+
+def test_meta_records_each_files_size_and_lines(
+    capture: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _ = capture
+    for snap in snapshots(out):
+        got = check_file_lines(snap)
+        assert got["ss_tcp.txt.gz"][1] >= 2 * N_PAIRS + 1
+        # meta.txt: the file= lines come last
+        lines = (snap / "meta.txt").read_text().splitlines()
+        assert all(ln.startswith("file=") for ln in lines[-len(got) :])
+
+
 def test_snapshots_are_one_interval_apart(
     capture: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -231,7 +264,7 @@ def test_meta_is_right(capture: tuple[Path, subprocess.CompletedProcess[str]]) -
     cg_version = "hybrid" if v1 and v2 else "1" if v1 else "2" if v2 else "none"
     for snap in snapshots(out):
         meta, repeat = read_meta(snap)
-        assert meta["collector_version"] == "1"
+        assert meta["collector_version"] == "2"
         assert meta["hostname"] == os.uname().nodename
         assert meta["kernel"] == os.uname().release
         assert meta["ss_version"] == ss_v
@@ -699,7 +732,7 @@ def test_args_are_recorded_in_full(ps_tool: str, tmp_path: Path) -> None:
         proc.stdin.close()
         proc.wait(timeout=10)
     (snap,) = snapshots(tmp_path / "o")
-    # (busybox ps has no uid column: ps.txt fails there, recorded; ps_args.txt must not)
+    # (busybox ps has no uid column: ps.txt comes from /proc there; ps_args.txt from ps)
     assert [r for r in read_meta(snap)[1] if "pid,args:" in r] == []
     lines = snap_text(snap, "ps_args.txt").splitlines()
     mine = [ln for ln in lines if ln.split(None, 1)[0] == str(proc.pid)]
@@ -815,3 +848,290 @@ def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
     assert lines == sorted(lines)
     recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
     assert ["pid", str(pid), expected_cgroup_path(pid)] in recs
+    check_file_lines(snap)
+
+
+PRCTL_CHILD = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_NAME = 15
+def set_name(name: bytes) -> None:
+    if libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl")
+set_name(bytes.fromhex(sys.argv[1]))
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(8)
+c = socket.create_connection(lst.getsockname())
+a, _ = lst.accept()
+kid = os.fork()
+if kid == 0:
+    # a second owner of the same sockets, with a plain name
+    set_name(b"tcpmem-kid")
+    sys.stdin.read()
+    os._exit(0)
+print(lst.getsockname()[1], kid, flush=True)
+sys.stdin.read()
+os.waitpid(kid, 0)
+"""
+PRCTL_NAMES = {
+    "newline+latin1": b"ab\ncd\xe9\xff x",
+    "only-newline": b"\n",
+    "newlines+record-start": b"x\n\ny\nudp 1 2",
+}
+
+
+@pytest.mark.parametrize("tools", ["dash", "busybox"])
+@pytest.mark.parametrize("label", sorted(PRCTL_NAMES))
+def test_name_with_newline_keeps_its_socket_line_whole(
+    label: str, tools: str, tmp_path: Path
+) -> None:
+    """prctl(PR_SET_NAME) with a newline / non-UTF-8 bytes (#10.6): ss prints the name raw and breaks
+    its socket lines; each record stays one line (the newline stored as the two characters \\n, other
+    bytes raw), sorted as one unit, under LC_ALL=C, dash or busybox sh + awk/sort/gzip/sed."""
+    name = PRCTL_NAMES[label]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRCTL_CHILD, name.hex()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    env = dict(os.environ, LC_ALL="C")
+    shell = ["dash"]
+    if tools == "busybox":
+        env = dict(path_with(tmp_path, busybox=("awk", "sort", "gzip", "sed")), LC_ALL="C")
+        shell = ["busybox", "sh"]
+    try:
+        assert proc.stdout is not None
+        port_s, kid_s = proc.stdout.readline().split()
+        port, kid = int(port_s), int(kid_s)
+        assert Path(f"/proc/{proc.pid}/comm").read_bytes() == name[:15] + b"\n"
+        res = run_collect(shell, "-o", str(tmp_path / "o"), "-n", "1", env=env)
+        assert res.returncode == 0, res.stderr
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    (snap,) = snapshots(tmp_path / "o")
+    raw = gzip.decompress((snap / "ss_tcp.txt.gz").read_bytes())
+    lines = raw.split(b"\n")
+    assert lines[-1] == b"" and all(ln.startswith(b"tcp ") for ln in lines[:-1])
+    assert lines[:-1] == sorted(lines[:-1])
+    stored = b'"' + name.replace(b"\n", b"\\n") + b'",pid=' + str(proc.pid).encode() + b","
+    mine = [ln for ln in lines if f"pid={proc.pid},".encode() in ln]
+    # the listener and both ends of the pair, each one whole record: both owners, then the rest
+    assert len(mine) == 3, mine
+    for ln in mine:
+        assert stored in ln, ln
+        assert f'("tcpmem-kid",pid={kid},'.encode() in ln, ln
+        assert b" ino:" in ln and b"skmem:(r" in ln, ln
+    assert any(f"127.0.0.1:{port} ".encode() in ln for ln in mine)
+    recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
+    assert {str(proc.pid), str(kid)} <= {r[1] for r in recs if r[0] == "pid"}
+    assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
+    # the line count in meta counts the joined records
+    check_file_lines(snap)
+
+
+GROWER = r"""
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(1024)
+held = []
+t_end = time.monotonic() + 8
+for i in range(3000):
+    c = socket.create_connection(lst.getsockname())
+    a, _ = lst.accept()
+    held += [c, a]
+    if i == 50:
+        print("ready", flush=True)
+    time.sleep(0.0005)
+    if time.monotonic() > t_end:
+        break
+sys.stdin.read()
+"""
+# runs in a fresh network namespace: its sockstat counts only the grower's sockets
+IN_NETNS = r"""
+import subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+grower = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+try:
+    assert grower.stdout.readline() == "ready\n"
+    res = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=60)
+finally:
+    grower.stdin.close()
+    grower.wait(timeout=30)
+sys.stderr.write(res.stderr)
+sys.exit(res.returncode)
+"""
+
+
+def sockstat_tcp_inuse(path: Path) -> int:
+    m = re.search(r"^TCP: inuse (\d+) ", path.read_text(), re.M)
+    assert m, path.read_text()
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_sockstat_is_read_before_and_after_ss(shell: str, tmp_path: Path) -> None:
+    """sockstat.txt is read right before ss, sockstat_after.txt right after (#11.5): in a network
+    namespace where a process keeps opening connections (none close), TCP inuse before <= the
+    sockets ss saw <= inuse after, and the two reads differ."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    out = tmp_path / "o"
+    res = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            "-c",
+            IN_NETNS,
+            GROWER,
+            *SHELLS[shell],
+            str(COLLECT),
+            "-o",
+            str(out),
+            "-n",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    (snap,) = snapshots(out)
+    before = sockstat_tcp_inuse(snap / "sockstat.txt")
+    after = sockstat_tcp_inuse(snap / "sockstat_after.txt")
+    states = [ln.split()[1] for ln in ss_text(snap).splitlines()]
+    seen = len([s for s in states if s not in ("TIME-WAIT", "SYN-RECV")])
+    assert 100 <= before <= seen <= after, (before, seen, after)
+    assert before < after
+    assert (snap / "sockstat_after.txt").read_text().startswith("sockets: used")
+    check_file_lines(snap)
+
+
+def test_bundle_fails_when_tar_fails(tmp_path: Path) -> None:
+    """-b exits 7 with a clear message when tar fails (#10.11), not 0 with a stub bundle. A real tar
+    failure: a run as nobody bundles DIR's snapshots, one of them an older root-only directory."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    work = Path(tempfile.mkdtemp(prefix="collect-bundle-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        out = work / "o"
+        out.mkdir()
+        out.chmod(0o777)
+        locked = out / "20200101T000000.000000000Z"
+        locked.mkdir(mode=0o700)
+        (locked / "meta.txt").write_text("collector_version=1\n")
+        locked.chmod(0o700)
+        script = work / "collect.sh"
+        shutil.copy(COLLECT, script)
+        script.chmod(0o755)
+        res = subprocess.run(
+            [*NOBODY, "dash", str(script), "-o", str(out), "-n", "1", "-b"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        assert res.returncode == 7, res.stderr
+        err = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+        assert len(err) == 1 and "o.tar.gz" in err[0] and "tar exit 2" in err[0], res.stderr
+        assert "Permission denied" in err[0], err
+        # no bundle, no leftovers beside it; the snapshot itself was taken
+        assert sorted(p.name for p in work.iterdir()) == ["collect.sh", "o"]
+        assert len(snapshots(out)) == 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_two_runs_share_an_output_directory(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """Two collect.sh runs into one DIR (#10.11): neither deletes the other's snapshot in progress
+    (partials are .partial-PID-NAME; only a dead run's are removed); a dead run's leftovers still go."""
+    out = tmp_path / "o"
+    out.mkdir()
+    # leftovers: one of a run that is alive (a sleeping process stands for it), one of a dead run,
+    # one in the format of collectors before version 2
+    alive = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    keep = out / f".partial-{alive.pid}-20261125T231700.123456789Z"
+    gone = [
+        out / f".partial-{dead.pid}-20261125T231700.123456789Z",
+        out / ".partial-20261125T231700.123456789Z",
+    ]
+    for d in [keep, *gone]:
+        d.mkdir()
+        (d / "ps.txt").write_text("x\n")
+    try:
+        long_run = subprocess.Popen(
+            ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-d", "60"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(snapshots(out)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for _ in range(4):
+                res = run_collect(["busybox", "sh"], "-o", str(out), "-n", "1")
+                assert res.returncode == 0, res.stderr
+                # the long run's partial is never touched, nor the live pid's
+                assert f".partial-{long_run.pid}-" not in res.stderr, res.stderr
+                assert str(keep) not in res.stderr
+            long_run.send_signal(signal.SIGTERM)
+            _, err = long_run.communicate(timeout=30)
+        finally:
+            if long_run.poll() is None:
+                long_run.kill()
+                long_run.wait(timeout=10)
+        assert long_run.returncode == 0, err
+        assert "error" not in err and "removing" in err, err
+        assert keep.exists() and not any(d.exists() for d in gone)
+        for snap in snapshots(out):
+            names = {p.name for p in snap.iterdir()}
+            assert names == ALWAYS | ROOT_ONLY, (snap, names ^ (ALWAYS | ROOT_ONLY))
+            assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
+    finally:
+        alive.kill()
+        alive.wait(timeout=10)
+
+
+def test_busybox_ps_falls_back_to_proc(pairs: LoopbackPairs, tmp_path: Path) -> None:
+    """busybox ps cannot print uid (and prints RSS as "15m"): detected once at start, ps.txt is
+    read from /proc/PID/status instead (#10.11), with the same values as procps ps."""
+    env = path_with(tmp_path, busybox=("ps",))
+    res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "2", "-i", "0", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("ps_source=proc") == 1, res.stderr
+    pid = pairs.holders[0].pid
+    want = subprocess.run(
+        ["ps", "-o", "pid=,ppid=,rss=,vsz=,uid=,comm=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for snap in snapshots(tmp_path / "o"):
+        meta, repeat = read_meta(snap)
+        assert meta["ps_source"] == "proc"
+        assert [r for r in repeat if r.startswith("failed=")] == []
+        lines = snap_text(snap, "ps.txt").splitlines()
+        assert lines[0].split() == ["PID", "PPID", "RSS", "VSZ", "UID", "COMMAND"]
+        rows = {ln.split(None, 5)[0]: ln.split(None, 5) for ln in lines[1:]}
+        assert len(rows) > 10 and all(
+            r[0:5] == [x for x in r[0:5] if x.isdigit()] for r in rows.values()
+        )
+        got = rows[str(pid)]
+        assert got[0:2] == want[0:2] and got[4:] == want[4:], (got, want)
+        assert abs(int(got[2]) - int(want[2])) <= int(want[2]) // 5  # RSS moves a little
+        assert got[3] == want[3]
+        assert rows["1"][1] == "0"
+        check_file_lines(snap)
+    res = run_collect(["dash"], "-o", str(tmp_path / "p"), "-n", "1")
+    assert read_meta(snapshots(tmp_path / "p")[0])[0]["ps_source"] == "ps"
