@@ -24,8 +24,8 @@ collector); ``missing=<file>: <reason>`` and ``failed=<command>: <reason>`` may 
 
 ``parse_problems(source)``: ``kind`` (``missing``/``failed``), ``item`` (file or command), ``reason``.
 
-``file_sizes(text)``: the ``file=<name>\t<stored bytes>\t<newlines>`` lines collect.sh (0.3 and
-later) writes for every other file of the snapshot: its size on disk and the newline count of its
+``file_sizes(text)``: the ``file=<name>\t<stored bytes>\t<newlines>`` lines collect.sh (version 2
+and later) writes (``-`` for newlines the writer could not count) for every other file of the snapshot: its size on disk and the newline count of its
 (uncompressed) text, so a reader can tell a file cut at a line end from a whole one.
 A line without ``=``, or a bad number/timestamp, raises ``ParseError`` naming the line.
 """
@@ -135,7 +135,7 @@ def file_sizes(text: str, path: str | None = None) -> dict[str, tuple[int, int |
         try:
             if len(fields) not in (2, 3) or not fields[0] or "/" in fields[0]:
                 raise ValueError("expected 'file=<name>\\t<bytes>[\\t<lines>]'")
-            lines = int64(fields[2]) if len(fields) == 3 and fields[2] != "" else None
+            lines = int64(fields[2]) if len(fields) == 3 and fields[2] not in ("", "-") else None
             sizes[fields[0]] = (int64(fields[1]), lines)
         except ValueError as err:
             raise ParseError(path, no, line, str(err)) from err
