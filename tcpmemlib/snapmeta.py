@@ -57,8 +57,7 @@ def _one(snap: Snapshot, problems: Problems) -> dict[str, object] | None:
     except ParseError as err:
         problems.add(snap.name, stored, err.line_no, f"snapshot skipped: {short_reason(err)}", "error", warn=True)
         return None
-    for kind, item, reason in collector:
-        problems.add(snap.name, item, None, f"{kind}: {reason}", "collector")
+    values["_collector"] = collector
     if "start" not in values or pd.isna(values["start"]):
         values["start"] = ts_from_name(snap.name)
     if values["start"] is None or pd.isna(values["start"]):
@@ -82,6 +81,8 @@ def read_meta(snapshots: list[Snapshot], problems: Problems) -> SnapshotMeta:
             problems.add(snap.name, None, None, reason, "error", warn=True)
             continue
         seen[key] = snap.name
+        for kind, item, reason in values.pop("_collector"):
+            problems.add(snap.name, item, None, f"{kind}: {reason}", "collector")
         kept.snapshots.append(snap)
         kept.values.append(values)
     return kept
