@@ -120,14 +120,16 @@ def read_snapshot_file(
     if expected is not None and expected[0] != got.stored_bytes:
         cuts.append(f"{got.stored_bytes:,} bytes on disk, collect.sh wrote {expected[0]:,}")
     lines = text.count("\n")
-    if text and not text.endswith("\n"):
+    lines_cut = bool(text) and not text.endswith("\n")
+    if lines_cut:
         lines_kept = text.rfind("\n") + 1
         text = text[:lines_kept]
         cuts.append(f"line {lines + 1} cut (no newline at the end): not loaded")
     if expected is not None and expected[1] is not None and lines != expected[1] and not cuts:
         cuts.append(f"{lines:,} lines, collect.sh wrote {expected[1]:,}")
     if cuts:
-        reason = "truncated: " + "; ".join(cuts) + f"; its {lines:,} complete lines loaded"
+        what = "truncated" if got.cut or lines_cut else "cut or changed since collect.sh wrote it"
+        reason = f"{what}: " + "; ".join(cuts) + f"; its {lines:,} complete lines loaded"
         problems.add(snap.name, stored, None, reason, "error", warn=True)
     return text
 
@@ -144,6 +146,10 @@ def _parse(
         try:
             result = parse()
         except ParseError as err:
+            last = problems.rows[-1] if problems.rows else None
+            if last is not None and last[0] == snap.name and last[1] == stored:
+                problems.rows.pop()  # the file's cut, said with the error it caused: one row
+                err = ParseError(err.path, err.line_no, err.line, f"{err.reason} (the file is {last[3]})")
             problems.parse_error(snap.name, stored, err)
             return None
     for warning in caught:
