@@ -10,7 +10,8 @@ names and names with ``..`` are refused. Nothing is written outside ``root`` and
 nothing in ``root`` can lead out of it. A member the filesystem refuses (a name over 255 bytes, ...), a
 file where a directory of that name was extracted (or the reverse) and a duplicate of an extracted file
 are refused too and the rest goes on: the first of two members of one name is kept (a later fake
-``meta.txt`` never wins). Each refusal is an ``Extraction.refused`` entry (member, reason).
+``meta.txt`` never wins; the filesystem is the record, so a name whose first member was refused may
+still be extracted from a later one). Each refusal is an ``Extraction.refused`` entry (member, reason).
 
 Caps (each stops a tar or gzip bomb early; sizes come from the member headers, so a member over a cap is
 refused before a byte of it is written):
@@ -33,7 +34,7 @@ When extraction stops early, ``refused`` names the member where it stopped and w
 it is read. ``truncated`` says the stream ended before the tar end-of-archive blocks (an interrupted
 copy; this includes a stream ending cleanly at a member header): ``incomplete`` then lists the member
 being written when it ended (that cut file is removed, never left to be read as whole) or, at a header,
-the last member read: its snapshot may lack files. ``transient`` says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO,
+the last member read (that file is whole, its snapshot may lack the files after it). ``transient`` says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO,
 EMFILE, ENFILE, ENOMEM or ``MemoryError``, or the free-space reserve): the caller must not cache what
 was extracted. A corrupt stream, an exceeded cap and a refused member are named for what they are,
 never "truncated". A bundle that is not a tar archive, or a stop that leaves no file at all, raises
@@ -50,6 +51,7 @@ import lzma
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -339,7 +341,7 @@ def _run(archive: tarfile.TarFile, stream: _Stream, out: Extraction) -> tuple[in
             return files, _stopped(stop, member, out, last)
         except MemoryError:
             return files, _stopped(_Stop("out of memory", transient=True), member, out, last)
-        except tarfile.ReadError as err:
+        except (tarfile.TarError, ValueError, UnicodeError) as err:  # a header tarfile rejects
             if stream.eof:  # the data ended inside a member or its header: truncated
                 break
             return files, _stopped(_Stop(f"the bundle is corrupt here ({err})"), member, out, last)
@@ -386,12 +388,16 @@ def extract(
     usable is left (see the module docstring).
     """
     source = Path(os.fspath(source))
-    try:
-        raw = open(source, "rb")  # noqa: SIM115 - closed by the with below
-        size = os.fstat(raw.fileno()).st_size
+    try:  # O_NONBLOCK: a FIFO named like a bundle must not block the open
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise CaptureError(source, f"cannot read the bundle: {_oserror(err)}") from err
+    raw = os.fdopen(fd, "rb")
     with raw:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CaptureError(source, "not a regular file")
+        size = st.st_size
         parent = tmp_parent if tmp_parent is not None else tempfile.gettempdir()
         try:
             root = Path(tempfile.mkdtemp(prefix="tcpmem-bundle-", dir=parent))

@@ -448,3 +448,52 @@ def test_legacy_unpacking_drops_the_cut_snapshot(tmp_path: Path):
         Refused("s2/", "the bundle is truncated or corrupt here: this snapshot was dropped")
     ]
     assert _names(root) == {"s0", "s0/meta.txt", "s0/ss.txt", "s1", "s1/meta.txt", "s1/ss.txt"}
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w"])
+def test_random_damage_gives_an_extraction_or_a_capture_error(tmp_path: Path, mode: str):
+    """Seeded damage (cut at any byte, bytes overwritten, garbage inserted): only CaptureError
+    escapes, nothing is written outside the extraction root, and a cut stream is named truncated."""
+    import random
+
+    rng = random.Random(10)
+    text = [_file(f"s{i}/{f}", f"{i} {f}\n".encode() * 300) for i in range(4) for f in ("a", "b")]
+    good = _tar(tmp_path / f"good.{mode}", text, mode).read_bytes()
+    with tarfile.open(tmp_path / f"good.{mode}") as tar:
+        last = tar.getmembers()[-1]
+    # A cut before this byte must show: the end of the last member's data (plain tar), or half
+    # the compressed stream (gzip: its end holds only the end-of-archive blocks).
+    must_show = last.offset_data + last.size if mode == "w" else len(good) // 2
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    outcomes: dict[str, int] = {}
+    for case in range(150):
+        data = bytearray(good)
+        kind = ("cut", "overwrite", "insert")[case % 3]
+        at = rng.randrange(len(data))
+        if kind == "cut":
+            del data[at:]
+        elif kind == "overwrite":
+            data[at : at + rng.randint(1, 64)] = rng.randbytes(rng.randint(1, 64))
+        else:
+            data[at:at] = rng.randbytes(rng.randint(1, 600))
+        path = tmp_path / "damaged"
+        path.write_bytes(bytes(data))
+        try:
+            ex = extract(path, tmp_parent=parent)
+        except CaptureError as err:
+            assert str(path) in str(err)
+            outcomes["error"] = outcomes.get("error", 0) + 1
+        else:
+            assert [p.parent for p in parent.iterdir()] == [parent]
+            assert ex.truncated == bool(ex.incomplete)
+            assert all("truncated" not in r.reason for r in ex.refused)
+            if kind == "cut" and at < must_show:
+                assert ex.truncated or ex.refused, (case, at)
+            outcomes["truncated" if ex.truncated else "other"] = (
+                outcomes.get("truncated" if ex.truncated else "other", 0) + 1
+            )
+            shutil.rmtree(ex.root)
+        assert list(parent.iterdir()) == []
+    print(mode, outcomes)
+    assert outcomes.get("truncated", 0) > 10, outcomes
