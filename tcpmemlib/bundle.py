@@ -55,6 +55,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -115,7 +116,7 @@ class Extraction:
     incomplete: list[str] = field(default_factory=list)
     transient: bool = False
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Path | list[Refused]]:
         """Transitional: ``root, refused = extract(...)`` as before issue #10, for the current loader.
 
         The snapshot of each incomplete member is removed and named in ``refused`` (the old loader
@@ -393,33 +394,53 @@ def extract(
     except OSError as err:
         raise CaptureError(source, f"cannot read the bundle: {_oserror(err)}") from err
     raw = os.fdopen(fd, "rb")
-    with raw:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CaptureError(source, "not a regular file")
-        size = st.st_size
-        parent = tmp_parent if tmp_parent is not None else tempfile.gettempdir()
-        try:
-            root = Path(tempfile.mkdtemp(prefix="tcpmem-bundle-", dir=parent))
-        except OSError as err:
-            raise CaptureError(
-                source, f"cannot make a temporary directory in {parent}: {_oserror(err)}"
-            ) from err
-        try:
+    root: Path | None = None
+    try:
+        with raw:  # closed before the cleanup below: out of descriptors (EMFILE), it needs one
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CaptureError(source, "not a regular file")
+            parent = tmp_parent if tmp_parent is not None else tempfile.gettempdir()
+            try:
+                root = Path(tempfile.mkdtemp(prefix="tcpmem-bundle-", dir=parent))
+            except OSError as err:
+                why = f"cannot make a temporary directory in {parent}: {_oserror(err)}"
+                raise CaptureError(source, why) from err
             out = Extraction(root)
             data = _decompressed(raw)
-            stream = _Stream(data, bundle_cap_bytes(size), plain=data is raw)
+            stream = _Stream(data, bundle_cap_bytes(st.st_size), plain=data is raw)
             try:
-                archive = tarfile.open(fileobj=stream, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115
+                archive = tarfile.open(fileobj=stream, mode="r:")  # noqa: SIM115
             except (_Stop, tarfile.TarError) as err:
                 raise CaptureError(source, f"not a readable tar archive ({err})") from err
             with archive:
                 files, stop = _run(archive, stream, out)
-            if files == 0 and (stop is not None or out.truncated):
-                why = stop.reason if stop is not None else "the bundle is truncated"
-                again = " (this may not recur: retry)" if out.transient else ""
-                raise CaptureError(source, f"no file could be extracted: {why}{again}")
-        except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
-            raise
+        if files == 0 and (stop is not None or out.truncated):
+            why = stop.reason if stop is not None else "the bundle is truncated"
+            again = " (this may not recur: retry)" if out.transient else ""
+            raise CaptureError(source, f"no file could be extracted: {why}{again}")
+    except BaseException:
+        if root is not None:
+            _remove(root)
+        raise
     return out
+
+
+def _remove(root: Path) -> None:
+    """Remove ``root`` (only files and directories made here), holding one descriptor at a time
+    if ``shutil.rmtree`` fails (it needs several: the process may be out of them)."""
+    try:
+        shutil.rmtree(root)
+        return
+    except OSError:
+        pass
+    dirs = [root]
+    for directory in dirs:  # grows while it runs: breadth first
+        for name in os.listdir(directory):
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                dirs.append(path)
+            else:
+                path.unlink(missing_ok=True)
+    for directory in reversed(dirs):
+        directory.rmdir()

@@ -436,6 +436,43 @@ def test_nothing_readable_raises_and_leaves_nothing(tmp_path: Path):
     assert list(parent.iterdir()) == []
     with pytest.raises(CaptureError, match="cannot make a temporary directory"):
         extract(whole, tmp_parent=tmp_path / "missing")
+    fifo = tmp_path / "fifo.tar.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(CaptureError, match="not a regular file"):
+        extract(fifo, tmp_parent=parent)  # must not block on the open
+    assert list(parent.iterdir()) == []
+
+
+def test_out_of_file_descriptors_is_transient(tmp_path: Path):
+    """EMFILE for real: a child process whose RLIMIT_NOFILE leaves one descriptor, the bundle's."""
+    bundle_path = _tar(tmp_path / "b.tar.gz", [_file("s/meta.txt")])
+    code = textwrap.dedent(
+        f"""
+        import os, resource
+        from tcpmemlib.bundle import extract
+        from tcpmemlib.errors import CaptureError
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        while (fd := os.open("/dev/null", os.O_RDONLY)) <= top:  # fill the holes below the top
+            pass
+        os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd + 1, fd + 1))
+        try:
+            extract({str(bundle_path)!r}, tmp_parent={str(tmp_path)!r})
+        except CaptureError as err:
+            print(err)
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "EMFILE" in run.stdout and "may not recur" in run.stdout, run.stdout + run.stderr
+    assert "truncated" not in run.stdout
+    assert not list(tmp_path.glob("tcpmem-bundle-*"))
 
 
 def test_legacy_unpacking_drops_the_cut_snapshot(tmp_path: Path):
@@ -495,5 +532,4 @@ def test_random_damage_gives_an_extraction_or_a_capture_error(tmp_path: Path, mo
             )
             shutil.rmtree(ex.root)
         assert list(parent.iterdir()) == []
-    print(mode, outcomes)
     assert outcomes.get("truncated", 0) > 10, outcomes
