@@ -23,12 +23,13 @@ refused before a byte of it is written):
   ``MIN_BUNDLE_CAP_BYTES`` (256 MiB) and at most ``MAX_BUNDLE_BYTES`` (64 GiB), counting every byte the
   tar stream holds, skipped members included (so a bomb also costs bounded time). collect.sh bundles
   hold gzip'd files (the sample expands 1.2 times); a tar of the same snapshots as plain text gzips
-  about 20 times; a gzip bomb reaches 1,000 times and bzip2/xz far more. 64 GiB is a week of 10 s
+  about 20 times; a gzip bomb reaches 1,000 times and bzip2 far more. 64 GiB is a week of 10 s
   snapshots of a box with 2k sockets (~9 GB of text a day).
 - the filesystem of ``tmp_parent`` keeps ``min(FREE_RESERVE_BYTES, FREE_RESERVE_FRACTION of its
   size)`` free (256 MiB or 5 %): extraction stops before a member would eat into that, so loading a
   bundle never fills /tmp for everything else on the box.
-- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots of 16 files each.
+- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots of 16 files each. Only the first
+  ``MAX_REFUSED_LISTED`` (1,000) refusals are listed one by one; one more entry counts the rest.
 
 When extraction stops early, ``refused`` names the member where it stopped and why, and nothing after
 it is read. ``truncated`` says the stream ended before the tar end-of-archive blocks (an interrupted
@@ -47,7 +48,6 @@ import bz2
 import errno
 import gzip
 import io
-import lzma
 import os
 import posixpath
 import shutil
@@ -70,6 +70,7 @@ __all__ = [
     "MAX_EXPANSION",
     "MAX_MEMBERS",
     "MAX_MEMBER_BYTES",
+    "MAX_REFUSED_LISTED",
     "MIN_BUNDLE_CAP_BYTES",
     "Extraction",
     "Refused",
@@ -86,6 +87,7 @@ MAX_BUNDLE_BYTES = 64 * 1024 * MiB
 FREE_RESERVE_BYTES = 256 * MiB
 FREE_RESERVE_FRACTION = 0.05
 MAX_MEMBERS = 1_000_000
+MAX_REFUSED_LISTED = 1000
 BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 _CHUNK = MiB  # one copy step: the most of a member held in memory
@@ -115,6 +117,14 @@ class Extraction:
     truncated: bool = False
     incomplete: list[str] = field(default_factory=list)
     transient: bool = False
+    unlisted: int = field(default=0, repr=False)  # refusals beyond MAX_REFUSED_LISTED
+
+    def refuse(self, member: str, reason: str) -> None:
+        """Record a refused member (counted, not listed, beyond ``MAX_REFUSED_LISTED``)."""
+        if len(self.refused) < MAX_REFUSED_LISTED:
+            self.refused.append(Refused(member, reason))
+        else:
+            self.unlisted += 1
 
     def __iter__(self) -> Iterator[Path | list[Refused]]:
         """Transitional: ``root, refused = extract(...)`` as before issue #10, for the current loader.
@@ -195,7 +205,7 @@ class _Stream:
             data = self._raw.read(n)
         except EOFError:  # the compressed stream ends early
             data = b""
-        except (OSError, zlib.error, lzma.LZMAError) as err:
+        except (OSError, zlib.error) as err:
             raise self._failed(err) from err
         if len(data) < n:
             self.eof = True
@@ -230,7 +240,11 @@ def _cap_rule() -> str:
 
 
 def _decompressed(raw: BinaryIO) -> BinaryIO:
-    """``raw`` decompressed by its magic bytes (gzip, bzip2, xz) or as it is (plain tar)."""
+    """``raw`` decompressed by its magic bytes (gzip, bzip2) or as it is (plain tar).
+
+    Both decompressors hold a few MB at most. xz is refused: its header sets the dictionary the
+    decoder allocates (up to GBs), and a bundle is never xz'd by collect.sh.
+    """
     magic = raw.read(6)
     raw.seek(0)
     if magic.startswith(b"\x1f\x8b"):
@@ -238,7 +252,7 @@ def _decompressed(raw: BinaryIO) -> BinaryIO:
     if magic.startswith(b"BZh"):
         return bz2.BZ2File(raw)
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(raw)
+        raise _Stop("xz-compressed, which is not read (its decoder may take GBs): use gzip")
     return raw
 
 
@@ -263,6 +277,8 @@ def _check(member: tarfile.TarInfo) -> str | None:
 def _free_reserve(path: Path, need: int) -> str | None:
     """Why writing ``need`` bytes under ``path`` would eat into the free-space reserve, or None."""
     st = os.statvfs(path)
+    if st.f_blocks == 0:  # a filesystem that does not say its size: ENOSPC will tell
+        return None
     free = st.f_bavail * st.f_frsize
     reserve = min(FREE_RESERVE_BYTES, int(FREE_RESERVE_FRACTION * st.f_blocks * st.f_frsize))
     if free - need >= reserve:
@@ -328,7 +344,7 @@ def _run(archive: tarfile.TarFile, stream: _Stream, out: Extraction) -> tuple[in
                 raise _Stop(f"expands beyond {_mib(stream.cap)} ({_cap_rule()})")
             reason = _check(member)
             if reason is not None:
-                out.refused.append(Refused(_shown(member.name), reason))
+                out.refuse(_shown(member.name), reason)
                 continue
             if last == ".":
                 continue
@@ -354,7 +370,7 @@ def _run(archive: tarfile.TarFile, stream: _Stream, out: Extraction) -> tuple[in
                 why = _conflict(out.root, last or "", member is not None and member.isdir())
             else:
                 why = f"the filesystem refuses it: {_oserror(err)}"
-            out.refused.append(Refused(_shown(member.name if member else ""), why))
+            out.refuse(_shown(member.name if member else ""), why)
     if stream.eof:
         out.truncated = True
         if last is not None:
@@ -407,14 +423,17 @@ def extract(
                 why = f"cannot make a temporary directory in {parent}: {_oserror(err)}"
                 raise CaptureError(source, why) from err
             out = Extraction(root)
-            data = _decompressed(raw)
-            stream = _Stream(data, bundle_cap_bytes(st.st_size), plain=data is raw)
             try:
+                data = _decompressed(raw)
+                stream = _Stream(data, bundle_cap_bytes(st.st_size), plain=data is raw)
                 archive = tarfile.open(fileobj=stream, mode="r:")  # noqa: SIM115
             except (_Stop, tarfile.TarError) as err:
                 raise CaptureError(source, f"not a readable tar archive ({err})") from err
             with archive:
                 files, stop = _run(archive, stream, out)
+            if out.unlisted:
+                why = f"refused too; only the first {MAX_REFUSED_LISTED:,} refusals are listed"
+                out.refused.append(Refused(f"({out.unlisted:,} more members)", why))
         if files == 0 and (stop is not None or out.truncated):
             why = stop.reason if stop is not None else "the bundle is truncated"
             again = " (this may not recur: retry)" if out.transient else ""

@@ -98,11 +98,18 @@ def test_safe_members_are_extracted(tmp_path: Path):
     assert (ex.root / ".partial-x" / "a").exists()  # dot names kept as they are
 
 
-@pytest.mark.parametrize("mode", ["w", "w:bz2", "w:xz"])
-def test_plain_bzip2_and_xz_bundles(tmp_path: Path, mode: str):
+@pytest.mark.parametrize("mode", ["w", "w:bz2"])
+def test_plain_and_bzip2_bundles(tmp_path: Path, mode: str):
     bundle_path = _tar(tmp_path / "b.tar", [_file("s/meta.txt"), _file("s/ss.txt")], mode)
     ex = extract(bundle_path, tmp_parent=tmp_path)
     assert _names(ex.root) == {"s", "s/meta.txt", "s/ss.txt"} and not ex.refused
+
+
+def test_xz_is_refused(tmp_path: Path):
+    bundle_path = _tar(tmp_path / "b.tar.gz", [_file("s/meta.txt")], "w:xz")
+    with pytest.raises(CaptureError, match="xz-compressed"):
+        extract(bundle_path, tmp_parent=tmp_path)
+    assert not list(tmp_path.glob("tcpmem-bundle-*"))
 
 
 @pytest.mark.parametrize(
@@ -128,6 +135,17 @@ def test_hostile_member_is_refused_and_named(tmp_path: Path, member, reason: str
     assert _names(ex.root) == {"snap", "snap/meta.txt", "snap/x"}
     assert not (tmp_path / "a" / "evil").exists() and not (tmp_path / "evil").exists()
     assert not Path("/etc/evil").exists()
+
+
+def test_refusals_beyond_the_listed_ones_are_counted(tmp_path: Path):
+    links = [_special(f"s/l{i}", tarfile.SYMTYPE, "/etc/passwd") for i in range(1005)]
+    bundle_path = _tar(tmp_path / "b.tar.gz", [*links, _file("s/meta.txt")])
+    ex = extract(bundle_path, tmp_parent=tmp_path)
+    assert len(ex.refused) == bundle.MAX_REFUSED_LISTED + 1
+    assert ex.refused[-1] == Refused(
+        "(5 more members)", "refused too; only the first 1,000 refusals are listed"
+    )
+    assert _names(ex.root) == {"s", "s/meta.txt"}
 
 
 # ---------------------------------------------------------------------------------------------
