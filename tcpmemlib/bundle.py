@@ -130,8 +130,13 @@ class Extraction:
         """Transitional: ``root, refused = extract(...)`` as before issue #10, for the current loader.
 
         The snapshot of each incomplete member is removed and named in ``refused`` (the old loader
-        cannot read ``incomplete``). Delete once the loader reads ``Extraction``.
+        cannot read ``incomplete``); a transient stop raises ``CaptureError`` (the old loader would
+        cache the partial capture). Delete once the loader reads ``Extraction``.
         """
+        if self.transient:
+            _remove(self.root)
+            why = "; ".join(f"{r.member}: {r.reason}" for r in self.refused[-1:])
+            raise CaptureError(None, f"extraction stopped (this may not recur: retry): {why}")
         dropped = []
         for name in self.incomplete:
             snapshot = name if (self.root / name).is_dir() else posixpath.dirname(name)

@@ -493,6 +493,18 @@ def test_out_of_file_descriptors_is_transient(tmp_path: Path):
     assert not list(tmp_path.glob("tcpmem-bundle-*"))
 
 
+def test_legacy_unpacking_raises_on_a_transient_stop(tmp_path: Path):
+    """The current loader caches what it is given: a transient stop must not reach it."""
+    root = tmp_path / "tcpmem-bundle-x"
+    (root / "s0").mkdir(parents=True)
+    (root / "s0" / "meta.txt").write_text("ok\n")
+    stop = Refused("s1/ss.txt", "could not be written: No space left on device (ENOSPC)")
+    ex = Extraction(root, refused=[stop], transient=True)
+    with pytest.raises(CaptureError, match=r"may not recur: retry\): s1/ss.txt: could not"):
+        _root, _refused = ex
+    assert not root.exists()
+
+
 def test_legacy_unpacking_drops_the_cut_snapshot(tmp_path: Path):
     """``root, refused = extract(...)``: the pre-#10 pair the current loader reads."""
     whole = _tar(tmp_path / "b.tar.gz", _snapshots())
