@@ -168,7 +168,11 @@ def bundle_cap_bytes(bundle_bytes: int) -> int:
 
 
 def _mib(n: int) -> str:
-    return f"{n / MiB:,.0f} MiB"
+    """A size for a message: MiB from 1 MiB up (as the caps are given), else KiB or bytes."""
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = (n / MiB, "MiB") if n >= MiB else (n / 1024, "KiB")
+    return f"{value:,.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
 
 
 def _shown(name: str) -> str:
