@@ -17,27 +17,28 @@ Caps (each stops a tar or gzip bomb early; sizes come from the member headers, s
 refused before a byte of it is written):
 
 - ``MAX_MEMBER_BYTES`` (1 GiB) per member. The largest file collect.sh writes is one snapshot's ss
-  text, about 600 bytes per socket (``ss -tanmieOpH``; gzip'd in the bundle): 1 GiB is ~1.7 million
-  sockets, beyond the busiest load balancer. The member is refused and skipped; the rest goes on.
+  text, about 730 bytes per socket (the sample's ``ss_tcp.txt``; gzip'd in the bundle): 1 GiB is ~1.5
+  million sockets, beyond the busiest load balancer. The member is refused and skipped; the rest goes
+  on.
 - the whole bundle expands to at most ``MAX_EXPANSION`` (100) times its own size, at least
   ``MIN_BUNDLE_CAP_BYTES`` (256 MiB) and at most ``MAX_BUNDLE_BYTES`` (64 GiB), counting every byte the
   tar stream holds, skipped members included (so a bomb also costs bounded time). collect.sh bundles
   hold gzip'd files (the sample expands 1.2 times); a tar of the same snapshots as plain text gzips
-  about 20 times; a gzip bomb reaches 1,000 times and bzip2 far more. 64 GiB is a week of 10 s
-  snapshots of a box with 2k sockets (~9 GB of text a day).
+  about 20 times; a gzip bomb reaches 1,000 times and bzip2 far more. 64 GiB is five days of 10 s
+  snapshots of a box with 2k sockets as plain text (~13 GB a day), weeks as collect.sh bundles them.
 - the filesystem of ``tmp_parent`` keeps ``min(FREE_RESERVE_BYTES, FREE_RESERVE_FRACTION of its
   size)`` free (256 MiB or 5 %): extraction stops before a member would eat into that, so loading a
   bundle never fills /tmp for everything else on the box.
-- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots of 16 files each. Only the first
+- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots (60,480) of 16 files each. Only the first
   ``MAX_REFUSED_LISTED`` (1,000) refusals are listed one by one; one more entry counts the rest.
 
 When extraction stops early, ``refused`` names the member where it stopped and why, and nothing after
 it is read. ``truncated`` says the stream ended before the tar end-of-archive blocks (an interrupted
 copy; this includes a stream ending cleanly at a member header): ``incomplete`` then lists the member
 being written when it ended (that cut file is removed, never left to be read as whole) or, at a header,
-the last member read (that file is whole, its snapshot may lack the files after it). ``transient`` says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO,
-EMFILE, ENFILE, ENOMEM or ``MemoryError``, or the free-space reserve): the caller must not cache what
-was extracted. A corrupt stream, an exceeded cap and a refused member are named for what they are,
+the last member read (that file is whole, its snapshot may lack the files after it). ``transient``
+says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO, EMFILE, ENFILE, ENOMEM or
+``MemoryError``, or the free-space reserve): the caller must not cache what was extracted. A corrupt stream, an exceeded cap and a refused member are named for what they are,
 never "truncated". A bundle that is not a tar archive, or a stop that leaves no file at all, raises
 ``CaptureError(source, reason)``; on any exception the temporary directory is removed.
 """
