@@ -1,45 +1,49 @@
-"""Safe, bounded extraction of a capture bundle (``.tar.gz``/``.tgz``/``.tar`` of collect.sh snapshots).
+"""Safe, bounded extraction of a capture bundle (``.tar.gz``/``.tgz``/``.tar``).
 
 ``extract(source, *, tmp_parent=None) -> Extraction``. A bundle comes from another machine, so it is
 read as hostile: members are taken one at a time from the decompressed stream (never ``extractall``,
 never a member read whole into memory) into a new temporary directory ``Extraction.root``, which the
 caller removes.
 
-What is extracted: regular files and directories only. Symlinks, hard links, devices and FIFOs, absolute
-names and names with ``..`` are refused. Nothing is written outside ``root`` and no link is ever made, so
-nothing in ``root`` can lead out of it. A member the filesystem refuses (a name over 255 bytes, ...), a
-file where a directory of that name was extracted (or the reverse) and a duplicate of an extracted file
-are refused too and the rest goes on: the first of two members of one name is kept (a later fake
-``meta.txt`` never wins; the filesystem is the record, so a name whose first member was refused may
-still be extracted from a later one). Each refusal is an ``Extraction.refused`` entry (member, reason).
+What is extracted: regular files and directories only. Symlinks, hard links, devices and FIFOs,
+absolute names and names with ``..`` are refused. Nothing is written outside ``root`` and no link is
+ever made, so nothing in ``root`` can lead out of it. A member the filesystem refuses (a name over
+255 bytes, ...), a file where a directory of that name was extracted (or the reverse) and a
+duplicate of an extracted file are refused too and the rest goes on: the first of two members of one
+name is kept (a later fake ``meta.txt`` never wins; the filesystem is the record, so a name whose
+first member was refused may still be extracted from a later one). Each refusal is an
+``Extraction.refused`` entry (member, reason).
 
-Caps (each stops a tar or gzip bomb early; sizes come from the member headers, so a member over a cap is
-refused before a byte of it is written):
+Caps (each stops a tar or gzip bomb early; sizes come from the member headers, so a member over a
+cap is refused before a byte of it is written):
 
 - ``MAX_MEMBER_BYTES`` (1 GiB) per member. The largest file collect.sh writes is one snapshot's ss
-  text, about 730 bytes per socket (the sample's ``ss_tcp.txt``; gzip'd in the bundle): 1 GiB is ~1.5
-  million sockets, beyond the busiest load balancer. The member is refused and skipped; the rest goes
-  on.
+  text, about 730 bytes per socket (the sample's ``ss_tcp.txt``; gzip'd in the bundle): 1 GiB is
+  ~1.5 million sockets, beyond the busiest load balancer. The member is refused and skipped; the
+  rest goes on.
 - the whole bundle expands to at most ``MAX_EXPANSION`` (100) times its own size, at least
-  ``MIN_BUNDLE_CAP_BYTES`` (256 MiB) and at most ``MAX_BUNDLE_BYTES`` (64 GiB), counting every byte the
-  tar stream holds, skipped members included (so a bomb also costs bounded time). collect.sh bundles
-  hold gzip'd files (the sample expands 1.2 times); a tar of the same snapshots as plain text gzips
-  about 20 times; a gzip bomb reaches 1,000 times and bzip2 far more. 64 GiB is five days of 10 s
-  snapshots of a box with 2k sockets as plain text (~13 GB a day), weeks as collect.sh bundles them.
+  ``MIN_BUNDLE_CAP_BYTES`` (256 MiB) and at most ``MAX_BUNDLE_BYTES`` (64 GiB), counting every byte
+  the tar stream holds, skipped members included (so a bomb also costs bounded time). collect.sh
+  bundles hold gzip'd files (the sample expands 1.2 times); a tar of the same snapshots as plain
+  text gzips about 20 times; a gzip bomb reaches 1,000 times and bzip2 far more. 64 GiB is five days
+  of 10 s snapshots of a box with 2k sockets as plain text (~13 GB a day), weeks as collect.sh
+  bundles them.
 - the filesystem of ``tmp_parent`` keeps ``min(FREE_RESERVE_BYTES, FREE_RESERVE_FRACTION of its
   size)`` free (256 MiB or 5 %): extraction stops before a member would eat into that, so loading a
   bundle never fills /tmp for everything else on the box.
-- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots (60,480) of 16 files each. Only the first
-  ``MAX_REFUSED_LISTED`` (1,000) refusals are listed one by one; one more entry counts the rest.
+- ``MAX_MEMBERS`` (1,000,000) members: a week of 10 s snapshots (60,480) of 16 files each. Only the
+  first ``MAX_REFUSED_LISTED`` (1,000) refusals are listed one by one; one more entry counts the
+  rest.
 
-When extraction stops early, ``refused`` names the member where it stopped and why, and nothing after
-it is read. ``truncated`` says the stream ended before the tar end-of-archive blocks (an interrupted
-copy; this includes a stream ending cleanly at a member header): ``incomplete`` then lists the member
-being written when it ended (that cut file is removed, never left to be read as whole) or, at a header,
-the last member read (that file is whole, its snapshot may lack the files after it). ``transient``
-says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO, EMFILE, ENFILE, ENOMEM or
-``MemoryError``, or the free-space reserve): the caller must not cache what was extracted. A corrupt stream, an exceeded cap and a refused member are named for what they are,
-never "truncated". A bundle that is not a tar archive, or a stop that leaves no file at all, raises
+When extraction stops early, ``refused`` names the member where it stopped and why, and nothing
+after it is read. ``truncated`` says the stream ended before the tar end-of-archive blocks (an
+interrupted copy; this includes a stream ending cleanly at a member header): ``incomplete`` then
+lists the member being written when it ended (that cut file is removed, never left to be read as
+whole) or, at a header, the last member read (that file is whole, its snapshot may lack the files
+after it). ``transient`` says a failure that may not recur stopped it (ENOSPC, EDQUOT, EIO, EMFILE,
+ENFILE, ENOMEM or ``MemoryError``, or the free-space reserve): the caller must not cache what was
+extracted. A corrupt stream, an exceeded cap and a refused member are named for what they are, never
+"truncated". A bundle that is not a tar archive, or a stop that leaves no file at all, raises
 ``CaptureError(source, reason)``; on any exception the temporary directory is removed.
 """
 
