@@ -170,12 +170,10 @@ def test_a_gzip_bomb_ends_at_once_with_bounded_memory(tmp_path: Path):
     assert bomb.stat().st_size < 2 * MiB
     code = textwrap.dedent(
         f"""
-        import json, resource, sys, time
+        import json, resource
         from tcpmemlib.bundle import extract
-        t0 = time.monotonic()
         ex = extract({str(bomb)!r}, tmp_parent={str(tmp_path)!r})
         print(json.dumps({{
-            "seconds": time.monotonic() - t0,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "refused": [[r.member, r.reason] for r in ex.refused],
             "files": sorted(str(p.relative_to(ex.root)) for p in ex.root.rglob("*")),
@@ -192,7 +190,7 @@ def test_a_gzip_bomb_ends_at_once_with_bounded_memory(tmp_path: Path):
         check=True,
     )
     got = json.loads(run.stdout)
-    print(f"1 GiB gzip bomb: {got['seconds']:.2f} s, peak RSS {got['peak_rss_mib']:.0f} MiB")
+    print(f"1 GiB gzip bomb: peak RSS {got['peak_rss_mib']:.0f} MiB")
     assert got["peak_rss_mib"] < 300
     assert got["refused"][0][0] == "snap/ss.txt"
     assert "expands beyond 256 MiB" in got["refused"][0][1]
