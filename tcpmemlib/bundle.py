@@ -290,8 +290,11 @@ def _check(member: tarfile.TarInfo) -> str | None:
 
 def _free_reserve(path: Path, need: int) -> str | None:
     """Why writing ``need`` bytes under ``path`` would eat into the free-space reserve, or None."""
-    st = os.statvfs(path)
-    if st.f_blocks == 0:  # a filesystem that does not say its size: ENOSPC will tell
+    try:
+        st = os.statvfs(path)
+    except OSError:  # a filesystem that cannot say: ENOSPC will tell
+        return None
+    if st.f_blocks == 0:  # nor one that does not say its size
         return None
     free = st.f_bavail * st.f_frsize
     reserve = min(FREE_RESERVE_BYTES, int(FREE_RESERVE_FRACTION * st.f_blocks * st.f_frsize))
