@@ -381,7 +381,7 @@ def test_a_cut_gzip_stream_is_truncated_and_names_the_cut_member(tmp_path: Path)
     whole = _tar(tmp_path / "b.tar.gz", _snapshots())
     data = whole.read_bytes()
     cut = tmp_path / "cut.tar.gz"
-    cut.write_bytes(data[: len(data) * 5 // 8])  # inside s2/meta.txt (random data: no compression)
+    cut.write_bytes(data[: len(data) * 9 // 16])  # mid s2/meta.txt (random data: no compression)
     ex = extract(cut, tmp_parent=tmp_path)
     assert ex.truncated and not ex.transient and ex.refused == []
     assert ex.incomplete == ["s2/meta.txt"]
@@ -507,7 +507,7 @@ def test_legacy_unpacking_drops_the_cut_snapshot(tmp_path: Path):
     """``root, refused = extract(...)``: the pre-#10 pair the current loader reads."""
     whole = _tar(tmp_path / "b.tar.gz", _snapshots())
     data = whole.read_bytes()
-    whole.write_bytes(data[: len(data) * 5 // 8])
+    whole.write_bytes(data[: len(data) * 9 // 16])
     root, refused = extract(whole, tmp_parent=tmp_path)
     assert refused == [
         Refused("s2/", "the bundle is truncated or corrupt here: this snapshot was dropped")
