@@ -110,7 +110,9 @@ def _phases(root: Path, problems: Problems) -> pd.DataFrame:
             try:
                 return phases.parse(text)
             except ParseError as err:
-                problems.add(None, name, err.line_no, f"not loaded: {short_reason(err)}", "error", warn=True)
+                problems.add(
+                    None, name, err.line_no, f"not loaded: {short_reason(err)}", "error", warn=True
+                )
                 break
     finally:
         os.close(root_fd)
@@ -134,7 +136,9 @@ def _meta_with_phase(meta_frame: pd.DataFrame, phase_frame: pd.DataFrame) -> pd.
     )
 
 
-def _page_bytes(kind: str, frame: pd.DataFrame, sizes: pd.Series, problems: Problems) -> pd.DataFrame:
+def _page_bytes(
+    kind: str, frame: pd.DataFrame, sizes: pd.Series, problems: Problems
+) -> pd.DataFrame:
     convert = FRAME_KINDS[kind].page_bytes
     if convert is None or not len(frame):
         return frame
@@ -209,4 +213,3 @@ def _join_args(frames: dict[str, pd.DataFrame], snap_of_row: dict[str, np.ndarra
     key = pd.DataFrame({"_snap": snap_of_row["processes"], "pid": processes["pid"].to_numpy()})
     merged = key.merge(args, how="left", on=["_snap", "pid"])
     processes["args"] = merged["args"].astype("string").to_numpy()
-

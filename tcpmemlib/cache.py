@@ -52,7 +52,9 @@ __all__ = [
     "store",
 ]
 
-CACHE_FORMAT = 5  # 5: sockstat *_after columns; keys cover links; 4: socket rows in sockstore's layout
+CACHE_FORMAT = (
+    5  # 5: sockstat *_after columns; keys cover links; 4: socket rows in sockstore's layout
+)
 # Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
 ON_DISK_MIN_ROWS = 1_000_000
 _COMPLETE = "complete"
@@ -113,7 +115,9 @@ def capture_key(source: str | os.PathLike[str]) -> str | None:
             st = path.stat()
             digest.update(f"bundle {st.st_size} {st.st_mtime_ns}\n".encode())
         else:
-            text = "".join(f"{rel}\0{kind}\0{size}\0{mtime}\n" for rel, kind, size, mtime in _listing(path))
+            text = "".join(
+                f"{rel}\0{kind}\0{size}\0{mtime}\n" for rel, kind, size, mtime in _listing(path)
+            )
             digest.update(text.encode("utf-8", "surrogateescape"))
     except OSError:
         return None

@@ -23,11 +23,12 @@ too little memory). Nothing raised is anything but a ``TcpmemError``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,20 +97,27 @@ def _load(
         return cached._replace(path=str(source))
     problems = Problems()
     extracted: Path | None = None
+    cut: frozenset[str] = frozenset()
     scratch = _Scratch(source, key)
     try:
         if is_bundle:
-            extraction = bundle.extract_new(source)
+            extraction = bundle.extract(source)
             extracted = extraction.root
             for item in extraction.refused:
                 reason = f"bundle member refused: {item.reason}"
                 problems.add(None, item.member, None, reason, "error", warn=True)
-            for member in extraction.incomplete or ():
-                reason = "the bundle ends inside this member: it may be incomplete"
+            cut = frozenset(Path(m).parent.name for m in extraction.incomplete)
+            for member in extraction.incomplete:
+                reason = (
+                    "the bundle ends here: this member (removed if it was cut) and the files "
+                    "after it in its snapshot may be missing"
+                )
                 problems.add(None, member, None, reason, "error", warn=True)
             problems.transient = problems.transient or extraction.transient
         try:
-            capture = _load_dir(extracted or source, problems, progress, n_workers, sockets, scratch)
+            capture = _load_dir(
+                extracted or source, problems, progress, n_workers, sockets, scratch, cut
+            )
         except CaptureError as err:
             if not is_bundle:
                 raise
@@ -165,6 +173,7 @@ def _load_dir(
     n_workers: int | None,
     sockets: str,
     scratch: _Scratch,
+    cut: frozenset[str] = frozenset(),
 ) -> Capture:
     listing = find_snapshots(directory)
     for name, reason in listing.refused:
@@ -174,7 +183,7 @@ def _load_dir(
         first = problems.rows[0] if problems.rows else None
         detail = f" (first: {first[0]}/{first[1]}: {first[3]})" if first else ""
         raise CaptureError(listing.root, f"no snapshot with a readable meta.txt{detail}")
-    warn_missing(kept, problems)
+    warn_missing(kept, problems, cut)
     ss_bytes = [_socket_bytes(s) for s in kept.snapshots]
     total = sum(ss_bytes)
     on_disk = sockets == "disk" or (sockets == "auto" and total >= ON_DISK_MIN_SS_BYTES)
@@ -192,10 +201,8 @@ def _socket_bytes(snap: Snapshot) -> int:
     total = 0
     for base in SOCKET_FILES:
         if base in snap.files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(snap.dir, snap.files[base])).st_size
-            except OSError:
-                pass
     return total
 
 
@@ -216,7 +223,9 @@ def auto_workers(ss_bytes: int) -> int:
     return 2
 
 
-def _chunks(snaps: list[Snapshot], ss_bytes: list[int], n_workers: int) -> list[list[tuple[int, Snapshot]]]:
+def _chunks(
+    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int
+) -> list[list[tuple[int, Snapshot]]]:
     """Runs of consecutive snapshots of about ``SS_BATCH_BYTES`` of ss files each."""
     per_snapshot = max(1, sum(ss_bytes) // max(1, len(snaps)))
     size = int(min(SS_CHUNK_SNAPSHOTS, max(1, SS_BATCH_BYTES // per_snapshot)))
@@ -252,5 +261,3 @@ def _run_chunks(
 def _advance(bar: Any, result: ChunkResult) -> None:
     if bar is not None:
         bar.update(result.snapshots)
-
-

@@ -149,7 +149,9 @@ def _parse(
             last = problems.rows[-1] if problems.rows else None
             if last is not None and last[0] == snap.name and last[1] == stored:
                 problems.rows.pop()  # the file's cut, said with the error it caused: one row
-                err = ParseError(err.path, err.line_no, err.line, f"{err.reason} (the file is {last[3]})")
+                err = ParseError(
+                    err.path, err.line_no, err.line, f"{err.reason} (the file is {last[3]})"
+                )
             problems.parse_error(snap.name, stored, err)
             return None
     for warning in caught:
@@ -207,7 +209,7 @@ def _small_files(
             continue
         stored = snap.files[kind.file]
         path = os.path.join(snap.dir, stored)
-        got = _parse(snap, stored, problems, lambda k=kind, t=text: k.records(t, path, parsed))
+        got = _parse(snap, stored, problems, lambda k=kind, t=text, p=path: k.records(t, p, parsed))
         if got is None:
             texts[kind.file] = None  # a file feeding two frames: one problem row, not two
             continue
@@ -262,7 +264,9 @@ class _SocketFiles:
             k = int(np.searchsorted(starts, (err.line_no or 1) - 1, side="right") - 1)
             _i, snap, base, _text = batch[k]
             line_no = None if err.line_no is None else err.line_no - int(starts[k])
-            err = ParseError(os.path.join(snap.dir, snap.files[base]), line_no, err.line, err.reason)
+            err = ParseError(
+                os.path.join(snap.dir, snap.files[base]), line_no, err.line, err.reason
+            )
             self.problems.parse_error(snap.name, snap.files[base], err)
         for warning in caught:  # not tied to a line: name the batch's first file
             _i, snap, base, _text = batch[0]
@@ -294,7 +298,9 @@ def load_chunk(items: list[tuple[int, Snapshot]]) -> ChunkResult:
         try:
             dir_fd = safeio.open_dir(snap.dir)
         except safeio.Refused as err:
-            problems.add(snap.name, None, None, f"snapshot not read: {err.reason}", "error", warn=True)
+            problems.add(
+                snap.name, None, None, f"snapshot not read: {err.reason}", "error", warn=True
+            )
             problems.transient = problems.transient or err.transient
             continue
         try:

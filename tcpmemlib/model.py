@@ -109,7 +109,9 @@ class Capture:
 
     def _replace(self, **changes: Any) -> Capture:
         """A copy with some frames replaced; socket rows stay where they are (not read)."""
-        values = {f.name: self.__dict__.get(f.name) for f in fields(self) if f.name not in _ROW_NAMES}
+        values = {
+            f.name: self.__dict__.get(f.name) for f in fields(self) if f.name not in _ROW_NAMES
+        }
         values.update({k: v for k, v in changes.items() if k not in _ROW_NAMES})
         rows = changes.get("_rows", self._socket_rows())
         return Capture(sockets=rows, owners=rows, **values)

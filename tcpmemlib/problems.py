@@ -65,7 +65,9 @@ class Problems:
 
     def parse_error(self, snapshot: str | None, file: str, err: ParseError) -> None:
         """A ParseError of ``file``: the file (or, with a line number, that line) not loaded."""
-        self.add(snapshot, file, err.line_no, f"not loaded: {short_reason(err)}", "error", warn=True)
+        self.add(
+            snapshot, file, err.line_no, f"not loaded: {short_reason(err)}", "error", warn=True
+        )
 
     def warning(self, snapshot: str | None, file: str, message: str) -> None:
         self.add(snapshot, file, None, message, "warning", warn=True)

@@ -81,7 +81,9 @@ class FrameKind:
     page_bytes: Callable[[pd.DataFrame, pd.Series], pd.DataFrame] | None = None
 
 
-def _plain(parse: Callable[[str, str | None], Columns]) -> Callable[[str, str | None, Earlier], Columns]:
+def _plain(
+    parse: Callable[[str, str | None], Columns],
+) -> Callable[[str, str | None, Earlier], Columns]:
     def records(text: str, path: str | None, earlier: Earlier) -> Columns:
         del earlier
         return parse(text, path)

@@ -55,7 +55,14 @@ def _one(snap: Snapshot, problems: Problems) -> dict[str, object] | None:
         values, collector = meta.records(text, path)
         snap.sizes = meta.file_sizes(text, path)
     except ParseError as err:
-        problems.add(snap.name, stored, err.line_no, f"snapshot skipped: {short_reason(err)}", "error", warn=True)
+        problems.add(
+            snap.name,
+            stored,
+            err.line_no,
+            f"snapshot skipped: {short_reason(err)}",
+            "error",
+            warn=True,
+        )
         return None
     values["_collector"] = collector
     if "start" not in values or pd.isna(values["start"]):
@@ -88,9 +95,10 @@ def read_meta(snapshots: list[Snapshot], problems: Problems) -> SnapshotMeta:
     return kept
 
 
-def warn_missing(kept: SnapshotMeta, problems: Problems) -> None:
+def warn_missing(kept: SnapshotMeta, problems: Problems, cut: frozenset[str] = frozenset()) -> None:
     """A warning for each expected file a snapshot lacks (unless collect.sh said why), and an
-    error for a file collect.sh recorded writing (meta ``file=``) that is not there."""
+    error for a file collect.sh recorded writing (meta ``file=``) that is not there. In the
+    snapshots named in ``cut`` (where a truncated bundle ends), a missing file is an error."""
     recorded = {(p[0], p[1]) for p in problems.rows if p[4] == "collector"}
     for snap, values in zip(kept.snapshots, kept.values, strict=True):
         for name, reason in snap.refused:
@@ -103,11 +111,20 @@ def warn_missing(kept: SnapshotMeta, problems: Problems) -> None:
         for base in expected:
             if base in refused or base + ".gz" in refused:
                 continue
-            if base not in snap.files and (snap.name, base) not in recorded:
-                if not any(n in (base, base + ".gz") for n in snap.sizes):
+            listed = any(n in (base, base + ".gz") for n in snap.sizes)
+            if base not in snap.files and (snap.name, base) not in recorded and not listed:
+                if snap.name in cut:
+                    reason = "missing: the bundle ends before this file"
+                    problems.add(snap.name, base, None, reason, "error", warn=True)
+                else:
                     problems.warning(snap.name, base, "file missing from the snapshot")
         for name in snap.sizes:
             if name not in stored and name not in refused and (snap.name, name) not in recorded:
                 problems.add(
-                    snap.name, name, None, "missing: collect.sh wrote it, it is gone", "error", warn=True
+                    snap.name,
+                    name,
+                    None,
+                    "missing: collect.sh wrote it, it is gone",
+                    "error",
+                    warn=True,
                 )

@@ -113,9 +113,7 @@ def arrow_to_pandas(table: pa.Table, template: pd.DataFrame) -> pd.DataFrame:
     return arrow_fix(table.to_pandas(split_blocks=True), template)
 
 
-def read_parquet(
-    parquet: pq.ParquetFile, dtypes: dict[str, str], stop: Any = None
-) -> pd.DataFrame:
+def read_parquet(parquet: pq.ParquetFile, dtypes: dict[str, str], stop: Any = None) -> pd.DataFrame:
     """A whole open ``ParquetFile`` as pandas, with one copy of each nullable numeric column.
 
     One row group at a time: nullable numeric columns (``dtypes`` names them as stored:

@@ -58,9 +58,9 @@ def test_cleanup_removes_only_its_own_entries(small: Path):
     outside.mkdir()
     (outside / "x").write_text("x\n")
     (base / "link").symlink_to(outside)
-    (small / next(p.name for p in small.iterdir() if not p.name.startswith(".")) / "new.txt").write_text(
-        "changes the key\n"
-    )
+    (
+        small / next(p.name for p in small.iterdir() if not p.name.startswith(".")) / "new.txt"
+    ).write_text("changes the key\n")
     _load(small)
     names = sorted(p.name for p in base.iterdir())
     complete = [n for n in names if (base / n / "complete").exists()]

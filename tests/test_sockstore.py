@@ -21,8 +21,7 @@ import pytest
 
 from tcpmemlib import cache as cache_mod
 from tcpmemlib import capture as capture_mod
-from tcpmemlib import model, schema
-from tcpmemlib import sockstore
+from tcpmemlib import model, schema, sockstore
 from tcpmemlib.capture import FRAMES, Capture, load_capture
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.tar.gz"

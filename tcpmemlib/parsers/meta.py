@@ -37,18 +37,18 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
 from tcpmemlib.parsers._text import read_text, split_lines
+from tcpmemlib.parsers.numbers import int64
 
 __all__ = [
     "PROBLEMS_SCHEMA",
     "SCHEMA",
+    "file_sizes",
     "frame",
     "parse",
     "parse_both",
     "parse_problems",
     "records",
-    "file_sizes",
 ]
 
 SCHEMA: dict[str, str] = {
