@@ -103,6 +103,12 @@ def task_sleep(seconds: float) -> float:
     return seconds
 
 
+def task_mark_then_sleep(arg: tuple[str, int]) -> int:
+    task_mark_start(arg)
+    time.sleep(30)
+    return arg[1]
+
+
 def task_frame(mib: int) -> pd.DataFrame:
     """A frame of ``mib`` MiB, as a chunk of a large capture's socket rows."""
     rows = mib * 2**20 // 16
@@ -122,6 +128,19 @@ def _worker_children() -> list[int]:
                     found.append(int(pid))
             except OSError:
                 continue
+    return found
+
+
+def _in_session(sid: int) -> list[int]:
+    """The processes of session ``sid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # the 6th field of stat: session id
+            found.append(int(stat.parent.name))
     return found
 
 
@@ -332,3 +351,39 @@ def test_a_load_under_a_tight_address_space_limit_ends_with_a_clear_error():
     """
     out = _harness(setup, "task_frame", [64] * 30)
     assert "WorkerError out of memory (MemoryError) reading the 64.0 MiB result of task" in out, out
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_the_caller_and_its_workers_with_one_traceback(tmp_path: Path):
+    """Ctrl-C reaches the whole process group: the workers ignore it and the caller stops them."""
+    tasks = [(str(tmp_path), k) for k in range(4)]
+    code = (
+        "from tcpmemlib.workers import run_ordered\n"
+        f"list(run_ordered({_fn('task_mark_then_sleep')!r}, {tasks!r}, 2, allow={ALLOW!r}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(list(tmp_path.iterdir())) == 2  # both workers are in a task
+        os.killpg(proc.pid, signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - start < 10
+        assert proc.returncode != 0 and err.count("Traceback") == 1, err
+        assert err.rstrip().endswith("KeyboardInterrupt"), err
+        assert _in_session(proc.pid) == []  # no worker left
+    finally:
+        for pid in _in_session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
