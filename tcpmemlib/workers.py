@@ -1,9 +1,9 @@
 """Worker processes (``python -m tcpmemlib.workers``, fed over pipes) that never hang their caller.
 
 ``run_ordered("tcpmemlib.x.y:function", tasks, workers)`` yields ``function(task)`` for each task,
-in task order, computed in ``workers`` processes. Each worker imports the function's module itself,
-and nothing of the caller (``multiprocessing``'s spawned workers import the caller's ``__main__``
-again: an unguarded script would run itself in each). This module imports only tcpmemlib.errors.
+in task order, computed in ``workers`` processes. Each worker imports the function's module and
+nothing of the caller (``multiprocessing`` would import the caller's ``__main__`` again in each:
+an unguarded script would run itself there). This module imports only tcpmemlib.errors.
 
 - A ``TcpmemError`` raised by the function is raised again with its type and fields, in its place
   in the order (the results before it are yielded first).
@@ -13,7 +13,7 @@ again: an unguarded script would run itself in each). This module imports only t
   exception in the thread that talks to a worker.
 - The caller waits in ``POLL_S`` steps and checks each worker's process and thread: never forever.
   At most ``max(2, workers)`` tasks run or wait ahead of it, which bounds the memory in results.
-- However the generator ends, every worker is stopped by its pid and reaped.
+  However the generator ends, every worker is stopped by its pid and reaped.
 
 Protocol, both ways: an 8-byte little-endian length, then that many bytes of pickle. The caller
 sends ``(module, attribute, task)``; the worker answers ``("ok", result)`` or ``("error", exception
@@ -57,13 +57,12 @@ def in_worker() -> bool:
 
 
 def _send(stream: IO[bytes], data: bytes) -> None:
-    stream.write(_LEN.pack(len(data)))
-    stream.write(data)
+    stream.writelines((_LEN.pack(len(data)), data))
     stream.flush()
 
 
-def _receive(stream: IO[bytes], w: _Worker | None = None) -> Any:
-    """The next message; ``EOFError`` if the stream ends first. ``w`` is told when it begins."""
+def _read(stream: IO[bytes], w: _Worker | None = None) -> bytes:
+    """The next message's pickle; ``EOFError`` if the stream ends first. ``w`` is told it began."""
     head = stream.read(_LEN.size)
     if len(head) < _LEN.size:
         raise EOFError
@@ -73,7 +72,7 @@ def _receive(stream: IO[bytes], w: _Worker | None = None) -> Any:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError
-    return pickle.loads(data)
+    return data
 
 
 def run_ordered(
@@ -87,12 +86,12 @@ def run_ordered(
     match = _FUNCTION.fullmatch(function)
     if match is None or match["attribute"].startswith("_"):
         raise ValueError(f"not 'package.module:public_function': {function!r}")
-    module = match["module"]
-    if module == "__main__" or not any(module == p or module.startswith(p + ".") for p in allow):
-        raise ValueError(f"{function!r}: workers only run functions in the packages {list(allow)}")
+    module, packages = match["module"], [allow] if isinstance(allow, str) else list(allow)
+    if module == "__main__" or not any(module == p or module.startswith(p + ".") for p in packages):
+        raise ValueError(f"{function!r}: workers only run functions in the packages {packages}")
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
-    return _Run(function, list(tasks), workers).results()
+    return _Run(function, list(tasks), workers).results() if tasks else iter(())
 
 
 @dataclass(eq=False)
@@ -109,6 +108,8 @@ class _Worker:
 
 
 class _Run:
+    """One call of ``run_ordered``: the state its caller and its workers' threads share."""
+
     def __init__(self, function: str, tasks: list[Any], workers: int) -> None:
         self.function, self.tasks, self.n_workers = function, tasks, workers
         self.module, self.attribute = function.split(":")
@@ -173,7 +174,7 @@ class _Run:
                 w.task, w.doing = k, "sending"
                 _send(w.proc.stdin, pickle.dumps((self.module, self.attribute, self.tasks[k]), -1))
                 w.doing = "waiting for"
-                answer = _receive(w.proc.stdout, w)
+                answer = pickle.loads(_read(w.proc.stdout, w))
                 with self.cond:
                     self.answers[k] = (w.proc.pid, answer)
                     self.cond.notify_all()
@@ -245,7 +246,6 @@ class _Run:
                 w.proc.kill()  # by pid (Popen never signals a pid it has reaped)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.proc.wait(timeout=30)
-        for w in self.workers:
             if w.thread is not None:
                 w.thread.join(timeout=GRACE_S)
             if w.thread is None or not w.thread.is_alive():  # never close a stream in use
@@ -263,25 +263,25 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
     functions: dict[tuple[str, str], Callable[[Any], Any]] = {}
     while True:
         try:
-            module, attribute, task = _receive(source)
+            data = _read(source)
         except EOFError:
             return
-        try:
+        task = None
+        try:  # even a task that cannot be unpickled here is answered
+            module, attribute, task = pickle.loads(data)
             if (module, attribute) not in functions:
                 functions[module, attribute] = getattr(importlib.import_module(module), attribute)
             data = pickle.dumps(("ok", functions[module, attribute](task)), -1)
         except BaseException as err:  # sent back: the caller decides
-            data = _error_answer(err)
+            summary, text = _summary(err), "".join(traceback.format_exception(err))
+            try:  # the exception itself only if it is a TcpmemError (a type the caller knows)
+                data = pickle.dumps(
+                    ("error", err if isinstance(err, TcpmemError) else None, summary, text), -1
+                )
+            except Exception:  # a field that cannot be pickled: as text only
+                data = pickle.dumps(("error", None, summary, text), -1)
         _send(sink, data)
         del data, task  # not held while the next task runs
-
-
-def _error_answer(err: BaseException) -> bytes:
-    summary, text = _summary(err), "".join(traceback.format_exception(err))
-    if isinstance(err, TcpmemError):
-        with contextlib.suppress(Exception):  # a field that cannot be pickled: sent as text
-            return pickle.dumps(("error", err, summary, text), -1)
-    return pickle.dumps(("error", None, summary, text), -1)
 
 
 def main() -> int:

@@ -278,8 +278,9 @@ def test_memory_error_while_reading_a_result_is_a_worker_error():
 
 
 @pytest.mark.timeout(60)
-def test_a_task_that_cannot_be_sent_is_a_worker_error():
+def test_a_task_that_cannot_be_sent_or_read_is_a_worker_error():
     _fails("task_square", [1, lambda: 2], r"thread talking to worker pid \d+ failed sending task 1")
+    _fails("task_square", [_Bomb()], r"task 0 .* failed in worker pid \d+: MemoryError")
 
 
 @pytest.mark.timeout(60)
