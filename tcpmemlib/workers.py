@@ -37,7 +37,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from subprocess import PIPE
+from subprocess import PIPE, Popen
 from typing import IO, Any
 
 from tcpmemlib.errors import TcpmemError, WorkerError
@@ -98,10 +98,10 @@ def run_ordered(
 class _Worker:
     """One worker process and what the thread that feeds it tasks and reads its answers is doing."""
 
-    proc: subprocess.Popen[bytes]
+    proc: Popen[bytes]
     thread: threading.Thread | None = None
     task: int | None = None  # the task it was last given
-    doing: str = "starting"  # "sending", "waiting for" or "reading" that task
+    doing: str = "starting"  # "sending", "waiting for", "reading" or "idle after" that task
     size: int = 0  # bytes of the answer being read
     done: bool = False  # its thread ran out of tasks
     dead_since: float | None = None  # when the caller first saw the process gone
@@ -141,10 +141,11 @@ class _Run:
         # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
         path = os.pathsep.join(p for p in sys.path if p)
         env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
-        command = [sys.executable, "-m", "tcpmemlib.workers"]
         for _ in range(self.n_workers):
             try:
-                proc = subprocess.Popen(command, stdin=PIPE, stdout=PIPE, env=env)
+                proc = Popen(
+                    [sys.executable, "-m", "tcpmemlib.workers"], stdin=PIPE, stdout=PIPE, env=env
+                )
             except (OSError, MemoryError) as err:
                 raise WorkerError(f"cannot start a worker process: {_summary(err)}") from err
             self.workers.append(_Worker(proc))
@@ -178,6 +179,7 @@ class _Run:
                 with self.cond:
                     self.answers[k] = (w.proc.pid, answer)
                     self.cond.notify_all()
+                w.doing = "idle after"
                 del answer
             w.done = True
         except BaseException as err:  # everything, handed to the caller
@@ -192,8 +194,8 @@ class _Run:
                 if self.failure is not None:
                     w, err = self.failure
                     raise self._describe(w, err) from err
-                self.cond.wait(POLL_S)
                 self._check_workers()
+                self.cond.wait(POLL_S)
             self.yielded = k + 1
             self.cond.notify_all()
             return self.answers.pop(k)
@@ -201,11 +203,7 @@ class _Run:
     def _check_workers(self) -> None:
         """Raise if a worker is gone and its thread has not said so within ``GRACE_S``."""
         for w in self.workers:
-            if w.done or self.failure is not None:
-                continue
-            if w.thread is None or not w.thread.is_alive():
-                raise WorkerError(f"the thread talking to worker pid {w.proc.pid} ended silently")
-            if w.proc.poll() is None:
+            if w.done or self.failure is not None or w.proc.poll() is None:
                 continue
             w.dead_since = w.dead_since or time.monotonic()
             if time.monotonic() - w.dead_since > GRACE_S:  # its pipe is held open elsewhere
@@ -228,7 +226,8 @@ class _Run:
         sig = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
         how = f"exited with status {code}" if code >= 0 else f"was killed by {sig}"
         hint = " (which the out-of-memory killer sends)" if code == -signal.SIGKILL else ""
-        return WorkerError(f"worker pid {pid} {how} while running {what}{hint}", pid=pid, task=task)
+        when = "after" if w.doing == "idle after" else "while running"
+        return WorkerError(f"worker pid {pid} {how} {when} {what}{hint}", pid=pid, task=task)
 
     def _stop(self) -> None:
         """Stop every worker by its pid and reap it, however the run ended."""

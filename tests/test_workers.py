@@ -144,7 +144,7 @@ def _in_session(sid: int) -> list[int]:
     return found
 
 
-def _fails(function: str, tasks: list[Any], match: str, workers: int = 2) -> WorkerError:
+def _fails(function: str, tasks: list[Any], match: str, workers: int = 1) -> WorkerError:
     start = time.monotonic()
     with pytest.raises(WorkerError, match=match) as info:
         list(run_ordered(_fn(function), tasks, workers, allow=ALLOW))
