@@ -11,14 +11,14 @@ an unguarded script would run itself there). This module imports only tcpmemlib.
   traceback text in ``remote_traceback``), a worker that exited or was killed (by which signal), a
   result that ran out of memory being read back, a process or thread that could not be started, an
   exception in the thread that talks to a worker.
-- The caller waits in ``POLL_S`` steps and checks each worker's process and thread: never forever.
-  At most ``max(2, workers)`` tasks run or wait ahead of it, which bounds the memory in results.
-  However the generator ends, every worker is stopped by its pid and reaped.
+- The caller waits in ``POLL_S`` steps and checks each worker: never forever. At most ``max(2,
+  workers)`` tasks run or wait ahead of it, which bounds the memory held in results. However the
+  generator ends, every worker is killed by its pid and reaped.
 
 Protocol, both ways: an 8-byte little-endian length, then that many bytes of pickle. The caller
 sends ``(module, attribute, task)``; the worker answers ``("ok", result)`` or ``("error", exception
 or None, summary, traceback text)`` (the exception only if it is a ``TcpmemError``). A worker exits
-at the end of its input; ``TCPMEM_WORKER=1`` (``in_worker()``) keeps it from starting workers.
+at the end of its input (its caller gone); ``TCPMEM_WORKER=1`` (``in_worker()``) marks it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ __all__ = ["ENV", "WorkerError", "in_worker", "run_ordered"]
 ENV = "TCPMEM_WORKER"
 POLL_S = 0.2  # the caller checks the workers this often while it waits for a result
 GRACE_S = 2.0  # a dead worker's thread has this long to report before the caller stops waiting
-STOP_S = 5.0  # an idle worker has this long to exit at the end of its input, then it is killed
 _LEN = struct.Struct("<Q")
 _FUNCTION = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<attribute>[A-Za-z]\w*)")
 
@@ -127,13 +126,12 @@ class _Run:
             self._start()
             for k in range(len(self.tasks)):
                 pid, answer = self._wait_for(k)
-                if answer[0] == "ok":
-                    yield answer[1]
-                    del answer
-                    continue
-                _, exc, summary, text = answer  # exc: a TcpmemError of the task, or None
-                why = f"task {k} ({self.function}) failed in worker pid {pid}: {summary}"
-                raise exc or WorkerError(why, pid=pid, task=k, remote_traceback=text)
+                if answer[0] != "ok":
+                    _, exc, summary, text = answer  # exc: a TcpmemError of the task, or None
+                    why = f"task {k} ({self.function}) failed in worker pid {pid}: {summary}"
+                    raise exc or WorkerError(why, pid=pid, task=k, remote_traceback=text)
+                yield answer[1]
+                del answer
         finally:
             self._stop()
 
@@ -232,15 +230,9 @@ class _Run:
     def _stop(self) -> None:
         """Stop every worker by its pid and reap it, however the run ended."""
         with self.cond:
-            idle = self.yielded == len(self.tasks) and self.failure is None
             self.stopping = True
             self.cond.notify_all()
-        for w in self.workers if idle else []:  # every thread is done: end of their input
-            with contextlib.suppress(OSError):
-                w.proc.stdin.close()  # type: ignore[union-attr]
-        for w in self.workers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                w.proc.wait(timeout=STOP_S if idle else 0)
+        for w in self.workers:  # idle or busy: a worker holds no state worth a clean exit
             if w.proc.poll() is None:
                 w.proc.kill()  # by pid (Popen never signals a pid it has reaped)
             with contextlib.suppress(subprocess.TimeoutExpired):
