@@ -103,6 +103,11 @@ def task_sleep(seconds: float) -> float:
     return seconds
 
 
+def task_pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def task_mark_then_sleep(arg: tuple[str, int]) -> int:
     task_mark_start(arg)
     time.sleep(30)
@@ -267,6 +272,19 @@ def test_any_other_exception_in_a_task_is_a_worker_error_with_its_traceback():
 def test_a_worker_that_dies_ends_the_run_with_what_happened(how: str, match: str):
     err = _fails("task_die", ["live", how, "live"], match, workers=1)
     assert err.task == 1 and err.pid is not None
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_between_tasks_is_noticed_while_the_caller_waits_for_another():
+    results = run_ordered(_fn("task_pid_after"), [0, 15, 0, 0], 2, allow=ALLOW)
+    idle = next(results)  # the other worker is in task 1 for 15 s; this one does task 2, then waits
+    time.sleep(2)
+    os.kill(idle, signal.SIGKILL)  # as the out-of-memory killer would
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=rf"worker pid {idle} was killed by SIGKILL after task 2"):
+        next(results)  # waits for task 1, in the other worker
+    assert time.monotonic() - start < GRACE_S + 5
+    assert _worker_children() == []
 
 
 @pytest.mark.timeout(60)
