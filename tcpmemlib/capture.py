@@ -76,7 +76,8 @@ def load_capture(
     try:
         return _load(source, progress, cache, workers, sockets)
     except MemoryError as err:
-        raise CaptureError(source, "not enough memory to load this capture") from err
+        why = f" ({err})" if str(err) else ""
+        raise CaptureError(source, f"not enough memory to load this capture{why}") from err
     except RuntimeError as err:  # e.g. "can't start new thread" under a tight process limit
         raise CaptureError(source, f"the load could not go on: {err}") from err
 
@@ -251,6 +252,10 @@ def _run_chunks(
                 _advance(bar, result)
                 yield result
         except workers.WorkerError as err:
+            if err.remote_traceback is not None:  # the task itself failed: so would it here
+                raise
+            if "out of memory" in err.reason:
+                raise MemoryError(str(err)) from err  # load_capture names the capture
             warnings.warn(f"tcpmem: {err}; parsing the rest in this process", stacklevel=3)
     for chunk in chunks[done:]:
         result = load_chunk(chunk)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tcpmemlib.errors import TcpmemError
+from tcpmemlib.errors import ResourceError
 
 __all__ = [
     "PACKAGE_DIR",
@@ -27,10 +27,6 @@ __all__ = [
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHARE_DIR = PACKAGE_DIR / "share"
-
-
-class ResourceError(TcpmemError):
-    """A file the package should ship (a notebook directory, collect.sh) is not where it should be."""
 
 
 def checkout_dir() -> Path | None:

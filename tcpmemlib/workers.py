@@ -1,175 +1,290 @@
-"""Worker processes for ``load_capture``: ``python -m tcpmemlib.workers``, fed over pipes.
+"""Worker processes (``python -m tcpmemlib.workers``, fed over pipes) that never hang their caller.
 
-``multiprocessing``'s spawned workers import the caller's ``__main__`` again, so a plain script
-without an ``if __name__ == "__main__":`` guard would run itself in each of them; ``load_capture``
-could only use workers from notebooks and ``python -c``. These workers are started as
-``python -m tcpmemlib.workers`` instead: they import tcpmemlib and nothing of the caller, from any
-script, guarded or not.
+``run_ordered("tcpmemlib.x.y:function", tasks, workers)`` yields ``function(task)`` for each task,
+in task order, computed in ``workers`` processes. Each worker imports the function's module and
+nothing of the caller (``multiprocessing`` would import the caller's ``__main__`` again in each:
+an unguarded script would run itself there). This module imports only tcpmemlib.errors.
 
-Protocol (both directions): an 8-byte little-endian length, then that many bytes of pickle. The
-parent sends ``(function name, argument)`` tasks (the function is looked up in
-``tcpmemlib.capture``); the worker answers ``("ok", result)`` or ``("error", exception)``. It exits
-at the end of its input. Environment ``TCPMEM_WORKER=1`` marks it, so that it never starts
-workers of its own.
+- A ``TcpmemError`` raised by the function is raised again with its type and fields, in its place
+  in the order (the results before it are yielded first).
+- Anything else is a ``WorkerError`` saying what happened: another exception in the function (its
+  traceback text in ``remote_traceback``), a worker that exited or was killed (by which signal), a
+  result that ran out of memory being read back, a process or thread that could not be started, an
+  exception in the thread that talks to a worker.
+- The caller waits in ``POLL_S`` steps and checks each worker: never forever. At most ``max(2,
+  workers)`` tasks run or wait ahead of it, which bounds the memory held in results. However the
+  generator ends, every worker is killed by its pid and reaped.
+
+Protocol, both ways: an 8-byte little-endian length, then that many bytes of pickle. The caller
+sends ``(module, attribute, task)``; the worker answers ``("ok", result)`` or ``("error", exception
+or None, summary, traceback text)`` (the exception only if it is a ``TcpmemError``). A worker exits
+at the end of its input (its caller gone); ``TCPMEM_WORKER=1`` (``in_worker()``) marks it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import pickle
+import re
+import signal
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from subprocess import PIPE, Popen
 from typing import IO, Any
 
-__all__ = ["WorkerError", "in_worker", "run_ordered"]
+from tcpmemlib.errors import TcpmemError, WorkerError
+
+__all__ = ["ENV", "WorkerError", "in_worker", "run_ordered"]
 
 ENV = "TCPMEM_WORKER"
+POLL_S = 0.2  # the caller checks the workers this often while it waits for a result
+GRACE_S = 2.0  # a dead worker's thread has this long to report before the caller stops waiting
 _LEN = struct.Struct("<Q")
-
-
-class WorkerError(RuntimeError):
-    """A worker process died or could not be started."""
+_FUNCTION = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<attribute>[A-Za-z]\w*)")
 
 
 def in_worker() -> bool:
     return os.environ.get(ENV) == "1"
 
 
-def _send(stream: IO[bytes], obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LEN.pack(len(data)))
-    stream.write(data)
+def _send(stream: IO[bytes], data: bytes) -> None:
+    stream.writelines((_LEN.pack(len(data)), data))
     stream.flush()
 
 
-def _receive(stream: IO[bytes]) -> Any:
+def _read(stream: IO[bytes], w: _Worker | None = None) -> bytes:
+    """The next message's pickle; ``EOFError`` if the stream ends first. ``w`` is told it began."""
     head = stream.read(_LEN.size)
     if len(head) < _LEN.size:
         raise EOFError
     (size,) = _LEN.unpack(head)
+    if w is not None:
+        w.doing, w.size = "reading", size
     data = stream.read(size)
     if len(data) < size:
         raise EOFError
-    return pickle.loads(data)
+    return data
 
 
-def run_ordered(function: str, tasks: list[Any], workers: int) -> Iterator[Any]:
-    """``tcpmemlib.capture.<function>(task)`` for each task in ``workers`` processes; results are
-    yielded in task order. Raises ``WorkerError`` if a worker dies (results already yielded stay
-    valid; the caller can do the rest itself); an exception raised by the function is re-raised.
-    The processes are stopped (by pid) when the generator ends, however it ends."""
-    # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
-    path = os.pathsep.join(p for p in sys.path if p)
-    env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
-    procs: list[subprocess.Popen[bytes]] = []
-    results: dict[int, tuple[str, Any]] = {}
-    cond = threading.Condition()
-    next_task = iter(range(len(tasks)))
-    failed: list[BaseException] = []
-    yielded = [0]  # results handed to the caller so far
-    window = 2 * workers  # results ahead of the caller at most: a slow caller bounds the memory
+def run_ordered(
+    function: str, tasks: Sequence[Any], workers: int, *, allow: Sequence[str] = ("tcpmemlib",)
+) -> Iterator[Any]:
+    """``function(task)`` for each task in ``workers`` processes; the results in task order.
 
-    def feed(proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdin is not None and proc.stdout is not None
+    ``function``: ``"module:attribute"``, a public function in one of the packages ``allow`` names
+    (a worker's ``__main__`` is this module, never the caller's script); else ``ValueError`` before
+    anything starts. Results yielded before a ``WorkerError`` stay valid: the caller can do the rest."""
+    match = _FUNCTION.fullmatch(function)
+    if match is None or match["attribute"].startswith("_"):
+        raise ValueError(f"not 'package.module:public_function': {function!r}")
+    module, packages = match["module"], [allow] if isinstance(allow, str) else list(allow)
+    if module == "__main__" or not any(module == p or module.startswith(p + ".") for p in packages):
+        raise ValueError(f"{function!r}: workers only run functions in the packages {packages}")
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, not {workers}")
+    return _Run(function, list(tasks), workers).results() if tasks else iter(())
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One worker process and what the thread that feeds it tasks and reads its answers is doing."""
+
+    proc: Popen[bytes]
+    thread: threading.Thread | None = None
+    task: int | None = None  # the task it was last given
+    doing: str = "starting"  # "sending", "waiting for", "reading" or "idle after" that task
+    size: int = 0  # bytes of the answer being read
+    done: bool = False  # its thread ran out of tasks
+    dead_since: float | None = None  # when the caller first saw the process gone
+
+
+class _Run:
+    """One call of ``run_ordered``: the state its caller and its workers' threads share."""
+
+    def __init__(self, function: str, tasks: list[Any], workers: int) -> None:
+        self.function, self.tasks, self.n_workers = function, tasks, workers
+        self.module, self.attribute = function.split(":")
+        self.window = max(2, workers)
+        self.workers: list[_Worker] = []
+        self.cond = threading.Condition()
+        self.answers: dict[int, tuple[int, tuple[Any, ...]]] = {}  # task -> (pid, answer)
+        self.next = 0  # the next task to hand out
+        self.yielded = 0  # results handed to the caller
+        self.failure: tuple[_Worker, BaseException] | None = None
+        self.stopping = False
+
+    def results(self) -> Iterator[Any]:
         try:
-            while True:
-                with cond:
-                    k = next(next_task, None)
-                    while k is not None and k >= yielded[0] + window and not failed:
-                        cond.wait()
-                if k is None or failed:
-                    return
-                _send(proc.stdin, (function, tasks[k]))
-                answer = _receive(proc.stdout)
-                with cond:
-                    results[k] = answer
-                    cond.notify_all()
-        except (OSError, EOFError, pickle.UnpicklingError) as err:
-            with cond:
-                failed.append(err)
-                cond.notify_all()
+            self._start()
+            for k in range(len(self.tasks)):
+                pid, answer = self._wait_for(k)
+                if answer[0] != "ok":
+                    _, exc, summary, text = answer  # exc: a TcpmemError of the task, or None
+                    why = f"task {k} ({self.function}) failed in worker pid {pid}: {summary}"
+                    raise exc or WorkerError(why, pid=pid, task=k, remote_traceback=text)
+                yield answer[1]
+                del answer
+        finally:
+            self._stop()
 
-    threads: list[threading.Thread] = []
-    try:
-        for _ in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tcpmemlib.workers"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    env=env,
-                )
-            )
-        for proc in procs:
-            thread = threading.Thread(target=feed, args=(proc,), daemon=True)
-            thread.start()
-            threads.append(thread)
-        for k in range(len(tasks)):
-            with cond:
-                while k not in results and not failed:
-                    cond.wait()
-                if k not in results:
-                    raise WorkerError(f"a worker process failed: {failed[0]!r}")
-                status, value = results.pop(k)
-                yielded[0] = k + 1
-                cond.notify_all()
-            if status == "error":
-                raise value
-            yield value
-            del value
-    except OSError as err:
-        raise WorkerError(f"cannot start worker processes: {err}") from err
-    finally:
-        with cond:
-            failed.append(GeneratorExit())  # feeders stop taking tasks
-        for proc in procs:  # end of input: an idle worker exits by itself
-            if proc.stdin is not None:
-                proc.stdin.close()
-        for proc in procs:
+    def _start(self) -> None:
+        # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
+        for _ in range(self.n_workers):
             try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # busy with a task nobody will read: stop it
-                proc.kill()
-                proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        for thread in threads:
-            thread.join(timeout=30)
+                proc = Popen(
+                    [sys.executable, "-m", "tcpmemlib.workers"], stdin=PIPE, stdout=PIPE, env=env
+                )
+            except (OSError, MemoryError) as err:
+                raise WorkerError(f"cannot start a worker process: {_summary(err)}") from err
+            self.workers.append(_Worker(proc))
+        for w in self.workers:
+            thread = threading.Thread(target=self._feed, args=(w,), daemon=True)
+            try:
+                thread.start()
+            except (RuntimeError, MemoryError) as err:  # "can't start new thread"
+                why = f"cannot start a thread to talk to worker pid {w.proc.pid}: {_summary(err)}"
+                raise WorkerError(why, pid=w.proc.pid) from err
+            w.thread = thread
+
+    def _take(self) -> int | None:
+        """The next task to run, once it is at most ``window`` ahead of the caller; None at the end."""
+        with self.cond:
+            while not self.stopping and self.yielded + self.window <= self.next < len(self.tasks):
+                self.cond.wait()
+            if self.stopping or self.next >= len(self.tasks):
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _feed(self, w: _Worker) -> None:
+        """A worker's thread: send it a task, read its answer, again. Whatever it meets is reported."""
+        try:
+            while (k := self._take()) is not None:
+                w.task, w.doing = k, "sending"
+                _send(w.proc.stdin, pickle.dumps((self.module, self.attribute, self.tasks[k]), -1))
+                w.doing = "waiting for"
+                answer = pickle.loads(_read(w.proc.stdout, w))
+                with self.cond:
+                    self.answers[k] = (w.proc.pid, answer)
+                    self.cond.notify_all()
+                w.doing = "idle after"
+                del answer
+            w.done = True
+        except BaseException as err:  # everything, handed to the caller
+            with self.cond:
+                if self.failure is None:
+                    self.failure = (w, err)
+                self.cond.notify_all()
+
+    def _wait_for(self, k: int) -> tuple[int, tuple[Any, ...]]:
+        with self.cond:
+            while k not in self.answers:
+                if self.failure is not None:
+                    w, err = self.failure
+                    raise self._describe(w, err) from err
+                self._check_workers()
+                self.cond.wait(POLL_S)
+            self.yielded = k + 1
+            self.cond.notify_all()
+            return self.answers.pop(k)
+
+    def _check_workers(self) -> None:
+        """Raise if a worker is gone and its thread has not said so within ``GRACE_S``."""
+        for w in self.workers:
+            if w.done or self.failure is not None or w.proc.poll() is None:
+                continue
+            w.dead_since = w.dead_since or time.monotonic()
+            if time.monotonic() - w.dead_since > GRACE_S:  # its pipe is held open elsewhere
+                raise self._describe(w)
+
+    def _describe(self, w: _Worker, err: BaseException | None = None) -> WorkerError:
+        """What happened to worker ``w`` (dead, or ``err`` in its thread), in words."""
+        pid, task = w.proc.pid, w.task
+        what = f"task {task} ({self.function})"
+        if err is not None and not isinstance(err, EOFError | BrokenPipeError):
+            if isinstance(err, MemoryError) and w.doing == "reading":
+                reason = f"out of memory (MemoryError) reading the {w.size / 2**20:.1f} MiB result"
+                return WorkerError(f"{reason} of {what} from worker pid {pid}", pid=pid, task=task)
+            reason = f"the thread talking to worker pid {pid} failed {w.doing} {what}"
+            return WorkerError(f"{reason}: {_summary(err)}", pid=pid, task=task)
+        try:  # the worker is gone, or its output ended
+            code = w.proc.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            return WorkerError(f"worker pid {pid} stopped answering {what}", pid=pid, task=task)
+        sig = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        how = f"exited with status {code}" if code >= 0 else f"was killed by {sig}"
+        hint = " (which the out-of-memory killer sends)" if code == -signal.SIGKILL else ""
+        when = "after" if w.doing == "idle after" else "while running"
+        return WorkerError(f"worker pid {pid} {how} {when} {what}{hint}", pid=pid, task=task)
+
+    def _stop(self) -> None:
+        """Stop every worker by its pid and reap it, however the run ended."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        for w in self.workers:  # idle or busy: a worker holds no state worth a clean exit
+            if w.proc.poll() is None:
+                w.proc.kill()  # by pid (Popen never signals a pid it has reaped)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.proc.wait(timeout=30)
+            if w.thread is not None:
+                w.thread.join(timeout=GRACE_S)
+            if w.thread is None or not w.thread.is_alive():  # never close a stream in use
+                for stream in (w.proc.stdin, w.proc.stdout):
+                    with contextlib.suppress(OSError):
+                        stream.close()  # type: ignore[union-attr]
 
 
-def _serve(source: IO[bytes], sink: IO[bytes], lookup: Callable[[str], Callable[..., Any]]) -> None:
+def _summary(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(err)).strip()
+
+
+def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    """A worker's loop: each task's answer, until the end of the input."""
+    functions: dict[tuple[str, str], Callable[[Any], Any]] = {}
     while True:
         try:
-            name, task = _receive(source)
+            data = _read(source)
         except EOFError:
             return
-        try:
-            answer: tuple[str, Any] = ("ok", lookup(name)(task))
-        except Exception as err:  # sent back and re-raised in the parent
-            answer = ("error", err)
-        _send(sink, answer)
+        task = None
+        try:  # even a task that cannot be unpickled here is answered
+            module, attribute, task = pickle.loads(data)
+            if (module, attribute) not in functions:
+                functions[module, attribute] = getattr(importlib.import_module(module), attribute)
+            data = pickle.dumps(("ok", functions[module, attribute](task)), -1)
+        except BaseException as err:  # sent back: the caller decides
+            summary, text = _summary(err), "".join(traceback.format_exception(err))
+            try:  # the exception itself only if it is a TcpmemError (a type the caller knows)
+                data = pickle.dumps(
+                    ("error", err if isinstance(err, TcpmemError) else None, summary, text), -1
+                )
+            except Exception:  # a field that cannot be pickled: as text only
+                data = pickle.dumps(("error", None, summary, text), -1)
+        _send(sink, data)
+        del data, task  # not held while the next task runs
 
 
-def _capture_function(name: str) -> Callable[..., Any]:
-    import importlib
-
-    module, _, attr = name.partition(":")
-    if not module.startswith("tcpmemlib."):
-        raise ValueError(f"not a worker task: {name!r}")
-    return getattr(importlib.import_module(module), attr)
-
-
-def main(argv: Iterable[str] | None = None) -> int:
+def main() -> int:
     os.environ[ENV] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the caller, which stops us
     # The protocol owns the original stdout; anything else that writes to fd 1 (a print, a C
     # library) goes to stderr instead of corrupting it.
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    _serve(sys.stdin.buffer, sink, _capture_function)
+    with contextlib.suppress(BrokenPipeError):  # the caller is gone: nobody wants the answer
+        _serve(sys.stdin.buffer, sink)
     return 0
 
 

@@ -616,9 +616,9 @@ def test_an_unguarded_script_with_workers_runs_once(small: Path, tmp_path: Path)
 
 
 def test_an_error_in_a_worker_is_raised_in_the_caller():
-    from tcpmemlib.workers import run_ordered
+    from tcpmemlib.workers import WorkerError, run_ordered
 
-    with pytest.raises(AttributeError, match="dir"):
+    with pytest.raises(WorkerError, match=r"AttributeError: .*dir"):
         list(run_ordered("tcpmemlib.chunks:load_chunk", [[(0, "not a snapshot")], []], 2))
     assert _worker_children() == []
 
