@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import select
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,9 +152,20 @@ class Result:
 class Loader:
     """``load_capture`` in a separate process, restarted after a hang or a crash."""
 
-    def __init__(self, user: str | None = None, address_space: int = ADDRESS_SPACE_BYTES) -> None:
+    def __init__(
+        self,
+        user: str | None = None,
+        address_space: int = ADDRESS_SPACE_BYTES,
+        wrapper: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``user``: None (this user) or ``"nobody"``; ``address_space``: RLIMIT_AS of the loader
+        (0: none); ``wrapper``: a command the loader runs under (``[..., "cmd", args...]`` that
+        ends by running its arguments, e.g. ``unshare``); ``env``: extra environment."""
         self.user = user
         self.address_space = address_space
+        self.wrapper = wrapper or []
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.proto_fd = -1
         self.buf = b""
@@ -163,9 +176,18 @@ class Loader:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.setdefault("TQDM_DISABLE", "1")
+        env.update(self.env)
         prefix = NOBODY if self.user == "nobody" else []
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-c", _SERVER, str(write_fd), str(self.address_space)],
+            [
+                *self.wrapper,
+                *prefix,
+                sys.executable,
+                "-c",
+                _SERVER,
+                str(write_fd),
+                str(self.address_space),
+            ],
             stdin=subprocess.PIPE,
             pass_fds=(write_fd,),
             env=env,
@@ -213,7 +235,14 @@ class Loader:
         dump: bool = False,
         **kwargs: Any,
     ) -> Result:
-        """``load_capture(path, **kwargs)`` in the loader process, at most ``timeout_s``."""
+        """``load_capture(path, **kwargs)`` in the loader process, at most ``timeout_s``.
+        ``dump``: the result's summary also holds every frame as CSV text (``"dump"``)."""
+        if not self.send(path, dump=dump, **kwargs):
+            return Result(ok=False, died=True, message="loader process gone before the request")
+        return self.receive(timeout_s)
+
+    def send(self, path: str | os.PathLike[str], *, dump: bool = False, **kwargs: Any) -> bool:
+        """Start a load (``receive`` gets its result); False if the loader is gone."""
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self._kill()
@@ -225,7 +254,12 @@ class Loader:
             self.proc.stdin.flush()
         except BrokenPipeError:
             self._kill()
-            return Result(ok=False, died=True, message="loader process gone before the request")
+            return False
+        return True
+
+    def receive(self, timeout_s: float = LOAD_TIMEOUT_S) -> Result:
+        """The result of the load started by ``send``, waiting at most ``timeout_s``."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -473,3 +507,44 @@ def new_problems(
     """The rows of ``problems`` that the undamaged load does not have."""
     seen = {(r["snapshot"], r["file"], r["reason"]) for r in baseline}
     return [r for r in problems if (r["snapshot"], r["file"], r["reason"]) not in seen]
+
+
+def tree_state(path: Path) -> dict[str, str]:
+    """Every entry under ``path`` (links not followed): its kind and content, to show that a load
+    left a directory untouched."""
+    out: dict[str, str] = {}
+    for root, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            full = Path(root, name)
+            rel = os.fspath(full.relative_to(path))
+            st_ = full.lstat()
+            if stat.S_ISLNK(st_.st_mode):
+                out[rel] = "link " + os.readlink(full)
+            elif stat.S_ISREG(st_.st_mode):
+                out[rel] = "file " + hashlib.sha256(full.read_bytes()).hexdigest()
+            else:
+                out[rel] = f"mode {stat.S_IFMT(st_.st_mode):o}"
+    return out
+
+
+def make_bundle(cap: Path, bundle: Path) -> Path:
+    """``bundle`` (.tar.gz) of the capture's snapshot directories, as ``collect.sh -b`` makes it
+    (``tar -C DIR -cf - SNAPSHOTS | gzip``)."""
+    names = [p.name for p in snapshot_dirs(cap)]
+    tar = subprocess.run(
+        ["tar", "-C", str(cap), "-cf", "-", *names], capture_output=True, check=True, timeout=60
+    )
+    bundle.write_bytes(gzip.compress(tar.stdout, compresslevel=6))
+    return bundle
+
+
+def edit_file(path: Path, edit: Callable[[bytes], bytes]) -> None:
+    """Rewrite a snapshot file's text through ``edit`` (gunzipped and gzipped again for X.gz)."""
+    data = gunzip_or_plain(path.read_bytes(), path.name)
+    path.write_bytes(regzip(edit(data), path.name))
+
+
+def rows_of(summary: dict[str, Any], frame: str, snapshot: str) -> int:
+    """Rows of ``frame`` for ``snapshot`` in a load's summary (0 if the snapshot is not loaded)."""
+    ts = summary["snapshots"].get(snapshot)
+    return int(summary["counts"][frame].get(ts, 0)) if ts is not None else 0
