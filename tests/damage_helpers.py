@@ -18,10 +18,12 @@ columns (snapshot, file, line, reason, severity) and ``tcpmemlib.errors.TcpmemEr
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -102,6 +104,10 @@ def summarize(cap, dump):
 
 for line in sys.stdin:
     req = json.loads(line)
+    tight = req.get("address_space")
+    if tight:  # this load only (workers inherit it); the imports are done
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (tight, hard))
     try:
         cap = tcpmemlib.load_capture(req["path"], **req["kwargs"])
         ans = {"ok": True, "summary": summarize(cap, req.get("dump", False))}
@@ -114,8 +120,11 @@ for line in sys.stdin:
             "message": str(err)[:2000],
             "traceback": traceback.format_exc()[-4000:],
         }
+    if tight:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ans["maxrss_kib"] = ru
+    ans["vm_kib"] = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmSize:")][0]
     proto.write(json.dumps(ans) + "\n")
     proto.flush()
 """
@@ -169,6 +178,7 @@ class Loader:
         self.proc: subprocess.Popen[bytes] | None = None
         self.proto_fd = -1
         self.buf = b""
+        self.vm_kib = 0  # the loader's address space after its last load
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -233,22 +243,33 @@ class Loader:
         *,
         timeout_s: float = LOAD_TIMEOUT_S,
         dump: bool = False,
+        address_space: int = 0,
         **kwargs: Any,
     ) -> Result:
         """``load_capture(path, **kwargs)`` in the loader process, at most ``timeout_s``.
         ``dump``: the result's summary also holds every frame as CSV text (``"dump"``)."""
-        if not self.send(path, dump=dump, **kwargs):
+        if not self.send(path, dump=dump, address_space=address_space, **kwargs):
             return Result(ok=False, died=True, message="loader process gone before the request")
         return self.receive(timeout_s)
 
-    def send(self, path: str | os.PathLike[str], *, dump: bool = False, **kwargs: Any) -> bool:
-        """Start a load (``receive`` gets its result); False if the loader is gone."""
+    def send(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dump: bool = False,
+        address_space: int = 0,
+        **kwargs: Any,
+    ) -> bool:
+        """Start a load (``receive`` gets its result); False if the loader is gone.
+        ``address_space``: RLIMIT_AS for this load only (soft limit, 0: unchanged)."""
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self._kill()
             self._start()
         assert self.proc is not None and self.proc.stdin is not None
         req = {"path": os.fspath(path), "kwargs": kwargs, "dump": dump}
+        if address_space:
+            req["address_space"] = address_space
         try:
             self.proc.stdin.write((json.dumps(req) + "\n").encode())
             self.proc.stdin.flush()
@@ -277,6 +298,7 @@ class Loader:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         ans = json.loads(line)
+        self.vm_kib = int(ans["vm_kib"])
         if ans["ok"]:
             return Result(ok=True, summary=ans["summary"], maxrss_kib=ans["maxrss_kib"])
         return Result(
@@ -548,3 +570,24 @@ def rows_of(summary: dict[str, Any], frame: str, snapshot: str) -> int:
     """Rows of ``frame`` for ``snapshot`` in a load's summary (0 if the snapshot is not loaded)."""
     ts = summary["snapshots"].get(snapshot)
     return int(summary["counts"][frame].get(ts, 0)) if ts is not None else 0
+
+
+def grow_capture(src: Path, dest: Path, n_snapshots: int, interval_s: int = 10) -> Path:
+    """A capture of ``n_snapshots`` made of ``src``'s real snapshots in turn, each under a new
+    name ``interval_s`` apart with ``start=``/``end=`` in its meta.txt to match (a longer capture
+    for the tests that need the loader's workers to have work)."""
+    snaps = snapshot_dirs(src)
+    dest.mkdir(parents=True)
+    t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    for k in range(n_snapshots):
+        when = t0 + datetime.timedelta(seconds=k * interval_s)
+        name = when.strftime("%Y%m%dT%H%M%S") + ".000000000Z"
+        new = dest / name
+        shutil.copytree(snaps[k % len(snaps)], new)
+        start = when.strftime("%Y-%m-%dT%H:%M:%S") + ".000000000Z"
+        end = when.strftime("%Y-%m-%dT%H:%M:%S") + ".050000000Z"
+        meta = (new / "meta.txt").read_text()
+        meta = re.sub(r"^start=.*$", f"start={start}", meta, flags=re.M)
+        meta = re.sub(r"^end=.*$", f"end={end}", meta, flags=re.M)
+        (new / "meta.txt").write_text(meta)
+    return dest

@@ -22,6 +22,7 @@ the example instead of stopping the suite. The properties:
 from __future__ import annotations
 
 import itertools
+import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,13 +45,14 @@ from damage_helpers import (
     snapshot_dirs,
     world_dir,
 )
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 N_SNAPSHOTS = 4
 MAX_EXAMPLES = 50
+SEED = 20261204  # fixed: every run damages the same way
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
@@ -193,41 +195,38 @@ def test_one_damage(
 # --- random damage
 
 
-@st.composite
-def damage_plans(draw: st.DrawFn, files: list[str]) -> list[Damage]:
-    """1-3 damages on at most 2 of the 4 snapshots (so untouched ones remain), each file at most once,
-    each snapshot at most one snapshot-level damage."""
-    snaps = draw(st.lists(st.integers(0, N_SNAPSHOTS - 1), min_size=1, max_size=2, unique=True))
+def damage_plan(rng: random.Random, files: list[str]) -> list[Damage]:
+    """1-3 damages on at most 2 of the 4 snapshots (so untouched ones remain), each file at most
+    once, each snapshot at most one snapshot-level damage. Drawn from a ``random.Random`` that
+    hypothesis seeds: kinds, files and cut positions come out uniform (hypothesis' own
+    strategies favour the simplest values: cuts at byte 0, no cache, no workers)."""
+    snaps = rng.sample(range(N_SNAPSHOTS), rng.randint(1, 2))
     plan: list[Damage] = []
     used: set[tuple[int, str]] = set()
-    for _ in range(draw(st.integers(1, 3))):
-        snap = draw(st.sampled_from(snaps))
-        kind = draw(st.sampled_from((*FILE_KINDS, *SNAPSHOT_KINDS, *STRAY_KINDS)))
+    for _ in range(rng.randint(1, 3)):
+        snap = rng.choice(snaps)
+        kind = rng.choice((*FILE_KINDS, *SNAPSHOT_KINDS, *STRAY_KINDS))
         if kind in SNAPSHOT_KINDS:
-            if (snap, "") in used:
-                continue
-            used.add((snap, ""))
-            plan.append(Damage(kind, snap))
+            if (snap, "") not in used:
+                used.add((snap, ""))
+                plan.append(Damage(kind, snap))
         elif kind in STRAY_KINDS:
-            where = draw(st.sampled_from((snap, -1)))
-            if (where, kind) in used:
-                continue
-            used.add((where, kind))
-            plan.append(Damage(kind, where))
+            where = rng.choice((snap, -1))
+            if (where, kind) not in used:
+                used.add((where, kind))
+                plan.append(Damage(kind, where))
         else:
-            name = draw(st.sampled_from(files))
+            name = rng.choice(files)
             if (snap, name) in used:
                 continue
             used.add((snap, name))
-            pos = draw(st.integers(1, 999_999)) / 1e6  # integers: floats cluster at 0.0
             data = b""
             if kind == "garbage_nul":
-                body = draw(st.binary(max_size=40))
-                at = draw(st.integers(0, len(body)))
-                data = body[:at] + b"\x00" + body[at:]
+                data = bytearray(rng.randbytes(rng.randint(0, 40)))
+                data.insert(rng.randint(0, len(data)), 0)
             elif kind == "garbage_text":
-                data = bytes(draw(st.lists(st.integers(1, 255), min_size=1, max_size=40)))
-            plan.append(Damage(kind, snap, name, pos, data))
+                data = bytearray(rng.randint(1, 255) for _ in range(rng.randint(1, 40)))
+            plan.append(Damage(kind, snap, name, rng.random(), bytes(data)))
     return plan
 
 
@@ -244,20 +243,19 @@ def test_random_damage(
     the run time stays the same whether the loader is fixed or not); a hang stops the test."""
     failures: list[str] = []
 
+    @seed(SEED)
     @settings(
-        derandomize=True,
         database=None,
         deadline=None,
         max_examples=MAX_EXAMPLES,
-        phases=(Phase.explicit, Phase.generate),  # no shrinking: an example may be a 2-minute hang
+        phases=(Phase.generate,),  # no shrinking: an example may be a 2-minute hang
         suppress_health_check=list(HealthCheck),
     )
-    @given(
-        plan=damage_plans(files),
-        cache=st.booleans(),
-        workers=st.sampled_from((1, 1, 1, 2)),  # workers=2 costs ~1.5 s a load: a quarter of them
-    )
-    def run(plan: list[Damage], cache: bool, workers: int) -> None:
+    @given(rng=st.randoms(use_true_random=True))
+    def run(rng: random.Random) -> None:
+        plan = damage_plan(rng, files)
+        cache = rng.random() < 0.5
+        workers = 2 if rng.random() < 0.25 else 1  # workers=2 costs ~1.5 s a load
         cap, expect = damaged_copy(base, pristine, plan)
         try:
             load_and_check(loader, cap, expect, plan, baseline, cache=cache, workers=workers)

