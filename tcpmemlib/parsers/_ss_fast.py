@@ -49,21 +49,18 @@ BATCH = 1 << 14  # records per columns() call: keeps each thread's part of the a
 
 
 def _spans(buf: pa.Buffer, vs: np.ndarray, ve: np.ndarray) -> pa.Array:
-    """``buf[vs[i]:ve[i]]`` as strings, null where ``vs[i] < 0``; the present spans are disjoint
-    and in increasing order (one per record)."""
+    """``buf[vs[i]:ve[i]]`` as strings, null where ``vs[i] < 0``."""
     n = len(vs)
     absent = vs < 0
     if n == 0 or absent.all():
         return pa.nulls(n, pa.large_string())
-    if absent.any():  # an empty span at the last end so far keeps the offsets increasing
-        fill = np.maximum.accumulate(np.where(absent, 0, ve))
-        vs, ve = np.where(absent, fill, vs), np.where(absent, fill, ve)
-    offsets = np.empty(2 * n, dtype=np.int64)
-    offsets[0::2] = vs
-    offsets[1::2] = ve
-    both = pa.LargeStringArray.from_buffers(2 * n - 1, pa.py_buffer(offsets), buf)
-    even = np.arange(0, 2 * n - 1, 2)
-    return both.take(pa.array(even, mask=absent) if absent.any() else pa.array(even))
+    offsets = np.empty(n + 1, dtype=np.int64)
+    data = _sstok.gather(buf, vs, ve, offsets)
+    nulls = int(absent.sum())
+    valid = pa.py_buffer(np.packbits(~absent, bitorder="little")) if nulls else None
+    return pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(data), valid, nulls
+    )
 
 
 @dataclass
@@ -86,8 +83,13 @@ class CColumns:
         k = SPANS.index(name)
         return self.spans[2 * k], self.spans[2 * k + 1]
 
-    def strings(self, name: str) -> pa.Array:
-        return _spans(self.buf, *self.span(name))
+    def strings(self, names: tuple[str, ...], threads: int = 2) -> dict[str, pa.Array]:
+        """The string columns ``names`` (copied out of the text by ``threads`` threads)."""
+        if threads <= 1:
+            return {name: _spans(self.buf, *self.span(name)) for name in names}
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            arrays = pool.map(lambda name: _spans(self.buf, *self.span(name)), names)
+            return dict(zip(names, arrays, strict=True))
 
     def owners(self) -> np.ndarray:
         """One tuple of ``(comm, pid, fd)`` per record (``()`` for none and for slow records)."""
@@ -104,10 +106,14 @@ def parse(text: str, threads: int = 2) -> CColumns:
     if _sstok is None:
         raise RuntimeError("tcpmemlib.parsers._sstok is not built (pip install -e . with gcc)")
     data = _sstok.utf8(text)
-    size = _sstok.count_lines(data) + 1
-    starts, ends, numbers = (np.empty(size, dtype=np.int64) for _ in range(3))
-    n = _sstok.split(data, starts, ends, numbers)
-    starts, ends, numbers = starts[:n].copy(), ends[:n].copy(), numbers[:n].copy()
+    size = len(text) // 64 + 16  # ss lines are longer: no count of the lines first
+    while True:
+        starts, ends, numbers = (np.empty(size, dtype=np.int64) for _ in range(3))
+        n = _sstok.split(data, starts, ends, numbers)
+        if n >= 0:
+            break
+        size = _sstok.count_lines(data) + 1
+    starts, ends, numbers = starts[:n], ends[:n], numbers[:n]
     out = CColumns(
         pa.py_buffer(data),
         starts,

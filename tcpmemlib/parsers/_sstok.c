@@ -749,7 +749,7 @@ static PyObject *count_lines(PyObject *self, PyObject *arg)
 /* split(data, starts, ends, numbers) -> n
  *   Records of data (_ss_line.records): starts/ends (int64, byte offsets; the end excludes the
  *   last line's newline) and the 1-based number of each one's first physical line; blank and header
- *   records are left out. The three arrays must hold at least data.count(b"\n") + 1 entries. */
+ *   records are left out. -1 when the arrays are too small (data.count(b"\n") + 1 always do). */
 static PyObject *split(PyObject *self, PyObject *args)
 {
     Py_buffer data, bs, be, bn;
@@ -793,10 +793,7 @@ static PyObject *split(PyObject *self, PyObject *args)
             S[k] = rs - b, E[k] = re - b, N[k] = rno, k++;
     }
     Py_END_ALLOW_THREADS
-    if (full)
-        PyErr_SetString(PyExc_ValueError, "_sstok.split: output arrays too small");
-    else
-        ret = PyLong_FromLongLong(k);
+    ret = PyLong_FromLongLong(full ? -1 : k);
     PyBuffer_Release(&data);
     PyBuffer_Release(&bs);
     PyBuffer_Release(&be);
@@ -974,6 +971,53 @@ done:
     return out;
 }
 
+/* ---- gather --------------------------------------------------------------------------------- */
+
+/* gather(data, starts, ends, offsets) -> bytes
+ *   The spans data[starts[i]:ends[i]] (-1: absent, taken as empty) concatenated; offsets (int64,
+ *   n + 1 entries, out) gets where each one starts in the result: an Arrow string column. */
+static PyObject *gather(PyObject *self, PyObject *args)
+{
+    Py_buffer data, bs, be, bo;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &data, &bs, &be, &bo))
+        return NULL;
+    PyObject *out = NULL;
+    int64_t n = bs.len / 8, total = 0;
+    if (need(&be, n * 8, "ends") < 0 || need(&bo, (n + 1) * 8, "offsets") < 0)
+        goto done;
+    const int64_t *S = bs.buf, *E = be.buf;
+    for (int64_t i = 0; i < n; i++) {
+        if (S[i] < 0)
+            continue;
+        if (S[i] > E[i] || E[i] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "_sstok: span out of range");
+            goto done;
+        }
+        total += E[i] - S[i];
+    }
+    if (!(out = PyBytes_FromStringAndSize(NULL, total)))
+        goto done;
+    char *dst = PyBytes_AS_STRING(out);
+    const char *src = data.buf;
+    int64_t *O = bo.buf, at = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        O[i] = at;
+        if (S[i] >= 0) {
+            memcpy(dst + at, src + S[i], (size_t)(E[i] - S[i]));
+            at += E[i] - S[i];
+        }
+    }
+    O[n] = at;
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&bs);
+    PyBuffer_Release(&be);
+    PyBuffer_Release(&bo);
+    return out;
+}
+
 /* ---- utf8: a str's UTF-8 as a buffer -------------------------------------------------------- */
 
 typedef struct {
@@ -1061,6 +1105,7 @@ static PyMethodDef methods[] = {
     {"split", split, METH_VARARGS, "Cut ss text into socket records (blank and header left out)."},
     {"columns", columns, METH_VARARGS, "Fill the column arrays of records, or flag them slow."},
     {"owners", owners, METH_VARARGS, "users:(...) bodies -> tuples of (comm, pid, fd)."},
+    {"gather", gather, METH_VARARGS, "Spans of a buffer -> one bytes object and its offsets."},
     {"utf8", utf8, METH_O, "A str's UTF-8 bytes as a read-only buffer (no copy for ASCII)."},
     {NULL, NULL, 0, NULL},
 };

@@ -203,7 +203,7 @@ def empty_frame(categories: tuple[str, ...] = ()) -> pd.DataFrame:
             data[col] = pd.Categorical.from_codes(np.zeros(0, dtype=np.int8), dtype=_NO_CATEGORIES)
         else:
             data[col] = pd.Series([], dtype=dtype)  # type: ignore[call-overload]
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)
 
 
 @dataclass
@@ -269,8 +269,7 @@ def _c_engine(path: str | None, text: str) -> _Columns:
     n = len(cc.starts)
     values: dict[str, object] = dict(zip(_ss_fast.INT_COLUMNS, cc.ints, strict=True))
     values["rtt_ms"] = cc.rtt_ms
-    for name in _ss_fast.SPANS[:-1]:
-        values[name] = cc.strings(name)
+    values.update(cc.strings(_ss_fast.SPANS[:-1], THREADS))
     values["unparsed"] = pa.nulls(n, pa.large_string())
     cols = _Columns(values, cc.owners(), cc.line_numbers, np.zeros(n, dtype=bool), [], cc.record)
     slow = np.flatnonzero(cc.slow)
@@ -330,7 +329,7 @@ def _frame(cols: _Columns, categories: tuple[str, ...]) -> pd.DataFrame:
                 data[col] = _category(arr)
             else:
                 data[col] = pd.array(arr, dtype=STRING)
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)
 
 
 def read_numbered(
