@@ -25,14 +25,8 @@ try:  # built by setup.py; optional: without it read_ss runs the reference engin
     from tcpmemlib.parsers import _sstok
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     _sstok = None
-if _sstok is not None and getattr(_sstok, "ABI", None) != 3:  # a stale build: rebuild with pip
-    _sstok = None
-if _sstok is not None:
-    _sstok.configure(sorted(_ss_line.IGNORED_KEYS))
 
 __all__ = ["AVAILABLE", "BATCH", "INT_COLUMNS", "SPANS", "CColumns", "parse"]
-
-AVAILABLE = _sstok is not None
 
 # The C engine's columns, in the order of its arrays (_sstok.c: the I_* and S_* enums).
 INT_COLUMNS = (
@@ -45,6 +39,12 @@ SPANS = (
     "netid", "state", "local_address", "local_port", "peer_address", "peer_port", "sk", "cgroup",
     "timer", "users",
 )  # fmt: skip
+_built = tuple(getattr(_sstok, name, None) for name in ("ABI", "N_INT", "N_SPAN"))
+if _built != (3, len(INT_COLUMNS), len(SPANS)):  # not built, or stale: pip install -e . again
+    _sstok = None
+if _sstok is not None:
+    _sstok.configure(sorted(_ss_line.IGNORED_KEYS))
+AVAILABLE = _sstok is not None
 BATCH = 1 << 14  # records per columns() call: keeps each thread's part of the arrays cache-warm
 
 

@@ -14,8 +14,6 @@ import re
 from typing import Any
 
 __all__ = [
-    "FLOAT_FIELDS",
-    "INT_FIELDS",
     "STRING_FIELDS",
     "BadLine",
     "is_header",
@@ -112,26 +110,7 @@ IGNORED_KEYS = frozenset(_IGNORED_KEYS_TEXT.split())
 # Two-token fields: "send 1.2Mbps", "pacing_rate 2Gbps[/3Gbps]", "delivery_rate 1Mbps".
 RATE_WORDS = frozenset({"send", "pacing_rate", "delivery_rate"})
 
-INT_FIELDS = (
-    "recv_q",
-    "send_q",
-    "inode",
-    "uid",
-    *SKMEM_KEYS.values(),
-    "rcv_space",
-    "rcv_ssthresh",
-    "notsent",
-    "bytes_sent",
-    "bytes_acked",
-    "bytes_received",
-    "snd_wnd",
-    "rcv_wnd",
-    "cwnd",
-    "mss",
-    "advmss",
-    "rcvmss",
-)
-FLOAT_FIELDS = ("rtt_ms",)
+# (capture.py's SOCKET_CATEGORIES; ss.STRING_COLUMNS is the public name, with "unparsed")
 STRING_FIELDS = (
     "local_address",
     "local_port",
