@@ -419,6 +419,14 @@ def test_bytes_that_are_not_utf8_are_escaped_never_a_rejected_file(tmp_path):
     assert read_ss(latin)["owners"].iloc[0] == (("caf\\xe9", 1, 3),)
 
 
+def test_text_with_a_lone_surrogate_parses():
+    """Text decoded elsewhere with surrogateescape has no UTF-8 form: still rows, never a raw
+    UnicodeEncodeError."""
+    line = ESTAB_UNREAD.replace('(("python",', '(("caf\udce9",', 1)
+    got = same_in_every_engine("\n".join([line, TIME_WAIT]))
+    assert got.frame["owners"].iloc[0][0][0] == "caf\udce9" and not got.errors
+
+
 def test_a_name_split_by_a_newline_is_joined_and_kept_as_backslash_n():
     """ss prints `users:(("a` and `b",pid=...` on two lines; collect.sh writes the same name as
     the two characters \n: both give one row and the same name."""

@@ -265,7 +265,10 @@ def _reference(path: str | None, text: str) -> _Columns:
 
 def _c_engine(path: str | None, text: str) -> _Columns:
     """The C engine over ``text``; the records it flags slow go to the reference parser."""
-    cc = _ss_fast.parse(text, THREADS)
+    try:
+        cc = _ss_fast.parse(text, THREADS)
+    except UnicodeEncodeError:  # a lone surrogate (text decoded with surrogateescape): no UTF-8
+        return _reference(path, text)
     n = len(cc.starts)
     values: dict[str, object] = dict(zip(_ss_fast.INT_COLUMNS, cc.ints, strict=True))
     values["rtt_ms"] = cc.rtt_ms
