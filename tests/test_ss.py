@@ -531,3 +531,16 @@ def test_read_numbered_contract():
         read_numbered(None, "", engine="numpy")
     empty = read_numbered(None, "", ss_mod.STRING_COLUMNS)
     assert len(empty.frame) == 0 and len(empty.line_numbers) == 0
+
+
+def test_starts_record_tells_when_texts_can_be_read_joined():
+    open_end = 'ESTAB 0 0 127.0.0.1:5 127.0.0.1:6 users:(("a\n'
+    rest = 'b",pid=7,fd=8)) ino:9 sk:a\n'
+    assert not ss_mod.starts_record(rest) and not ss_mod.starts_record("\t skmem:(r0)\n")
+    assert not ss_mod.starts_record("\n" + TIME_WAIT) and not ss_mod.starts_record("garbage\n")
+    assert ss_mod.starts_record(TIME_WAIT + "\n") and ss_mod.starts_record("tcp " + ESTAB_UNREAD)
+    assert ss_mod.starts_record("State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n")
+    joined = same_in_every_engine(open_end + rest)  # (what a text not starting a record risks)
+    assert joined.line_numbers.tolist() == [1] and joined.frame["inode"].iloc[0] == 9
+    apart = same_in_every_engine(open_end + TIME_WAIT + "\n")
+    assert apart.line_numbers.tolist() == [2] and [e.line_no for e in apart.errors] == [1]

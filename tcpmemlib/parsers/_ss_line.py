@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "STRING_FIELDS",
     "BadLine",
+    "can_start",
     "is_header",
     "is_open",
     "parse_line",
@@ -124,6 +125,11 @@ STRING_FIELDS = (
 
 def is_header(line: str) -> bool:
     return HEADER_RE.match(line) is not None
+
+
+def can_start(line: str) -> bool:
+    """True when the physical ``line`` can start a socket record (``START_RE``) or is a header."""
+    return START_RE.match(line) is not None or is_header(line)
 
 
 def is_open(record: str) -> bool:

@@ -5,6 +5,7 @@ API:
 - ``read_ss(source)`` (alias ``parse``): ``source`` is a path (``X`` or ``X.gz``), bytes, or the text.
   Returns the frame below; raises ``ParseError`` (path, line number, line) for the first record that
   is not a socket line (a missing file, a corrupt gzip, NUL bytes: see ``parsers.text``).
+- ``starts_record(text)``: whether ``text`` can be read joined after another text (see there).
 - ``read_numbered(path, text, categories=()) -> SsRead``: what ``load_capture`` calls. Never raises
   for a bad record: ``SsRead.frame`` holds the good ones, ``SsRead.line_numbers`` the 1-based number
   of each row's first physical line in ``text``, ``SsRead.errors`` one ``ParseError`` per bad record
@@ -115,6 +116,7 @@ __all__ = [
     "parse",
     "read_numbered",
     "read_ss",
+    "starts_record",
 ]
 
 STRING = pd.StringDtype("pyarrow")
@@ -358,6 +360,14 @@ def read_numbered(
     cols.errors.sort(key=lambda e: e.line_no or 0)
     numbers = cols.line_numbers[~cols.bad]
     return SsRead(_frame(cols, categories), numbers, cols.errors)
+
+
+def starts_record(text: str) -> bool:
+    """True when the first line of ``text`` starts a socket record (or is ss's header). Texts read
+    as one (``"".join(texts)``) stay apart when each after the first does this: otherwise its first
+    line would continue the text before (a TAB-led line, or the rest of a process name that held a
+    newline when the last record before is open) and its rows would be counted in that text."""
+    return _ss_line.can_start(text.split("\n", 1)[0])
 
 
 def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
