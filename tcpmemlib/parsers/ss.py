@@ -60,7 +60,7 @@ marks versions not checked against iproute2/kernel history here:
 | ``advmss`` | UInt32 | bytes | ``advmss:`` (``-i``) | early (unverified) |
 | ``rcvmss`` | UInt32 | bytes | ``rcvmss:`` (``-i``) | early (unverified) |
 | ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is rttvar) (``-i``) | always |
-| ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``) | always |
+| ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``); comm escaped (see Notes) | always |
 | ``unparsed`` | string | | tokens read_ss does not know, space-joined; NA when none | |
 
 Notes:
