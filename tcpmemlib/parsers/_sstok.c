@@ -391,18 +391,22 @@ static inline const unsigned char *token(const unsigned char *p, const unsigned 
                                          const unsigned char **te, int *ctl)
 {
     static const uint64_t SPACES = 0x2020202020202020ull;
-    for (;;) {
-        while (e - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            if (w != SPACES)
+    if (e - p >= 2 && p[0] == ' ' && p[1] > 0x20) { /* one space: ss's usual separator */
+        p++;
+    } else {
+        for (;;) {
+            while (e - p >= 8) {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                if (w != SPACES)
+                    break;
+                p += 8;
+            }
+            if (p < e && CLASS[*p] == C_WS)
+                p++;
+            else
                 break;
-            p += 8;
         }
-        if (p < e && CLASS[*p] == C_WS)
-            p++;
-        else
-            break;
     }
     const unsigned char *s = p;
     for (;;) {
