@@ -1,8 +1,9 @@
 """Build hooks: the one C extension, and the files shipped beside the code; the rest is in pyproject.toml.
 
-``tcpmemlib.parsers._sstok`` is read_ss's field extractor in C (see the file's header). It is
-optional: without a C compiler the install still succeeds and read_ss uses its numpy path, which
-gives the same frames, slower (tests/test_ss_fast.py checks the extension is built where gcc is).
+``tcpmemlib.parsers._sstok`` is read_ss's C engine (see the file's header). It is optional: without
+a C compiler the install still succeeds and read_ss runs its reference engine (``_ss_line``), which
+gives the same frames and errors, slower (bench/README.md gives the ratio). tests/test_ss.py checks
+that the extension is built where gcc is, and that read_ss works without it.
 
 The report notebooks (``notebooks/*.ipynb``) and the collector (``collect.sh``) live at the top of the
 repository, where ``make`` and a reader find them. ``build_py`` copies them into the package as

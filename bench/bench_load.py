@@ -180,8 +180,8 @@ def _child(kind: str, path: Path) -> dict[str, float]:
                 rows += len(gzip.decompress(data) if p.name.endswith(".gz") else data)
     elif kind == "read_ss":
         from tcpmemlib.capture import SS_BATCH_BYTES
-        from tcpmemlib.parsers._text import read_text
         from tcpmemlib.parsers.ss import read_ss
+        from tcpmemlib.parsers.text import read_text
 
         batch: list[str] = []
         size = 0

@@ -3,14 +3,15 @@
 # UndefinedBehaviorSanitizer in a scratch clone, and run the ss parser tests against that build
 # (both engines, fixtures, hypothesis: SS_PROP_EXAMPLES examples each). Developer check, not part
 # of `make test`: the sanitizers must be preloaded into Python, which slows everything down.
-# Usage: sh scripts/asan-check.sh [examples]   (from the repository root, after `make setup-dev`)
+# Usage: sh scripts/asan-check.sh [examples]   (from the repository root, after `make setup-dev`;
+# PYTHON=/path/to/python to use another environment's interpreter). Checks the committed tree.
 set -eu
 examples=${1:-2000}
 root=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 git clone -q "$root" "$work/tree"
-py="$root/.venv/bin/python"
+py=${PYTHON:-"$root/.venv/bin/python"}
 include=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 cd "$work/tree"

@@ -240,7 +240,7 @@ class _SocketFiles:
             text = read_snapshot_file(snap, base, dir_fd, self.problems)
             if text is None:
                 continue
-            if text[:1] in (" ", "\t"):  # a continuation line first: it would join the file before
+            if not ss.starts_record(text):  # it would join the file before it: parse it alone
                 self._parse([(i, snap, base, text)])
                 continue
             self.batch.append((i, snap, base, text))

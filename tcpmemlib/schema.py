@@ -66,17 +66,14 @@ META_COLUMNS: dict[str, str] = {
 
 # Every read_ss string column, kept as a category in ``Capture.sockets``: the same few addresses,
 # ports, cookies and cgroup paths repeat in every snapshot (2-4 bytes a row instead of ~15).
-SOCKET_CATEGORIES: tuple[str, ...] = tuple(
-    c for c, d in ss.DTYPES.items() if isinstance(d, pd.StringDtype)
-)
+SOCKET_CATEGORIES: tuple[str, ...] = ss.STRING_COLUMNS
 
 
 def socket_rows_template() -> pd.DataFrame:
     """The empty ``read_ss`` frame as the loader keeps it: ``SOCKET_CATEGORIES`` and ``netid``
     as categories with ``str`` categories."""
-    frame = ss.empty_frame()
-    for column in (*SOCKET_CATEGORIES, "netid"):
-        frame[column] = frame[column].astype(EMPTY_STR_CATEGORY)
+    frame = ss.empty_frame(SOCKET_CATEGORIES)
+    frame["netid"] = frame["netid"].astype(EMPTY_STR_CATEGORY)
     return frame
 
 

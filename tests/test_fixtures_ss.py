@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tcpmemlib.parsers import ss as ss_mod
-from tcpmemlib.parsers._ss_fast import ENGINES
-from tcpmemlib.parsers.ss import read_ss
+from tcpmemlib.parsers.ss import ENGINES, read_numbered
+from tcpmemlib.parsers.text import read_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ss"
 EXPECTED = sorted(FIXTURES.glob("*/*.expected.json"))
@@ -51,7 +50,10 @@ def test_fixtures_exist_with_source():
 @pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture(expected: Path):
     spec = json.loads(expected.read_text())
-    df = read_ss(_input_for(expected))
+    path, text = read_text(_input_for(expected))
+    result = read_numbered(path, text)
+    assert [e.line_no for e in result.errors] == spec.get("errors", []), result.errors
+    df = result.frame
     if "rows" in spec:
         assert len(df) == spec["rows"]
     assert spec["checks"], "a fixture must check something"
@@ -71,12 +73,11 @@ def test_fixture(expected: Path):
                 assert _matches(row[col], want), (check["where"], col, row[col], want)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_fast_path_equals_reference(expected: Path, engine: str):
-    from tcpmemlib.parsers._text import read_text
-
+def test_every_engine_gives_the_same(expected: Path):
     path, text = read_text(_input_for(expected))
-    fast = ss_mod._read_fast(path, text, threads=1, engine=engine)
-    ref = ss_mod._read_reference(path, text)
-    pd.testing.assert_frame_equal(fast, ref)
+    results = [read_numbered(path, text, engine=e) for e in ENGINES]
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other.frame, results[0].frame)
+        assert other.line_numbers.tolist() == results[0].line_numbers.tolist()
+        assert [str(e) for e in other.errors] == [str(e) for e in results[0].errors]

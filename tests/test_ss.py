@@ -15,12 +15,21 @@ import pytest
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers import ss as ss_mod
-from tcpmemlib.parsers._ss_fast import ENGINES
-from tcpmemlib.parsers._text import read_text
-from tcpmemlib.parsers.ss import COLUMNS, DTYPES, parse, read_ss
+from tcpmemlib.parsers.ss import COLUMNS, DTYPES, ENGINES, SsRead, parse, read_numbered, read_ss
+from tcpmemlib.parsers.text import read_text
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "ss"
+
+
+def same_in_every_engine(text: str, categories: tuple[str, ...] = ()) -> SsRead:
+    """read_numbered with each engine: the same frame, line numbers and errors; returns one."""
+    results = [read_numbered("f", text, categories, engine=e) for e in ENGINES]
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other.frame, results[0].frame)
+        assert other.line_numbers.tolist() == results[0].line_numbers.tolist()
+        assert [str(e) for e in other.errors] == [str(e) for e in results[0].errors]
+    return results[0]
 
 
 def _load_workload():
@@ -241,11 +250,6 @@ def test_bad_inputs_raise_parse_error(tmp_path):
     trunc.write_bytes(gzip.compress(b"x" * 1000)[:20])
     with pytest.raises(ParseError, match="gzip"):
         read_ss(trunc)
-    latin = tmp_path / "latin.txt"
-    latin.write_bytes(b'ESTAB 0 0 1.2.3.4:5 1.2.3.4:6 users:(("caf\xe9",pid=1,fd=3))\n')
-    with pytest.raises(ParseError) as exc:
-        read_ss(latin)
-    assert exc.value.line_no == 1
 
 
 def test_read_text_api(tmp_path):
@@ -287,18 +291,15 @@ def test_live_unread_bytes_and_owners():
         assert df["unparsed"].isna().all()
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch, engine):
-    """Many small batches in 2 threads, with per-line-parser rows scattered among them."""
+def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch):
+    """Many small batches in 2 threads, with reference-parser rows scattered among them."""
     from tcpmemlib.parsers import _ss_fast
 
     monkeypatch.setattr(_ss_fast, "BATCH", 7)
-    texts = [p.read_text() for p in sorted(FIXTURES.glob("*/*.txt"))]
+    texts = [read_text(p)[1] for p in sorted(FIXTURES.glob("*/*.txt*"))]
     text = "\n".join([*texts, HOSTILE, TIME_WAIT, ESTAB_UNREAD + " frobnicate:1"]) * 3
-    fast = ss_mod._read_fast(None, text, threads=2, engine=engine)
-    ref = ss_mod._read_reference(None, text)
-    pd.testing.assert_frame_equal(fast, ref)
-    assert len(fast) > 7 * 10
+    result = same_in_every_engine(text)
+    assert len(result.frame) > 2000 * 3 and len(result.errors) == 7 * 3  # (names_sorted.txt)
 
 
 @pytest.mark.parametrize(
@@ -311,16 +312,8 @@ def test_batches_threads_and_fallback_rows_agree_with_reference(monkeypatch, eng
         TIME_WAIT + "\r\n\t \r\n" + LISTEN_SHARED + "\r\n",  # CRLF
     ],
 )
-@pytest.mark.parametrize("engine", ENGINES)
-def test_edge_layouts_same_in_both_paths(text, engine):
-    try:
-        fast = ss_mod._read_fast(None, text, threads=1, engine=engine)
-    except ParseError as err:
-        with pytest.raises(ParseError) as ref_err:
-            ss_mod._read_reference(None, text)
-        assert ref_err.value.line_no == err.line_no
-        return
-    pd.testing.assert_frame_equal(fast, ss_mod._read_reference(None, text))
+def test_edge_layouts_same_in_every_engine(text):
+    same_in_every_engine(text)
 
 
 def test_comm_that_looks_like_an_owner_separator():
@@ -330,64 +323,76 @@ def test_comm_that_looks_like_an_owner_separator():
     df = read_ss(text)
     assert df["owners"].iloc[1] == (("a),(b", 5762, 8),)
     assert df["owners"].iloc[2][0] == ("python", 5761, 3)
-    pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))
+    same_in_every_engine(text)
 
 
 def test_the_c_extractor_is_built_here():
     """setup.py builds tcpmemlib.parsers._sstok where a C compiler is (this machine and CI): read_ss
     must use it, or it is ~3x slower without saying so."""
-    from tcpmemlib.parsers import _ss_fast
-
-    assert _ss_fast.ENGINES[0] == "c", "tcpmemlib.parsers._sstok is not built: pip install -e ."
+    assert ENGINES[0] == "c", "tcpmemlib.parsers._sstok is not built: pip install -e ."
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_u32_field_above_its_range_names_the_line(engine):
+def test_a_u32_field_above_its_range_names_the_line():
     """skmem/queue/-i fields are the kernel's u32: a bigger number is not ss output. It must not
-    wrap around in the UInt32 column: ParseError with the file's line number, in both paths."""
+    wrap around in the UInt32 column: an error with the file's line number, in every engine."""
     big = re.sub(r"skmem:\(r[0-9]+", "skmem:(r4294967296", ESTAB_UNREAD, count=1)
     assert big != ESTAB_UNREAD
     text = "\n".join([TIME_WAIT, LISTEN_SHARED, big, TIME_WAIT])
-    with pytest.raises(ParseError) as err:
-        ss_mod._read_fast(None, text, threads=1, engine=engine)
-    assert err.value.line_no == 3 and "skmem_r" in str(err.value)
-    with pytest.raises(ParseError) as ref:
-        ss_mod._read_reference(None, text)
-    assert ref.value.line_no == 3
+    result = same_in_every_engine(text)
+    assert len(result.frame) == 3 and result.line_numbers.tolist() == [1, 2, 4]
+    (err,) = result.errors
+    assert err.line_no == 3 and "skmem_r" in str(err) and err.line == big
+    with pytest.raises(ParseError) as exc:
+        read_ss(text)
+    assert exc.value.line_no == 3
     ok = re.sub(r"skmem:\(r[0-9]+", "skmem:(r4294967295", ESTAB_UNREAD, count=1)
     assert read_ss(ok)["skmem_r"].iloc[0] == 4294967295
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_pid_above_int_range_names_the_line(engine):
+@pytest.mark.parametrize(
+    ("old", "new", "what"),
+    [
+        ("bytes_received:65536", "bytes_received:9223372036854775808", "bytes_received"),
+        ("bytes_received:65536", "bytes_received:99999999999999999999999", "bytes_received"),
+        ("ESTAB  65536 ", "ESTAB  9223372036854775808 ", "Recv-Q"),
+        ("skmem:(r68032,", "skmem:(r18446744073709551616,", "skmem r"),
+        ("cwnd:10", "cwnd:4294967296", "cwnd"),
+    ],
+)
+def test_integers_above_their_range_are_errors_naming_the_line(old, new, what):
+    """#10.8: never an OverflowError; 2**63-1 itself is an Int64 value."""
+    line = ESTAB_UNREAD.replace(old, new)
+    assert line != ESTAB_UNREAD
+    result = same_in_every_engine("\n".join([TIME_WAIT, line]))
+    assert len(result.frame) == 1
+    (err,) = result.errors
+    assert err.line_no == 2 and what in err.reason, err
+    top = ESTAB_UNREAD.replace("bytes_received:65536", "bytes_received:9223372036854775807")
+    assert same_in_every_engine(top).frame["bytes_received"].iloc[0] == 2**63 - 1
+
+
+def test_a_pid_above_int_range_names_the_line():
     """pid_t and fds are C ints: a users:(...) pid beyond that is not ss output (never dropped)."""
     big = re.sub(r"pid=[0-9]+", "pid=99999999999", ESTAB_UNREAD, count=1)
     assert big != ESTAB_UNREAD
-    text = "\n".join([TIME_WAIT, big])
-    with pytest.raises(ParseError) as err:
-        ss_mod._read_fast(None, text, threads=1, engine=engine)
-    assert err.value.line_no == 2
-    with pytest.raises(ParseError):
-        ss_mod._read_reference(None, text)
+    result = same_in_every_engine("\n".join([TIME_WAIT, big]))
+    assert [e.line_no for e in result.errors] == [2] and len(result.frame) == 1
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_same_pid_and_fd_under_two_names_keep_both(engine):
-    """Owner tuples are shared between rows with the same (pid, fd) -- unless the name differs
-    (the process exec'd between two snapshots read together)."""
+def test_same_pid_and_fd_under_two_names_keep_both():
+    """Owner tuples are shared between rows with the same users:(...) text -- not when the name
+    differs (the process exec'd between two snapshots read together)."""
     renamed = ESTAB_UNREAD.replace('(("python",', '(("nginx",', 1)
     assert renamed != ESTAB_UNREAD
-    text = "\n".join([ESTAB_UNREAD, renamed, ESTAB_UNREAD])
-    df = ss_mod._read_fast(None, text, threads=1, engine=engine)
+    df = same_in_every_engine("\n".join([ESTAB_UNREAD, renamed, ESTAB_UNREAD])).frame
     assert [o[0][0] for o in df["owners"]] == ["python", "nginx", "python"]
-    pd.testing.assert_frame_equal(df, ss_mod._read_reference(None, text))
 
 
-def test_without_the_c_extractor_read_ss_falls_back_to_numpy(tmp_path):
-    """A machine without a C compiler installs without _sstok: read_ss must still work (numpy
-    engine) and give the same frame."""
+def test_without_the_c_extractor_read_ss_runs_the_reference_engine(tmp_path):
+    """A machine without a C compiler installs without _sstok: read_ss must still work (the
+    reference engine) and give the same frame."""
     fixture = FIXTURES / "iproute2-6.1.0_kernel-6.18" / "tanmieOpH.txt"
-    out = tmp_path / "numpy.pkl"
+    out = tmp_path / "reference.pkl"
     code = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -395,10 +400,147 @@ class Block(importlib.abc.MetaPathFinder):
         if name == "tcpmemlib.parsers._sstok":
             raise ImportError("blocked for the test")
 sys.meta_path.insert(0, Block())
-from tcpmemlib.parsers import _ss_fast
-assert _ss_fast.ENGINES == ("numpy",), _ss_fast.ENGINES
+from tcpmemlib.parsers import ss
+assert ss.ENGINES == ("reference",), ss.ENGINES
 import tcpmemlib
 tcpmemlib.read_ss({str(fixture)!r}).to_pickle({str(out)!r})
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     pd.testing.assert_frame_equal(pd.read_pickle(out), read_ss(fixture))
+
+
+# --- process names ss prints raw (#10.6) -----------------------------------------------------
+
+
+def test_bytes_that_are_not_utf8_are_escaped_never_a_rejected_file(tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b'ESTAB 0 0 1.2.3.4:5 1.2.3.4:6 users:(("caf\xe9",pid=1,fd=3))\n')
+    assert read_text(latin)[1] == 'ESTAB 0 0 1.2.3.4:5 1.2.3.4:6 users:(("caf\\xe9",pid=1,fd=3))\n'
+    assert read_ss(latin)["owners"].iloc[0] == (("caf\\xe9", 1, 3),)
+
+
+def test_text_with_a_lone_surrogate_parses():
+    """Text decoded elsewhere with surrogateescape has no UTF-8 form: still rows, never a raw
+    UnicodeEncodeError."""
+    line = ESTAB_UNREAD.replace('(("python",', '(("caf\udce9",', 1)
+    got = same_in_every_engine("\n".join([line, TIME_WAIT]))
+    assert got.frame["owners"].iloc[0][0][0] == "caf\udce9" and not got.errors
+
+
+def test_a_name_split_by_a_newline_is_joined_and_kept_as_backslash_n():
+    """ss prints `users:(("a` and `b",pid=...` on two lines; collect.sh writes the same name as
+    the two characters \n: both give one row and the same name."""
+    head = 'ESTAB 0 0 127.0.0.1:5 127.0.0.1:6 users:(("'
+    tail = '",pid=7,fd=8)) ino:9 sk:a cgroup:/ <-> skmem:(r0,rb1,t0,tb1,f0,w0,o0,bl0,d0) cwnd:10'
+    raw = "\n".join([TIME_WAIT, head + "a\n\nb" + tail, TIME_WAIT])
+    escaped = "\n".join([TIME_WAIT, head + "a\\n\\nb" + tail, TIME_WAIT])
+    got = same_in_every_engine(raw)
+    assert not got.errors and got.line_numbers.tolist() == [1, 2, 5]
+    assert got.frame["owners"].iloc[1] == (("a\\n\\nb", 7, 8),)
+    assert got.frame["cwnd"].iloc[1] == 10 and got.frame["skmem_rb"].iloc[1] == 1
+    pd.testing.assert_frame_equal(got.frame, same_in_every_engine(escaped).frame)
+
+
+@pytest.mark.parametrize(
+    ("users", "owners"),
+    [
+        ('(("a)b",pid=1,fd=2))', (("a)b", 1, 2),)),
+        ('(("a),(b",pid=1,fd=2),("c",pid=3,fd=4))', (("a),(b", 1, 2), ("c", 3, 4))),
+        ('(("q"u,o",pid=1,fd=2))', (('q"u,o', 1, 2),)),
+        ('(("x",pid=1",pid=2,fd=3))', (('x",pid=1', 2, 3),)),
+        ('(("",pid=1,fd=2))', (("", 1, 2),)),
+        ('(("ino:5 mss:1",pid=1,fd=2))', (("ino:5 mss:1", 1, 2),)),
+    ],
+)
+def test_names_with_quotes_commas_parentheses_parse(users, owners):
+    line = f"ESTAB 0 0 127.0.0.1:5 127.0.0.1:6 users:{users} ino:9 sk:a mss:7"
+    row = same_in_every_engine(line).frame.iloc[0]
+    assert row["owners"] == owners and row["inode"] == 9 and row["mss"] == 7
+
+
+def test_one_bad_line_never_costs_the_file(tmp_path):
+    text = "\n".join(
+        [LISTEN_SHARED, "garbage here", ESTAB_UNREAD, 'ESTAB 0 0 a:1 b:2 users:(("x', TIME_WAIT]
+    )
+    got = same_in_every_engine(text)
+    assert got.line_numbers.tolist() == [1, 3, 5]
+    assert [(e.path, e.line_no) for e in got.errors] == [("f", 2), ("f", 4)]
+    assert got.errors[0].line == "garbage here" and "users:(" in got.errors[1].reason
+    with pytest.raises(ParseError) as exc:
+        read_ss(text)
+    assert exc.value.line_no == 2  # read_ss: the first bad record, as documented
+
+
+def test_clean_and_odd_texts_give_the_same_dtypes():
+    """Mixed clean and odd files load together (#10.6: `dtype of categories must be the same`):
+    every category column has str categories, even when all NA or empty."""
+    odd = (FIXTURES / "iproute2-6.1.0_kernel-6.18_odd_names" / "names_sorted.txt").read_bytes()
+    texts = [
+        read_text(FIXTURES / "iproute2-6.1.0_kernel-6.18" / "tuanmieOpH_netid.txt")[1],
+        read_text(odd)[1],
+        "",
+        "garbage\n",
+        TIME_WAIT,
+    ]
+    cats = ss_mod.STRING_COLUMNS
+    frames = [same_in_every_engine(t, cats).frame for t in texts]
+    assert len({tuple(map(str, f.dtypes)) for f in frames}) == 1
+    for col in ("netid", "state", *cats):
+        dtypes = {f[col].dtype.categories.dtype for f in frames}
+        assert len(dtypes) == 1 and str(dtypes.pop()) == "str", col
+        merged = pd.api.types.union_categoricals([f[col] for f in frames])
+        assert len(merged) == sum(len(f) for f in frames)
+    assert frames[0]["netid"].notna().all() and frames[1]["netid"].isna().all()
+
+
+def test_live_names_made_with_prctl_cost_no_row():
+    """Real processes renamed with prctl to names holding newlines, bytes that are not UTF-8,
+    quotes and commas, each holding a socket: every socket is a row with its name escaped."""
+    wl = _load_workload()
+    names = [b"a\nb", b"caf\xe9", b"\n\n", b'q"u,o', b"\xff\n\tz"]
+    with wl.Loopback(max_life_s=60) as lb:
+        lst = lb.listener()
+        port = lst.getsockname()[1]
+        held = {}
+        for name in names:
+            (p,) = lb.pairs(lst, 1)
+            held[p.client_port] = (name, lb.hold([p.client], name), p.client.fileno())
+            p.client.close()
+        raw = subprocess.run(
+            ["ss", "-tanmieOpH", f"sport = :{port} or dport = :{port}"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
+    got = same_in_every_engine(read_text(raw)[1])
+    assert not got.errors and len(got.frame) == 1 + 2 * len(names)
+    for cport, (name, pid, fd) in held.items():
+        row = got.frame[got.frame["local_port"] == str(cport)].iloc[0]
+        want = name.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+        assert row["owners"] == ((want, pid, fd),) and pd.isna(row["unparsed"])
+
+
+def test_read_numbered_contract():
+    got = read_numbered(None, "\n".join(["", LISTEN_SHARED, "\t skmem:(r0,rb1,t0,tb1,f0,w0,o0)"]))
+    assert isinstance(got, SsRead) and got.line_numbers.dtype == "int64"
+    assert got.line_numbers.tolist() == [2] and got.errors == []
+    assert tuple(got.frame.columns) == COLUMNS
+    with pytest.raises(ValueError, match="categories"):
+        read_numbered(None, "", ("recv_q",))
+    with pytest.raises(ValueError, match="engine"):
+        read_numbered(None, "", engine="numpy")
+    empty = read_numbered(None, "", ss_mod.STRING_COLUMNS)
+    assert len(empty.frame) == 0 and len(empty.line_numbers) == 0
+
+
+def test_starts_record_tells_when_texts_can_be_read_joined():
+    open_end = 'ESTAB 0 0 127.0.0.1:5 127.0.0.1:6 users:(("a\n'
+    rest = 'b",pid=7,fd=8)) ino:9 sk:a\n'
+    assert not ss_mod.starts_record(rest) and not ss_mod.starts_record("\t skmem:(r0)\n")
+    assert not ss_mod.starts_record("\n" + TIME_WAIT) and not ss_mod.starts_record("garbage\n")
+    assert ss_mod.starts_record(TIME_WAIT + "\n") and ss_mod.starts_record("tcp " + ESTAB_UNREAD)
+    assert ss_mod.starts_record("State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n")
+    joined = same_in_every_engine(open_end + rest)  # (what a text not starting a record risks)
+    assert joined.line_numbers.tolist() == [1] and joined.frame["inode"].iloc[0] == 9
+    apart = same_in_every_engine(open_end + TIME_WAIT + "\n")
+    assert apart.line_numbers.tolist() == [2] and [e.line_no for e in apart.errors] == [1]

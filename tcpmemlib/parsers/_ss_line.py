@@ -1,10 +1,11 @@
-"""One ``ss`` socket line -> a dict of raw values: the reference parser of ``tcpmemlib.parsers.ss``.
+"""The reference engine of ``read_ss``: ss text -> socket records -> one dict of raw values each.
 
-``read_ss`` parses the common case with vectorized pyarrow kernels (``_ss_fast``) and hands every
-line the fast path cannot vouch for (an unknown token, a process name that could spoof a token, an
-odd format) to :func:`parse_line`. The tests check that both give the same result on every fixture
-line. The vocabulary below is what iproute2's ``misc/ss.c`` prints for TCP/UDP sockets (``-eimopO``)
-from v3.x to v6.x; a token outside it is kept aside in ``unparsed``.
+``records(text)`` cuts the text into socket records (a physical line, the TAB-led continuation lines
+ss prints without ``-O``, and the rest of a process name that held a raw newline); ``parse_line``
+reads one record, or raises ``BadLine`` saying why it is not one. The C engine (``_sstok.c``) does
+the same for the common records and hands every other one to ``parse_line``; the tests check that
+both engines give the same frames. The vocabulary below is what iproute2's ``misc/ss.c`` prints
+for TCP/UDP sockets (``-eimopO``) from v3.x to v6.x; a token outside it is kept in ``unparsed``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,22 @@ import re
 from typing import Any
 
 __all__ = [
-    "FLOAT_FIELDS",
-    "INT_FIELDS",
     "STRING_FIELDS",
+    "BadLine",
+    "can_start",
     "is_header",
+    "is_open",
     "parse_line",
+    "records",
 ]
 
 INT_MAX = (1 << 63) - 1
 INT32_MAX = (1 << 31) - 1
+
+
+class BadLine(ValueError):
+    """A record that is not an ss socket line; the message says why."""
+
 
 # Head of a socket line: [Netid] State Recv-Q Send-Q Local Peer, then the rest.
 # Whitespace is what ss and RE2 (the fast path) call whitespace: ASCII only, as are digits.
@@ -36,19 +44,26 @@ HEAD_RE = re.compile(
 SPLIT_RE = re.compile(f"{WS}+")
 # The header ss prints unless -H: "[Netid] State Recv-Q Send-Q Local Address:Port Peer Address:Port[ Process]"
 HEADER_RE = re.compile(rf"^{WS}*(?:Netid{WS}+)?State{WS}+Recv-Q{WS}+Send-Q{WS}")
+# A physical line that can start a socket record: [netid] state recv-q send-q.
+START_RE = re.compile(
+    rf"^{WS}*(?:[a-z][a-z0-9_]*{WS}+)?[A-Z][A-Z0-9_-]*{WS}+[0-9]+{WS}+[0-9]+(?:{WS}|$)"
+)
+# Where a process name in users:(("NAME",pid=N,fd=N)...) ends (ss prints the name raw).
+OWNER_END_RE = re.compile(r'",pid=[0-9]+,fd=[0-9]+\)')
+BLANK_RE = re.compile(rf"^{WS}*$")
 # users:(("comm",pid=1,fd=2),("comm",pid=3,fd=4)) right after the peer address (ss prints it first).
 USERS_RE = re.compile(
     rf"^{WS}+users:\((?P<body>\(\".*?\",pid=[0-9]+,fd=[0-9]+\)(?:,\(\".*?\",pid=[0-9]+,fd=[0-9]+\))*)\)"
     rf"(?={WS}|$)",
     re.DOTALL,
 )
-OWNER_RE = re.compile(r"\(\"(.*?)\",pid=([0-9]{1,18}),fd=([0-9]{1,18})\)(?:,|$)", re.DOTALL)
+OWNER_RE = re.compile(r"\(\"(.*?)\",pid=([0-9]+),fd=([0-9]+)\)(?:,|$)", re.DOTALL)
 ADDR_BRACKET_RE = re.compile(r"^\[(?P<addr>[^\]]*)\](?P<scope>%[^:]*)?:(?P<port>[^:\]]+)$")
 ADDR_PLAIN_RE = re.compile(r"^(?P<addr>.+):(?P<port>[^:\]]+)$")
 SKMEM_PART_RE = re.compile(r"^(rb|tb|bl|r|t|f|w|o|d)([0-9]+)$")
 MEM_RE = re.compile(r"^\(r([0-9]+),w([0-9]+),f([0-9]+),t([0-9]+)\)$")
 RTT_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)/[0-9]+(?:\.[0-9]+)?$")
-UINT_RE = re.compile(r"^[0-9]{1,18}$")
+UINT_RE = re.compile(r"^[0-9]+$")
 BARE_WORD_RE = re.compile(r"^[a-z][a-z0-9_-]*$")  # flags (ts, sack, ecn, app_limited) and cc names
 RATE_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?[KMGT]?bps(?:/[0-9]+(?:\.[0-9]+)?[KMGT]?bps)?$")
 SHUTDOWN_TOKENS = frozenset({"<->", "-->", "<--", "---"})
@@ -96,26 +111,7 @@ IGNORED_KEYS = frozenset(_IGNORED_KEYS_TEXT.split())
 # Two-token fields: "send 1.2Mbps", "pacing_rate 2Gbps[/3Gbps]", "delivery_rate 1Mbps".
 RATE_WORDS = frozenset({"send", "pacing_rate", "delivery_rate"})
 
-INT_FIELDS = (
-    "recv_q",
-    "send_q",
-    "inode",
-    "uid",
-    *SKMEM_KEYS.values(),
-    "rcv_space",
-    "rcv_ssthresh",
-    "notsent",
-    "bytes_sent",
-    "bytes_acked",
-    "bytes_received",
-    "snd_wnd",
-    "rcv_wnd",
-    "cwnd",
-    "mss",
-    "advmss",
-    "rcvmss",
-)
-FLOAT_FIELDS = ("rtt_ms",)
+# (capture.py's SOCKET_CATEGORIES; ss.STRING_COLUMNS is the public name, with "unparsed")
 STRING_FIELDS = (
     "local_address",
     "local_port",
@@ -129,6 +125,65 @@ STRING_FIELDS = (
 
 def is_header(line: str) -> bool:
     return HEADER_RE.match(line) is not None
+
+
+def can_start(line: str) -> bool:
+    """True when the physical ``line`` can start a socket record (``START_RE``) or is a header."""
+    return START_RE.match(line) is not None or is_header(line)
+
+
+def is_open(record: str) -> bool:
+    """True when the record's ``users:((`` block runs off its end inside a process name (ss printed
+    a name holding a newline raw). From the first ``users:((``, owners are ``("NAME",pid=N,fd=N)``
+    separated by ``,``, each name ending at the first ``",pid=N,fd=N)`` after it."""
+    u = record.find("users:((")
+    if u < 0:
+        return False
+    p = u + 7
+    while record.startswith('("', p):
+        m = OWNER_END_RE.search(record, p + 2)
+        if m is None:
+            return True
+        p = m.end()
+        if not record.startswith(",", p):
+            return False
+        p += 1
+    return False
+
+
+def records(text: str) -> list[tuple[int, int, int]]:
+    """The socket records of ``text`` as ``(start, end, line_no)``: ``text[start:end]`` is a
+    physical line (without its newline), plus the lines that continue it -- TAB-led lines (ss
+    without ``-O``) and, after a record whose ``users:((`` block is open (``is_open``), lines that
+    cannot start a record (``START_RE``): the rest of a process name that held a raw newline.
+    ``line_no`` is the 1-based number of its first physical line. Blank and header records are
+    left out."""
+    out: list[tuple[int, int, int]] = []
+    rec: list[int] | None = None  # [start, end, line_no]
+
+    def close() -> None:
+        if rec is not None:
+            piece = text[rec[0] : rec[1]]
+            if not BLANK_RE.match(piece) and not is_header(piece):
+                out.append((rec[0], rec[1], rec[2]))
+
+    pos = 0
+    physical = text.split("\n")
+    if physical and physical[-1] == "":
+        physical.pop()
+    for no, line in enumerate(physical, start=1):
+        end = pos + len(line)
+        if rec is not None and (
+            line.startswith("\t")
+            or (not START_RE.match(line) and not is_header(line) and is_open(text[rec[0] : rec[1]]))
+        ):
+            rec[1] = end
+        else:
+            close()
+            rec = [pos, end, no]
+        pos = end + 1
+    close()
+    return out
 
 
 def split_address(token: str) -> tuple[str, str] | None:
@@ -145,8 +200,16 @@ def split_address(token: str) -> tuple[str, str] | None:
     return m["addr"], m["port"]
 
 
-def _int(value: str) -> int | None:
-    return int(value) if UINT_RE.match(value) else None
+def _number(digits: str, what: str) -> int:
+    """``digits`` (ASCII, as UINT_RE matched) as an int; BadLine above 2**63-1."""
+    value = int(digits)
+    if value > INT_MAX:
+        raise BadLine(f"{what} {digits} is above 2**63-1")
+    return value
+
+
+def _int(value: str, what: str) -> int | None:
+    return _number(value, what) if UINT_RE.match(value) else None
 
 
 def _skmem(body: str, out: dict[str, Any]) -> bool:
@@ -154,9 +217,9 @@ def _skmem(body: str, out: dict[str, Any]) -> bool:
     found: dict[str, int] = {}
     for part in body.split(","):
         m = SKMEM_PART_RE.match(part)
-        if m is None or m[1] in found or len(m[2]) > 18:
+        if m is None or m[1] in found:
             return False
-        found[m[1]] = int(m[2])
+        found[m[1]] = _number(m[2], f"skmem {m[1]}")
     if not {"r", "rb", "t", "tb", "f", "w", "o"} <= found.keys():
         return False
     for key, value in found.items():
@@ -164,38 +227,46 @@ def _skmem(body: str, out: dict[str, Any]) -> bool:
     return True
 
 
-def parse_line(line: str) -> dict[str, Any] | None:
-    """Parse one socket line (continuation already joined). None if it cannot be a socket line.
+def _owners(rest: str) -> tuple[tuple[tuple[str, int, int], ...], str]:
+    """The ``users:((...))`` block at the start of ``rest`` (after the peer) -> the owner tuples
+    and what follows the block. A raw newline in a name is kept as the two characters ``\n``."""
+    um = USERS_RE.match(rest)
+    if um is None:
+        if re.match(rf"{WS}+users:\(", rest):
+            raise BadLine("users:(...) block cut or malformed (a process name with a newline?)")
+        return (), rest
+    owners = []
+    for comm, pid, fd in OWNER_RE.findall(um["body"]):
+        if int(pid) > INT32_MAX or int(fd) > INT32_MAX:
+            raise BadLine(f"pid={pid},fd={fd}: above 2**31-1 (pid_t and fds are C ints)")
+        owners.append((comm.replace("\n", "\\n"), int(pid), int(fd)))
+    return tuple(owners), rest[um.end() :]
+
+
+def parse_line(line: str) -> dict[str, Any]:
+    """Parse one socket record (as ``records`` cut it). Raises ``BadLine`` if it is not one.
 
     Returns every column of ``read_ss`` that the line gives (missing ones are absent), ``owners`` as a
     tuple of ``(comm, pid, fd)`` and ``unparsed`` (space-joined unknown tokens, or None).
     """
     m = HEAD_RE.match(line)
     if m is None:
-        return None
+        raise BadLine("not an ss socket line")
     local = split_address(m["local"])
     peer = split_address(m["peer"])
-    if local is None or peer is None or len(m["recv_q"]) > 18 or len(m["send_q"]) > 18:
-        return None
+    if local is None or peer is None:
+        raise BadLine("not an ss socket line (an address without a port)")
     out: dict[str, Any] = {
         "netid": m["netid"],
         "state": m["state"],
-        "recv_q": int(m["recv_q"]),
-        "send_q": int(m["send_q"]),
+        "recv_q": _number(m["recv_q"], "Recv-Q"),
+        "send_q": _number(m["send_q"], "Send-Q"),
         "local_address": local[0],
         "local_port": local[1],
         "peer_address": peer[0],
         "peer_port": peer[1],
     }
-    rest = m["rest"]
-    owners: tuple[tuple[str, int, int], ...] = ()
-    um = USERS_RE.match(rest)
-    if um is not None:
-        owners = tuple((c, int(p), int(f)) for c, p, f in OWNER_RE.findall(um["body"]))
-        if any(p > INT32_MAX or f > INT32_MAX for _c, p, f in owners):
-            return None  # pid_t and fds are C ints: not what ss prints
-        rest = rest[um.end() :]
-    out["owners"] = owners
+    out["owners"], rest = _owners(m["rest"])
     unknown: list[str] = []
     tokens = [t for t in SPLIT_RE.split(rest) if t]
     i = 0
@@ -213,7 +284,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
                 unknown.append(tok)
             continue
         if key in INT_KEYS:
-            number = _int(value)
+            number = _int(value, key)
             if number is None:
                 unknown.append(tok)
             else:
@@ -228,13 +299,13 @@ def parse_line(line: str) -> dict[str, Any] | None:
                 unknown.append(tok)
         elif key == "mem":
             mm = MEM_RE.match(value)
-            if mm is None or any(len(g) > 18 for g in mm.groups()):
+            if mm is None:
                 unknown.append(tok)
             else:
                 for name, g in zip(
                     ("skmem_r", "skmem_w", "skmem_f", "skmem_t"), mm.groups(), strict=True
                 ):
-                    out.setdefault(name, int(g))
+                    out.setdefault(name, _number(g, "mem"))
         elif key == "rtt":
             rm = RTT_RE.match(value)
             if rm is None:

@@ -19,7 +19,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers._text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text, split_lines
 
 __all__ = ["SCHEMA", "parse"]
 

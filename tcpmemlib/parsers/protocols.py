@@ -24,8 +24,8 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers._text import read_text, split_lines
 from tcpmemlib.parsers.numbers import int64
+from tcpmemlib.parsers.text import read_text, split_lines
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
 

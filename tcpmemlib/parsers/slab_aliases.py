@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers._text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text, split_lines
 
 __all__ = ["SCHEMA", "frame", "parse", "records", "resolve"]
 

@@ -1,6 +1,18 @@
 """``ss`` output (TCP/UDP, ``ss -tanmieOpH`` and its variants) -> one row per socket.
 
-``read_ss(source)`` (alias ``parse``): ``source`` is a path (``X`` or ``X.gz``), bytes, or the text.
+API:
+
+- ``read_ss(source)`` (alias ``parse``): ``source`` is a path (``X`` or ``X.gz``), bytes, or the text.
+  Returns the frame below; raises ``ParseError`` (path, line number, line) for the first record that
+  is not a socket line (a missing file, a corrupt gzip, NUL bytes: see ``parsers.text``).
+- ``starts_record(text)``: whether ``text`` can be read joined after another text (see there).
+- ``read_numbered(path, text, categories=()) -> SsRead``: what ``load_capture`` calls. Never raises
+  for a bad record: ``SsRead.frame`` holds the good ones, ``SsRead.line_numbers`` the 1-based number
+  of each row's first physical line in ``text``, ``SsRead.errors`` one ``ParseError`` per bad record
+  (path, line number, the record), in line order. ``categories``: string columns (``STRING_COLUMNS``)
+  to give as ``category``. Every ``category`` column has ``str`` categories whatever the text holds,
+  so the frames of any two texts concatenate.
+
 Reads what iproute2 ``ss`` prints with or without ``-O`` (without it the ``-m``/``-i`` text is on a
 continuation line starting with a TAB), with or without the header (``-H``), with or without the
 ``Netid`` column (``ss -t`` omits it, ``ss -tu`` prints it), with or without ``-n`` (service names such
@@ -8,7 +20,7 @@ as ``127.0.0.1:http`` are kept as printed), skmem with 7, 8 (``bl``) or 9 (``d``
 pre-2012 ``mem:(r,w,f,t)``.
 
 Schema (one row per socket; a value this ss/kernel did not print is ``<NA>``, never 0). "since"
-comes from the reference doc (kernel-accounting.md §1.3-1.4) where it gives one; "(unverified)"
+comes from iproute2/kernel history where it was checked; "(unverified)"
 marks versions not checked against iproute2/kernel history here:
 
 | column | dtype | unit | source token | since |
@@ -48,33 +60,42 @@ marks versions not checked against iproute2/kernel history here:
 | ``advmss`` | UInt32 | bytes | ``advmss:`` (``-i``) | early (unverified) |
 | ``rcvmss`` | UInt32 | bytes | ``rcvmss:`` (``-i``) | early (unverified) |
 | ``rtt_ms`` | Float64 | ms | ``rtt:X/Y`` -> X (smoothed RTT; Y is rttvar) (``-i``) | always |
-| ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``) | always |
+| ``owners`` | object | | ``users:(("comm",pid=P,fd=F),...)`` -> tuple of ``(comm, pid, fd)``; ``()`` when none (``-p``); comm escaped (see Notes) | always |
 | ``unparsed`` | string | | tokens read_ss does not know, space-joined; NA when none | |
 
 Notes:
 - ``UInt32`` columns are the kernel's ``u32`` fields (inet_diag / tcp_info / SK_MEMINFO): a larger
-  value is not what ss prints, so it raises ``ParseError`` naming the line rather than wrapping. Sum
-  them as they are (pandas sums ``UInt32`` into ``UInt64``), but cast to ``Int64`` before adding or
-  multiplying columns (``UInt32 + UInt32`` stays ``UInt32``). ``bytes_*`` are ``u64`` (``Int64``).
+  value is not what ss prints, so its record is a ``ParseError`` naming the line, never a wrapped
+  value; any integer above 2**63-1 likewise. Sum ``UInt32`` columns as they are (pandas sums them
+  into ``UInt64``), but cast to ``Int64`` before adding or multiplying columns (``UInt32 + UInt32``
+  stays ``UInt32``). ``bytes_*`` are ``u64`` (``Int64``).
 - The ``-i`` counters that ss prints only when non-zero (``notsent``, ``bytes_*``) are NA when absent
   on a line that has other ``-i`` fields; read_ss does not guess 0 for them.
-- ss (6.1) reads ``comm`` from /proc/PID/stat up to the first ``)``, so a process named ``x)y`` shows
-  as ``x``. A comm may hold spaces, commas, quotes and ``(``: the owners block is cut out before the
-  other tokens are read, so a hostile comm cannot inject values.
+- Process names: ss prints them raw. Bytes that are not UTF-8 arrive escaped (``caf\\xe9``: see
+  ``parsers.text``). A name holding a newline splits ss's line in two; the second piece (a line that
+  cannot start a record, after a record whose ``users:((`` block is open) is joined back, and the
+  newline kept as the two characters ``\\n`` (as collect.sh writes it). A name may hold spaces,
+  commas, quotes and parentheses: each owner ends at the first ``",pid=N,fd=N)``, and the owners
+  block is cut out before the other tokens are read, so a name cannot inject values. (ss 6.1 reads
+  the name from /proc/PID/stat up to the first ``)``, so ``x)y`` shows as ``x``.) A ``users:((``
+  block that does not close is a bad record (the two halves of a split name sorted apart).
 - Known ``-i`` tokens that have no column (``wscale``, ``rto``, ``pacing_rate``, ``bbr:(...)``, flags,
   congestion-control names, ...) are dropped; anything else goes to ``unparsed`` without failing.
-- A line that cannot be a socket line (no state / queues / addresses) raises ``ParseError`` naming the
-  path, the 1-based line number and ``repr(line)``. The header line and empty lines are skipped.
+- A record that cannot be a socket line (no state / queues / addresses) is a ``ParseError`` naming
+  the path, the 1-based line number and ``repr(line)``. Header and blank lines are skipped.
 
-Speed: the common lines are parsed by a C extractor (``_sstok.c``; or, where it was not built, by
-vectorized numpy/pyarrow kernels, ``_ss_fast``); a line the fast path cannot vouch for (unknown
-token, odd format, hostile comm) goes through the reference per-line parser
-(``_ss_line.parse_line``). See bench/README.md for figures.
+Engines (``ENGINES``): the C engine (``_sstok.c``, driven by ``_ss_fast``) cuts and reads the common
+records and hands every record it cannot vouch for (an unknown token, an odd format, a hostile name,
+a bad record) to the reference engine (``_ss_line``), which also runs alone where the extension was
+not built. Both give the same frames and errors (the tests check it). Figures: bench/README.md.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -83,9 +104,20 @@ import pyarrow.compute as pc
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers import _ss_fast, _ss_line
-from tcpmemlib.parsers._text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text
 
-__all__ = ["COLUMNS", "DTYPES", "empty_frame", "parse", "read_ss"]
+__all__ = [
+    "COLUMNS",
+    "DTYPES",
+    "ENGINES",
+    "STRING_COLUMNS",
+    "SsRead",
+    "empty_frame",
+    "parse",
+    "read_numbered",
+    "read_ss",
+    "starts_record",
+]
 
 STRING = pd.StringDtype("pyarrow")
 
@@ -129,162 +161,229 @@ DTYPES: dict[str, object] = {
     "unparsed": STRING,
 }
 COLUMNS: tuple[str, ...] = tuple(DTYPES)
-
-
-def empty_frame() -> pd.DataFrame:
-    """The ``read_ss`` frame with no rows: every column, every dtype."""
-    return pd.DataFrame({c: pd.Series([], dtype=d) for c, d in DTYPES.items()})  # type: ignore[call-overload]
-
-
-def _logical_lines(path: str | None, text: str) -> tuple[list[str], list[int]]:
-    """Socket lines with their continuation lines (TAB-led, ss without -O) joined, and the 1-based
-    number of each one's first physical line; blank and header lines (with anything continuing
-    them) are dropped. The same cut as ``_ss_fast.split_lines`` + ``SKIP``."""
-    groups: list[list[str]] = []
-    numbers: list[int] = []
-    for no, raw in enumerate(split_lines(text), start=1):
-        if raw.startswith("\t") and groups:
-            groups[-1].append(raw)
-            continue
-        groups.append([raw])
-        numbers.append(no)
-    lines: list[str] = []
-    kept: list[int] = []
-    for group, no in zip(groups, numbers, strict=True):
-        line = " ".join(group)
-        if not line.strip(" \t\n\f\r") or _ss_line.is_header(line):
-            continue
-        lines.append(line)
-        kept.append(no)
-    return lines, kept
-
-
+# The string columns: read_numbered(categories=...) may give any of them as category.
+STRING_COLUMNS: tuple[str, ...] = tuple(c for c, d in DTYPES.items() if d is STRING)
+_CATEGORY = tuple(c for c, d in DTYPES.items() if d == "category")
+_INTS = tuple(c for c, d in DTYPES.items() if d in ("UInt32", "Int64"))
+_U32 = tuple(c for c, d in DTYPES.items() if d == "UInt32")
 U32_MAX = (1 << 32) - 1
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    col: (
-        pa.int64()
-        if d in ("Int64", "UInt32")
-        else pa.float64()
-        if d == "Float64"
-        else pa.large_string()
-    )
-    for col, d in DTYPES.items()
-    if col != "owners"
-}
+THREADS = min(2, os.cpu_count() or 1)  # threads of the C engine
+ENGINES: tuple[str, ...] = ("c", "reference") if _ss_fast.AVAILABLE else ("reference",)
 
 
-def _to_pandas(col: str, arr: pa.Array | np.ndarray) -> object:
-    dtype = DTYPES[col]
-    if isinstance(arr, np.ndarray):  # an integer column as the C extractor wrote it (-1 = NA)
-        mask = arr < 0
-        arr[mask] = 0
-        values = arr.astype(np.uint32) if dtype == "UInt32" else arr  # (range: _check_u32)
-        return pd.arrays.IntegerArray(values, mask)
-    if dtype == "category":
-        return arr.dictionary_encode().to_pandas()
-    if dtype in ("Int64", "UInt32"):
-        values = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
-        mask = pc.is_null(arr).to_numpy(zero_copy_only=False)
-        if dtype == "UInt32":
-            values = values.astype(np.uint32)  # (range checked by _check_u32)
-        return pd.arrays.IntegerArray(values, mask)
-    if dtype == "Float64":
-        return pd.arrays.FloatingArray(
-            pc.fill_null(arr, 0.0).to_numpy(zero_copy_only=False),
-            pc.is_null(arr).to_numpy(zero_copy_only=False),
-        )
-    return pd.array(arr.cast(pa.large_string()), dtype=STRING)
+@dataclass
+class SsRead:
+    """``read_numbered``'s result: the frame of the good records, the 1-based physical line number
+    (in the text) of each row's first line (int64), and one ``ParseError`` per bad record, in line
+    order."""
 
-
-def _check_u32(
-    columns: dict[str, object], path: str | None, numbers: np.ndarray, lines: object
-) -> None:
-    """ParseError for the first line with a ``UInt32`` column value above 2**32 - 1."""
-    bad = None
-    for col, dtype in DTYPES.items():
-        if dtype != "UInt32":
-            continue
-        values = columns[col]
-        if isinstance(values, np.ndarray):
-            over_np = values > U32_MAX
-        else:
-            over = pc.fill_null(pc.greater(values, U32_MAX), False)
-            over_np = over.to_numpy(zero_copy_only=False) if pc.any(over).as_py() else None
-        if over_np is not None and over_np.any():
-            row = int(np.flatnonzero(over_np)[0])
-            if bad is None or row < bad[0]:
-                bad = (row, col)
-    if bad is not None:
-        row, col = bad
-        line = lines[row]  # type: ignore[index]
-        line = line.as_py() if hasattr(line, "as_py") else line
-        raise ParseError(
-            path, int(numbers[row]), str(line).rstrip("\r\n"), f"{col} is above 2**32-1 (a u32)"
-        )
+    frame: pd.DataFrame
+    line_numbers: np.ndarray
+    errors: list[ParseError] = field(default_factory=list)
 
 
 _NO_CATEGORIES = pd.CategoricalDtype(pd.Index([], dtype="str"))
 
 
-def _category(arr: pa.Array) -> object:
-    """A string column as a category with ``str`` categories (as ``astype("str").astype("category")``
-    makes them, and as the Parquet cache gives them back), even when every value is NA."""
-    cat = arr.cast(pa.large_string()).dictionary_encode().to_pandas()
-    if len(cat.cat.categories) == 0:
-        return pd.Series(pd.Categorical.from_codes(np.full(len(arr), -1), dtype=_NO_CATEGORIES))
-    return cat
+def _category(arr: pa.Array) -> pd.Categorical:
+    """Strings -> a category with ``str`` categories (as ``astype("str").astype("category")``
+    makes them and the Parquet cache gives them back), even when every value is NA."""
+    enc = arr.cast(pa.large_string()).dictionary_encode()
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    if len(enc.dictionary) == 0:
+        return pd.Categorical.from_codes(codes, dtype=_NO_CATEGORIES)
+    cats = pd.Index(enc.dictionary.to_numpy(zero_copy_only=False), dtype="str")
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(cats))
 
 
-def _frame(
-    columns: dict[str, object], owners: np.ndarray, categories: tuple[str, ...] = ()
-) -> pd.DataFrame:
+def empty_frame(categories: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The ``read_ss`` frame with no rows: every column, every dtype (``categories`` as in
+    ``read_numbered``)."""
     data: dict[str, object] = {}
-    for col in COLUMNS:
-        if col == "owners":
-            data[col] = owners
-        elif col in categories:
-            data[col] = _category(columns[col])
+    for col, dtype in DTYPES.items():
+        if col in _CATEGORY or col in categories:
+            data[col] = pd.Categorical.from_codes(np.zeros(0, dtype=np.int8), dtype=_NO_CATEGORIES)
         else:
-            data[col] = _to_pandas(col, columns[col])
-    df = pd.DataFrame(data)
-    # ss prints "uid:N" only when N != 0 but always prints "ino:" with -e.
-    if "uid" in df:
-        df.loc[df["uid"].isna() & df["inode"].notna(), "uid"] = 0
-    return df
+            data[col] = pd.Series([], dtype=dtype)  # type: ignore[call-overload]
+    return pd.DataFrame(data, copy=False)
 
 
-def _records_to_arrow(records: list[dict[str, object]]) -> tuple[dict[str, pa.Array], np.ndarray]:
-    cols = {
-        col: pa.array([rec.get(col) for rec in records], type=typ)
-        for col, typ in _ARROW_TYPES.items()
-    }
-    owners = np.empty(len(records), dtype=object)
-    owners.fill(())
-    for i, rec in enumerate(records):
-        owners[i] = rec.get("owners", ())
-    return cols, owners
+@dataclass
+class _Columns:
+    """The records of a text before the frame: ints int64 (-1 = NA), ``rtt_ms`` float64 (NaN =
+    NA), strings as Arrow arrays (null = NA), ``owners``; ``bad`` marks the records in ``errors``;
+    ``record(i)`` is record i's text."""
+
+    values: dict[str, object]
+    owners: np.ndarray
+    line_numbers: np.ndarray
+    bad: np.ndarray
+    errors: list[ParseError]
+    record: Callable[[int], str]
 
 
-def _read_reference(path: str | None, text: str) -> pd.DataFrame:
-    """The per-line reference parser over the whole text (tests compare it with the fast path)."""
-    lines, numbers = _logical_lines(path, text)
-    records = []
-    for line, no in zip(lines, numbers, strict=True):
-        rec = _ss_line.parse_line(line)
-        if rec is None:
-            raise ParseError(path, no, line, "not an ss socket line")
-        records.append(rec)
-    if not records:
-        return empty_frame()
-    cols, owners = _records_to_arrow(records)
-    _check_u32(cols, path, np.asarray(numbers), lines)
-    return _frame(cols, owners)
+def _error(path: str | None, line_no: int, record: str, reason: str) -> ParseError:
+    return ParseError(path, line_no, record.rstrip("\r\n"), reason)
 
 
-def _read_fast(
-    path: str | None, text: str, threads: int = 2, engine: str | None = None
-) -> pd.DataFrame:
-    return _read_numbered(path, text, threads, engine)[0]
+def _parse_records(path: str | None, cols: _Columns, rows: np.ndarray) -> list[dict[str, object]]:
+    """The reference parser on records ``rows``; a bad one is marked and added to the errors."""
+    parsed = []
+    for i in rows.tolist():
+        line = cols.record(i)
+        try:
+            parsed.append(_ss_line.parse_line(line))
+        except _ss_line.BadLine as err:
+            cols.errors.append(_error(path, int(cols.line_numbers[i]), line, str(err)))
+            cols.bad[i] = True
+            parsed.append({})
+    return parsed
+
+
+def _reference(path: str | None, text: str) -> _Columns:
+    """The reference engine over ``text``."""
+    recs = _ss_line.records(text)
+    n = len(recs)
+    cols = _Columns(
+        {},
+        np.empty(n, dtype=object),
+        np.array([no for _s, _e, no in recs], dtype=np.int64),
+        np.zeros(n, dtype=bool),
+        [],
+        lambda i: text[recs[i][0] : recs[i][1]],
+    )
+    parsed = _parse_records(path, cols, np.arange(n))
+    for col in _INTS:
+        cols.values[col] = np.array([r.get(col, -1) for r in parsed], dtype=np.int64)
+    cols.values["rtt_ms"] = np.array([r.get("rtt_ms", math.nan) for r in parsed], dtype=float)
+    for col in (*_CATEGORY, *STRING_COLUMNS):
+        cols.values[col] = pa.array([r.get(col) for r in parsed], type=pa.large_string())
+    cols.owners.fill(())
+    for i, rec in enumerate(parsed):
+        if "owners" in rec:
+            cols.owners[i] = rec["owners"]
+    return cols
+
+
+def _c_engine(path: str | None, text: str) -> _Columns:
+    """The C engine over ``text``; the records it flags slow go to the reference parser."""
+    try:
+        cc = _ss_fast.parse(text, THREADS)
+    except UnicodeEncodeError:  # a lone surrogate (text decoded with surrogateescape): no UTF-8
+        return _reference(path, text)
+    n = len(cc.starts)
+    values: dict[str, object] = dict(zip(_ss_fast.INT_COLUMNS, cc.ints, strict=True))
+    values["rtt_ms"] = cc.rtt_ms
+    values.update(cc.strings(_ss_fast.SPANS[:-1], THREADS))
+    values["unparsed"] = pa.nulls(n, pa.large_string())
+    cols = _Columns(values, cc.owners(), cc.line_numbers, np.zeros(n, dtype=bool), [], cc.record)
+    slow = np.flatnonzero(cc.slow)
+    if len(slow) == 0:
+        return cols
+    parsed = _parse_records(path, cols, slow)
+    for i, rec in zip(slow.tolist(), parsed, strict=True):
+        cols.owners[i] = rec.get("owners", ())
+    mask = pa.array(cc.slow)
+    for col, arr in values.items():
+        if isinstance(arr, np.ndarray):
+            fill = math.nan if arr.dtype.kind == "f" else -1
+            arr[slow] = [r.get(col, fill) for r in parsed]
+        else:
+            new = pa.array([r.get(col) for r in parsed], type=pa.large_string())
+            values[col] = pc.replace_with_mask(arr, mask, new)
+    return cols
+
+
+def _check_u32(path: str | None, cols: _Columns) -> None:
+    """A record with a ``UInt32`` column above 2**32-1 is an error (naming the first such column)."""
+    for col in _U32:
+        values = cols.values[col]
+        assert isinstance(values, np.ndarray)
+        for i in np.flatnonzero((values > U32_MAX) & ~cols.bad).tolist():
+            reason = f"{col} is above 2**32-1 (a u32)"
+            cols.errors.append(_error(path, int(cols.line_numbers[i]), cols.record(i), reason))
+            cols.bad[i] = True
+
+
+def _frame(cols: _Columns, categories: tuple[str, ...]) -> pd.DataFrame:
+    keep = ~cols.bad
+    everything = bool(keep.all())
+    uid, inode = cols.values["uid"], cols.values["inode"]
+    assert isinstance(uid, np.ndarray) and isinstance(inode, np.ndarray)
+    uid[(uid < 0) & (inode >= 0)] = 0  # ss omits "uid:0" but always prints "ino:" with -e
+    data: dict[str, object] = {}
+    for col, dtype in DTYPES.items():
+        if col == "owners":
+            data[col] = cols.owners if everything else cols.owners[keep]
+            continue
+        arr = cols.values[col]
+        if isinstance(arr, np.ndarray):
+            arr = arr if everything else arr[keep]
+            if dtype == "Float64":
+                na = np.isnan(arr)
+                data[col] = pd.arrays.FloatingArray(np.where(na, 0.0, arr), na)
+            else:
+                na = arr < 0
+                arr[na] = 0
+                values = arr.astype(np.uint32) if dtype == "UInt32" else arr
+                data[col] = pd.arrays.IntegerArray(values, na)
+        else:
+            assert isinstance(arr, pa.Array)
+            arr = arr if everything else arr.filter(pa.array(keep))
+            if col in _CATEGORY or col in categories:
+                data[col] = _category(arr)
+            else:
+                data[col] = pd.array(arr, dtype=STRING)
+    return pd.DataFrame(data, copy=False)
+
+
+def read_numbered(
+    path: str | None,
+    text: str,
+    categories: tuple[str, ...] = (),
+    *,
+    engine: str | None = None,
+) -> SsRead:
+    """Parse ``text`` (ss output; ``path`` only names it in the errors) without raising for bad
+    records: see ``SsRead``. ``categories``: columns of ``STRING_COLUMNS`` to give as category.
+    ``engine``: one of ``ENGINES`` (default: the first, the fastest one built here)."""
+    engine = engine or ENGINES[0]
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    unknown = set(categories) - set(STRING_COLUMNS)
+    if unknown:
+        raise ValueError(f"categories must be among {STRING_COLUMNS}, not {sorted(unknown)}")
+    cols = _c_engine(path, text) if engine == "c" else _reference(path, text)
+    _check_u32(path, cols)
+    if len(cols.bad) == 0:
+        return SsRead(empty_frame(categories), np.zeros(0, dtype=np.int64), [])
+    cols.errors.sort(key=lambda e: e.line_no or 0)
+    numbers = cols.line_numbers[~cols.bad]
+    return SsRead(_frame(cols, categories), numbers, cols.errors)
+
+
+def starts_record(text: str) -> bool:
+    """True when the first line of ``text`` starts a socket record (or is ss's header). Texts read
+    as one (``"".join(texts)``) stay apart when each after the first does this: otherwise its first
+    line would continue the text before (a TAB-led line, or the rest of a process name that held a
+    newline when the last record before is open) and its rows would be counted in that text."""
+    return _ss_line.can_start(text.split("\n", 1)[0])
+
+
+def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
+    """Parse ``ss`` output (path, ``.gz`` path, bytes or text) into one row per socket.
+
+    See the module docstring for the columns. Raises ``ParseError`` (path, line number, line) for
+    the first record that cannot be a socket line, and for a missing or unreadable file.
+    """
+    path, text = read_text(source)
+    result = read_numbered(path, text)
+    if result.errors:
+        raise result.errors[0]
+    return result.frame
+
+
+parse = read_ss
 
 
 def _read_numbered(
@@ -294,117 +393,9 @@ def _read_numbered(
     engine: str | None = None,
     categories: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """``read_ss`` of ``text`` and the 1-based line number each row starts at (load_capture parses
-    many files joined and finds each row's file from it); ``categories``: string columns to give
-    as ``category`` instead."""
-    lines, numbers = _ss_fast.split_lines(text.encode("utf-8"))
-    if len(lines):
-        skip = pc.match_substring_regex(lines, _ss_fast.SKIP).to_numpy(zero_copy_only=False)
-        if skip.any():
-            lines = lines.filter(pa.array(~skip))
-            numbers = numbers[~skip]
-    if len(lines) == 0:
-        empty = empty_frame()
-        for col in categories:
-            empty[col] = empty[col].astype("str").astype("category")
-        return empty, numbers
-    if (engine or _ss_fast.ENGINES[0]) == "c":
-        columns, owners = _columns_c(path, lines, numbers, threads)
-    else:
-        columns, owners = _columns_chunked(path, lines, numbers, threads)
-    _check_u32(columns, path, numbers, lines)
-    return _frame(columns, owners, categories), numbers
-
-
-def _slow_records(
-    path: str | None, lines: pa.Array, numbers: np.ndarray, slow_idx: np.ndarray
-) -> list[dict[str, object]]:
-    """The reference parser on the lines the fast path left to it (ParseError if not ss)."""
-    records = []
-    for i in slow_idx:
-        line = lines[int(i)].as_py()
-        rec = _ss_line.parse_line(line)
-        if rec is None:
-            shown = line.rstrip("\r\n")
-            raise ParseError(path, int(numbers[i]), shown, "not an ss socket line")
-        records.append(rec)
-    return records
-
-
-def _columns_c(
-    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int
-) -> tuple[dict[str, object], np.ndarray]:
-    """Columns by the C extractor: integer columns stay the numpy arrays it wrote (-1 = NA),
-    strings are cut from the text once per column; slow lines from the reference parser."""
-    cc = _ss_fast.parse_all_c(lines, threads)
-    owners = cc.owners()
-    columns: dict[str, object] = dict(zip(_ss_fast.C_INT_COLUMNS, cc.ints, strict=True))
-    for name in _ss_fast.C_SPANS[:-1]:
-        columns[name] = cc.strings(name)
-    columns["rtt_ms"] = pc.cast(columns["rtt_ms"], pa.float64())
-    columns["unparsed"] = pa.nulls(len(lines), pa.large_string())
-    slow_idx = np.flatnonzero(cc.slow)
-    if len(slow_idx):
-        slow_cols, slow_owners = _records_to_arrow(_slow_records(path, lines, numbers, slow_idx))
-        mask = pa.array(cc.slow)
-        for name, values in columns.items():
-            if isinstance(values, np.ndarray):
-                values[slow_idx] = pc.fill_null(slow_cols[name], -1).to_numpy()
-            else:
-                columns[name] = pc.replace_with_mask(values, mask, slow_cols[name])
-        owners[slow_idx] = slow_owners
-    return columns, owners
-
-
-def _columns_chunked(
-    path: str | None, lines: pa.Array, numbers: np.ndarray, threads: int
-) -> tuple[dict[str, object], np.ndarray]:
-    """Columns by ``_ss_fast.parse_lines`` (per batch, then concatenated: the numpy engine)."""
-    chunks = _ss_fast.parse_lines(lines, threads=threads)
-    slow = np.concatenate([c.slow for c in chunks])
-    owners = np.concatenate([c.owners for c in chunks]) if len(chunks) > 1 else chunks[0].owners
-    columns: dict[str, object] = {}
-    for col, typ in _ARROW_TYPES.items():
-        parts = [c.columns.get(col) for c in chunks]
-        arrays = [
-            pa.nulls(len(c.slow), typ) if p is None else p.cast(typ)
-            for p, c in zip(parts, chunks, strict=True)
-        ]
-        columns[col] = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
-    slow_idx = np.flatnonzero(slow)
-    if len(slow_idx):
-        slow_cols, slow_owners = _records_to_arrow(_slow_records(path, lines, numbers, slow_idx))
-        mask = pa.array(slow)
-        for col in _ARROW_TYPES:
-            columns[col] = pc.replace_with_mask(columns[col], mask, slow_cols[col])
-        owners[slow_idx] = slow_owners
-    return columns, owners
-
-
-def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
-    """Parse ``ss`` output (path, ``.gz`` path, bytes or text) into one row per socket.
-
-    See the module docstring for the columns. Raises ``ParseError`` (path, line number, line) for a
-    line that cannot be a socket line, a missing file or undecodable bytes.
-    """
-    path, text = read_text(source)
-    return _read_fast(path, text)
-
-
-parse = read_ss
-
-
-# TEMPORARY SHIM (core branch only; replaced by the ssparse branch's read_numbered)
-from dataclasses import dataclass as _dc  # noqa: E402
-
-
-@_dc
-class SsRead:
-    frame: pd.DataFrame
-    line_numbers: np.ndarray
-    errors: list
-
-
-def read_numbered(path, text, categories=()):
-    frame, numbers = _read_numbered(path, text, categories=categories)
-    return SsRead(frame, numbers, [])
+    """Transition only, for capture.py until it calls ``read_numbered``: the old contract
+    (raises the first bad record's ``ParseError``). Remove with that change."""
+    result = read_numbered(path, text, categories)
+    if result.errors:
+        raise result.errors[0]
+    return result.frame, result.line_numbers

@@ -10,9 +10,11 @@ API (small and stable; every parser uses it)::
   raises "no such file" instead of being parsed as text); otherwise it is the text. A ``Path`` is
   always a path.
 - ``X.gz`` (by name, or by the gzip magic bytes) is decompressed.
-- Text is decoded as UTF-8 (``ss``/``ps`` print process names as raw bytes: undecodable bytes raise).
+- Text is decoded as UTF-8. Bytes that are not UTF-8 never reject the file: each is kept as the
+  four characters ``\\xNN`` (Python's ``backslashreplace``), so a Latin-1 process name or any name
+  set with ``prctl(PR_SET_NAME)``, which ``ss`` and ``ps`` print as raw bytes, reads as ``caf\\xe9``.
 - Errors are ``ParseError`` naming the path: missing/unreadable file, truncated or corrupt gzip,
-  undecodable bytes, binary garbage (NUL bytes).
+  binary garbage (NUL bytes).
 """
 
 from __future__ import annotations
@@ -51,14 +53,8 @@ def _decode(path: str | None, data: bytes) -> str:
         raise ParseError(path, line_no, None, "binary data (NUL byte), not text")
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_no = data.count(b"\n", 0, err.start) + 1
-        start = data.rfind(b"\n", 0, err.start) + 1
-        end = data.find(b"\n", err.start)
-        bad = data[start : end if end >= 0 else len(data)]
-        raise ParseError(
-            path, line_no, bad.decode("utf-8", "backslashreplace"), f"not UTF-8 text ({err.reason})"
-        ) from err
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace")
 
 
 def read_text(source: str | bytes | os.PathLike[str]) -> tuple[str | None, str]:
