@@ -1,8 +1,7 @@
 """``/proc/zoneinfo`` -> per-CPU page list rows plus one free-pages row per zone.
 
-Freed pages can sit on per-CPU page lists ("pcp"), which are not in ``MemFree`` (kernel-accounting
-§3.3). ``zoneinfo_show_print()`` (mm/vmstat.c) prints, per ``Node N, zone NAME`` block, a
-``pagesets`` list of ``cpu: i`` entries with ``count:``, ``high:``, ``batch:`` (and since 6.7
+Freed pages can sit on per-CPU page lists ("pcp"), which are not in ``MemFree`` (docs/kernel.md
+§9). ``zoneinfo_show_print()`` (mm/vmstat.c) prints, per ``Node N, zone NAME`` block, a ``pagesets`` list of ``cpu: i`` entries with ``count:``, ``high:``, ``batch:`` (and since 6.7
 ``high_min:``/``high_max:``, not kept). Zones with no present pages print no pagesets.
 
 | column | dtype | unit | source |
