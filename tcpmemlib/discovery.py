@@ -37,6 +37,7 @@ class Snapshot:
     files: dict[str, str]
     refused: list[tuple[str, str]] = field(default_factory=list)
     sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    unreadable: str | None = None
 
 
 @dataclass
@@ -113,10 +114,15 @@ def _snapshot_entries(directory: str) -> tuple[list[str], list[tuple[str, str]]]
 
 
 def list_snapshot(directory: str) -> Snapshot:
-    """The files of one snapshot directory (regular files only; the rest refused)."""
+    """The files of one snapshot directory (regular files only; the rest refused). A directory
+    that cannot be listed has no files and says why in ``unreadable``."""
     files: dict[str, str] = {}
     refused: list[tuple[str, str]] = []
-    for entry in _scan(directory):
+    try:
+        entries = _scan(directory)
+    except CaptureError as err:
+        return Snapshot(os.path.basename(directory), directory, files, unreadable=err.reason)
+    for entry in entries:
         mode = entry.stat(follow_symlinks=False).st_mode
         if not stat.S_ISREG(mode):
             if not stat.S_ISDIR(mode):

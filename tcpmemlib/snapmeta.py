@@ -32,6 +32,11 @@ class SnapshotMeta:
 
 
 def _one(snap: Snapshot, problems: Problems) -> dict[str, object] | None:
+    if snap.unreadable is not None:
+        problems.add(
+            snap.name, None, None, f"snapshot skipped: {snap.unreadable}", "error", warn=True
+        )
+        return None
     if META_FILE not in snap.files:
         problems.add(snap.name, META_FILE, None, "snapshot skipped: no meta.txt", "error")
         return None
@@ -64,6 +69,15 @@ def _one(snap: Snapshot, problems: Problems) -> dict[str, object] | None:
             warn=True,
         )
         return None
+    if not values:
+        problems.add(
+            snap.name, stored, None, "snapshot skipped: meta.txt holds no key", "error", warn=True
+        )
+        return None
+    damaged = meta.self_check(text, values.get("collector_version"))
+    if damaged is not None:
+        reason = f"meta.txt {damaged}; the snapshot loaded as it is"
+        problems.add(snap.name, stored, None, reason, "error", warn=True)
     values["_collector"] = collector
     if "start" not in values or pd.isna(values["start"]):
         values["start"] = ts_from_name(snap.name)
@@ -79,6 +93,8 @@ def read_meta(snapshots: list[Snapshot], problems: Problems) -> SnapshotMeta:
     kept = SnapshotMeta([], [])
     seen: dict[tuple[object, object], str] = {}
     for snap in snapshots:
+        for name, reason in snap.refused:  # links, FIFOs, devices: named, kept or not
+            problems.add(snap.name, name, None, reason, "error", warn=True)
         values = _one(snap, problems)
         if values is None:
             continue
@@ -101,8 +117,6 @@ def warn_missing(kept: SnapshotMeta, problems: Problems, cut: frozenset[str] = f
     snapshots named in ``cut`` (where a truncated bundle ends), a missing file is an error."""
     recorded = {(p[0], p[1]) for p in problems.rows if p[4] == "collector"}
     for snap, values in zip(kept.snapshots, kept.values, strict=True):
-        for name, reason in snap.refused:
-            problems.add(snap.name, name, None, reason, "error", warn=True)
         expected = list(EXPECTED_FILES)
         if values.get("args_collected") is True:
             expected.append("ps_args.txt")

@@ -510,12 +510,13 @@ def finish_damage(cap: Path, damage: Damage, names: list[str]) -> None:
 
 
 def named(problems: list[dict[str, Any]], snapshot: str, file: str = "") -> bool:
-    """True if a problems row names ``snapshot`` (and ``file`` if given; X and X.gz alike)."""
+    """True if a problems row names ``snapshot`` (and ``file`` if given; X and X.gz alike). A
+    snapshot skipped whole (its meta.txt unreadable, say) names every file in it."""
     for row in problems:
         in_snap = row.get("snapshot") == snapshot or snapshot in (row.get("file") or "")
         if not in_snap:
             continue
-        if not file:
+        if not file or "snapshot skipped" in (row.get("reason") or ""):
             return True
         shown = os.path.basename(row.get("file") or "")
         if file_stem(shown) == file_stem(file):

@@ -125,6 +125,29 @@ def records(
     return values, problems
 
 
+TRAILER = "meta_bytes="
+# The first collector version that ends meta.txt with its own size (``meta_bytes=``).
+TRAILER_SINCE = 3
+
+
+def self_check(text: str, collector_version: object = None) -> str | None:
+    """Why meta.txt is not as collect.sh wrote it, or None. collect.sh (version 3 and later) ends
+    it with ``meta_bytes=<N>``: the bytes before that line. A file cut, emptied in part, or with
+    bytes inserted or removed disagrees with it; an older capture has no such line."""
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    if not last.startswith(TRAILER):
+        try:
+            version = int(str(collector_version))
+        except ValueError:
+            return None
+        return f"no {TRAILER} line at its end: cut" if version >= TRAILER_SINCE else None
+    want = last[len(TRAILER) :].strip()
+    have = len((body + "\n").encode("utf-8", "surrogateescape")) if body else 0
+    if want != str(have):
+        return f"{have:,} bytes before its {TRAILER} line, collect.sh wrote {want}: changed"
+    return None
+
+
 def file_sizes(text: str, path: str | None = None) -> dict[str, tuple[int, int | None]]:
     """``{stored file name: (bytes, newline count or None)}`` from the ``file=`` lines."""
     sizes: dict[str, tuple[int, int | None]] = {}
