@@ -436,7 +436,14 @@ ns_worker() {
 			nsenter --net="$path" cat /proc/net/sockstat >"$1/sockstat.ns$ino.txt" 2>/dev/null </dev/null || :
 		fi
 		printf '\001ns %s\n' "$ino"
-		nsenter --net="$path" ss "$ss_ns_opts" 2>>"$1/.err.ns" </dev/null || echo "$ino $?" >>"$1/.rc.ns"
+		nsenter --net="$path" ss "$ss_ns_opts" 2>>"$1/.err.ns" </dev/null && continue
+		st=$?
+		if [ -e "$path" ]; then
+			echo "$ino $st" >>"$1/.rc.ns"
+		else
+			# an expected race, not a failure: its last process exited meanwhile
+			echo "missing=ss_tcp.ns$ino.txt.gz: network namespace $ino went away during the snapshot" >>"$1/.missing.gone"
+		fi
 	done
 }
 
@@ -810,12 +817,7 @@ gz_small() {
 # count for a plain file, for a .gz file the count its writer left in DIR/.lines ("N name"
 # lines: the split awk, gz_to, gz_small), "-" if none did (that writer failed).
 file_lines() {
-	# sizes: wc -c (GNU wc takes them from stat); lines: wc -l of the plain files only
-	{
-		wc -c -- "$1"/*
-		echo :lines
-		wc -l -- "$1"/*.txt
-	} 2>/dev/null | awk -v cnt="$1/.lines" '
+	wc -lc -- "$1"/* 2>/dev/null | awk -v cnt="$1/.lines" '
 		BEGIN {
 			while ((getline l < cnt) > 0) {
 				n = split(l, f, " ")
@@ -824,16 +826,16 @@ file_lines() {
 				lines[name] = f[1]
 			}
 		}
-		$0 == ":lines" { plain = 1; next }
 		# (the last line of several is the total, without a "/")
 		index($0, "/") {
 			name = $0
 			sub(/.*\//, "", name)
-			if (plain) { lines[name] = $1; next }
 			# meta.txt itself is being written: it has no file= line
 			if (name == "meta.txt") next
 			names[++k] = name
-			size[name] = $1
+			size[name] = $2
+			# wc counts the newlines of a plain file; for a .gz file, its writer did
+			if (name !~ /\.gz$/) lines[name] = $1
 		}
 		END {
 			for (i = 1; i <= k; i++) {
@@ -889,13 +891,17 @@ snapshot() {
 	rc=0
 	{
 		step copy_proc copy_proc "$p" &&
-			step "$ps_step" ps_to "$p/ps.txt" &&
+			step "ps -eo pid,ppid,rss,vsz,uid,comm (ps_source=$ps_source)" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
 			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
 			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; } &&
 			step "gzip small files" gz_small "$p"
 	} || rc=$?
+	if [ -n "$ps_warn" ]; then
+		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+		ps_warn=
+	fi
 	ss_rc=0
 	wait "$ss_pid" || ss_rc=$?
 	if [ "$stop" != 0 ]; then
@@ -972,6 +978,7 @@ snapshot() {
 		[ -z "$netns_skip" ] || echo "missing=netns: other network namespaces not read: $netns_skip"
 		[ ! -s "$p/.missing.ns" ] || cat "$p/.missing.ns"
 		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
+		[ ! -s "$p/.missing.gone" ] || cat "$p/.missing.gone"
 		for f in sockstat.txt sockstat_after.txt; do
 			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
 		done
@@ -1004,36 +1011,40 @@ netns_failed() {
 # detect_netns: can this run enter other network namespaces (root, nsenter)? Said once.
 detect_netns() {
 	netns_skip=
-	if [ "$(id -u)" != 0 ]; then
-		netns_skip="not root (uid $(id -u)): nsenter needs CAP_SYS_ADMIN"
+	uid_now=$(id -u)
+	if [ "$uid_now" != 0 ]; then
+		netns_skip="not root (uid $uid_now): nsenter needs CAP_SYS_ADMIN"
 	elif ! command -v nsenter >/dev/null 2>&1; then
 		netns_skip="no nsenter command (util-linux or busybox)"
 	fi
 	[ -z "$netns_skip" ] || say "warning: other network namespaces are listed in netns.txt but not read: $netns_skip"
 }
 
+# ps_to FILE: ps.txt. The first time, ps's output is checked (header, first row): busybox
+# ps refuses "uid" (and prints RSS as "15m"), which would leave ps.txt empty at every
+# snapshot. If it cannot print these columns, or there is no ps, ps.txt is read from
+# /proc (ps_proc_to) from then on, said once, meta ps_source=proc.
 ps_to() {
-	if [ "$ps_source" = ps ]; then
-		ps -eo pid,ppid,rss,vsz,uid,comm >"$1"
-	else
+	if [ "$ps_source" = proc ]; then
 		ps_proc_to "$1"
+		return
 	fi
-}
-
-# detect_ps: can this ps print the columns of ps.txt? busybox ps refuses "uid" (and
-# prints RSS as "15m"), writing an empty file at every snapshot: run it once and check
-# the header and the first row. If it cannot, ps.txt is read from /proc (ps_proc_to).
-detect_ps() {
-	ps_source=proc
-	if command -v ps >/dev/null 2>&1 &&
-		ps -eo pid,ppid,rss,vsz,uid,comm 2>/dev/null | awk '
-			NR == 1 { ok = ($1 == "PID" && $2 == "PPID" && $3 == "RSS" && $4 == "VSZ" && $5 == "UID") }
-			NR == 2 { ok = ok && ($1 $2 $3 $4 $5) ~ /^[0-9]+$/ }
-			END { exit !(ok && NR >= 2) }'; then
+	ps -eo pid,ppid,rss,vsz,uid,comm >"$1" 2>/dev/null || :
+	[ "$ps_source" = unchecked ] || return 0
+	h=
+	a=
+	{
+		read -r h _ _ _ _ _
+		read -r a b c d e _
+	} <"$1" || :
+	if [ "$h" = PID ] && is_uint "$a" && is_uint "$b" && is_uint "$c" && is_uint "$d" && is_uint "$e"; then
 		ps_source="ps"
-	else
-		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+		return
 	fi
+	ps_source=proc
+	# (said by snapshot(): a step's stderr goes to a file)
+	ps_warn=1
+	ps_proc_to "$1"
 }
 
 # ps_proc_to FILE: ps.txt from /proc/PID/status, one awk for every process, in ps's
@@ -1213,10 +1224,10 @@ main() {
 	clock=date-ns
 	box_known=
 	detect_ss
-	detect_ps
+	ps_source=unchecked
+	ps_warn=
+	command -v ps >/dev/null 2>&1 || ps_source=proc
 	detect_netns
-	ps_step="ps -eo pid,ppid,rss,vsz,uid,comm"
-	[ "$ps_source" = ps ] || ps_step="ps.txt from /proc/PID/status"
 
 	t0=
 	exit_code=0
