@@ -506,12 +506,12 @@ netns_owners() {
 # CGROUP" per namespace (this run's own first; "-" for none), and prints "INODE PID
 # PATH" for each other one (PATH: the file nsenter --net opens; a name's if it has one).
 netns_scan() {
-	{
-		ls -ln /proc/[0-9]*/ns/net 2>/dev/null
-		echo :netns
-		[ ! -d /run/netns ] || ls -iL /run/netns/ 2>/dev/null
-	} | awk -v out="$1/netns.txt" -v pidsf="$1/.nspids" -v self="$$" -v mem="$cg_mem" "$AWK_CGROUP"'
-		$0 == ":netns" { named = 1; next }
+	# one ls: the links (-> net:[INODE]), then under "/run/netns:" the bind mounts, each
+	# with the inode of the namespace mounted there (-i; stat sees through the mount)
+	# shellcheck disable=SC2012 # fixed names (/proc/PID/ns/net); ip netns names: see below
+	ls -lni /proc/[0-9]*/ns/net /run/netns/ 2>/dev/null |
+		awk -v out="$1/netns.txt" -v pidsf="$1/.nspids" -v self="$$" -v mem="$cg_mem" "$AWK_CGROUP"'
+		/^\/run\/netns\/?:$/ { named = 1; next }
 		!named {
 			n = index($0, " -> net:[")
 			if (!n) next
@@ -528,10 +528,11 @@ netns_scan() {
 			else if (pid < low[ino]) low[ino] = pid
 			next
 		}
-		/^ *[0-9]+ / {
+		# inode mode links uid gid size month day time|year name
+		NF >= 10 && $1 ~ /^[0-9]+$/ {
 			ino = $1
 			name = $0
-			sub(/^ *[0-9]+ /, "", name)
+			sub(/^ *[0-9]+ +[^ ]+ +[0-9]+ +[^ ]+ +[^ ]+ +[0-9]+ +[^ ]+ +[0-9]+ +[^ ]+ /, "", name)
 			if (ino in nm) next
 			nm[ino] = name
 			if (!(ino in low)) { low[ino] = "-"; order[++k] = ino }
