@@ -758,12 +758,12 @@ ss_split() {
 
 # copy_proc DIR: the small /proc text files and the sysctls, in one awk process.
 copy_proc() {
-	awk -v dir="$1" -v sysctls="$SYSCTLS" '
-	function copy(src, dst,    line, n) {
+	awk -v dir="$1" -v sysctls="$SYSCTLS" -v slab="$can_slabinfo" '
+	function copy(src, dst, quiet,    line, n) {
 		n = 0
 		while ((getline line < src) > 0) { print line > dst; n++ }
 		close(src); close(dst)
-		if (n == 0) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
+		if (n == 0 && !quiet) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
 	}
 	BEGIN {
 		copy("/proc/net/sockstat6", dir "/sockstat6.txt")
@@ -771,6 +771,11 @@ copy_proc() {
 		copy("/proc/net/protocols", dir "/protocols.txt")
 		copy("/proc/net/netstat", dir "/netstat.txt")
 		copy("/proc/net/snmp", dir "/snmp.txt")
+		# (gzipped by gz_small with the others: no gzip of their own; zoneinfo is ~10-40
+		# KB, slabinfo ~30 KB)
+		# (not readable: said once, box_missing)
+		copy("/proc/zoneinfo", dir "/zoneinfo.txt", 1)
+		if (slab) copy("/proc/slabinfo", dir "/slabinfo.txt")
 		out = dir "/sysctl.txt"
 		printf "" > out
 		n = split(sysctls, names, /[ \n]+/)
@@ -794,20 +799,12 @@ slab_aliases_to() {
 	ls -l /sys/kernel/slab 2>/dev/null | awk '$(NF - 1) == "->" { print $(NF - 2), $NF }' >"$1"
 }
 
-# gz_to FILE SRC: gzip a /proc file (through awk: gzip warns when a /proc size changes;
-# awk also counts the lines, appended to .lines beside FILE for meta.txt).
-gz_to() {
-	awk -v cnt="${1%/*}/.lines" -v name="${1##*/}" '
-		{ print }
-		END { printf "%d %s\n", NR, name >> cnt }' "$2" | gzip -"$GZIP_LEVEL" >"$1"
-}
-
 # gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
 # X and X.gz alike): about 12 KB less per snapshot. Level 6: they are small.
 gz_small() {
 	d=$1
 	set --
-	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt; do
+	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt zoneinfo.txt slabinfo.txt; do
 		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
 	done
 	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -6 -- "$@"; }
@@ -816,7 +813,7 @@ gz_small() {
 # file_lines DIR: one "file=<name>\t<stored bytes>\t<lines>" line per file in DIR (no
 # dot files; before meta.txt is written). Lines = newlines of the uncompressed text: wc's
 # count for a plain file, for a .gz file the count its writer left in DIR/.lines ("N name"
-# lines: the split awk, gz_to, gz_small), "-" if none did (that writer failed).
+# lines: the split awk, gz_small), "-" if none did (that writer failed).
 file_lines() {
 	wc -lc -- "$1"/* 2>/dev/null | awk -v cnt="$1/.lines" '
 		BEGIN {
@@ -894,8 +891,6 @@ snapshot() {
 		step copy_proc copy_proc "$p" &&
 			step "ps -eo pid,ppid,rss,vsz,uid,comm (ps_source=$ps_source)" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
-			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
-			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
 			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; } &&
 			step "gzip small files" gz_small "$p"
 	} || rc=$?
@@ -1255,7 +1250,9 @@ main() {
 		# Near the budget, cut ss_tcp.txt.gz at what is left so that it cannot overshoot.
 		cap=
 		left=$((budget_kb - used))
-		room=$((left > 96 ? (left - 96) * 1024 : 1024))
+		# (160 KiB kept for the other files: ~16 small ones, and zoneinfo and slabinfo,
+		# plain for a moment before gz_small)
+		room=$((left > 160 ? (left - 160) * 1024 : 1024))
 		[ "$left" -ge $((need * 4)) ] || cap=$((room / 2))
 		# the other namespaces' ss text (plain until ss is done) never takes more than half
 		# of what is left: a namespace that appears mid-run cannot push DIR over the budget
