@@ -387,27 +387,35 @@ ss_run() {
 # A failed ss: "INODE STATUS" in DIR/.rc.ns, stderr in DIR/.err.ns. Not root or no
 # nsenter: "missing=" lines in DIR/.missing.ns.
 ss_netns() {
-	netns_scan "$1" >"$1/.netns" || return 0
-	[ -s "$1/.netns" ] || return 0
+	# the list netns_fg made while ss ran; if it is not done yet (ss was quicker), a
+	# scan of our own (its netns.txt then replaces netns_fg's, see snapshot)
+	if [ -e "$1/.netns.done" ]; then
+		tag="fg"
+	else
+		tag=job
+		netns_scan "$1" .netns.job.txt .nspids.job >"$1/.netns.job" || return 0
+	fi
+	list="$1/.netns.$tag"
+	[ -s "$list" ] || return 0
 	if [ -n "$netns_skip" ]; then
 		while read -r ino pid path; do
 			echo "missing=ss_tcp.ns$ino.txt.gz: network namespace $ino not read: $netns_skip"
-		done <"$1/.netns" >"$1/.missing.ns"
+		done <"$list" >"$1/.missing.ns"
 		return 0
 	fi
-	netns_owners "$1"
+	netns_owners "$1" ".nspids.$tag"
 	# ss in one namespace costs ~7 ms of CPU, most of it ss's start: from 8 namespaces on,
 	# two workers share them (the second one's text waits in DIR/.ns.b, at most $nscap
 	# bytes: beyond that its namespaces are recorded as cut)
 	n=0
-	while read -r _; do n=$((n + 1)); done <"$1/.netns"
+	while read -r _; do n=$((n + 1)); done <"$list"
 	if [ "$n" -lt 8 ]; then
-		ns_worker "$1" "" <"$1/.netns"
+		ns_worker "$1" "" <"$list"
 		return 0
 	fi
-	ns_worker "$1" 1 <"$1/.netns" | head -c "$nscap" >"$1/.ns.b" &
+	ns_worker "$1" 1 <"$list" | head -c "$nscap" >"$1/.ns.b" &
 	b=$!
-	ns_worker "$1" 0 <"$1/.netns"
+	ns_worker "$1" 0 <"$list"
 	wait "$b" || :
 	size=$(wc -c <"$1/.ns.b" 2>/dev/null) || size=$nscap
 	if [ $((size)) -lt "$nscap" ]; then
@@ -418,7 +426,7 @@ ss_netns() {
 			i=$((i + 1))
 			[ $((i % 2)) = 1 ] || continue
 			echo "missing=ss_tcp.ns$ino.txt.gz: cut: the disk budget (-m) is nearly used up"
-		done <"$1/.netns" >>"$1/.missing.cut"
+		done <"$list" >>"$1/.missing.cut"
 	fi
 	rm -f "$1/.ns.b"
 }
@@ -447,12 +455,12 @@ ns_worker() {
 	done
 }
 
-# netns_owners DIR: DIR/.owners, "INODE\t("NAME",pid=P,fd=F),..." for each socket held by
-# a process in another namespace (DIR/.nspids: its /proc/PID/fd paths), from one ls -l of
+# netns_owners DIR PIDS: DIR/.owners, "INODE\t("NAME",pid=P,fd=F),..." for each socket
+# held by a process in another namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
 # their fd directories; NAME as ss prints it (cut at the first ")"), from the Name line
 # of /proc/PID/status, un-escaped to the ss files' form (newline as \n, see ss_split).
 netns_owners() {
-	awk -v dir="$1" '
+	awk -v dir="$1" -v pidsf="$1/$2" '
 		function name_of(pid,    f, l, v, i, c, r) {
 			f = "/proc/" pid "/status"
 			v = ""
@@ -471,8 +479,8 @@ netns_owners() {
 		BEGIN {
 			cmd = "exec ls -ln"
 			n = 0
-			while ((getline l < (dir "/.nspids")) > 0) { cmd = cmd " " l; n++; one = l }
-			close(dir "/.nspids")
+			while ((getline l < pidsf) > 0) { cmd = cmd " " l; n++; one = l }
+			close(pidsf)
 			if (!n) exit 0
 			# one directory: ls prints no "DIR:" header line
 			if (n == 1) { pid = one; sub(/^\/proc\//, "", pid); sub(/\/fd$/, "", pid) }
@@ -500,17 +508,24 @@ netns_owners() {
 		}'
 }
 
-# netns_scan DIR: the network namespaces on the box, known by inode: the targets of
+# netns_fg DIR: while ss runs, in the foreground (a step): netns_scan into DIR/netns.txt,
+# the list into DIR/.netns.fg, then DIR/.netns.done (ss_netns uses the list once it exists).
+netns_fg() {
+	netns_scan "$1" netns.txt .nspids.fg >"$1/.netns.fg" && : >"$1/.netns.done"
+}
+
+# netns_scan DIR FILE: the network namespaces on the box, known by inode: the targets of
 # /proc/PID/ns/net (each with its lowest pid), plus those kept by a bind mount in
-# /run/netns (ip netns; the name recorded). Writes DIR/netns.txt, "INODE\tPID\tNAME\t
-# CGROUP" per namespace (this run's own first; "-" for none), and prints "INODE PID
-# PATH" for each other one (PATH: the file nsenter --net opens; a name's if it has one).
+# /run/netns (ip netns; the name recorded). Writes DIR/FILE (netns.txt's form: "INODE\t
+# PID\tNAME\tCGROUP" per namespace, this run's own first, "-" for none) and DIR/PIDS
+# (the /proc/PID/fd of each process in another namespace), and prints "INODE PID PATH"
+# for each other one (PATH: the file nsenter --net opens; a name's if it has one).
 netns_scan() {
 	# one ls: the links (-> net:[INODE]), then under "/run/netns:" the bind mounts, each
 	# with the inode of the namespace mounted there (-i; stat sees through the mount)
 	# shellcheck disable=SC2012 # fixed names (/proc/PID/ns/net); ip netns names: see below
 	ls -lni /proc/[0-9]*/ns/net /run/netns/ 2>/dev/null |
-		awk -v out="$1/netns.txt" -v pidsf="$1/.nspids" -v self="$$" -v mem="$cg_mem" "$AWK_CGROUP"'
+		awk -v out="$1/$2" -v pidsf="$1/$3" -v self="$$" -v mem="$cg_mem" "$AWK_CGROUP"'
 		/^\/run\/netns\/?:$/ { named = 1; next }
 		!named {
 			n = index($0, " -> net:[")
@@ -888,7 +903,8 @@ snapshot() {
 	box_known=1
 	rc=0
 	{
-		step copy_proc copy_proc "$p" &&
+		step netns netns_fg "$p" &&
+			step copy_proc copy_proc "$p" &&
 			step "ps -eo pid,ppid,rss,vsz,uid,comm (ps_source=$ps_source)" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
 			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; } &&
@@ -935,6 +951,8 @@ snapshot() {
 "
 	fi
 	[ ! -f "$p/.rc.ns" ] || netns_failed "$p"
+	# ss_netns scanned again (netns_fg was not done in time): its netns.txt is the one
+	[ ! -e "$p/.netns.job.txt" ] || mv -f "$p/.netns.job.txt" "$p/netns.txt"
 	# the other namespaces' ss files, gzipped by one gzip; empty ones stay plain (no
 	# data block; gzip's per-file work is most of its time on ~100 small files)
 	set --
@@ -981,7 +999,7 @@ snapshot() {
 		printf '%s' "$failed"
 		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p/.netns" "$p/.nspids" "$p/.owners"
+	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.owners"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
