@@ -274,7 +274,7 @@ def test_meta_is_right(capture: tuple[Path, subprocess.CompletedProcess[str]]) -
     cg_version = "hybrid" if v1 and v2 else "1" if v1 else "2" if v2 else "none"
     for snap in snapshots(out):
         meta, repeat = read_meta(snap)
-        assert meta["collector_version"] == "2"
+        assert meta["collector_version"] == "3"
         assert meta["hostname"] == os.uname().nodename
         assert meta["kernel"] == os.uname().release
         assert meta["ss_version"] == ss_v
