@@ -24,7 +24,7 @@ import nbformat
 import pytest
 
 import tcpmemlib as tm
-from tcpmemlib import plots
+from tcpmemlib import views
 from tcpmemlib.lab import LabRun
 from tcpmemlib.report import NOTEBOOKS, read_summary
 
@@ -192,7 +192,7 @@ def _check_numbers(capture: Path, out: Path, phased: bool) -> None:
     s00, s01, s02, s03 = (read_summary(out / f"{n}.ipynb") for n in NOTEBOOKS)
     index = (out / "index.html").read_text()
 
-    recv = plots.example_socket(cap, "skmem_r")
+    recv = views.example_socket(cap, "skmem_r")
     assert s00["numbers"]["example_recv_r_bytes"] == int(recv["skmem_r"])
     assert s00["numbers"]["example_recv_q_bytes"] == int(recv["recv_q"])
 

@@ -33,17 +33,25 @@ to sockstat TCP mem); the text names limit and sysctl changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
-from tcpmemlib.analysis._summary import median_max
+from tcpmemlib.analysis.common import (
+    fmt_bytes,
+    number,
+    page_size_bytes,
+    pcpu_reserve_pages,
+    snapshots,
+)
 from tcpmemlib.analysis.process import by_process as _by_process
-from tcpmemlib.analysis.reconcile import pcpu_reserve_pages
+from tcpmemlib.analysis.summary import median_max, per_snapshot_socket_sums, socket_summary
 from tcpmemlib.analysis.verdict import Verdict
 from tcpmemlib.analysis.where import by_snapshot_frame
 from tcpmemlib.errors import TcpmemError
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
 
 __all__ = ["SYSTEM_METRICS", "CompareResult", "compare"]
 
@@ -149,9 +157,9 @@ def _typed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.astype(types)[keys + list(STAT_COLUMNS)]
 
 
-def _system_frame(cap: Any) -> pd.DataFrame:
+def _system_frame(cap: Capture) -> pd.DataFrame:
     bs, _ = by_snapshot_frame(cap)
-    sums = F.per_snapshot_socket_sums(cap)
+    sums = per_snapshot_socket_sums(cap)
     for c in (
         "queued_bytes",
         "connections",
@@ -163,10 +171,10 @@ def _system_frame(cap: Any) -> pd.DataFrame:
     return bs
 
 
-def _limits(cap: Any) -> pd.DataFrame:
+def _limits(cap: Capture) -> pd.DataFrame:
     """Value counts of rb and tb over the capture's connections, per (primary owner) comm:
     ``comm``, ``limit`` (rcvbuf/sndbuf), ``value`` (NA kept), ``count``."""
-    return F.socket_summary(cap).limits
+    return socket_summary(cap).limits
 
 
 def _median_max(counts: pd.DataFrame, comm: str, limit: str) -> tuple[float, float]:
@@ -174,7 +182,7 @@ def _median_max(counts: pd.DataFrame, comm: str, limit: str) -> tuple[float, flo
     return median_max(rows["value"], rows["count"])
 
 
-def _sysctl_last(cap: Any) -> dict[str, str]:
+def _sysctl_last(cap: Capture) -> dict[str, str]:
     sc = cap.sysctl
     if sc is None or not len(sc):
         return {}
@@ -189,7 +197,7 @@ def compare(before: Any, after: Any) -> CompareResult:
     sb, sa = _system_frame(before), _system_frame(after)
     try:
         rsv_b, _ = pcpu_reserve_pages(before)
-        floor = float(rsv_b.max()) * F.page_size_bytes(before) * int(before.cpus)
+        floor = float(rsv_b.max()) * page_size_bytes(before) * int(before.cpus)
     except (TcpmemError, ValueError):  # a capture without page size / CPUs: no floor
         floor = 0.0
     rows = []
@@ -201,8 +209,8 @@ def compare(before: Any, after: Any) -> CompareResult:
     pb, pa = _by_process(before), _by_process(after)
     prow = []
     comms = sorted(set(pb["comm"].astype(str)) | set(pa["comm"].astype(str)))
-    tb = list(F.snapshots(before)["ts"])
-    ta = list(F.snapshots(after)["ts"])
+    tb = list(snapshots(before)["ts"])
+    ta = list(snapshots(after)["ts"])
     for comm in comms:
         for m in PROCESS_METRICS:
             per_b = pb[pb["comm"].astype(str) == comm].groupby("ts")[m].sum(min_count=1).reindex(tb)
@@ -267,7 +275,7 @@ def compare(before: Any, after: Any) -> CompareResult:
         metric = "sockstat_tcp_mem_bytes"
     d, sig = sysr.at[metric, "delta"], sysr.at[metric, "significant"]
     fig = {
-        f"{m}_{k}": F._num(sysr.at[m, k])
+        f"{m}_{k}": number(sysr.at[m, k])
         for m in (
             "skmem_buffer_bytes",
             "sockstat_tcp_mem_bytes",
@@ -282,18 +290,18 @@ def compare(before: Any, after: Any) -> CompareResult:
     else:
         label = "reduced" if float(d) < 0 else "increased"
     text = (
-        f"Socket buffer memory (Σ skmem r+w+f): {F.fmt_bytes(F._num(sysr.at[metric, 'before']))} before, "
-        f"{F.fmt_bytes(F._num(sysr.at[metric, 'after']))} after (Δ {F.fmt_bytes(F._num(d))}, noise "
-        f"{F.fmt_bytes(F._num(sysr.at[metric, 'noise']))}): {label}."
+        f"Socket buffer memory (Σ skmem r+w+f): {fmt_bytes(number(sysr.at[metric, 'before']))} before, "
+        f"{fmt_bytes(number(sysr.at[metric, 'after']))} after (Δ {fmt_bytes(number(d))}, noise "
+        f"{fmt_bytes(number(sysr.at[metric, 'noise']))}): {label}."
         if metric == "skmem_buffer_bytes"
-        else f"sockstat TCP mem Δ {F.fmt_bytes(F._num(d))}: {label}."
+        else f"sockstat TCP mem Δ {fmt_bytes(number(d))}: {label}."
     )
     changed = limits[limits["changed"].fillna(False)]
     if len(changed):
         text += (
             " Limits changed: "
             + "; ".join(
-                f"{r.comm} {r.limit} {F.fmt_bytes(r.before_median_bytes)} -> {F.fmt_bytes(r.after_median_bytes)}"
+                f"{r.comm} {r.limit} {fmt_bytes(r.before_median_bytes)} -> {fmt_bytes(r.after_median_bytes)}"
                 for r in changed.itertuples()
             )
             + " (median per connection; limits are ceilings, memory is used only for queued data)."

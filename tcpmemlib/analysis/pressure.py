@@ -19,12 +19,23 @@ counters that moved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import (
+    as_output,
+    fmt_bytes,
+    netstat_wide,
+    number,
+    page_size_bytes,
+    snapshots,
+    sysctl_ints,
+)
 from tcpmemlib.analysis.verdict import Verdict
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
 
 __all__ = ["COUNTERS", "PressureResult", "pressure"]
 
@@ -75,24 +86,24 @@ class PressureResult:
     verdict: Verdict
 
 
-def pressure(capture: Any) -> PressureResult:
+def pressure(capture: Capture) -> PressureResult:
     """sockstat TCP mem against tcp_mem thresholds, and memory-trouble counters (module doc)."""
     cap = capture
-    snaps = F.snapshots(cap)
-    page = F.page_size_bytes(cap)
+    snaps = snapshots(cap)
+    page = page_size_bytes(cap)
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     out = snaps.copy()
     out["tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
-    tm = F.sysctl_ints(cap, "net.ipv4.tcp_mem").reindex(out["ts"])
+    tm = sysctl_ints(cap, "net.ipv4.tcp_mem").reindex(out["ts"])
     for i, col in enumerate(("min_bytes", "pressure_bytes", "max_bytes")):
         vals = [v[i] * page if isinstance(v, list) and len(v) == 3 else pd.NA for v in tm]
         out[col] = pd.array(vals, dtype="Int64")
     out["fraction_of_pressure"] = out["tcp_mem_bytes"].astype("Float64") / out[
         "pressure_bytes"
     ].astype("Float64").replace(0, pd.NA)
-    out = F.as_output(out)
+    out = as_output(out)
 
-    ns = F.netstat_wide(cap, [("TcpExt", c) for c in COUNTERS]).sort_values("ts")
+    ns = netstat_wide(cap, [("TcpExt", c) for c in COUNTERS]).sort_values("ts")
     rows = []
     for c, (unit, meaning) in COUNTERS.items():
         v = ns["TcpExt" + c].dropna()
@@ -114,20 +125,20 @@ def pressure(capture: Any) -> PressureResult:
     )
 
     d = dict(zip(counters["counter"], counters["delta"], strict=True))
-    peak = F._num(out["tcp_mem_bytes"].max())
-    frac = F._num(out["fraction_of_pressure"].max())
+    peak = number(out["tcp_mem_bytes"].max())
+    frac = number(out["fraction_of_pressure"].max())
     fig = {
         "peak_tcp_mem_bytes": peak,
-        "min_bytes": F._num(out["min_bytes"].max()),
-        "pressure_bytes": F._num(out["pressure_bytes"].max()),
-        "max_bytes": F._num(out["max_bytes"].max()),
+        "min_bytes": number(out["min_bytes"].max()),
+        "pressure_bytes": number(out["pressure_bytes"].max()),
+        "max_bytes": number(out["max_bytes"].max()),
         "peak_fraction_of_pressure": frac,
     }
-    fig.update({f"delta_{k}": F._num(v) for k, v in d.items()})
-    moved = [k for k in _DROPS if F._num(d.get(k)) > 0]
+    fig.update({f"delta_{k}": number(v) for k, v in d.items()})
+    moved = [k for k in _DROPS if number(d.get(k)) > 0]
     over_max = bool((out["tcp_mem_bytes"] > out["max_bytes"]).fillna(False).any())
     over_pressure = bool((out["tcp_mem_bytes"] > out["pressure_bytes"]).fillna(False).any())
-    pressures = F._num(d.get("TCPMemoryPressures"))
+    pressures = number(d.get("TCPMemoryPressures"))
     if peak != peak:
         return PressureResult(
             out, counters, Verdict("no data", "No sockstat in this capture.", fig)
@@ -140,21 +151,21 @@ def pressure(capture: Any) -> PressureResult:
         label = "memory drops"
     else:
         label = "no pressure"
-    text = f"sockstat TCP mem peaked at {F.fmt_bytes(peak)}"
+    text = f"sockstat TCP mem peaked at {fmt_bytes(peak)}"
     if frac == frac:
         text += (
-            f", {frac:.1%} of the pressure threshold tcp_mem[1] = {F.fmt_bytes(fig['pressure_bytes'])} "
-            f"(min {F.fmt_bytes(fig['min_bytes'])}, max {F.fmt_bytes(fig['max_bytes'])})."
+            f", {frac:.1%} of the pressure threshold tcp_mem[1] = {fmt_bytes(fig['pressure_bytes'])} "
+            f"(min {fmt_bytes(fig['min_bytes'])}, max {fmt_bytes(fig['max_bytes'])})."
         )
     else:
         text += " (net.ipv4.tcp_mem not collected: no thresholds)."
     if pressures == pressures:
         text += f" TCPMemoryPressures rose by {int(pressures)}"
-        chrono = F._num(d.get("TCPMemoryPressuresChrono"))
+        chrono = number(d.get("TCPMemoryPressuresChrono"))
         text += f" ({int(chrono)} ms under pressure)." if chrono == chrono else "."
     if moved:
         text += (
-            " Counters that moved: " + ", ".join(f"{k} +{int(F._num(d[k]))}" for k in moved) + "."
+            " Counters that moved: " + ", ".join(f"{k} +{int(number(d[k]))}" for k in moved) + "."
         )
     else:
         text += " No memory drop, prune or abort counter moved."

@@ -29,12 +29,17 @@ exited between ``ss`` and ``ps``) go to the ``(unattributed)`` row, so per snaps
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import MIB, as_output, snapshots
+from tcpmemlib.analysis.socket_rows import UNATTRIBUTED
+from tcpmemlib.analysis.summary import socket_summary
 from tcpmemlib.analysis.verdict import Verdict
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
 
 __all__ = ["COLUMNS", "by_process", "top_process"]
 
@@ -61,7 +66,7 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def _cgroup_values(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _cgroup_values(cap: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
     pc = getattr(cap, "proc_cgroups", None)
     cg = getattr(cap, "cgroups", None)
     if pc is None or not len(pc):
@@ -98,16 +103,16 @@ def _cgroup_values(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pcf, vals
 
 
-def by_process(capture: Any) -> pd.DataFrame:
+def by_process(capture: Capture) -> pd.DataFrame:
     """Per snapshot and process: sockets, buffer bytes, limits, RSS, cgroup (schema in module doc)."""
     cap = capture
-    snaps = F.snapshots(cap)
-    agg = F.socket_summary(cap).by_process.copy()
+    snaps = snapshots(cap)
+    agg = socket_summary(cap).by_process.copy()
     # the (unattributed) row exists in every snapshot, even when empty
     present = set(zip(agg["ts"], agg["key_pid"], strict=True))
     missing = [ts for ts in snaps["ts"] if (ts, -1) not in present]
     if missing:
-        zero = pd.DataFrame({"ts": missing, "key_pid": -1, "comm": F.UNATTRIBUTED})
+        zero = pd.DataFrame({"ts": missing, "key_pid": -1, "comm": UNATTRIBUTED})
         for c in agg.columns:
             if c not in zero.columns:
                 zero[c] = 0 if c not in ("other_owners",) else pd.NA
@@ -128,7 +133,7 @@ def by_process(capture: Any) -> pd.DataFrame:
     out = agg.astype({c: t for c, t in COLUMNS.items() if c not in ("ts",)})[list(COLUMNS)]
     out["_u"] = out["pid"].isna()
     out = out.sort_values(["ts", "_u", "buffer_bytes", "pid"], ascending=[True, True, False, True])
-    return F.as_output(out.drop(columns="_u"))
+    return as_output(out.drop(columns="_u"))
 
 
 def top_process(rows: pd.DataFrame) -> Verdict:
@@ -143,9 +148,9 @@ def top_process(rows: pd.DataFrame) -> Verdict:
     held = float(values.max())
     total = float(pd.to_numeric(rows["buffer_bytes"], errors="coerce").astype("float64").sum())
     text = (
-        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held {held / F.MIB:.1f} MiB "
+        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held {held / MIB:.1f} MiB "
         f"of socket buffers in {int(top['sockets'])} sockets, {held / total:.0%} of the "
-        f"{total / F.MIB:.1f} MiB all processes held; its RSS does not include it."
+        f"{total / MIB:.1f} MiB all processes held; its RSS does not include it."
     )
     figures = {
         "pid": float(top["pid"]),

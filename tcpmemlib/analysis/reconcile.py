@@ -42,16 +42,26 @@ persists across neighbouring snapshots) or ``no data``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import (
+    as_output,
+    fmt_bytes,
+    number,
+    page_size_bytes,
+    pcpu_reserve_pages,
+    snapshots,
+)
+from tcpmemlib.analysis.summary import per_snapshot_socket_sums, socket_summary
 from tcpmemlib.analysis.verdict import Verdict
 
-__all__ = ["ReconcileResult", "pcpu_reserve_pages", "reconcile"]
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
+__all__ = ["ReconcileResult", "reconcile"]
 
 
 @dataclass(frozen=True)
@@ -62,47 +72,16 @@ class ReconcileResult:
     verdict: Verdict
 
 
-def _kernel_major_minor(kernel: Any) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", str(kernel)) if kernel is not None else None
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def pcpu_reserve_pages(cap: Any) -> tuple[pd.Series, str]:
-    """Per ts: the per-CPU reserve in pages, and where it came from (``sysctl``/``default``/``none``)."""
-    page = F.page_size_bytes(cap)
-    rsv = F.sysctl_ints(cap, "net.core.mem_pcpu_rsv")
-    kernels = (
-        cap.meta.drop_duplicates("ts").set_index("ts")["kernel"]
-        if len(cap.meta)
-        else pd.Series(dtype=object)
-    )
-    default = max(1, (1 << 20) // page)
-    vals: dict[Any, int] = {}
-    source = "sysctl"
-    for ts, v in rsv.items():
-        if v:
-            vals[ts] = v[0]
-            continue
-        ver = _kernel_major_minor(kernels.get(ts))
-        if ver is not None and ver < (6, 0):
-            vals[ts] = 0
-            source = "none"
-        else:
-            vals[ts] = default
-            source = "default"
-    return pd.Series(vals, dtype="Int64"), source
-
-
-def reconcile(capture: Any) -> ReconcileResult:
+def reconcile(capture: Capture) -> ReconcileResult:
     """Σ skmem r+w+f against sockstat TCP mem, with the bound on the gap (module doc)."""
     cap = capture
-    snaps = F.snapshots(cap)
-    sums = F.per_snapshot_socket_sums(cap)
-    per_snap = F.socket_summary(cap).per_snapshot
+    snaps = snapshots(cap)
+    sums = per_snapshot_socket_sums(cap)
+    per_snap = socket_summary(cap).per_snapshot
     ss_full = per_snap["full_sockets"]
     bl = per_snap["backlog_bytes"]
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
-    page = F.page_size_bytes(cap)
+    page = page_size_bytes(cap)
     cpus = int(cap.cpus)
     rsv, rsv_source = pcpu_reserve_pages(cap)
 
@@ -124,7 +103,7 @@ def reconcile(capture: Any) -> ReconcileResult:
     out["hidden_sockets"] = out["tcp_alloc"] - out["ss_full_sockets"]
     out["backlog_bytes"] = bl.reindex(out["ts"]).fillna(0).astype("Int64").values
     out["sockstat_udp_mem_bytes"] = st["udp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
-    out = F.as_output(out)
+    out = as_output(out)
 
     fig: dict[str, float] = {
         "snapshots": float(len(out)),
@@ -137,17 +116,17 @@ def reconcile(capture: Any) -> ReconcileResult:
         )
     gap = out["gap_bytes"].astype("Float64")
     worst = int(gap.abs().idxmax())
-    bound = F._num(out.at[worst, "explained_bound_bytes"])
+    bound = number(out.at[worst, "explained_bound_bytes"])
     n_unexp = int(out["unexplained"].fillna(False).sum())
     n_persist = int(out["persistent"].fillna(False).sum())
-    hidden = F._num(out["hidden_sockets"].max())
-    udp = F._num(out["sockstat_udp_mem_bytes"].max())
-    blmax = F._num(out["backlog_bytes"].max())
+    hidden = number(out["hidden_sockets"].max())
+    udp = number(out["sockstat_udp_mem_bytes"].max())
+    blmax = number(out["backlog_bytes"].max())
     fig.update(
         max_abs_gap_bytes=float(abs(gap.iloc[worst])),
         gap_at_worst_bytes=float(gap.iloc[worst]),
-        skmem_at_worst_bytes=F._num(out.at[worst, "skmem_sum_bytes"]),
-        sockstat_at_worst_bytes=F._num(out.at[worst, "sockstat_mem_bytes"]),
+        skmem_at_worst_bytes=number(out.at[worst, "skmem_sum_bytes"]),
+        sockstat_at_worst_bytes=number(out.at[worst, "sockstat_mem_bytes"]),
         bound_bytes=bound,
         unexplained_snapshots=float(n_unexp),
         persistent_snapshots=float(n_persist),
@@ -161,10 +140,10 @@ def reconcile(capture: Any) -> ReconcileResult:
         "none": "kernel < 6.0 has no per-CPU reserve",
     }[rsv_source]
     text = (
-        f"Σ skmem r+w+f = {F.fmt_bytes(fig['skmem_at_worst_bytes'])} vs sockstat TCP mem "
-        f"{F.fmt_bytes(fig['sockstat_at_worst_bytes'])} in the worst of {len(out)} snapshot(s): gap "
-        f"{F.fmt_bytes(fig['gap_at_worst_bytes'])}; the per-CPU reserves explain up to ±"
-        f"{F.fmt_bytes(bound)} ({rsv_txt}, {cpus} CPUs)."
+        f"Σ skmem r+w+f = {fmt_bytes(fig['skmem_at_worst_bytes'])} vs sockstat TCP mem "
+        f"{fmt_bytes(fig['sockstat_at_worst_bytes'])} in the worst of {len(out)} snapshot(s): gap "
+        f"{fmt_bytes(fig['gap_at_worst_bytes'])}; the per-CPU reserves explain up to ±"
+        f"{fmt_bytes(bound)} ({rsv_txt}, {cpus} CPUs)."
     )
     if n_persist:
         label = "unexplained gap"
@@ -191,6 +170,6 @@ def reconcile(capture: Any) -> ReconcileResult:
         )
     else:
         text += " sockstat is host-wide and ss sees only its own network namespace; no hidden sockets here."
-    text += f" UDP is counted separately (up to {F.fmt_bytes(udp)})"
-    text += f"; backlog skbs (Σbl up to {F.fmt_bytes(blmax)}) are not charged in either."
+    text += f" UDP is counted separately (up to {fmt_bytes(udp)})"
+    text += f"; backlog skbs (Σbl up to {fmt_bytes(blmax)}) are not charged in either."
     return ReconcileResult(out, Verdict(label, text, fig))

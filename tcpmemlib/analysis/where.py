@@ -37,14 +37,28 @@ saw no socket buffer at all (``no socket buffers``); the text quotes the capture
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import (
+    SKB_CACHES,
+    SOCKET_OBJECT_CACHES,
+    as_output,
+    fmt_bytes,
+    meminfo_wide,
+    number,
+    page_size_bytes,
+    slab_sum,
+    snapshots,
+)
+from tcpmemlib.analysis.summary import per_snapshot_socket_sums, socket_summary
 from tcpmemlib.analysis.verdict import Verdict
 
-__all__ = ["SKB_CACHES", "SOCKET_OBJECT_CACHES", "WhereResult", "where_is_it"]
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
+__all__ = ["WhereResult", "by_snapshot_frame", "where_is_it"]
 
 MEMINFO_FIELDS = (
     "MemTotal",
@@ -77,16 +91,6 @@ LISTED = (
     "Percpu",
     "VmallocUsed",
 )
-SOCKET_OBJECT_CACHES = (
-    "TCP",
-    "TCPv6",
-    "sock_inode_cache",
-    "tw_sock_TCP",
-    "tw_sock_TCPv6",
-    "request_sock_TCP",
-    "request_sock_TCPv6",
-)
-SKB_CACHES = ("skbuff_head_cache", "skbuff_fclone_cache", "skbuff_small_head")
 
 
 @dataclass(frozen=True)
@@ -98,42 +102,20 @@ class WhereResult:
     verdict: Verdict
 
 
-def _slab_sum(cap: Any, caches: tuple[str, ...]) -> tuple[pd.Series, list[str]]:
-    """Per ts: Σ slab_bytes of the slabinfo rows holding ``caches`` (each row once), and notes on
-    merged caches. NA per ts when slabinfo is missing."""
-    snaps = F.snapshots(cap)
-    sl = F.slab_frame(cap)
-    if sl is None:
-        return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64"), []
-    names = set(sl["name"].dropna())
-    rows: set[str] = set()
-    notes: list[str] = []
-    for cache in caches:
-        shown, merged = F.resolve_cache(cap, cache, names)
-        if shown is None:
-            continue
-        rows.add(shown)
-        if merged:
-            notes.append(f"{cache} is counted in slabinfo row {shown!r} with {', '.join(merged)}")
-    part = sl[sl["name"].isin(sorted(rows))]
-    s = part.groupby("ts")["slab_bytes"].sum().astype("Int64")
-    return s.reindex(snaps["ts"]).fillna(0).astype("Int64"), notes
-
-
-def _pcp_free(cap: Any) -> pd.Series:
-    snaps = F.snapshots(cap)
+def _pcp_free(cap: Capture) -> pd.Series:
+    snaps = snapshots(cap)
     z = getattr(cap, "zoneinfo", None)
     if z is None or not len(z):
         return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64")
     pcp = z[z["cpu"].notna()]
-    s = pcp.groupby("ts")["count_pages"].sum().astype("Int64") * F.page_size_bytes(cap)
+    s = pcp.groupby("ts")["count_pages"].sum().astype("Int64") * page_size_bytes(cap)
     present = set(z["ts"])
     out = s.reindex(snaps["ts"]).fillna(0).astype("Int64")
     return out.where(out.index.isin(present), pd.NA)
 
 
-def _cgroup_sock(cap: Any) -> pd.Series:
-    snaps = F.snapshots(cap)
+def _cgroup_sock(cap: Capture) -> pd.Series:
+    snaps = snapshots(cap)
     cg = getattr(cap, "cgroups", None)
     if cg is None or not len(cg):
         return pd.Series(pd.NA, index=snaps["ts"], dtype="Int64")
@@ -144,10 +126,10 @@ def _cgroup_sock(cap: Any) -> pd.Series:
     return s.reindex(snaps["ts"]).astype("Int64")
 
 
-def _owner_rss(cap: Any) -> pd.Series:
+def _owner_rss(cap: Capture) -> pd.Series:
     """Per ts: Σ RSS of the processes owning at least one TCP socket (0 when none)."""
-    snaps = F.snapshots(cap)
-    pids = F.socket_summary(cap).owner_pids
+    snaps = snapshots(cap)
+    pids = socket_summary(cap).owner_pids
     procs = cap.processes
     if not len(pids) or procs is None or not len(procs):
         return pd.Series(0, index=snaps["ts"], dtype="Int64")
@@ -157,16 +139,16 @@ def _owner_rss(cap: Any) -> pd.Series:
     return total.reindex(snaps["ts"]).fillna(0).astype("Int64")
 
 
-def by_snapshot_frame(cap: Any) -> tuple[pd.DataFrame, list[str]]:
+def by_snapshot_frame(cap: Capture) -> tuple[pd.DataFrame, list[str]]:
     """The ``by_snapshot`` frame (module doc) and notes on merged slab caches."""
-    snaps = F.snapshots(cap)
+    snaps = snapshots(cap)
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     out = snaps.copy()
     out["sockstat_tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
     out["sockstat_udp_mem_bytes"] = st["udp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
-    sums = F.per_snapshot_socket_sums(cap)
+    sums = per_snapshot_socket_sums(cap)
     out["skmem_buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
-    mw = F.meminfo_wide(cap).set_index("ts").reindex(out["ts"])
+    mw = meminfo_wide(cap).set_index("ts").reindex(out["ts"])
     for field in MEMINFO_FIELDS:
         col = mw[field] if field in mw.columns else pd.Series(pd.NA, index=mw.index)
         out[f"meminfo_{field}_bytes"] = col.astype("Int64").values
@@ -179,8 +161,8 @@ def by_snapshot_frame(cap: Any) -> tuple[pd.DataFrame, list[str]]:
     listed = sum(out[f"meminfo_{f}_bytes"].fillna(0) for f in LISTED)
     unlisted = out["meminfo_MemTotal_bytes"] - listed - out["pcp_free_bytes"].fillna(0)
     out["unlisted_bytes"] = unlisted.astype("Int64")
-    sock_slab, notes = _slab_sum(cap, SOCKET_OBJECT_CACHES)
-    skb_slab, notes2 = _slab_sum(cap, SKB_CACHES)
+    sock_slab, notes = slab_sum(cap, SOCKET_OBJECT_CACHES)
+    skb_slab, notes2 = slab_sum(cap, SKB_CACHES)
     out["socket_slab_bytes"] = sock_slab.values
     out["skb_slab_bytes"] = skb_slab.values
     procs = cap.processes
@@ -277,10 +259,10 @@ _PLACES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _owner_rss_delta(cap: Any, ts_lo: Any, ts_hi: Any) -> Any:
+def _owner_rss_delta(cap: Capture, ts_lo: Any, ts_hi: Any) -> Any:
     """Σ RSS change, low -> high snapshot, of the pids owning TCP sockets at ``ts_hi`` that also ran
     at ``ts_lo`` (processes that started in between are left out: their whole RSS is not a change)."""
-    summary, procs = F.socket_summary(cap), cap.processes
+    summary, procs = socket_summary(cap), cap.processes
     if not summary.owner_rows or procs is None or not len(procs):
         return pd.NA
     at_hi = summary.owner_pids[summary.owner_pids["ts"] == ts_hi]
@@ -323,7 +305,7 @@ def _places(bs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, int | None]:
     return out, lo, hi
 
 
-def where_is_it(capture: Any) -> WhereResult:
+def where_is_it(capture: Capture) -> WhereResult:
     """Q1: line up every place socket memory might be reported, per snapshot (module doc)."""
     bs, notes = by_snapshot_frame(capture)
     places, lo, hi = _places(bs)
@@ -340,7 +322,7 @@ def where_is_it(capture: Any) -> WhereResult:
     by_place = places.set_index("place")
 
     def val(place: str, col: str) -> float:
-        return F._num(by_place.at[place, col])
+        return number(by_place.at[place, col])
 
     peak = val("sockstat TCP mem", "high_bytes")
     skmem_peak = val("ss skmem r+w+f", "high_bytes")
@@ -362,7 +344,7 @@ def where_is_it(capture: Any) -> WhereResult:
         fig[f"delta_{name}_bytes"] = val(place, "delta_bytes")
     if bs.empty or (peak != peak and skmem_peak != skmem_peak):
         return WhereResult(
-            F.as_output(bs),
+            as_output(bs),
             places,
             Verdict("no socket buffers", "The capture has no sockstat or socket data.", fig),
         )
@@ -371,23 +353,23 @@ def where_is_it(capture: Any) -> WhereResult:
             "No socket buffer memory was held in this capture (sockstat TCP mem 0, Σ skmem 0): "
             "there is nothing to find in RSS or buff/cache."
         )
-        return WhereResult(F.as_output(bs), places, Verdict("no socket buffers", text, fig))
+        return WhereResult(as_output(bs), places, Verdict("no socket buffers", text, fig))
     text = (
-        f"Socket buffers held up to {F.fmt_bytes(peak)} (sockstat TCP mem; Σ skmem r+w+f "
-        f"{F.fmt_bytes(skmem_peak)}). They are not in any process's RSS (all RSS together: "
-        f"{F.fmt_bytes(fig['rss_total_bytes'])}) and not in buff/cache."
+        f"Socket buffers held up to {fmt_bytes(peak)} (sockstat TCP mem; Σ skmem r+w+f "
+        f"{fmt_bytes(skmem_peak)}). They are not in any process's RSS (all RSS together: "
+        f"{fmt_bytes(fig['rss_total_bytes'])}) and not in buff/cache."
     )
     dsock = fig["delta_sockstat_bytes"]
     if lo is not None and hi is not None and lo != hi and dsock == dsock and dsock != 0:
         text += (
             f" Between the snapshot with the least and the most socket memory, sockstat rose by "
-            f"{F.fmt_bytes(dsock)} while the socket owners' RSS changed by "
-            f"{F.fmt_bytes(fig['delta_owner_rss_bytes'])} (all processes: "
-            f"{F.fmt_bytes(fig['delta_rss_bytes'])}), "
-            f"buff/cache by {F.fmt_bytes(fig['delta_buff_cache_bytes'])} and Slab by "
-            f"{F.fmt_bytes(fig['delta_slab_bytes'])} (skb heads); the 'unlisted' kernel memory "
+            f"{fmt_bytes(dsock)} while the socket owners' RSS changed by "
+            f"{fmt_bytes(fig['delta_owner_rss_bytes'])} (all processes: "
+            f"{fmt_bytes(fig['delta_rss_bytes'])}), "
+            f"buff/cache by {fmt_bytes(fig['delta_buff_cache_bytes'])} and Slab by "
+            f"{fmt_bytes(fig['delta_slab_bytes'])} (skb heads); the 'unlisted' kernel memory "
             f"(in no meminfo line, shown as 'used' by top) rose by "
-            f"{F.fmt_bytes(fig['delta_unlisted_bytes'])}."
+            f"{fmt_bytes(fig['delta_unlisted_bytes'])}."
         )
     else:
         text += (
@@ -396,4 +378,4 @@ def where_is_it(capture: Any) -> WhereResult:
         )
     if notes:
         text += " Merged slab caches: " + "; ".join(notes) + "."
-    return WhereResult(F.as_output(bs), places, Verdict("outside RSS and buff/cache", text, fig))
+    return WhereResult(as_output(bs), places, Verdict("outside RSS and buff/cache", text, fig))
