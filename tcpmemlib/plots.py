@@ -342,19 +342,20 @@ def pressure_plot(by_snapshot: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 COMPARE_METRICS = (
+    "kernel_socket_bytes",
+    "socket_owner_rss_bytes",
+    "total_cost_bytes",
     "sockstat_tcp_mem_bytes",
-    "skmem_buffer_bytes",
-    "queued_bytes",
     "unlisted_bytes",
     "socket_slab_bytes",
-    "meminfo_Slab_bytes",
 )
 
 
 def compare_bars(
     system: pd.DataFrame, metrics: Iterable[str] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Before/after bars per metric (MiB) with the noise band as an error bar on ``after``.
+    """Before/after bars per metric (MiB: the medians over the matched snapshots) with the noise
+    (half the bootstrap interval of the change) as an error bar on ``after``.
     ``metrics`` defaults to the socket-memory figures (:data:`COMPARE_METRICS`) that exist."""
     wanted = list(COMPARE_METRICS if metrics is None else metrics)
     frame = system[system["metric"].astype("string").isin(wanted)]

@@ -197,9 +197,17 @@ def test_pressure_thresholds_and_counters(synth) -> None:
 # ------------------------------------------------------------------------------------ compare
 def test_compare_phases(synth) -> None:
     c = compare(synth.select(phase="idle"), synth.select(phase="backlog"))
+    assert c.matched.startswith("the busy part of each capture")
     sysm = c.system.set_index("metric")
-    assert float(sysm.loc["skmem_buffer_bytes", "delta"]) == 68032 + 1600 + 8192
-    assert bool(sysm.loc["skmem_buffer_bytes", "significant"])
+    assert float(sysm.loc["kernel_socket_bytes", "delta"]) == 68032 + 1600 + 8192
+    assert bool(sysm.loc["kernel_socket_bytes", "significant"])
+    # the owners' RSS did not move: the total cost rose by the kernel's change
+    assert float(sysm.loc["total_cost_bytes", "delta"]) == 68032 + 1600 + 8192
+    assert float(sysm.loc["socket_owner_rss_bytes", "before"]) == (10000 + 12000 + 5000) * 1024
+    socks = c.sockets.set_index("metric")
+    assert float(socks.loc["socket_buffer_max_bytes", "after"]) == 68032 + 1600
+    assert float(socks.loc["receiving_connections", "after"]) == 1
+    assert float(socks.loc["sending_connections", "after"]) == 1  # the orphan's w8192
     # sockstat moved 19 pages, well inside the per-CPU reserve noise (2 MiB): not significant
     assert not bool(sysm.loc["sockstat_tcp_mem_bytes", "significant"])
     assert c.verdict.label == "increased"

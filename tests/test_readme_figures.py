@@ -43,8 +43,8 @@ def test_q2_figures(sample):
     _quoted("held {:.1f} MiB", int(top["buffer_bytes"]) / MIB)
     _quoted("in {} sockets", int(top["sockets"]))
     f = t.compare(sample.select(phase="send_backlog"), sample.select(phase="tuned")).verdict.figures
-    _quoted("from {:.1f} MiB", f["skmem_buffer_bytes_before"] / MIB)
-    _quoted("to {:.1f} MiB under", f["skmem_buffer_bytes_after"] / MIB)
+    _quoted("from {:.1f} MiB", f["kernel_socket_bytes_before"] / MIB)
+    _quoted("to {:.1f} MiB under", f["kernel_socket_bytes_after"] / MIB)
 
 
 def test_q3_figures(sample):

@@ -16,6 +16,7 @@ exited between ``ss`` and ``ps``) go to the ``(unattributed)`` row, so per snaps
 | pid | Int64 | | the process (NA for ``(unattributed)``) |
 | comm | string | | process name as ss printed it (``(unattributed)`` for the no-owner row) |
 | sockets | Int64 | sockets | TCP sockets counted for this process (every state) |
+| connections | Int64 | sockets | those of them that are connections (not LISTEN/TIME-WAIT/SYN-RECV) |
 | buffer_bytes | Int64 | bytes | Σ r + w + f: memory charged for these sockets' queues |
 | skmem_r_bytes, skmem_w_bytes, skmem_f_bytes, skmem_t_bytes | Int64 | bytes | Σ of each skmem field |
 | rcvbuf_limit_bytes, sndbuf_limit_bytes | Int64 | bytes | Σ rb and Σ tb: **limits** (ceilings), not allocations |
@@ -50,6 +51,7 @@ COLUMNS: dict[str, str] = {
     "pid": "Int64",
     "comm": "string",
     "sockets": "Int64",
+    "connections": "Int64",
     "buffer_bytes": "Int64",
     "skmem_r_bytes": "Int64",
     "skmem_w_bytes": "Int64",

@@ -34,7 +34,10 @@ The per-connection distribution per snapshot (:data:`DISTRIBUTION_COLUMNS`, over
 print skmem): ``socket_{w,r}_{p50,p99,max}_bytes`` (quantiles of w and r over the snapshot's
 connections), ``socket_buffer_max_bytes`` (the largest r+w+f of one socket: "max per connection"),
 ``holding_buffer_p50_bytes`` (median r+w+f of the connections holding at least a page; NA when none
-does), ``holding_sndbuf_p50_bytes`` / ``holding_rcvbuf_p50_bytes`` (their median tb / rb),
+does), ``sending_connections`` (connections with w ≥ a page: data not yet sent or acked) with
+their median w and tb (``sending_w_p50_bytes``, ``sending_tb_p50_bytes``), ``receiving_connections``
+(r ≥ a page: data not yet read) with their median r and rb (``receiving_r_p50_bytes``,
+``receiving_rb_p50_bytes``),
 ``at_sndbuf_limit`` (connections with w > 0 and w ≥ :data:`AT_LIMIT` × tb: a sender blocked on a
 full send buffer) and ``at_rcvbuf_limit`` (r > 0 and r ≥ :data:`AT_LIMIT` × rb: a receive queue
 full up to its limit).
@@ -108,8 +111,12 @@ DISTRIBUTION_COLUMNS = (
     "socket_r_max_bytes",
     "socket_buffer_max_bytes",
     "holding_buffer_p50_bytes",
-    "holding_sndbuf_p50_bytes",
-    "holding_rcvbuf_p50_bytes",
+    "sending_connections",
+    "sending_w_p50_bytes",
+    "sending_tb_p50_bytes",
+    "receiving_connections",
+    "receiving_r_p50_bytes",
+    "receiving_rb_p50_bytes",
     "at_sndbuf_limit",
     "at_rcvbuf_limit",
 )
@@ -299,7 +306,7 @@ class _Pass:
         sums["full_sockets"] = g["full"].sum()
         sums["backlog_bytes"] = g["skmem_bl"].sum()
         sums["connections_with_buffer"] = g["holding"].sum()
-        self.per_snapshot.append(sums.join(_distribution(s, holding)))
+        self.per_snapshot.append(sums.join(_distribution(s, holding, max(page, 1))))
         # idle_cost's shares: IPv6 and connect()-ed among full sockets
         f = s[full]
         self.counts["full_sockets"] += len(f)
@@ -404,7 +411,7 @@ class _Pass:
         )
 
 
-def _distribution(s: pd.DataFrame, holding: pd.Series) -> pd.DataFrame:
+def _distribution(s: pd.DataFrame, holding: pd.Series, page_bytes: int) -> pd.DataFrame:
     """Per ts of the TCP socket rows ``s``: the per-connection distribution columns (module doc)."""
     conns = s[s["is_connection"] & s["buffer_bytes"].notna()]
     w = conns["skmem_w"].astype("float64")
@@ -430,19 +437,19 @@ def _distribution(s: pd.DataFrame, holding: pd.Series) -> pd.DataFrame:
         out[f"socket_{name}_max_bytes"] = g[name].max()
     out["socket_buffer_max_bytes"] = g["buffer"].max()
     held = s[holding.to_numpy(dtype=bool)]
-    hg = held.groupby("ts")
-    out["holding_buffer_p50_bytes"] = hg["buffer_bytes"].median().astype("float64")
-    out["holding_sndbuf_p50_bytes"] = hg["skmem_tb"].median().astype("float64")
-    out["holding_rcvbuf_p50_bytes"] = hg["skmem_rb"].median().astype("float64")
+    out["holding_buffer_p50_bytes"] = held.groupby("ts")["buffer_bytes"].median().astype("float64")
+    for side, col, limit in (("sending", "w", "tb"), ("receiving", "r", "rb")):
+        part = frame[frame[col] >= page_bytes].assign(limit=conns[f"skmem_{limit}"])
+        pg = part.groupby("ts")
+        out[f"{side}_connections"] = pg.size()
+        out[f"{side}_{col}_p50_bytes"] = pg[col].median()
+        out[f"{side}_{limit}_p50_bytes"] = pg["limit"].median().astype("float64")
     out["at_sndbuf_limit"] = g["snd_full"].sum()
     out["at_rcvbuf_limit"] = g["rcv_full"].sum()
     out = out.reindex(s["ts"].unique())
     for c in DISTRIBUTION_COLUMNS:
-        kind = "Int64" if c.startswith("at_") else "Float64"
-        out[c] = out[c].astype(kind)
-    out.loc[:, ["at_sndbuf_limit", "at_rcvbuf_limit"]] = out[
-        ["at_sndbuf_limit", "at_rcvbuf_limit"]
-    ].fillna(0)
+        counts = c.startswith("at_") or c.endswith("_connections")
+        out[c] = out[c].astype("Int64").fillna(0) if counts else out[c].astype("Float64")
     return out[list(DISTRIBUTION_COLUMNS)]
 
 
