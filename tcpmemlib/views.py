@@ -344,3 +344,10 @@ def notebook_setup(capture: str, before: str = "") -> tuple[Capture, Capture | N
             print(f"{len(one.problems)} problem(s) reading {name}; what they affect is left out:")
             show_table(one.problems, max_rows=20)
     return cap, before_cap
+
+
+def place_why(places: pd.DataFrame, place: str) -> str:
+    """The ``why`` of one row of ``where_is_it(...).places`` (computed from the capture for the
+    rows whose meaning depends on it, such as the socket owners' RSS)."""
+    rows = places[places["place"].astype("string") == place]
+    return str(rows["why"].iloc[0]) if len(rows) else ""

@@ -156,6 +156,26 @@ def test_where_is_it_numbers(synth) -> None:
     assert w.verdict.label == "outside RSS and buff/cache"
     assert isinstance(w.verdict, Verdict)
     assert "76.0 KiB" in w.verdict.text  # 19 pages peak
+    # the owners' RSS did not move: the page says so, computed
+    assert w.verdict.figures["owner_rss_follows_socket_load"] == 0.0
+    assert "does not grow" in places.loc["RSS of socket owners", "why"]
+    assert "rose with the socket load" not in w.verdict.text
+    # slabinfo has no skb caches here: their change is 0, and the text says Slab moved by 0 B
+    assert "the skb slabs, which hold skb heads: 0 B" in w.verdict.text
+
+
+def test_where_says_when_the_owners_rss_rises_with_the_socket_load(synth) -> None:
+    """An application that keeps the data in its own buffers too (Redis' output buffers): the
+    owners' RSS rises with the socket load, and the page says so instead of "does not grow"."""
+    procs = synth.processes.copy()
+    late = (procs["ts"] == procs["ts"].max()) & (procs["pid"] == 101)
+    procs.loc[late, "rss_bytes"] = procs.loc[late, "rss_bytes"] + (100 << 20)
+    w = where_is_it(dataclasses.replace(synth, processes=procs))
+    places = w.places.set_index("place")
+    assert int(places.loc["RSS of socket owners", "delta_bytes"]) == 100 << 20
+    assert "rose with the socket load" in places.loc["RSS of socket owners", "why"]
+    assert w.verdict.figures["owner_rss_follows_socket_load"] == 1.0
+    assert "user space" in w.verdict.text and "The operator pays for both" in w.verdict.text
 
 
 # ------------------------------------------------------------------------------------ growth

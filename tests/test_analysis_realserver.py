@@ -100,3 +100,21 @@ def test_compare_says_the_memory_moved_into_redis(redis_compare) -> None:
     assert "no saving" in c.verdict.text
     # the per-process table leads with what changed most: redis-server
     assert c.by_process["comm"].iloc[0] == "redis-server"
+
+
+# ------------------------------------------------------------------------------------ where
+def test_where_says_redis_buffers_in_user_space(real: dict[str, Capture]) -> None:
+    for name in ("redis-before", "redis-after"):
+        w = tm.where_is_it(real[name])
+        assert w.verdict.label == "outside RSS and buff/cache"
+        assert w.verdict.figures["owner_rss_follows_socket_load"] == 1.0
+        assert "The socket owners' RSS rose with the socket load" in w.verdict.text
+        why = w.places.set_index("place").at["RSS of socket owners", "why"]
+        assert "rose with the socket load" in why and "does not grow" not in why
+
+
+def test_where_on_idle_nginx_holds_no_buffers(real: dict[str, Capture]) -> None:
+    w = tm.where_is_it(real["nginx-idle"])
+    assert w.verdict.label == "no socket buffers"
+    assert w.verdict.figures["max_skmem_buffer_bytes"] == 0
+    assert "Socket buffers held up to" not in w.verdict.text

@@ -30,13 +30,21 @@ that holds the buffers, ≈0 for one that does not). For ``RSS of socket owners`
 over the pids that own sockets in the high snapshot and also ran in the low one, so a process that
 started in between does not count its whole RSS as growth.
 
-``verdict``: label ``outside RSS and buff/cache`` (always, on Linux: reference §4) unless the capture
-saw no socket buffer at all (``no socket buffers``); the text quotes the capture's numbers.
+For ``RSS of socket owners`` the ``why`` is computed: when their RSS rose with the socket load (by at
+least a quarter of the socket memory's rise and 16 MiB, or correlating ≥ 0.8 across snapshots) it
+says so: the application buffers the data in user space too (Redis' client output buffers), a copy
+beside the kernel's socket memory.
+
+``verdict`` (:func:`where_verdict`, from the frames of :func:`where_frames`): label ``outside RSS and
+buff/cache`` (always, on Linux) unless the sockets ss saw never held buffer memory (Σ skmem r+w+f 0
+in every snapshot: ``no socket buffers``; sockstat alone is host-wide and may read a little from
+other namespaces). The text quotes the capture's numbers, the skb slabs' own change beside meminfo
+Slab's, and says when the owners' RSS rose with the socket load. ``notes``: merged slab caches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -45,6 +53,7 @@ from tcpmemlib.analysis.common import (
     SKB_CACHES,
     SOCKET_OBJECT_CACHES,
     as_output,
+    corr,
     fmt_bytes,
     meminfo_wide,
     number,
@@ -58,7 +67,7 @@ from tcpmemlib.analysis.verdict import Verdict
 if TYPE_CHECKING:
     from tcpmemlib.capture import Capture
 
-__all__ = ["WhereResult", "by_snapshot_frame", "where_is_it"]
+__all__ = ["WhereResult", "by_snapshot_frame", "where_frames", "where_is_it", "where_verdict"]
 
 MEMINFO_FIELDS = (
     "MemTotal",
@@ -100,6 +109,7 @@ class WhereResult:
     by_snapshot: pd.DataFrame
     places: pd.DataFrame
     verdict: Verdict
+    notes: list[str] = field(default_factory=list)
 
 
 def _pcp_free(cap: Capture) -> pd.Series:
@@ -149,9 +159,9 @@ def by_snapshot_frame(cap: Capture) -> tuple[pd.DataFrame, list[str]]:
     sums = per_snapshot_socket_sums(cap)
     out["skmem_buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
     mw = meminfo_wide(cap).set_index("ts").reindex(out["ts"])
-    for field in MEMINFO_FIELDS:
-        col = mw[field] if field in mw.columns else pd.Series(pd.NA, index=mw.index)
-        out[f"meminfo_{field}_bytes"] = col.astype("Int64").values
+    for name in MEMINFO_FIELDS:
+        col = mw[name] if name in mw.columns else pd.Series(pd.NA, index=mw.index)
+        out[f"meminfo_{name}_bytes"] = col.astype("Int64").values
     out["buff_cache_bytes"] = (
         out["meminfo_Buffers_bytes"]
         + out["meminfo_Cached_bytes"]
@@ -305,12 +315,32 @@ def _places(bs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, int | None]:
     return out, lo, hi
 
 
-def where_is_it(capture: Capture) -> WhereResult:
-    """Q1: line up every place socket memory might be reported, per snapshot (module doc)."""
+#: The owners' RSS "follows the socket load" when it rose by at least this share of the socket
+#: memory's rise (and :data:`RSS_FOLLOWS_MIN_BYTES`), or correlates with it across snapshots.
+RSS_FOLLOWS_SHARE = 0.25
+RSS_FOLLOWS_MIN_BYTES = 16 * (1 << 20)
+RSS_FOLLOWS_CORR = 0.8
+
+
+def _owner_rss_follows(bs: pd.DataFrame, delta: float, ref: float) -> tuple[bool, float]:
+    """Whether the socket owners' RSS rose with the socket load (module doc), and the correlation
+    of the two across snapshots."""
+    c = corr(bs["socket_owner_rss_bytes"], bs["skmem_buffer_bytes"])
+    rss = pd.to_numeric(bs["socket_owner_rss_bytes"], errors="coerce").astype("float64")
+    span = float(rss.max() - rss.min()) if rss.notna().any() else 0.0
+    rose = delta == delta and ref == ref and ref > 0 and delta >= RSS_FOLLOWS_SHARE * ref
+    big = (delta == delta and delta >= RSS_FOLLOWS_MIN_BYTES) or (
+        c == c and c >= RSS_FOLLOWS_CORR and span >= RSS_FOLLOWS_MIN_BYTES
+    )
+    return bool(big and (rose or (c == c and c >= RSS_FOLLOWS_CORR))), c
+
+
+def where_frames(capture: Capture) -> WhereResult:
+    """The frames of :func:`where_is_it` (``by_snapshot``, ``places``), with an empty verdict."""
     bs, notes = by_snapshot_frame(capture)
     places, lo, hi = _places(bs)
+    i = places.index[places["place"] == "RSS of socket owners"][0]
     if lo is not None and hi is not None:
-        i = places.index[places["place"] == "RSS of socket owners"][0]
         delta = _owner_rss_delta(capture, bs.at[lo, "ts"], bs.at[hi, "ts"])
         places.loc[i, "delta_bytes"] = delta
         ref = places.loc[0, "delta_bytes"]
@@ -318,7 +348,21 @@ def where_is_it(capture: Capture) -> WhereResult:
             ref = places.loc[1, "delta_bytes"]
         if delta is not pd.NA and ref is not pd.NA and ref != 0:
             places.loc[i, "delta_ratio"] = round(float(delta) / float(ref), 3)
-    fig: dict[str, float] = {}
+        follows, _ = _owner_rss_follows(bs, number(delta), number(ref))
+        if follows:
+            places.loc[i, "why"] = (
+                "the processes that hold the sockets: their RSS rose with the socket load "
+                f"(+{fmt_bytes(number(delta))} while socket memory rose {fmt_bytes(number(ref))}): "
+                "the application's own buffering in user space (like Redis' client output "
+                "buffers): data waiting in the application, beside the kernel's socket memory, "
+                "not that memory"
+            )
+    return WhereResult(as_output(bs), places, Verdict("", "", {}), notes)
+
+
+def where_verdict(result: WhereResult) -> Verdict:
+    """Word :func:`where_frames`' result: only what its frames hold."""
+    bs, places, notes = result.by_snapshot, result.places, result.notes
     by_place = places.set_index("place")
 
     def val(place: str, col: str) -> float:
@@ -326,12 +370,14 @@ def where_is_it(capture: Capture) -> WhereResult:
 
     peak = val("sockstat TCP mem", "high_bytes")
     skmem_peak = val("ss skmem r+w+f", "high_bytes")
-    fig.update(
-        peak_sockstat_tcp_mem_bytes=peak,
-        peak_skmem_buffer_bytes=skmem_peak,
-        rss_total_bytes=val("process RSS (top RES)", "high_bytes"),
-        socket_owner_rss_bytes=val("RSS of socket owners", "high_bytes"),
-    )
+    skmem_max = number(bs["skmem_buffer_bytes"].max()) if len(bs) else float("nan")
+    fig: dict[str, float] = {
+        "peak_sockstat_tcp_mem_bytes": peak,
+        "peak_skmem_buffer_bytes": skmem_peak,
+        "max_skmem_buffer_bytes": skmem_max,
+        "rss_total_bytes": val("process RSS (top RES)", "high_bytes"),
+        "socket_owner_rss_bytes": val("RSS of socket owners", "high_bytes"),
+    }
     for name, place in (
         ("sockstat", "sockstat TCP mem"),
         ("rss", "process RSS (top RES)"),
@@ -339,38 +385,61 @@ def where_is_it(capture: Capture) -> WhereResult:
         ("buff_cache", "top/free buff/cache"),
         ("unlisted", "unlisted kernel memory"),
         ("slab", "meminfo Slab"),
+        ("skb_slab", "skb slab caches"),
         ("skmem", "ss skmem r+w+f"),
     ):
         fig[f"delta_{name}_bytes"] = val(place, "delta_bytes")
+    ref = fig["delta_sockstat_bytes"]
+    if ref != ref or ref == 0:
+        ref = fig["delta_skmem_bytes"]
+    follows, c = _owner_rss_follows(bs, fig["delta_owner_rss_bytes"], ref)
+    fig["owner_rss_follows_socket_load"] = float(follows)
+    fig["corr_owner_rss_skmem"] = c
     if bs.empty or (peak != peak and skmem_peak != skmem_peak):
-        return WhereResult(
-            as_output(bs),
-            places,
-            Verdict("no socket buffers", "The capture has no sockstat or socket data.", fig),
-        )
-    if max(peak if peak == peak else 0, skmem_peak if skmem_peak == skmem_peak else 0) == 0:
+        return Verdict("no socket buffers", "The capture has no sockstat or socket data.", fig)
+    if skmem_max != skmem_max or skmem_max <= 0:
         text = (
-            "No socket buffer memory was held in this capture (sockstat TCP mem 0, Σ skmem 0): "
+            "The sockets ss saw held no buffer memory (Σ skmem r+w+f 0 in every snapshot): "
             "there is nothing to find in RSS or buff/cache."
         )
-        return WhereResult(as_output(bs), places, Verdict("no socket buffers", text, fig))
+        if peak == peak and peak > 0:
+            text += (
+                f" sockstat TCP mem read up to {fmt_bytes(peak)}: it is host-wide (every network "
+                "namespace, sockets ss did not list) and lags by up to the per-CPU reserves."
+            )
+        return Verdict("no socket buffers", text, fig)
+    lo_hi = val("sockstat TCP mem", "low_bytes") == val("sockstat TCP mem", "low_bytes")
     text = (
-        f"Socket buffers held up to {fmt_bytes(peak)} (sockstat TCP mem; Σ skmem r+w+f "
-        f"{fmt_bytes(skmem_peak)}). They are not in any process's RSS (all RSS together: "
-        f"{fmt_bytes(fig['rss_total_bytes'])}) and not in buff/cache."
+        f"Socket buffers held up to {fmt_bytes(skmem_max)} (Σ skmem r+w+f of the sockets ss saw; "
+        f"sockstat TCP mem, host-wide: up to {fmt_bytes(peak)}). They are not in any process's "
+        f"RSS (all RSS together: {fmt_bytes(fig['rss_total_bytes'])}) and not in buff/cache."
     )
-    dsock = fig["delta_sockstat_bytes"]
-    if lo is not None and hi is not None and lo != hi and dsock == dsock and dsock != 0:
+    if lo_hi and ref == ref and ref != 0:
+        skb = fig["delta_skb_slab_bytes"]
+        slab = f"meminfo Slab by {fmt_bytes(fig['delta_slab_bytes'])}"
+        slab += (
+            f" (the skb slabs, which hold skb heads: {fmt_bytes(skb)})"
+            if skb == skb
+            else " (slabinfo not collected: the skb slabs' share is unknown)"
+        )
         text += (
-            f" Between the snapshot with the least and the most socket memory, sockstat rose by "
-            f"{fmt_bytes(dsock)} while the socket owners' RSS changed by "
+            f" Between the snapshot with the least and the most socket memory, socket memory rose "
+            f"by {fmt_bytes(ref)} while the socket owners' RSS changed by "
             f"{fmt_bytes(fig['delta_owner_rss_bytes'])} (all processes: "
-            f"{fmt_bytes(fig['delta_rss_bytes'])}), "
-            f"buff/cache by {fmt_bytes(fig['delta_buff_cache_bytes'])} and Slab by "
-            f"{fmt_bytes(fig['delta_slab_bytes'])} (skb heads); the 'unlisted' kernel memory "
+            f"{fmt_bytes(fig['delta_rss_bytes'])}), buff/cache by "
+            f"{fmt_bytes(fig['delta_buff_cache_bytes'])} and {slab}; the 'unlisted' kernel memory "
             f"(in no meminfo line, shown as 'used' by top) rose by "
             f"{fmt_bytes(fig['delta_unlisted_bytes'])}."
         )
+        if follows:
+            text += (
+                f" The socket owners' RSS rose with the socket load (+"
+                f"{fmt_bytes(fig['delta_owner_rss_bytes'])}"
+                + (f", correlation {c:.2f} across snapshots" if c == c else "")
+                + "): that is the application buffering data in user space (its own output "
+                "buffers, like Redis' client-output-buffer-limit), beside the kernel socket memory, "
+                "not the kernel memory itself. The operator pays for both."
+            )
     else:
         text += (
             " Socket memory did not change within the capture, so which lines follow it cannot be "
@@ -378,4 +447,10 @@ def where_is_it(capture: Capture) -> WhereResult:
         )
     if notes:
         text += " Merged slab caches: " + "; ".join(notes) + "."
-    return WhereResult(as_output(bs), places, Verdict("outside RSS and buff/cache", text, fig))
+    return Verdict("outside RSS and buff/cache", text, fig)
+
+
+def where_is_it(capture: Capture) -> WhereResult:
+    """Q1: line up every place socket memory might be reported, per snapshot (module doc)."""
+    frames = where_frames(capture)
+    return WhereResult(frames.by_snapshot, frames.places, where_verdict(frames), frames.notes)
