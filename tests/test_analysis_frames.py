@@ -197,6 +197,28 @@ def test_growth_labels_by_phase(synth) -> None:
         assert label in LABELS
 
 
+def test_growth_judges_per_connection_not_box_wide(tmp_path: Path) -> None:
+    """A drained phase where 3 of 200 connections still hold a little data (8000 B each, more than
+    a page in all) is not "grows with queued data": judged per connection (issue 11.5)."""
+    write_snapshot(tmp_path, T0, backlog=False)
+    snap = next(tmp_path.iterdir())
+    lines = []
+    for i in range(200):
+        rq, r = (8000, 8960) if i < 3 else (0, 0)
+        lines.append(
+            f"ESTAB {rq} 0 127.0.0.1:5000 127.0.0.1:{41000 + i} "
+            f'users:(("srv",pid=101,fd={10 + i})) ino:{100 + i} sk:{100 + i} <-> '
+            f"skmem:(r{r},rb131072,t0,tb16384,f0,w0,o0,bl0,d0)"
+        )
+    (snap / "ss_tcp.txt").write_text("\n".join(lines) + "\n")
+    g = growth(load(tmp_path))
+    row = g.by_phase.iloc[0]
+    assert int(row["connections"]) == 200 and int(row["connections_with_buffer"]) == 3
+    assert float(row["holding_share"]) == pytest.approx(3 / 200)
+    assert row["label"] == "not held while idle"
+    assert g.verdict.label == "not held while idle"
+
+
 # ------------------------------------------------------------------------------------ pressure
 def test_pressure_thresholds_and_counters(synth) -> None:
     p = pressure(synth)
@@ -210,7 +232,22 @@ def test_pressure_thresholds_and_counters(synth) -> None:
     c = p.counters.set_index("counter")
     assert int(c.loc["PruneCalled", "delta"]) == 1
     assert pd.isna(c.loc["TCPAbortOnMemory", "delta"])  # not printed by this "kernel": NA, not 0
+    # PruneCalled alone: a queue was collapsed to fit, nothing was dropped (issue 11.5)
+    assert c.loc["PruneCalled", "kind"] == "compaction"
+    assert p.verdict.label == "queues compacted"
+    assert "PruneCalled +1" in p.verdict.text
+    assert "nothing was dropped" in p.verdict.text
+    assert "drops" not in p.verdict.label and "Data was lost" not in p.verdict.text
+
+
+def test_pressure_says_drops_only_for_counters_that_drop_data(synth) -> None:
+    ns = synth.netstat.copy()
+    late = (ns["ts"] == ns["ts"].max()) & (ns["counter"].astype("string") == "RcvPruned")
+    ns["value"] = ns["value"].astype("Int64")
+    ns.loc[late, "value"] = 5
+    p = pressure(dataclasses.replace(synth, netstat=ns))
     assert p.verdict.label == "memory drops"
+    assert "Data was lost: RcvPruned +5" in p.verdict.text
     assert "PruneCalled +1" in p.verdict.text
 
 

@@ -24,15 +24,16 @@ or the queued bytes.
 
 ``by_phase`` (one row per phase, ``(no phase)`` when phases.tsv is absent): ``phase``, ``snapshots``,
 mean ``connections``, ``connections_with_buffer``, ``buffer_bytes``, ``queued_bytes``, ``traffic_bytes_per_s``,
-``buffer_bytes_per_connection``, ``queued_bytes_per_connection``, ``buffer_to_queued_ratio``, and the
-phase's ``label``.
+``buffer_bytes_per_connection``, ``queued_bytes_per_connection``, ``buffer_to_queued_ratio``,
+``holding_share`` (connections_with_buffer / connections), and the phase's ``label``.
 
 Label set (per phase, and for the whole capture in ``verdict.label``; per phase checked in this order):
 
 - ``no connections``: the phase (or capture) has no TCP connection.
-- ``grows with queued data``: at least a page is queued and buffers ≈ queued bytes
-  (``0.5 ≤ buffer/queued ≤ 4``; the excess over 1 is skb truesize overhead): memory is there because
-  data waits for a reader or an ACK.
+- ``grows with queued data``: at least a page is queued **per connection** (judged per connection,
+  not box-wide: a few sockets holding a little data among thousands do not make a phase) and
+  buffers ≈ queued bytes (``0.5 ≤ buffer/queued ≤ 4``; the excess over 1 is skb truesize
+  overhead): memory is there because data waits for a reader or an ACK.
 - ``not held while idle``: less than one page of buffer per connection (only the sub-page ``f``
   forward-allocation remains): idle or trickling connections do not hold buffer memory.
 - ``held while idle``: more than a page per connection that queued data does not explain.
@@ -103,18 +104,21 @@ def _ip_traffic(cap: Capture, snaps: pd.DataFrame) -> pd.Series:
 
 
 def _label(conn: float, buf: float, queued: float, page: int) -> str:
+    """A phase's label from its mean connections, buffer and queued bytes: judged per connection,
+    so a few sockets holding a little data on a box of thousands do not label the phase."""
     if not conn or conn != conn:
         return "no connections"
     lo, hi = QUEUED_RATIO_RANGE
-    if queued >= page and lo * queued <= buf <= hi * queued:
+    if queued >= page * conn and lo * queued <= buf <= hi * queued:
         return "grows with queued data"
     if buf != buf or buf < page * conn:
         return "not held while idle"
     return "held while idle"
 
 
-def growth(capture: Capture) -> GrowthResult:
-    """Does buffer memory follow connections, traffic or queued data? (module doc)"""
+def growth_frames(capture: Capture) -> GrowthResult:
+    """The frames of :func:`growth` (``by_snapshot``, ``by_phase`` with each phase's label), with
+    an empty verdict."""
     cap = capture
     page = page_size_bytes(cap)
     snaps = snapshots(cap)
@@ -165,6 +169,9 @@ def growth(capture: Capture) -> GrowthResult:
     by_phase["buffer_to_queued_ratio"] = by_phase["buffer_bytes"] / by_phase[
         "queued_bytes"
     ].replace(0, pd.NA)
+    by_phase["holding_share"] = by_phase["connections_with_buffer"] / by_phase[
+        "connections"
+    ].replace(0, pd.NA)
     by_phase["label"] = [
         _label(number(r.connections), number(r.buffer_bytes), number(r.queued_bytes), page)
         for r in by_phase.itertuples()
@@ -174,8 +181,13 @@ def growth(capture: Capture) -> GrowthResult:
     by_phase = by_phase.sort_values("_o").drop(columns="_o")
     by_phase["snapshots"] = by_phase["snapshots"].astype("Int64")
     by_phase["label"] = by_phase["label"].astype("category")
+    return GrowthResult(as_output(bs), as_output(by_phase), Verdict("", "", {}))
 
-    # whole-capture verdict
+
+def growth_verdict(result: GrowthResult) -> Verdict:
+    """Word :func:`growth_frames`' result: the whole capture's label from the phases' labels and
+    the correlations across snapshots (module doc)."""
+    bs, by_phase = result.by_snapshot, result.by_phase
     c_q = corr(bs["buffer_bytes"], bs["queued_bytes"])
     c_c = corr(bs["buffer_bytes"], bs["connections"])
     c_t = corr(bs["buffer_bytes"], bs["traffic_bytes_per_s"])
@@ -214,7 +226,8 @@ def growth(capture: Capture) -> GrowthResult:
     for r in by_phase.itertuples():
         parts.append(
             f"{r.phase}: {number(r.connections):.0f} connections "
-            f"({number(r.connections_with_buffer):.0f} holding a page or more), "
+            f"({number(r.connections_with_buffer):.0f} of them, "
+            f"{_share(number(r.holding_share))}, holding a page or more), "
             f"{fmt_bytes(number(r.buffer_bytes_per_connection))} buffer and "
             f"{fmt_bytes(number(r.queued_bytes_per_connection))} queued per connection ({r.label})"
         )
@@ -227,4 +240,16 @@ def growth(capture: Capture) -> GrowthResult:
             else f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes"
         )
         text += f"; buffer/queued = {ratio:.2f}." if ratio == ratio else "."
-    return GrowthResult(as_output(bs), as_output(by_phase), Verdict(label, text, fig))
+    return Verdict(label, text, fig)
+
+
+def _share(value: float) -> str:
+    if value != value:
+        return "n/a"
+    return f"{value:.0%}" if value >= 0.01 or value == 0 else "<1%"
+
+
+def growth(capture: Capture) -> GrowthResult:
+    """Does buffer memory follow connections, traffic or queued data? (module doc)"""
+    frames = growth_frames(capture)
+    return GrowthResult(frames.by_snapshot, frames.by_phase, growth_verdict(frames))
