@@ -111,20 +111,58 @@ def test_reconcile_exact_capture_has_no_gap(synth) -> None:
     assert list(r.by_snapshot["hidden_sockets"]) == [0, 0]  # alloc = the full sockets ss listed
 
 
-def test_reconcile_flags_gap_over_bound(synth) -> None:
+def _sockstat(synth, extra_bytes: int, after_extra: int | None, alloc_extra: int = 0):
+    """synth's sockstat with ``extra_bytes`` more TCP mem than the sockets hold, and (unless None)
+    an after-read ``after_extra`` above them (what collect.sh reads just after ss)."""
     st = synth.sockstat.copy()
-    st["tcp_mem_bytes"] = st["tcp_mem_bytes"] + 3 * (1 << 20)  # 3 MiB more than the sockets hold
-    r = reconcile(dataclasses.replace(synth, sockstat=st))
-    assert r.by_snapshot["unexplained"].all()
-    assert r.by_snapshot["persistent"].all()
+    skmem = st["tcp_mem_bytes"].astype("Int64")
+    st["tcp_mem_bytes"] = skmem + extra_bytes
+    if after_extra is not None:
+        st["tcp_mem_after_bytes"] = (skmem + after_extra).astype("Int64")
+    st["tcp_alloc"] = st["tcp_alloc"].astype("Int64") + alloc_extra
+    return dataclasses.replace(synth, sockstat=st)
+
+
+def test_reconcile_flags_gap_outside_the_bracket(synth) -> None:
+    # read before and after ss, both 3 MiB above what the sockets hold, nothing hidden
+    r = reconcile(_sockstat(synth, 3 << 20, 3 << 20))
+    assert r.by_snapshot["bound_known"].all()
+    assert r.by_snapshot["unexplained"].all() and r.by_snapshot["persistent"].all()
     assert r.verdict.label == "unexplained gap"
     assert r.verdict.figures["max_abs_gap_bytes"] == 3 * (1 << 20)
+
+
+def test_reconcile_gap_inside_the_bracket_is_explained(synth) -> None:
+    # 3 MiB above before ss, 3 MiB below after: the sockets' memory moved while ss read
+    r = reconcile(_sockstat(synth, 3 << 20, -(3 << 20)))
+    assert list(r.by_snapshot["skew_bytes"]) == [6 << 20, 6 << 20]
+    assert not r.by_snapshot["outside_bracket"].any()
+    assert r.verdict.label == "consistent"
+
+
+def test_reconcile_without_after_read_under_traffic_says_the_bound_is_unknown(synth) -> None:
+    # an older capture (no after-read): the backlog snapshot moved traffic, the idle one has none
+    # measured (first snapshot): neither gap is called unexplained (issue 11.5)
+    r = reconcile(_sockstat(synth, 3 << 20, None))
+    assert r.by_snapshot["sockstat_after_bytes"].isna().all()
+    assert not r.by_snapshot["unexplained"].any()
+    assert r.by_snapshot["outside_bracket"].all()
+    assert r.verdict.label == "bound unknown under traffic"
+    assert "unknown" in r.verdict.text and "not evidence of missing memory" in r.verdict.text
+
+
+def test_reconcile_names_sockets_hidden_in_other_namespaces(synth) -> None:
+    r = reconcile(_sockstat(synth, 3 << 20, 3 << 20, alloc_extra=100))
+    assert list(r.by_snapshot["hidden_sockets"]) == [100, 100]
+    assert r.verdict.label == "hidden sockets"
+    assert "100 TCP socket(s) ss could not see" in r.verdict.text
 
 
 def test_reconcile_isolated_gap_is_transient(synth) -> None:
     st = synth.sockstat.copy()
     late = st["ts"] == st["ts"].max()
     st.loc[late, "tcp_mem_bytes"] = st.loc[late, "tcp_mem_bytes"] + 3 * (1 << 20)
+    st["tcp_mem_after_bytes"] = st["tcp_mem_bytes"].astype("Int64")
     r = reconcile(dataclasses.replace(synth, sockstat=st))
     assert list(r.by_snapshot["unexplained"]) == [False, True]
     assert not r.by_snapshot["persistent"].any()

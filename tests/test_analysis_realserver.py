@@ -118,3 +118,20 @@ def test_where_on_idle_nginx_holds_no_buffers(real: dict[str, Capture]) -> None:
     assert w.verdict.label == "no socket buffers"
     assert w.verdict.figures["max_skmem_buffer_bytes"] == 0
     assert "Socket buffers held up to" not in w.verdict.text
+
+
+# ------------------------------------------------------------------------------------ false alarms
+def test_no_false_alarms_on_the_real_captures(real: dict[str, Capture]) -> None:
+    for name, cap in real.items():
+        r = tm.reconcile(cap)
+        # sockstat and ss are read at different moments under ~500 MiB/s: never "unexplained"
+        assert r.verdict.label != "unexplained gap", (name, r.verdict.text)
+        p = tm.pressure(cap)
+        assert p.verdict.label in ("no pressure", "queues compacted"), (name, p.verdict.text)
+        g = tm.growth(cap)
+        labels = dict(zip(g.by_phase["phase"], g.by_phase["label"], strict=True))
+        for phase in ("connect", "drained", "baseline", "idle", "closed"):
+            assert labels.get(phase, "no connections") in ("not held while idle", "no connections")
+    g = tm.growth(real["redis-before"]).by_phase.set_index("phase")
+    assert g.at["slow", "label"] == "grows with queued data"
+    assert float(g.at["slow", "connections_with_buffer"]) == pytest.approx(400, abs=4)
