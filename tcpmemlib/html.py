@@ -89,11 +89,30 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Wraps every table: a wide table scrolls sideways inside the page instead of being cut off at
+#: the page edge (its first column stays readable at 1280 px), and long text cells wrap.
+TABLE_WRAPPER = (
+    '<div class="tcpmem-table" style="overflow-x:auto;max-width:100%;'
+    'border-left:1px solid #eee">{}</div>'
+)
+TABLE_STYLE = (
+    "<style>.tcpmem-table table{border-collapse:collapse;font-size:0.9em}"
+    ".tcpmem-table td,.tcpmem-table th{padding:0.15em 0.6em;max-width:40em;white-space:normal;"
+    "text-align:right;vertical-align:top}"
+    ".tcpmem-table td:first-child,.tcpmem-table th:first-child{text-align:left;"
+    "white-space:nowrap}</style>"
+)
+
+
 def table_html(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> str:
     """``frame`` as an HTML table, numbers made readable, every cell escaped (pandas escapes by
-    default; we insist). Rows past ``max_rows`` are left out, and a note says how many."""
+    default; we insist), in a box that scrolls sideways when the table is wider than the page.
+    Rows past ``max_rows`` are left out, and a note says how many (sort the frame by what the
+    page is about first, so what is left out is the least of it)."""
     shown = readable(frame.head(max_rows))
-    out = shown.to_html(escape=True, index=index, border=0, na_rep="NA")
+    out = TABLE_STYLE + TABLE_WRAPPER.format(
+        shown.to_html(escape=True, index=index, border=0, na_rep="NA")
+    )
     if len(frame) > max_rows:
         out += f"<p><em>{len(frame) - max_rows:,} more rows not shown.</em></p>"
     return out

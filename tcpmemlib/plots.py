@@ -24,7 +24,8 @@ MIB = float(1 << 20)
 
 KIB = 1024.0
 
-# One colour per place/series, the same in every notebook.
+# One colour per place/series, the same in every notebook; no two lines drawn together share a hue
+# (the RSS lines are black/grey, far from the orange of the socket buffers).
 
 
 COLORS = {
@@ -35,13 +36,17 @@ COLORS = {
     "meminfo_SReclaimable_bytes": "#729fcf",
     "meminfo_SUnreclaim_bytes": "#204a87",
     "buff_cache_bytes": "#4e9a06",
-    "process_rss_bytes": "#c17d11",
-    "socket_owner_rss_bytes": "#c17d11",
-    "holder_rss_bytes": "#c17d11",
+    "process_rss_bytes": "#555753",
+    "socket_owner_rss_bytes": "#2e3436",
+    "holder_rss_bytes": "#2e3436",
     "socket_slab_bytes": "#06989a",
     "pcp_free_bytes": "#888a85",
 }
 
+
+# Line styles and markers that tell apart the lines expected to lie on top of each other.
+STYLES = {"skmem_buffer_bytes": "--", "holder_rss_bytes": "-.", "socket_owner_rss_bytes": "-."}
+MARKERS = {"skmem_buffer_bytes": "x", "holder_rss_bytes": "s", "socket_owner_rss_bytes": "s"}
 
 PLACE_LABELS = {
     "sockstat_tcp_mem_bytes": "sockstat TCP mem (pages x page size)",
@@ -66,9 +71,29 @@ def _ax(ax: Axes | None, figsize: tuple[float, float] = (9, 4)) -> Axes:
     return new
 
 
+#: Characters above this code point may be missing from the default font (DejaVu Sans covers Latin,
+#: Greek and Cyrillic): a label escapes them rather than draw a box and warn "Glyph ... missing".
+FONT_SAFE_BELOW = 0x500
+
+
+def _safe_char(c: str) -> str:
+    if c.isprintable() and ord(c) < FONT_SAFE_BELOW:
+        return c
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def plain(text: object) -> str:
-    """A string from the box made safe for a matplotlib label (no math mode)."""
-    return str(text).replace("$", r"\$")
+    """A string from the box made safe for a matplotlib label: no math mode (``$`` escaped), and
+    control characters or characters the font may lack written as escapes (``\\x1b``, ``\\u540d``),
+    so an odd process name never draws as boxes or warns about missing glyphs."""
+    return "".join(_safe_char(c) for c in str(text)).replace("$", r"\$")
 
 
 def _num(series: pd.Series) -> np.ndarray:
@@ -171,7 +196,14 @@ def where_over_time(
         finite = y[np.isfinite(y)]
         if relative and len(finite):
             y = y - finite[0]  # from the first snapshot that has the value
-        ax.plot(x, y, marker=".", label=PLACE_LABELS.get(col, col), color=COLORS.get(col))
+        ax.plot(
+            x,
+            y,
+            marker=MARKERS.get(col, "."),
+            ls=STYLES.get(col, "-"),
+            label=PLACE_LABELS.get(col, col),
+            color=COLORS.get(col),
+        )
     ax.set_ylabel(("change since first snapshot" if relative else "memory") + " (MiB)")
     ax.axhline(0, color="0.5", lw=0.5)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -180,32 +212,34 @@ def where_over_time(
 
 
 def reconcile_plot(by_snapshot: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """sockstat ``mem`` against the sum of ss skmem r+w+f, with the per-CPU reserve bound as a band
-    around the skmem sum: inside the band the two agree within what the kernel allows."""
+    """sockstat ``mem`` against the sum of ss skmem r+w+f, with sockstat's bracket as a band (the
+    reads just before and after ss, widened by the per-CPU reserve bound; ± that bound around the
+    one read in older captures): where the skmem line lies inside the band the two agree within what
+    the kernel and the timing of the reads allow."""
     ax = _ax(ax)
     frame = by_snapshot.sort_values("ts")
     x = _time_axis(ax, frame)
     skmem = _num(frame["skmem_sum_bytes"]) / MIB
-    bound = (
-        _num(frame["pcpu_reserve_bound_bytes"]) / MIB
-        if "pcpu_reserve_bound_bytes" in frame
-        else np.zeros_like(skmem)
-    )
-    ax.fill_between(
+    if "bracket_low_bytes" in frame:
+        low, high = _num(frame["bracket_low_bytes"]) / MIB, _num(frame["bracket_high_bytes"]) / MIB
+        band = "sockstat's bracket (read before/after ss, +/- per-CPU reserve)"
+    else:
+        bound = _num(frame["pcpu_reserve_bound_bytes"]) / MIB
+        low, high = skmem - bound, skmem + bound
+        band = "per-CPU reserve bound (+/-)"
+    ax.fill_between(x, low, high, color="#fcaf3e", alpha=0.3, lw=0, label=band)
+    ax.plot(
         x,
-        skmem - bound,
-        skmem + bound,
-        color="#fcaf3e",
-        alpha=0.3,
-        lw=0,
-        label="per-CPU reserve bound (+/-)",
+        skmem,
+        marker="x",
+        ls="--",
+        color=COLORS["skmem_buffer_bytes"],
+        label="sum of ss skmem r+w+f",
     )
-    ax.plot(x, skmem, marker=".", color=COLORS["skmem_buffer_bytes"], label="sum of ss skmem r+w+f")
     ax.plot(
         x,
         _num(frame["sockstat_mem_bytes"]) / MIB,
-        marker="x",
-        ls="--",
+        marker=".",
         color=COLORS["sockstat_tcp_mem_bytes"],
         label="sockstat TCP mem",
     )
@@ -455,4 +489,21 @@ def queue_vs_truesize(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax = _mib_lines(totals, lines, ax)
     ax.set_ylabel("bytes (MiB)")
     _title(ax, "Queued payload vs the memory holding it")
+    return ax
+
+
+def top_sockets_bar(held: pd.DataFrame, n: int = 15, ax: Axes | None = None) -> Axes:
+    """The connections that held the most (``views.held_sockets``): bars of the most r+w+f each
+    held in one snapshot (MiB), labelled owner -> peer, with how many snapshots it held memory."""
+    frame = held.head(n)
+    ax = _ax(ax, (9, max(2.0, 0.32 * len(frame) + 1)))
+    pos = np.arange(len(frame))[::-1]
+    ax.barh(pos, _num(frame["max_buffer_bytes"]) / MIB, color=COLORS["skmem_buffer_bytes"])
+    names = [
+        f"{plain(o)} -> {plain(p)} ({int(k)} snapshots)"
+        for o, p, k in zip(frame["owner"], frame["peer"], frame["snapshots_held"], strict=True)
+    ]
+    ax.set_yticks(pos, names, fontsize=8)
+    ax.set_xlabel("most socket buffer memory r+w+f held in one snapshot (MiB)")
+    ax.set_title("The connections that held the most")
     return ax

@@ -258,22 +258,35 @@ def by_cgroup(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def mib_columns(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """A copy with every ``*_bytes`` column shown in MiB (renamed ``* (MiB)``), for tables."""
-    out = frame.copy()
-    for col in [c for c in out.columns if str(c).endswith("_bytes")]:
-        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / MIB).round(digits)
-        out = out.rename(columns={col: str(col).removesuffix("_bytes") + " (MiB)"})
-    return out
+def _unit_name(col: str, unit: str) -> str | None:
+    """The display name of a byte column in ``unit``, or None when ``col`` is not one."""
+    if col.endswith("_bytes_per_s"):
+        return col.removesuffix("_bytes_per_s") + f" ({unit}/s)"
+    if col.endswith("_bytes_per_connection"):
+        return col.removesuffix("_bytes_per_connection") + " per connection (KiB)"
+    if col.endswith("_bytes"):
+        return col.removesuffix("_bytes") + f" ({unit})"
+    return None
 
 
 def scaled_columns(frame: pd.DataFrame, scale: float = KIB, unit: str = "KiB") -> pd.DataFrame:
-    """Like :func:`mib_columns` with another unit (KiB suits per-socket limits and costs)."""
+    """A copy for tables with every byte column in human units: ``*_bytes`` in ``unit``,
+    ``*_bytes_per_s`` in ``unit``/s, ``*_bytes_per_connection`` in KiB, renamed to say so."""
     out = frame.copy()
-    for col in [c for c in out.columns if str(c).endswith("_bytes")]:
-        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / scale).round(2)
-        out = out.rename(columns={col: str(col).removesuffix("_bytes") + f" ({unit})"})
+    for col in list(out.columns):
+        name = _unit_name(str(col), unit)
+        if name is None:
+            continue
+        div = KIB if str(col).endswith("_per_connection") else scale
+        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / div).round(2)
+        out = out.rename(columns={col: name})
     return out
+
+
+def mib_columns(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`scaled_columns` in MiB (and MiB/s), rounded to ``digits``."""
+    out = scaled_columns(frame, MIB, "MiB")
+    return out.round(digits) if digits != 2 else out
 
 
 def metric_table(frame: pd.DataFrame, value_columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -286,7 +299,7 @@ def metric_table(frame: pd.DataFrame, value_columns: Sequence[str] | None = None
         else [
             c
             for c in out.columns
-            if c not in ("metric", "comm", "significant", "n_before", "n_after")
+            if c not in ("metric", "comm", "significant", "n_before", "n_after", "ratio")
             and pd.api.types.is_numeric_dtype(out[c].dtype)
         ]
     )
@@ -351,3 +364,97 @@ def place_why(places: pd.DataFrame, place: str) -> str:
     rows whose meaning depends on it, such as the socket owners' RSS)."""
     rows = places[places["place"].astype("string") == place]
     return str(rows["why"].iloc[0]) if len(rows) else ""
+
+
+# --- who holds the memory, who holds the connections ---------------------------------------------
+def rows_at(
+    procs: pd.DataFrame, ts: Any, by: Sequence[str] = ("buffer_bytes", "connections"), n: int = 15
+) -> pd.DataFrame:
+    """The ``n`` rows of ``by_process`` at snapshot ``ts``, largest first by ``by`` (bytes held,
+    then connections): what the per-process page is about, never by name."""
+    part = procs[procs["ts"] == ts]
+    keys = [f"_{c}" for c in by]
+    ordered = part.assign(**{k: _num(part[c]) for k, c in zip(keys, by, strict=True)})
+    ordered = ordered.sort_values(keys, ascending=False, kind="stable").drop(columns=keys)
+    return ordered.head(n).reset_index(drop=True)
+
+
+def held_sockets(cap: Capture, n: int = 20) -> pd.DataFrame:
+    """The ``n`` connections that held the most socket buffer memory (largest single socket first,
+    read from the capture's one pass over its socket rows): who owns each, its peer, how much it
+    held, for how long (snapshots, and seconds from the first to the last), and how often it sat at
+    its send/receive limit. Byte columns stay in bytes (see :func:`socket_table` for display)."""
+    held = socket_summary(cap).held_sockets
+    out = held.head(n).copy()
+    span = (out["last_ts"] - out["first_ts"]).dt.total_seconds()
+    out["held_s"] = span.astype("Float64")
+    out["owner"] = [
+        f"{c} (pid {int(p)})" if not pd.isna(p) else str(c)
+        for c, p in zip(out["comm"], out["pid"], strict=True)
+    ]
+    out["local"] = out["local_address"] + ":" + out["local_port"]
+    out["peer"] = out["peer_address"] + ":" + out["peer_port"]
+    columns = [
+        "owner",
+        "local",
+        "peer",
+        "state",
+        "max_buffer_bytes",
+        "max_w_bytes",
+        "max_r_bytes",
+        "sndbuf_limit_bytes",
+        "rcvbuf_limit_bytes",
+        "snapshots_held",
+        "held_s",
+        "snapshots_at_limit",
+        "inode",
+    ]
+    return out[columns].reset_index(drop=True)
+
+
+def by_peer(cap: Capture, n: int = 20) -> pd.DataFrame:
+    """Per peer address of the connections that held memory: how many connections, the largest
+    single socket, Σ of each connection's most, and how many of them sat at a limit; the peers
+    holding the most first."""
+    held = socket_summary(cap).held_sockets
+    if not len(held):
+        return pd.DataFrame(
+            {
+                "peer_address": pd.Series([], dtype="string"),
+                "connections": pd.Series([], dtype="Int64"),
+                "largest_socket_bytes": pd.Series([], dtype="Int64"),
+                "sum_of_max_bytes": pd.Series([], dtype="Int64"),
+                "at_limit": pd.Series([], dtype="Int64"),
+            }
+        )
+    g = held.assign(limit=(held["snapshots_at_limit"] > 0).astype("int64")).groupby("peer_address")
+    out = pd.DataFrame(
+        {
+            "connections": g.size(),
+            "largest_socket_bytes": g["max_buffer_bytes"].max(),
+            "sum_of_max_bytes": g["max_buffer_bytes"].sum(),
+            "at_limit": g["limit"].sum(),
+        }
+    ).astype("Int64")
+    out = out.sort_values(["sum_of_max_bytes", "connections"], ascending=False, kind="stable")
+    return out.reset_index().head(n)
+
+
+def limit_counts(cap: Capture) -> pd.DataFrame:
+    """Per phase (in order): the median per snapshot of connections holding data to send / to read
+    and of those at their send / receive limit, and the largest socket (bytes)."""
+    per = socket_summary(cap).per_snapshot
+    snaps = cap.meta[["ts", "phase"]].drop_duplicates("ts").sort_values("ts")
+    frame = snaps.merge(per.reset_index(), on="ts", how="left")
+    frame["phase"] = frame["phase"].astype("string").fillna("(all)")
+    cols = [
+        "connections",
+        "sending_connections",
+        "at_sndbuf_limit",
+        "receiving_connections",
+        "at_rcvbuf_limit",
+    ]
+    g = frame.groupby("phase", sort=False)
+    out = g[cols].median().round(0).astype("Int64")
+    out["largest_socket_bytes"] = g["socket_buffer_max_bytes"].max().astype("Int64")
+    return out.reset_index()

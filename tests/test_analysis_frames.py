@@ -402,7 +402,15 @@ def test_top_process_names_the_largest_holder_and_its_share():
     assert v.figures["total_buffer_bytes"] == 4 << 20
     assert "<b>big</b> (pid 20) held 3.0 MiB" in v.text and "75%" in v.text
     none = top_process(rows.assign(buffer_bytes=pd.array([0, 0, 0], dtype="Int64")))
-    assert none.figures == {} and "No process" in none.text
+    assert "No process" in none.text
+    # who holds the connections, when nobody holds bytes (an idle nginx)
+    idle = rows.assign(
+        buffer_bytes=pd.array([0, 0, 0], dtype="Int64"),
+        connections=pd.array([496, 504, 0], dtype="Int64"),
+    )
+    v = top_process(idle)
+    assert "held by <b>big</b> (pid 20) 504, small (pid 10) 496" in v.text
+    assert v.figures["connections"] == 1000
 
 
 def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tcpmemlib.analysis.common import MIB, as_output, snapshots
+from tcpmemlib.analysis.common import MIB, as_output, fmt_bytes, snapshots
 from tcpmemlib.analysis.socket_rows import UNATTRIBUTED
 from tcpmemlib.analysis.summary import socket_summary
 from tcpmemlib.analysis.verdict import Verdict
@@ -42,7 +42,7 @@ from tcpmemlib.analysis.verdict import Verdict
 if TYPE_CHECKING:
     from tcpmemlib.capture import Capture
 
-__all__ = ["COLUMNS", "by_process", "top_process"]
+__all__ = ["BUFFERS_NEGLIGIBLE_BYTES", "COLUMNS", "busiest_snapshot", "by_process", "top_process"]
 
 COLUMNS: dict[str, str] = {
     "ts": "datetime64[ns, UTC]",
@@ -138,26 +138,77 @@ def by_process(capture: Capture) -> pd.DataFrame:
     return as_output(out.drop(columns="_u"))
 
 
+#: Below this much socket buffer memory in every snapshot, the moment to show is the one with the
+#: most connections (buffers ~0: who holds the connections is the story).
+BUFFERS_NEGLIGIBLE_BYTES = 1 << 20
+
+
+def busiest_snapshot(rows: pd.DataFrame) -> tuple[pd.Timestamp | None, str]:
+    """The snapshot a per-process page should show, from :func:`by_process` rows, and why: the one
+    where socket buffers peaked, or, when no snapshot held :data:`BUFFERS_NEGLIGIBLE_BYTES`, the
+    one with the most connections (on an idle server every buffer is 0, and the first snapshot is
+    often taken before any client connected). ``(None, reason)`` without rows."""
+    if not len(rows):
+        return None, "the capture has no snapshot"
+    per = rows.groupby("ts")[["buffer_bytes", "connections"]].sum()
+    buffers = pd.to_numeric(per["buffer_bytes"], errors="coerce").astype("float64")
+    if buffers.max() >= BUFFERS_NEGLIGIBLE_BYTES:
+        ts = buffers.idxmax()
+        return ts, f"the snapshot where socket buffers peaked ({fmt_bytes(buffers.max())})"
+    conns = pd.to_numeric(per["connections"], errors="coerce").astype("float64")
+    ts = conns.idxmax()
+    return ts, (
+        f"the snapshot with the most connections ({conns.max():.0f}): no snapshot held "
+        f"{fmt_bytes(BUFFERS_NEGLIGIBLE_BYTES)} of socket buffers (at most "
+        f"{fmt_bytes(buffers.max())})"
+    )
+
+
+def _holders(named: pd.DataFrame, n: int = 3) -> str:
+    """``comm (pid N) C connections`` of the ``n`` processes holding the most connections."""
+    conns = pd.to_numeric(named["connections"], errors="coerce").astype("float64")
+    top = named.assign(_c=conns).sort_values("_c", ascending=False, kind="stable").head(n)
+    return ", ".join(
+        f"{r['comm']} (pid {int(r['pid'])}) {int(r['_c'])}"
+        for _, r in top.iterrows()
+        if r["_c"] > 0
+    )
+
+
 def top_process(rows: pd.DataFrame) -> Verdict:
-    """Name the process that held the most buffer memory in ``rows`` (one snapshot of
-    :func:`by_process`, e.g. the peak). Label ``top process``; the text quotes its share of what all
-    processes held. The process name is plain text: whatever displays it must escape it."""
+    """Name who holds the memory and who holds the connections in ``rows`` (one snapshot of
+    :func:`by_process`, e.g. :func:`busiest_snapshot`'s). Label ``top process``; the text quotes the
+    top holder's share of the buffer bytes, and the processes holding the most connections. The
+    process names are plain text: whatever displays them must escape them."""
     named = rows[rows["pid"].notna()]
     values = pd.to_numeric(named["buffer_bytes"], errors="coerce").astype("float64")
+    conns = (
+        pd.to_numeric(rows["connections"], errors="coerce").astype("float64")
+        if "connections" in rows
+        else pd.Series(dtype="float64")
+    )
+    total_conns = float(conns.sum()) if "connections" in rows else float("nan")
+    holders = _holders(named) if "connections" in named and len(named) else ""
+    figures: dict[str, float] = {"connections": total_conns}
     if not len(named) or not values.max() > 0:
-        return Verdict("top process", "No process held TCP buffer memory in this capture.", {})
+        text = "No process held TCP buffer memory in this snapshot."
+        if holders:
+            text += f" The connections ({total_conns:.0f}) are held by {holders}."
+        return Verdict("top process", text, figures)
     top = named.loc[values.idxmax()]
     held = float(values.max())
     total = float(pd.to_numeric(rows["buffer_bytes"], errors="coerce").astype("float64").sum())
     text = (
-        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held {held / MIB:.1f} MiB "
+        f"Process {top['comm']} (pid {int(top['pid'])}) held {held / MIB:.1f} MiB "
         f"of socket buffers in {int(top['sockets'])} sockets, {held / total:.0%} of the "
         f"{total / MIB:.1f} MiB all processes held; its RSS does not include it."
     )
-    figures = {
-        "pid": float(top["pid"]),
-        "buffer_bytes": held,
-        "sockets": float(top["sockets"]),
-        "total_buffer_bytes": total,
-    }
+    if holders:
+        text += f" Most connections: {holders} (of {total_conns:.0f})."
+    figures.update(
+        pid=float(top["pid"]),
+        buffer_bytes=held,
+        sockets=float(top["sockets"]),
+        total_buffer_bytes=total,
+    )
     return Verdict("top process", text, figures)
