@@ -409,7 +409,7 @@ def test_top_process_names_the_largest_holder_and_its_share():
         connections=pd.array([496, 504, 0], dtype="Int64"),
     )
     v = top_process(idle)
-    assert "held by <b>big</b> (pid 20) 504, small (pid 10) 496" in v.text
+    assert "1000 connections are held by <b>big</b> (pid 20) 504, small (pid 10) 496" in v.text
     assert v.figures["connections"] == 1000
 
 

@@ -461,55 +461,65 @@ def compare_verdict(r: CompareResult) -> Verdict:
     what = (
         "Kernel socket memory (Σ skmem r+w+f)"
         if metric == "kernel_socket_bytes"
-        else ("sockstat TCP mem")
+        else "sockstat TCP mem"
     )
     n = f"{v(metric, 'n_before'):.0f} and {v(metric, 'n_after'):.0f} snapshots"
     lo, hi = v(metric, "delta_low"), v(metric, "delta_high")
     spread = (
-        f"; 95% interval {fmt_bytes(lo)} to {fmt_bytes(hi)}"
+        f" (95% interval {fmt_bytes(lo)} to {fmt_bytes(hi)})"
         if hi - lo > 0.001 * max(abs(d), 1.0)
-        else "; the same in every snapshot compared"
+        else " (the same in every snapshot compared)"
         if min(v(metric, "n_before"), v(metric, "n_after")) > 1
-        else "; one snapshot a side: no noise estimate"
+        else " (one snapshot a side: no noise estimate)"
     )
-    text = (
-        f"{what}, compared over {r.matched} ({n}): median {fmt_bytes(kb)} before, "
-        f"{fmt_bytes(ka)} after (x{v(metric, 'ratio'):.2f}, change {fmt_bytes(d)}{spread}); "
-        f"peak {fmt_bytes(v(metric, 'before_peak'))} -> {fmt_bytes(v(metric, 'after_peak'))}: "
-        f"{label}."
+    ob, oa = v("socket_owner_rss_bytes", "before"), v("socket_owner_rss_bytes", "after")
+    cb, ca = v("total_cost_bytes", "before"), v("total_cost_bytes", "after")
+    ratio = v(metric, "ratio")
+    mover = _rss_mover(r, d) if cb == cb and ca == ca else None
+    kernel = f"{fmt_bytes(kb)} -> {fmt_bytes(ka)}"
+    # the answer first, in one sentence with its numbers
+    if label == "moved into the application":
+        who = (
+            f"{mover[0]}'s RSS rose {fmt_bytes(mover[1])} -> {fmt_bytes(mover[2])}"
+            if mover
+            else f"the socket owners' RSS rose {fmt_bytes(ob)} -> {fmt_bytes(oa)}"
+        )
+        saving = (
+            "no saving"
+            if -cost_d < 0.1 * -d
+            else f"a saving of {fmt_bytes(-cost_d)}, not {fmt_bytes(-d)}"
+        )
+        text = (
+            f"{what} fell {kernel} (x{ratio:.2f}) but {who}: {saving} (kernel socket memory + "
+            f"the socket owners' RSS went {fmt_bytes(cb)} -> {fmt_bytes(ca)}); the application "
+            "kept in user-space buffers the data the kernel no longer queues."
+        )
+    elif label == "reduced":
+        text = f"{what} fell {kernel} (x{ratio:.2f})"
+        text += (
+            f" and what the operator pays (kernel socket memory + the socket owners' RSS) fell "
+            f"{fmt_bytes(cb)} -> {fmt_bytes(ca)}."
+            if cb == cb and ca == ca
+            else "."
+        )
+        if mover:
+            text += f" {mover[0]}'s RSS rose {fmt_bytes(mover[1])} -> {fmt_bytes(mover[2])}."
+    elif label == "increased":
+        text = f"{what} rose {kernel} (x{ratio:.2f})."
+    else:
+        text = f"{what} did not change beyond the noise: {kernel}."
+    text += (
+        f" Compared over {r.matched} ({n}): medians {kernel}, change {fmt_bytes(d)}{spread}; peak "
+        f"{fmt_bytes(v(metric, 'before_peak'))} -> {fmt_bytes(v(metric, 'after_peak'))}."
     )
     evidence, sock_fig = _socket_evidence(r)
     fig.update(sock_fig)
     text += " " + evidence
-    ob, oa = v("socket_owner_rss_bytes", "before"), v("socket_owner_rss_bytes", "after")
-    cb, ca = v("total_cost_bytes", "before"), v("total_cost_bytes", "after")
-    if cb == cb and ca == ca:
-        mover = _rss_mover(r, d)
-        if label == "moved into the application":
-            who = (
-                f"{mover[0]}'s RSS rose {fmt_bytes(mover[1])} -> {fmt_bytes(mover[2])}"
-                if mover
-                else f"the socket owners' RSS rose {fmt_bytes(ob)} -> {fmt_bytes(oa)}"
-            )
-            text += (
-                f" But the memory moved into the application: kernel socket memory fell "
-                f"{fmt_bytes(kb)} -> {fmt_bytes(ka)} while {who} (user-space buffers holding the "
-                f"data the kernel no longer queues); kernel + owners' RSS went {fmt_bytes(cb)} -> "
-                f"{fmt_bytes(ca)}: "
-                + (
-                    "no saving."
-                    if -cost_d < 0.1 * -d
-                    else f"a saving of {fmt_bytes(-cost_d)}, not {fmt_bytes(-d)}."
-                )
-            )
-        else:
-            text += (
-                f" What the operator pays (kernel socket memory + the socket owners' RSS): "
-                f"{fmt_bytes(cb)} before, {fmt_bytes(ca)} after (owners' RSS {fmt_bytes(ob)} -> "
-                f"{fmt_bytes(oa)})."
-            )
-            if mover and label == "reduced":
-                text += f" {mover[0]}'s RSS rose {fmt_bytes(mover[1])} -> {fmt_bytes(mover[2])}."
+    if label not in ("moved into the application", "reduced") and cb == cb and ca == ca:
+        text += (
+            f" Kernel socket memory + the socket owners' RSS: {fmt_bytes(cb)} before, "
+            f"{fmt_bytes(ca)} after (owners' RSS {fmt_bytes(ob)} -> {fmt_bytes(oa)})."
+        )
     changed = r.limits[r.limits["changed"].fillna(False)]
     if len(changed):
         text += (

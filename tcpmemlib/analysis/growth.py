@@ -231,7 +231,11 @@ def growth_verdict(result: GrowthResult) -> Verdict:
             f"{fmt_bytes(number(r.buffer_bytes_per_connection))} buffer and "
             f"{fmt_bytes(number(r.queued_bytes_per_connection))} queued per connection ({r.label})"
         )
-    text = f"Overall: {label}. " + "; ".join(parts) + "."
+    text = (
+        f"Overall: {label} (up to {fig['max_connections']:.0f} connections, at most "
+        f"{fmt_bytes(fig['max_buffer_bytes_per_connection'])} of buffer per connection in a "
+        "snapshot). " + "; ".join(parts) + "."
+    )
     if c_q == c_q:
         text += (
             f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes, "

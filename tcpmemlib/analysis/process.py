@@ -191,9 +191,8 @@ def top_process(rows: pd.DataFrame) -> Verdict:
     holders = _holders(named) if "connections" in named and len(named) else ""
     figures: dict[str, float] = {"connections": total_conns}
     if not len(named) or not values.max() > 0:
-        text = "No process held TCP buffer memory in this snapshot."
-        if holders:
-            text += f" The connections ({total_conns:.0f}) are held by {holders}."
+        text = "No process held TCP buffer memory in this snapshot"
+        text += f"; its {total_conns:.0f} connections are held by {holders}." if holders else "."
         return Verdict("top process", text, figures)
     top = named.loc[values.idxmax()]
     held = float(values.max())
