@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from tcpmemlib.views import with_buff_cache
 
@@ -273,6 +274,9 @@ def top_bar(
         names.append(name)
     pos = np.arange(len(top))[::-1]
     ax.barh(pos, top["_v"].to_numpy() / scale, color="#3465a4")
+    if not (top["_v"].fillna(0) > 0).any():  # nothing to draw: say so instead of an empty axis
+        ax.set_xlim(0, 1)
+        ax.text(0.5, 0.5, "none in this snapshot", transform=ax.transAxes, ha="center", color="0.4")
     ax.set_yticks(pos, names)
     ax.set_xlabel(xlabel or f"{value.removesuffix('_bytes').replace('_', ' ')} ({unit})")
     if title:
@@ -316,6 +320,7 @@ def growth_over_time(
         shade_phases(ax, frame["ts"], frame.get("phase", None), labels=i == 0)
     a0, a1, a2 = axes
     a0.plot(x, _num(frame["connections"]), marker=".", color="k")
+    a0.yaxis.set_major_locator(MaxNLocator(integer=True))
     a0.set_ylabel("connections")
     a1.plot(
         x,
@@ -494,16 +499,19 @@ def queue_vs_truesize(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 def top_sockets_bar(held: pd.DataFrame, n: int = 15, ax: Axes | None = None) -> Axes:
     """The connections that held the most (``views.held_sockets``): bars of the most r+w+f each
-    held in one snapshot (MiB), labelled owner -> peer, with how many snapshots it held memory."""
+    held in one snapshot (MiB, or KiB when every socket held less than a MiB), labelled
+    owner -> peer, with how many snapshots it held memory."""
     frame = held.head(n)
     ax = _ax(ax, (9, max(2.0, 0.32 * len(frame) + 1)))
     pos = np.arange(len(frame))[::-1]
-    ax.barh(pos, _num(frame["max_buffer_bytes"]) / MIB, color=COLORS["skmem_buffer_bytes"])
+    values = _num(frame["max_buffer_bytes"])
+    scale, unit = (MIB, "MiB") if len(values) and np.nanmax(values) >= MIB else (KIB, "KiB")
+    ax.barh(pos, values / scale, color=COLORS["skmem_buffer_bytes"])
     names = [
         f"{plain(o)} -> {plain(p)} ({int(k)} snapshots)"
         for o, p, k in zip(frame["owner"], frame["peer"], frame["snapshots_held"], strict=True)
     ]
     ax.set_yticks(pos, names, fontsize=8)
-    ax.set_xlabel("most socket buffer memory r+w+f held in one snapshot (MiB)")
+    ax.set_xlabel(f"most socket buffer memory r+w+f held in one snapshot ({unit})")
     ax.set_title("The connections that held the most")
     return ax

@@ -458,3 +458,20 @@ def limit_counts(cap: Capture) -> pd.DataFrame:
     out = g[cols].median().round(0).astype("Int64")
     out["largest_socket_bytes"] = g["socket_buffer_max_bytes"].max().astype("Int64")
     return out.reset_index()
+
+
+def problem_summary(problems: pd.DataFrame) -> pd.DataFrame:
+    """``Capture.problems`` with the same problem of many snapshots on one row: severity, file,
+    line, reason, how many snapshots, the first of them; errors first, then the most frequent."""
+    if not len(problems):
+        return problems
+    keys = ["severity", "file", "line", "reason"]
+    frame = problems.astype({k: "string" for k in keys}).fillna({k: "" for k in keys})
+    g = frame.groupby(keys, sort=False, dropna=False)
+    out = pd.DataFrame({"snapshots": g.size(), "first_snapshot": g["snapshot"].min()})
+    out = out.reset_index()
+    rank = {"error": 0, "warning": 1, "collector": 2}
+    out["_r"] = out["severity"].map(rank).fillna(3)
+    out = out.sort_values(["_r", "snapshots"], ascending=[True, False], kind="stable")
+    out["line"] = out["line"].replace("", "NA")
+    return out.drop(columns="_r").reset_index(drop=True)
