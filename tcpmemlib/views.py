@@ -475,3 +475,10 @@ def problem_summary(problems: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["_r", "snapshots"], ascending=[True, False], kind="stable")
     out["line"] = out["line"].replace("", "NA")
     return out.drop(columns="_r").reset_index(drop=True)
+
+
+def moved_first(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``frame`` with the rows whose ``column`` moved most first (largest absolute value; NA
+    last), e.g. the pressure counters that rose."""
+    size = pd.Series(np.abs(_num(frame[column])), index=frame.index).fillna(-1)
+    return frame.loc[size.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)

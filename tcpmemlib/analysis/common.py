@@ -57,7 +57,7 @@ SKB_CACHES = ("skbuff_head_cache", "skbuff_fclone_cache", "skbuff_small_head")
 
 
 # --------------------------------------------------------------------------------------- formatting
-def fmt_bytes(value: Any) -> str:
+def fmt_bytes(value: object) -> str:
     """Human bytes for verdict text: ``12.3 MiB``, ``3.8 KiB``, ``512 B``; NA -> ``n/a``."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -73,7 +73,7 @@ def fmt_bytes(value: Any) -> str:
     return f"{sign}{v:.0f} B"
 
 
-def fmt_rate(value: Any) -> str:
+def fmt_rate(value: object) -> str:
     """Human bytes per second: ``12.3 MiB/s``, ``3.8 KiB/s``, ``512 B/s``; NA -> ``n/a``."""
     text = fmt_bytes(value)
     return text if text == "n/a" else text + "/s"
@@ -88,7 +88,7 @@ def as_output(frame: pd.DataFrame, categories: Iterable[str] = ("host", "phase")
     return out
 
 
-def number(x: Any) -> float:
+def number(x: object) -> float:
     """A scalar as float, NA/None -> nan."""
     if x is None or x is pd.NA:
         return float("nan")

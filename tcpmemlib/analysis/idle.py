@@ -31,7 +31,7 @@ add ``eventpoll_epi`` + ``eventpoll_pwq`` (listed, not counted: the capture cann
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,7 +52,13 @@ from tcpmemlib.analysis.verdict import Verdict
 if TYPE_CHECKING:
     from tcpmemlib.capture import Capture
 
-__all__ = ["MIN_SOCKET_SPAN", "IdleCostResult", "idle_cost"]
+__all__ = [
+    "MIN_SOCKET_SPAN",
+    "IdleCostResult",
+    "idle_cost",
+    "idle_cost_frames",
+    "idle_cost_verdict",
+]
 
 MIN_SOCKET_SPAN = 20
 
@@ -82,6 +88,8 @@ class IdleCostResult:
     regression_slab_bytes_per_socket: float
     regression_meminfo_slab_bytes_per_socket: float
     verdict: Verdict
+    slabinfo_collected: bool = True
+    shares: dict[str, float] = field(default_factory=dict)
 
 
 def _shares(cap: Capture) -> dict[str, float]:
@@ -114,11 +122,8 @@ def _slope(x: pd.Series, y: pd.Series) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
-def idle_cost(capture: Capture) -> IdleCostResult:
-    """Kernel memory per socket that exists with no traffic (module doc)."""
-    cap = capture
-    sl = slab_frame(cap)
-    shares = _shares(cap)
+def _object_table(cap: Capture, sl: pd.DataFrame | None, shares: dict[str, float]) -> pd.DataFrame:
+    """``by_object`` (module doc): each kernel object's size, where it is counted, and its share."""
     names: set[str] = set(sl["name"].dropna()) if sl is not None else set()
     latest = sl[sl["ts"] == sl["ts"].max()].set_index("name") if sl is not None else None
     rows = []
@@ -188,10 +193,13 @@ def idle_cost(capture: Capture) -> IdleCostResult:
             "evidence": "string",
         }
     )
-    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
-    per_socket = float(known["bytes_per_socket"].sum()) if len(known) else float("nan")
+    return by_object
 
-    # regression over the capture
+
+def _regression(
+    cap: Capture, sl: pd.DataFrame | None, known: pd.DataFrame
+) -> tuple[pd.DataFrame, float, float]:
+    """``by_snapshot`` and the slopes of slab bytes against the socket count (module doc)."""
     snaps = snapshots(cap)
     bs = snaps.copy()
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
@@ -212,8 +220,28 @@ def idle_cost(capture: Capture) -> IdleCostResult:
     bs["meminfo_slab_bytes"] = slab_col.reindex(bs["ts"]).astype("Int64").values
     reg_slab = _slope(bs["sockets"], bs["object_slab_bytes"])
     reg_mem = _slope(bs["sockets"], bs["meminfo_slab_bytes"])
-    bs = as_output(bs)
+    return as_output(bs), reg_slab, reg_mem
 
+
+def idle_cost_frames(capture: Capture) -> IdleCostResult:
+    """The frames and figures of :func:`idle_cost`, with an empty verdict."""
+    sl = slab_frame(capture)
+    shares = _shares(capture)
+    by_object = _object_table(capture, sl, shares)
+    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
+    per_socket = float(known["bytes_per_socket"].sum()) if len(known) else float("nan")
+    bs, reg_slab, reg_mem = _regression(capture, sl, known)
+    return IdleCostResult(
+        by_object, per_socket, bs, reg_slab, reg_mem, Verdict("", "", {}), sl is not None, shares
+    )
+
+
+def idle_cost_verdict(result: IdleCostResult) -> Verdict:
+    """Word :func:`idle_cost_frames`' result (module doc)."""
+    by_object, per_socket, shares = result.by_object, result.per_socket_bytes, result.shares
+    reg_slab = result.regression_slab_bytes_per_socket
+    reg_mem = result.regression_meminfo_slab_bytes_per_socket
+    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
     merged_notes = [
         f"{c} -> slabinfo {s!r}"
         for c, s, m in zip(
@@ -236,7 +264,7 @@ def idle_cost(capture: Capture) -> IdleCostResult:
             "no data", "No object sizes in this capture (no slabinfo, no protocols).", fig
         )
     else:
-        if sl is None:
+        if not result.slabinfo_collected:
             label = "partial: no slabinfo"
             text = (
                 f"slabinfo was not collected (run collect.sh as root): only the tcp_sock size is known, "
@@ -264,4 +292,19 @@ def idle_cost(capture: Capture) -> IdleCostResult:
         else:
             text += " The capture does not span a change in socket count, so there is no slab-delta estimate."
         verdict = Verdict(label, text, fig)
-    return IdleCostResult(by_object, per_socket, bs, reg_slab, reg_mem, verdict)
+    return verdict
+
+
+def idle_cost(capture: Capture) -> IdleCostResult:
+    """Kernel memory per socket that exists with no traffic (module doc)."""
+    r = idle_cost_frames(capture)
+    return IdleCostResult(
+        r.by_object,
+        r.per_socket_bytes,
+        r.by_snapshot,
+        r.regression_slab_bytes_per_socket,
+        r.regression_meminfo_slab_bytes_per_socket,
+        idle_cost_verdict(r),
+        r.slabinfo_collected,
+        r.shares,
+    )

@@ -19,10 +19,10 @@ Conventions shared by every analysis:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.groupby import DataFrameGroupBy
 
 __all__ = [
     "NON_CONNECTION_STATES",
@@ -135,7 +135,7 @@ SNAPSHOT_SUMS = (
 )
 
 
-def skmem_sums(grouped: Any) -> dict[str, pd.Series]:
+def skmem_sums(grouped: DataFrameGroupBy) -> dict[str, pd.Series]:
     """The memory sums of :data:`SKMEM_SUMS` for a ``DataFrameGroupBy`` of socket rows (Int64; the
     ``UInt32`` socket columns sum into ``UInt64``, which does not mix with signed columns)."""
     return {out: grouped[col].sum().astype("Int64") for out, col in SKMEM_SUMS.items()}

@@ -45,7 +45,7 @@ Slab's, and says when the owners' RSS rose with the socket load. ``notes``: merg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -269,7 +269,7 @@ _PLACES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _owner_rss_delta(cap: Capture, ts_lo: Any, ts_hi: Any) -> Any:
+def _owner_rss_delta(cap: Capture, ts_lo: pd.Timestamp, ts_hi: pd.Timestamp) -> object:
     """Σ RSS change, low -> high snapshot, of the pids owning TCP sockets at ``ts_hi`` that also ran
     at ``ts_lo`` (processes that started in between are left out: their whole RSS is not a change)."""
     summary, procs = socket_summary(cap), cap.processes
