@@ -85,6 +85,11 @@ def results(cap: Capture, *, phases: bool = True) -> dict[str, Any]:
         # (every row but where the socket rows are kept, which is what differs on purpose)
         "capture_overview": _overview_but_where_kept(cap),
         "socket_totals": views.socket_totals(cap),
+        # the connections that held memory, followed across snapshots (and so across batches)
+        "held_sockets": views.held_sockets(cap, 10_000),
+        "by_peer": views.by_peer(cap),
+        "limit_counts": views.limit_counts(cap),
+        "per_snapshot": summary.socket_summary(cap).per_snapshot,
     }
     bp = tcpmemlib.by_process(cap)
     out["by_process"] = bp
