@@ -121,12 +121,15 @@ TABLE_WRAPPER = (
     '<div class="tcpmem-table" style="overflow-x:auto;max-width:100%;'
     'border-left:1px solid #eee">{}</div>'
 )
+# (specific enough to win over JupyterLab's ":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td",
+# which right-aligns every cell in nbconvert's pages)
 TABLE_STYLE = (
-    "<style>.tcpmem-table table{border-collapse:collapse;font-size:0.9em}"
-    ".tcpmem-table td,.tcpmem-table th{padding:0.15em 0.6em;max-width:40em;white-space:normal;"
-    "text-align:left;vertical-align:top}"
-    ".tcpmem-table td:first-child{white-space:nowrap}"
-    ".tcpmem-table td.num,.tcpmem-table th.num{text-align:right}</style>"
+    "<style>div.tcpmem-table table.dataframe{border-collapse:collapse;font-size:0.9em}"
+    "div.tcpmem-table table.dataframe td,div.tcpmem-table table.dataframe th{padding:0.15em 0.6em;"
+    "max-width:40em;white-space:normal;text-align:left;vertical-align:top}"
+    "div.tcpmem-table table.dataframe td:first-child{white-space:nowrap}"
+    "div.tcpmem-table table.dataframe td.num,div.tcpmem-table table.dataframe th.num"
+    "{text-align:right}</style>"
 )
 
 

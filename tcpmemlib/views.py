@@ -355,7 +355,7 @@ def notebook_setup(capture: str, before: str = "") -> tuple[Capture, Capture | N
     for name, one in (("this capture", cap), ("the before capture", before_cap)):
         if one is not None and len(one.problems):
             print(f"{len(one.problems)} problem(s) reading {name}; what they affect is left out:")
-            show_table(one.problems, max_rows=20)
+            show_table(problem_summary(one.problems), max_rows=20)
     return cap, before_cap
 
 

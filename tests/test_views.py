@@ -84,3 +84,19 @@ def test_limit_counts_per_phase(synth) -> None:
     assert list(counts.index) == ["idle", "backlog"]
     assert int(counts.at["backlog", "receiving_connections"]) == 1
     assert int(counts.at["backlog", "largest_socket_bytes"]) == 68032 + 1600
+
+
+def test_problem_summary_puts_one_problem_of_many_snapshots_on_one_row() -> None:
+    problems = pd.DataFrame(
+        {
+            "snapshot": ["s2", "s1", "s1", "s3"],
+            "file": ["sysctl.txt", "sysctl.txt", "ss_tcp.txt", "sysctl.txt"],
+            "line": pd.array([pd.NA, pd.NA, 7, pd.NA], dtype="Int64"),
+            "reason": ["missing: x", "missing: x", "bad line", "missing: x"],
+            "severity": ["collector", "collector", "error", "collector"],
+        }
+    )
+    out = views.problem_summary(problems)
+    assert out["severity"].tolist() == ["error", "collector"]  # errors first
+    row = out.iloc[1]
+    assert int(row["snapshots"]) == 3 and row["first_snapshot"] == "s1"
