@@ -482,3 +482,29 @@ def moved_first(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     last), e.g. the pressure counters that rose."""
     size = pd.Series(np.abs(_num(frame[column])), index=frame.index).fillna(-1)
     return frame.loc[size.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
+
+
+def reconcile_table(by_snapshot: pd.DataFrame) -> pd.DataFrame:
+    """``reconcile(...).by_snapshot`` narrowed to what a reader checks, fitting a page: seconds
+    since the first snapshot, phase, Σ skmem, sockstat before/after ss, the gap, the bracket, the
+    traffic, whether the gap is outside the bracket / unexplained, and the hidden sockets."""
+    frame = by_snapshot.sort_values("ts")
+    start = frame["ts"].min()
+    out = pd.DataFrame({"t_s": (frame["ts"] - start).dt.total_seconds().round(1)})
+    columns = [
+        "phase",
+        "skmem_sum_bytes",
+        "sockstat_mem_bytes",
+        "sockstat_after_bytes",
+        "gap_bytes",
+        "bracket_low_bytes",
+        "bracket_high_bytes",
+        "traffic_bytes_per_s",
+        "outside_bracket",
+        "unexplained",
+        "hidden_sockets",
+    ]
+    for c in columns:
+        if c in frame.columns:
+            out[c] = frame[c].to_numpy()
+    return out.reset_index(drop=True)

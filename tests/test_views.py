@@ -100,3 +100,10 @@ def test_problem_summary_puts_one_problem_of_many_snapshots_on_one_row() -> None
     assert out["severity"].tolist() == ["error", "collector"]  # errors first
     row = out.iloc[1]
     assert int(row["snapshots"]) == 3 and row["first_snapshot"] == "s1"
+
+
+def test_reconcile_table_fits_a_page(synth) -> None:
+    table = views.reconcile_table(tm.reconcile(synth).by_snapshot)
+    assert table.columns[0] == "t_s" and table["t_s"].tolist() == [0.0, 10.0]
+    assert "ts" not in table.columns and "host" not in table.columns
+    assert table["gap_bytes"].tolist() == [0, 0]
