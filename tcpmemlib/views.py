@@ -254,7 +254,7 @@ def by_cgroup(frame: pd.DataFrame) -> pd.DataFrame:
             "buffer_bytes": g["buffer_bytes"].sum(),
             "cgroup_sock_bytes": g["cgroup_sock_bytes"].max(),
         }
-    ).sort_values("buffer_bytes", ascending=False)
+    ).sort_values(["buffer_bytes", "sockets"], ascending=False, kind="stable")
     return out.reset_index()
 
 
