@@ -414,8 +414,8 @@ def compare_bars(
         error_kw={"ecolor": "#cc0000", "capsize": 3},
     )
     ax.set_yticks(pos, [plain(m) for m in frame["metric"]])
-    ax.set_xlabel("bytes (MiB); red bar = noise band")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("median over the snapshots compared (MiB); red bar = noise")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
