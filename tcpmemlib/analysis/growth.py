@@ -1,7 +1,7 @@
 """Q3: do socket buffers hold memory when traffic is minimal, or grow with load?
 
 On Linux, ``rb``/``tb`` are ceilings: a socket charges memory per skb as data is queued (receive queue
-not yet read, write queue not yet acked) and returns it as the data leaves (reference §5.2). This
+not yet read, write queue not yet acked) and returns it as the data leaves (docs/kernel.md §11). This
 function measures, in the capture, what buffer memory follows: the number of connections, the traffic,
 or the queued bytes.
 

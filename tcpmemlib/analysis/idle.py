@@ -1,6 +1,6 @@
 """What does a TCP socket cost when it carries no data?
 
-A socket that exists holds kernel objects even with empty queues (reference §3.2): its ``struct
+A socket that exists holds kernel objects even with empty queues (docs/kernel.md §8): its ``struct
 tcp_sock`` (slab ``TCP``/``TCPv6``), the socket inode (``sock_inode_cache``), a sockfs ``dentry``, a
 ``struct file`` (``filp``), LSM blobs (``lsm_inode_cache``/``lsm_file_cache`` when an LSM is built in)
 and, for ``connect()``-ed sockets with an ephemeral port, a bind bucket pair (``tcp_bind_bucket`` +

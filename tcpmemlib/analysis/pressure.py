@@ -1,6 +1,6 @@
 """Is the box near or under TCP memory pressure, and did the kernel drop or prune because of memory?
 
-``pressure(capture) -> PressureResult`` (reference §2.4 and §6):
+``pressure(capture) -> PressureResult`` (docs/kernel.md §7 and §12):
 
 ``by_snapshot``: ``ts``, ``host``, ``phase``, ``tcp_mem_bytes`` (sockstat TCP mem × page size),
 ``min_bytes``, ``pressure_bytes``, ``max_bytes`` (``net.ipv4.tcp_mem`` [0], [1], [2] × page size; NA
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COUNTERS", "PressureResult", "pressure"]
 
-#: counter -> (unit, meaning); reference §6
+#: counter -> (unit, meaning); docs/kernel.md §12
 COUNTERS: dict[str, tuple[str, str]] = {
     "TCPMemoryPressures": (
         "events",

@@ -2,7 +2,7 @@
 
 ``reconcile(capture) -> ReconcileResult`` compares, per snapshot, Σ(r + w + f) over every TCP socket
 ``ss`` listed with sockstat ``TCP: mem`` × page size, and bounds what can explain the gap
-(reference §2.1, §2.2):
+(docs/kernel.md §4, §5):
 
 - **per-CPU reserves** (kernel ≥ 6.0): each CPU caches up to ``net.core.mem_pcpu_rsv`` pages of
   charges/refunds before folding them into the global counter, so sockstat can be off by up to

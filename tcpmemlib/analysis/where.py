@@ -15,7 +15,7 @@ most socket buffer memory (sockstat TCP ``mem``).
 | meminfo_<field>_bytes | bytes | MemTotal, MemFree, MemAvailable, Buffers, Cached, SwapCached, AnonPages, Slab, SReclaimable, SUnreclaim, KernelStack, PageTables, SecPageTables, Percpu, VmallocUsed (NA when the kernel does not print it) |
 | buff_cache_bytes | bytes | Buffers + Cached + SReclaimable: what free(1)/top call buff/cache |
 | pcp_free_bytes | bytes | Σ per-CPU page-list ``count`` from zoneinfo × page size: free pages not in MemFree (NA without zoneinfo; then nothing is subtracted below) |
-| unlisted_bytes | bytes | MemTotal − (MemFree + Buffers + Cached + SwapCached + AnonPages + Slab + KernelStack + PageTables + SecPageTables + Percpu + VmallocUsed) − pcp_free_bytes (reference §3.3; a field the kernel does not print counts 0) |
+| unlisted_bytes | bytes | MemTotal − (MemFree + Buffers + Cached + SwapCached + AnonPages + Slab + KernelStack + PageTables + SecPageTables + Percpu + VmallocUsed) − pcp_free_bytes (docs/kernel.md §9; a field the kernel does not print counts 0) |
 | socket_slab_bytes | bytes | slab pages of the socket object caches (TCP, TCPv6, sock_inode_cache, tw_sock_*, request_sock_*), SLUB aliases resolved (a merged row also holds other objects) |
 | skb_slab_bytes | bytes | slab pages of skbuff_head_cache, skbuff_fclone_cache, skbuff_small_head (aliases resolved) |
 | process_rss_bytes | bytes | Σ RSS of every process in ps |
@@ -23,7 +23,7 @@ most socket buffer memory (sockstat TCP ``mem``).
 | cgroup_sock_bytes | bytes | Σ cgroup v2 ``memory.stat sock`` over the cgroups collected (NA without v2) |
 
 ``places`` (one row per place): ``place``, ``contains_socket_buffers`` (``yes``/``no``/``partly``),
-``why`` (kernel reason, reference §4), ``low_bytes`` and ``high_bytes`` (the place's value in the
+``why`` (kernel reason, docs/kernel.md §10), ``low_bytes`` and ``high_bytes`` (the place's value in the
 snapshot with the least and the most sockstat TCP mem), ``delta_bytes`` and ``delta_ratio``
 (delta_bytes / the sockstat delta, or the Σ skmem delta when sockstat did not move: ≈1 for a place
 that holds the buffers, ≈0 for one that does not). For ``RSS of socket owners`` the delta is taken
@@ -86,7 +86,7 @@ MEMINFO_FIELDS = (
     "Percpu",
     "VmallocUsed",
 )
-#: The consumers MemTotal is split into for the "unlisted" remainder (reference §3.3).
+#: The consumers MemTotal is split into for the "unlisted" remainder (docs/kernel.md §9).
 LISTED = (
     "MemFree",
     "Buffers",
