@@ -1,0 +1,93 @@
+"""Run a workload driver as a bounded subprocess (the Redis one inside a network namespace of our own,
+where ``net.ipv4.tcp_wmem`` is set) and return its ground truth (``truth.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from realserver.netns import NetNs
+from realserver.procs import child_env
+
+DEFAULT_WMEM = "4096 16384 4194304"  # the kernel's default, set explicitly for like-for-like
+LOW_WMEM = "4096 16384 262144"
+
+REQUIRED = {"redis": ("redis-server", "ip"), "nginx": ("nginx",)}
+
+
+def missing(kind: str) -> list[str]:
+    """The commands a workload needs that are not installed (``scripts/system-deps.sh`` installs
+    them)."""
+    return [c for c in REQUIRED[kind] if shutil.which(c) is None]
+
+
+def _drive(argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
+    proc = subprocess.Popen(argv, env=child_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGTERM)  # the driver stops its children in ``finally``
+        _, err = proc.communicate(timeout=30)
+        raise RuntimeError(f"{argv[-1]} timed out after {timeout_s:g} s:\n{err}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"workload exited {proc.returncode}:\n{err}")
+    sys.stderr.write(err)
+    return json.loads((out / "truth.json").read_text())
+
+
+def run_redis(
+    out: Path,
+    tcp_wmem: str = DEFAULT_WMEM,
+    *,
+    subscribers: int = 1000,
+    slow: int = 200,
+    per_sub_mib: int = 6,
+    rate_mib_s: float = 0.75,
+    snapshots: tuple[int, int, int] = (3, 6, 3),
+    name: str = "capture",
+    bundle: bool = False,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """The Redis slow-subscriber workload (``realserver.redis_run``) in a fresh network namespace
+    with ``net.ipv4.tcp_wmem = tcp_wmem``; collect.sh runs there too. ``snapshots``: how many in the
+    connect, slow and drained phases (the load phase takes one a second while publishing)."""
+    argv = [
+        sys.executable, "-m", "realserver.redis_run", "--out", str(out), "--name", name,
+        "--subscribers", str(subscribers), "--slow", str(slow), "--per-sub-mib", str(per_sub_mib),
+        "--rate-mib-s", str(rate_mib_s), "--snapshots-connect", str(snapshots[0]),
+        "--snapshots-slow", str(snapshots[1]), "--snapshots-drained", str(snapshots[2]),
+        "--max-seconds", str(timeout_s),
+    ]  # fmt: skip
+    if bundle:
+        argv.append("--bundle")
+    with NetNs(sysctls={"net.ipv4.tcp_wmem": tcp_wmem}) as ns:
+        return _drive([*ns.prefix, *argv], out, timeout_s + 30)
+
+
+def run_nginx(
+    out: Path,
+    *,
+    clients: int = 1000,
+    workers: int = 2,
+    snapshots: tuple[int, int, int] = (2, 5, 2),
+    name: str = "capture",
+    bundle: bool = False,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """The nginx idle keep-alive workload (``realserver.nginx_run``) on the host's loopback (no
+    sysctl needed). ``snapshots``: how many in the baseline, idle and closed phases."""
+    argv = [
+        sys.executable, "-m", "realserver.nginx_run", "--out", str(out), "--name", name,
+        "--clients", str(clients), "--workers", str(workers),
+        "--snapshots-baseline", str(snapshots[0]), "--snapshots-idle", str(snapshots[1]),
+        "--snapshots-closed", str(snapshots[2]), "--max-seconds", str(timeout_s),
+    ]  # fmt: skip
+    if bundle:
+        argv.append("--bundle")
+    return _drive(argv, out, timeout_s + 30)
