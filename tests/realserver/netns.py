@@ -1,5 +1,10 @@
 """A network namespace of our own, for the per-namespace sysctls (``net.ipv4.tcp_wmem``): the host's
-sysctls are never changed. Requires root (``ip netns add``)."""
+sysctls are never changed. Requires root (``ip netns add``) and util-linux ``nsenter``.
+
+Inside a namespace, /proc/sys/net shows that namespace's per-namespace sysctls (``tcp_wmem``,
+``tcp_rmem``); the global ones (``net.ipv4.tcp_mem``, ``udp_mem``, ``net.core.mem_pcpu_rsv``) are
+absent there, and /proc/net/sockstat's ``mem`` stays box-wide while its ``inuse`` counts are the
+namespace's own: collect.sh records exactly that."""
 
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ class NetNs:
 
     @property
     def prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
+        """Run a command in the namespace. ``nsenter --net`` rather than ``ip netns exec``: the latter
+        also remounts /sys, which hides the cgroup hierarchy from collect.sh and ss."""
+        return ["nsenter", f"--net=/run/netns/{self.name}"]
 
     def sysctl(self, key: str) -> str:
         path = "/proc/sys/" + key.replace(".", "/")

@@ -18,7 +18,7 @@ from realserver.procs import child_env
 DEFAULT_WMEM = "4096 16384 4194304"  # the kernel's default, set explicitly for like-for-like
 LOW_WMEM = "4096 16384 262144"
 
-REQUIRED = {"redis": ("redis-server", "ip"), "nginx": ("nginx",)}
+REQUIRED = {"redis": ("redis-server", "ip", "nsenter"), "nginx": ("nginx",)}
 
 
 def missing(kind: str) -> list[str]:
