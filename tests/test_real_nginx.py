@@ -9,6 +9,9 @@ fails are marked ``xfail(strict=True, reason="issue 11: analysis rewrite")``.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from realserver.loaded import Loaded
 from realserver.workloads import missing, run_nginx
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 300
 MiB = 1 << 20
+DATA = Path(__file__).resolve().parent.parent / "data"
 ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 
 
@@ -99,3 +103,21 @@ def test_growth_sees_idle_connections_holding_nothing(idle: Loaded):
     by_phase = tcpmemlib.growth(idle.capture).by_phase
     labels = dict(zip(by_phase["phase"].astype(str), by_phase["label"].astype(str), strict=True))
     assert labels["idle"] == "not held while idle"
+
+
+def test_bundled_sample_matches_its_ground_truth():
+    """data/real-nginx-idle.tar.gz (1000 clients; scripts/make-real-sample.py): each worker's
+    connections through by_process equal the ground truth stored beside it, in every snapshot."""
+    truth = json.loads((DATA / "real-nginx-idle.truth.json").read_text())
+    run = Loaded.load(DATA / "real-nginx-idle.tar.gz", truth, cache=False)
+    workers = truth["run"]["worker_pids"]
+    idle_counts = set()
+    for i, row in enumerate(truth["snapshots"]):
+        rows = run.process_rows(i)
+        for n, pid in enumerate(workers, start=1):
+            assert row[f"worker{n}_pid"] == pid
+            got = rows[rows["pid"] == pid]["sockets"]
+            assert (int(got.iloc[0]) if len(got) else 0) == row[f"worker{n}_established"]
+        if row["phase"] == "idle":
+            idle_counts.add(tuple(row[f"worker{n}_established"] for n in (1, 2)))
+    assert len(idle_counts) == 1 and sum(idle_counts.pop()) == 1000

@@ -9,7 +9,9 @@ fails are marked ``xfail(strict=True, reason="issue 11: analysis rewrite")``.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from realserver.loaded import Loaded, by_peer_port, held_bytes
@@ -24,6 +26,7 @@ SLOW = 50  # every 5th subscriber stops reading after SUBSCRIBE
 WMEM = {"before": DEFAULT_WMEM, "after": LOW_WMEM}
 CEILING = {side: int(v.split()[2]) for side, v in WMEM.items()}
 MiB = 1 << 20
+DATA = Path(__file__).resolve().parent.parent / "data"
 ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 
 
@@ -265,3 +268,30 @@ def test_growth_calls_the_drained_phase_idle(pair: dict[str, Loaded], side: str)
 @SIDES
 def test_pressure_raises_no_drop_alarm(pair: dict[str, Loaded], side: str):
     assert tcpmemlib.pressure(pair[side].capture).verdict.label != "memory drops"
+
+
+# ------------------------------------------------------------------------------ the bundled sample
+@SIDES
+def test_bundled_sample_matches_its_ground_truth(side: str):
+    """data/real-redis-{before,after}.tar.gz (1000 subscribers, 200 slow; scripts/make-real-sample.py)
+    read through the API agree with the ground truth stored beside them, snapshot by snapshot."""
+    name = f"real-redis-{side}"
+    truth = json.loads((DATA / f"{name}.truth.json").read_text())
+    run = Loaded.load(DATA / f"{name}.tar.gz", truth, cache=False)  # no cache written into data/
+    pid, port = truth["run"]["redis_pid"], str(truth["run"]["port"])
+    slow_ports = {str(p) for p in truth["run"]["slow_ports"]}
+    assert truth["run"]["tcp_wmem"] == WMEM[side].split()
+    for i, row in enumerate(truth["snapshots"]):
+        if row["phase"] == "load":  # read after the snapshot, while it moves
+            continue
+        got = run.process_row(i, pid)
+        assert abs(int(got["buffer_bytes"]) - row["redis_skmem_bytes"]) <= 64 * 1024, (i, row)
+        assert int(got["sockets"]) == row["redis_sockets"]
+        rss = run.rss_bytes(i, pid)
+        assert abs(rss - row["redis_vmrss_bytes"]) <= 0.1 * row["redis_vmrss_bytes"] + 4 * MiB
+        s = run.sockets_at(i)
+        slow = s[
+            (s["local_port"].astype(str) == port) & s["peer_port"].astype(str).isin(slow_ports)
+        ]
+        at_limit = (slow["skmem_w"].astype(int) >= 0.9 * slow["skmem_tb"].astype(int)).sum()
+        assert (len(slow), int(at_limit)) == (row["slow_sockets"], row["slow_at_limit"]), (i, row)

@@ -26,8 +26,10 @@ class Loaded:
     _by_process: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, capture_dir: Path, truth: dict[str, Any]) -> Loaded:
-        loaded = cls(truth, tcpmemlib.load_capture(capture_dir))
+    def load(cls, capture_dir: Path, truth: dict[str, Any], cache: bool = True) -> Loaded:
+        """``truth``: a workload's ``truth.json``, or a bundled sample's ``<name>.truth.json`` (whose
+        ``snapshots`` are summary rows: ``readings`` does not apply to it)."""
+        loaded = cls(truth, tcpmemlib.load_capture(capture_dir, cache=cache))
         n_cap, n_truth = len(loaded.ts), len(truth["snapshots"])
         if n_cap != n_truth:
             raise AssertionError(

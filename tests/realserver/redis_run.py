@@ -170,11 +170,13 @@ class Run:
             "sockstat_tcp": truth.sockstat_tcp(),
         }
 
-    def snap(self, phase: str, r: Resp, bundle: bool = False) -> None:
+    def snap(
+        self, phase: str, r: Resp, bundle: bool = False, interval: float | None = None
+    ) -> None:
         delay = self.t_next - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        self.t_next = time.monotonic() + self.args.interval
+        self.t_next = time.monotonic() + (self.args.interval if interval is None else interval)
         before = self.truth(r)
         name = snapshot(self.capture, bundle=bundle)
         after = self.truth(r)
@@ -265,7 +267,7 @@ class Run:
                 pub.start()
                 load_deadline = time.monotonic() + a.max_seconds / 3
                 while pub.is_alive() and time.monotonic() < load_deadline:
-                    self.snap("load", r)
+                    self.snap("load", r, interval=a.load_interval)
                 pub.join(timeout=max(0.0, load_deadline - time.monotonic()))
                 if pub.is_alive() or pub.error is not None:
                     raise RuntimeError(f"the publisher did not finish: {pub.error!r}")
@@ -337,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--message-kib", type=int, default=16)
     ap.add_argument("--rate-mib-s", type=float, default=0.75, help="publish rate, MiB/s")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between snapshots")
+    ap.add_argument(
+        "--load-interval", type=float, help="seconds between snapshots while publishing"
+    )
     ap.add_argument("--snapshots-connect", type=int, default=3)
     ap.add_argument("--snapshots-slow", type=int, default=6)
     ap.add_argument("--snapshots-drained", type=int, default=3)

@@ -50,6 +50,7 @@ def run_redis(
     per_sub_mib: int = 6,
     rate_mib_s: float = 0.75,
     snapshots: tuple[int, int, int] = (3, 6, 3),
+    load_interval_s: float = 1.0,
     name: str = "capture",
     bundle: bool = False,
     timeout_s: float = 300.0,
@@ -62,7 +63,7 @@ def run_redis(
         "--subscribers", str(subscribers), "--slow", str(slow), "--per-sub-mib", str(per_sub_mib),
         "--rate-mib-s", str(rate_mib_s), "--snapshots-connect", str(snapshots[0]),
         "--snapshots-slow", str(snapshots[1]), "--snapshots-drained", str(snapshots[2]),
-        "--max-seconds", str(timeout_s),
+        "--load-interval", str(load_interval_s), "--max-seconds", str(timeout_s),
     ]  # fmt: skip
     if bundle:
         argv.append("--bundle")
@@ -78,10 +79,12 @@ def run_nginx(
     snapshots: tuple[int, int, int] = (2, 5, 2),
     name: str = "capture",
     bundle: bool = False,
+    netns: bool = False,
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """The nginx idle keep-alive workload (``realserver.nginx_run``) on the host's loopback (no
-    sysctl needed). ``snapshots``: how many in the baseline, idle and closed phases."""
+    sysctl needed), or with ``netns`` in a namespace of our own (a capture that holds only nginx's
+    and its clients' sockets). ``snapshots``: how many in the baseline, idle and closed phases."""
     argv = [
         sys.executable, "-m", "realserver.nginx_run", "--out", str(out), "--name", name,
         "--clients", str(clients), "--workers", str(workers),
@@ -90,4 +93,7 @@ def run_nginx(
     ]  # fmt: skip
     if bundle:
         argv.append("--bundle")
-    return _drive(argv, out, timeout_s + 30)
+    if not netns:
+        return _drive(argv, out, timeout_s + 30)
+    with NetNs() as ns:
+        return _drive([*ns.prefix, *argv], out, timeout_s + 30)
