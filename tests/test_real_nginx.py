@@ -30,7 +30,7 @@ ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 def idle(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     """One run (about 10 s): nginx alone, then 300 idle keep-alive clients, then none."""
     if gone := missing("nginx"):
-        pytest.fail(f"not installed: {' '.join(gone)} (run `make system-deps` as root)")
+        pytest.fail(f"missing: {', '.join(gone)} (`make system-deps` as root installs the servers)")
     out = tmp_path_factory.mktemp("nginx") / "run"
     truth = run_nginx(out, clients=CLIENTS, snapshots=(2, 3, 2), name="idle", timeout_s=120)
     return Loaded.load(out / "idle", truth)

@@ -34,7 +34,7 @@ ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Loaded]:
     """One run per side (about 15 s each): 250 subscribers, 50 slow, 6 MiB published to each."""
     if gone := missing("redis"):
-        pytest.fail(f"not installed: {' '.join(gone)} (run `make system-deps` as root)")
+        pytest.fail(f"missing: {', '.join(gone)} (`make system-deps` as root installs the servers)")
     out = tmp_path_factory.mktemp("redis")
     runs = {}
     for side, wmem in WMEM.items():

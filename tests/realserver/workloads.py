@@ -22,9 +22,12 @@ REQUIRED = {"redis": ("redis-server", "ip", "nsenter"), "nginx": ("nginx",)}
 
 
 def missing(kind: str) -> list[str]:
-    """The commands a workload needs that are not installed (``scripts/system-deps.sh`` installs
-    them)."""
-    return [c for c in REQUIRED[kind] if shutil.which(c) is None]
+    """What a workload needs and does not have: commands not installed (``scripts/system-deps.sh``
+    installs them), and root for the Redis one (``ip netns add``)."""
+    gone = [c for c in REQUIRED[kind] if shutil.which(c) is None]
+    if kind == "redis" and os.geteuid() != 0:
+        gone.append("root (to create a network namespace)")
+    return gone
 
 
 def _drive(argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
