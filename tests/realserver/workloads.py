@@ -18,14 +18,14 @@ from realserver.procs import child_env
 DEFAULT_WMEM = "4096 16384 4194304"  # the kernel's default, set explicitly for like-for-like
 LOW_WMEM = "4096 16384 262144"
 
-REQUIRED = {"redis": ("redis-server", "ip", "nsenter"), "nginx": ("nginx",)}
+REQUIRED = {"redis": ("redis-server", "ip", "nsenter"), "nginx": ("nginx", "ip", "nsenter")}
 
 
 def missing(kind: str) -> list[str]:
     """What a workload needs and does not have: commands not installed (``scripts/system-deps.sh``
-    installs them), and root for the Redis one (``ip netns add``)."""
+    installs them), and root (``ip netns add``)."""
     gone = [c for c in REQUIRED[kind] if shutil.which(c) is None]
-    if kind == "redis" and os.geteuid() != 0:
+    if os.geteuid() != 0:
         gone.append("root (to create a network namespace)")
     return gone
 
