@@ -213,6 +213,25 @@ def test_top_process_names_redis_server_in_the_slow_phase(pair: dict[str, Loaded
     assert "redis-server" in verdict.text
 
 
+@SIDES
+def test_the_slow_peers_are_the_largest_sockets(pair: dict[str, Loaded], side: str):
+    """The frames name the slow peers: in the slow phase the 50 Redis-side sockets holding the most
+    (r+w+f) are exactly those to the slow subscribers' ports, each the same socket (inode) in every
+    slow snapshot."""
+    run = pair[side]
+    port, slow_ports = str(run.truth["port"]), {str(p) for p in run.truth["slow_ports"]}
+    inodes = None
+    for i in run.indices("slow"):
+        s = run.sockets_at(i)
+        s = s[s["local_port"].astype(str) == port]
+        held = sum(s[f"skmem_{k}"].astype("Int64") for k in ("r", "w", "f"))
+        top = s.assign(held=held).nlargest(SLOW, "held")
+        assert set(top["peer_port"].astype(str)) == slow_ports
+        now = set(top["inode"].astype(int))
+        assert inodes is None or now == inodes
+        inodes = now
+
+
 # ---------------------------------------------------------------------------------------- verdicts
 def test_compare_slow_phases_says_reduced(pair: dict[str, Loaded]):
     before, after = (pair[s].capture.select(phase="slow") for s in ("before", "after"))
@@ -295,3 +314,18 @@ def test_bundled_sample_matches_its_ground_truth(side: str):
         ]
         at_limit = (slow["skmem_w"].astype(int) >= 0.9 * slow["skmem_tb"].astype(int)).sum()
         assert (len(slow), int(at_limit)) == (row["slow_sockets"], row["slow_at_limit"]), (i, row)
+
+
+@ANALYSIS
+def test_growth_max_per_connection_is_the_largest_socket(pair: dict[str, Loaded]):
+    """Issue 11 §6: "max per connection" is the largest socket (a slow subscriber's, ~tcp_wmem[2]),
+    not the largest per-snapshot average."""
+    run = pair["before"]
+    largest = max(
+        held_bytes([sock])
+        for i in run.indices("slow")
+        for reading in run.readings(i)
+        for sock in reading["redis_sockets"]
+    )
+    got = tcpmemlib.growth(run.capture).verdict.figures["max_buffer_bytes_per_connection"]
+    assert abs(got - largest) <= 0.05 * largest, (got, largest)
