@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the real-server sample captures in data/ (see data/README.md, "Real servers").
 
-    sudo .venv/bin/python scripts/make-real-sample.py [-o data/] [--subscribers 1000] [--slow 200]
+    sudo python3 scripts/make-real-sample.py [-o data/] [--subscribers 1000] [--slow 200]
 
 Runs, one after the other, with the repository's collect.sh (about 2 minutes; root: network
 namespaces; needs redis-server and nginx, installed by `make system-deps`):
