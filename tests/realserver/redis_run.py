@@ -266,8 +266,10 @@ class Run:
                 )
                 pub.start()
                 load_deadline = time.monotonic() + a.max_seconds / 3
-                while pub.is_alive() and time.monotonic() < load_deadline:
+                while True:  # at least one snapshot while publishing
                     self.snap("load", r, interval=a.load_interval)
+                    if not pub.is_alive() or time.monotonic() > load_deadline:
+                        break
                 pub.join(timeout=max(0.0, load_deadline - time.monotonic()))
                 if pub.is_alive() or pub.error is not None:
                     raise RuntimeError(f"the publisher did not finish: {pub.error!r}")

@@ -36,8 +36,12 @@ def _drive(argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
         _, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGTERM)  # the driver stops its children in ``finally``
-        _, err = proc.communicate(timeout=30)
-        raise RuntimeError(f"{argv[-1]} timed out after {timeout_s:g} s:\n{err}") from None
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)  # its children get SIGTERM (PR_SET_PDEATHSIG)
+            _, err = proc.communicate()
+        raise RuntimeError(f"workload timed out after {timeout_s:g} s:\n{err}") from None
     if proc.returncode != 0:
         raise RuntimeError(f"workload exited {proc.returncode}:\n{err}")
     sys.stderr.write(err)
