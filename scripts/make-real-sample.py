@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Regenerate the real-server sample captures in data/ (see data/README.md, "Real servers").
+"""Regenerate the real-server sample captures in data/real/ (see data/README.md, "Real servers").
 
-    sudo python3 scripts/make-real-sample.py [-o data/] [--subscribers 1000] [--slow 200]
+    sudo python3 scripts/make-real-sample.py [-o data/real/] [--subscribers 1000] [--slow 200]
 
 Runs, one after the other, with the repository's collect.sh (about 2 minutes; root: network
 namespaces; needs redis-server and nginx, installed by `make system-deps`):
 
-1. ``real-redis-before.tar.gz``: Debian redis-server, ``--subscribers`` pub/sub subscribers of which
+1. ``redis-before.tar.gz``: Debian redis-server, ``--subscribers`` pub/sub subscribers of which
    ``--slow`` never read, 6 MiB published to each, in a network namespace of its own with
    ``net.ipv4.tcp_wmem = 4096 16384 4194304`` (the kernel default, set explicitly);
-2. ``real-redis-after.tar.gz``: the same with ``tcp_wmem`` max lowered to 256 KiB;
-3. ``real-nginx-idle.tar.gz``: Debian nginx, 2 workers, ``--clients`` idle keep-alive clients, in a
+2. ``redis-after.tar.gz``: the same with ``tcp_wmem`` max lowered to 256 KiB;
+3. ``nginx-idle.tar.gz``: Debian nginx, 2 workers, ``--clients`` idle keep-alive clients, in a
    namespace of its own (so the capture holds only its sockets).
 
 Beside each bundle, ``<name>.truth.json``: the run's description (versions, kernel, pids, ports,
@@ -49,7 +49,7 @@ def describe(truth: dict[str, Any], collect_sha: str, commit: str) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-o", "--out", type=Path, default=REPO / "data")
+    ap.add_argument("-o", "--out", type=Path, default=REPO / "data" / "real")
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--clients", type=int, default=1000)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     made: list[tuple[Path, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="tcpmem-real-sample-") as tmp:
         work = Path(tmp)
-        for name, wmem in (("real-redis-before", DEFAULT_WMEM), ("real-redis-after", LOW_WMEM)):
+        for name, wmem in (("redis-before", DEFAULT_WMEM), ("redis-after", LOW_WMEM)):
             truth = run_redis(
                 work / name,
                 wmem,
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeout_s=400,
             )
             made.append((work / name / f"{name}.tar.gz", describe(truth, collect_sha, commit)))
-        name = "real-nginx-idle"
+        name = "nginx-idle"
         truth = run_nginx(
             work / name,
             clients=args.clients,

@@ -26,7 +26,7 @@ SLOW = 50  # every 5th subscriber stops reading after SUBSCRIBE
 WMEM = {"before": DEFAULT_WMEM, "after": LOW_WMEM}
 CEILING = {side: int(v.split()[2]) for side, v in WMEM.items()}
 MiB = 1 << 20
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data" / "real"
 ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 
 
@@ -233,16 +233,20 @@ def test_the_slow_peers_are_the_largest_sockets(pair: dict[str, Loaded], side: s
 
 
 # ---------------------------------------------------------------------------------------- verdicts
-def test_compare_slow_phases_says_reduced(pair: dict[str, Loaded]):
+NO_CUT = ("no significant change", "increased")
+
+
+def test_compare_slow_phases_sees_the_cut(pair: dict[str, Loaded]):
     before, after = (pair[s].capture.select(phase="slow") for s in ("before", "after"))
-    assert tcpmemlib.compare(before, after).verdict.label == "reduced"
+    verdict = tcpmemlib.compare(before, after).verdict
+    assert verdict.label not in NO_CUT, verdict.text
 
 
 @ANALYSIS
 def test_compare_whole_captures_sees_the_cut(pair: dict[str, Loaded]):
     """Issue 11 §1: a load that ramps up must not hide a >8x cut behind its own min-max range."""
     result = tcpmemlib.compare(pair["before"].capture, pair["after"].capture)
-    assert result.verdict.label == "reduced", result.verdict.text
+    assert result.verdict.label not in NO_CUT, result.verdict.text
 
 
 @ANALYSIS
@@ -250,7 +254,8 @@ def test_compare_names_the_sockets_at_their_limit(pair: dict[str, Loaded]):
     """Issue 11 §1: the verdict states the per-socket evidence ("50 sockets held ~3.8 MiB each (the
     tcp_wmem ceiling) before, ~265 KiB after")."""
     text = tcpmemlib.compare(pair["before"].capture, pair["after"].capture).verdict.text
-    assert re.search(rf"\b{SLOW} (\w+ )?sockets\b", text), text
+    assert re.search(rf"\b{SLOW} (\w+ )?(sockets|connections)\b", text), text
+    assert "tcp_wmem" in text
 
 
 @ANALYSIS
@@ -258,8 +263,7 @@ def test_compare_says_the_memory_moved_into_redis(pair: dict[str, Loaded]):
     """Issue 11 §2: kernel socket memory fell but redis-server's RSS rose by about as much: the verdict
     shows the owners' RSS beside the kernel part."""
     verdict = tcpmemlib.compare(pair["before"].capture, pair["after"].capture).verdict
-    assert "RSS" in verdict.text and "redis-server" in verdict.text, verdict.text
-    assert any("rss" in k for k in verdict.figures), verdict.figures
+    assert re.search(r"redis-server\S* RSS", verdict.text), verdict.text
 
 
 @ANALYSIS
@@ -292,9 +296,9 @@ def test_pressure_raises_no_drop_alarm(pair: dict[str, Loaded], side: str):
 # ------------------------------------------------------------------------------ the bundled sample
 @SIDES
 def test_bundled_sample_matches_its_ground_truth(side: str):
-    """data/real-redis-{before,after}.tar.gz (1000 subscribers, 200 slow; scripts/make-real-sample.py)
+    """data/real/redis-{before,after}.tar.gz (1000 subscribers, 200 slow; scripts/make-real-sample.py)
     read through the API agree with the ground truth stored beside them, snapshot by snapshot."""
-    name = f"real-redis-{side}"
+    name = f"redis-{side}"
     truth = json.loads((DATA / f"{name}.truth.json").read_text())
     run = Loaded.load(DATA / f"{name}.tar.gz", truth, cache=False)  # no cache written into data/
     pid, port = truth["run"]["redis_pid"], str(truth["run"]["port"])
