@@ -82,6 +82,9 @@ def test_capture_has_the_phases_of_the_run(pair: dict[str, Loaded], side: str):
     snaps = run.capture.meta.drop_duplicates("ts").sort_values("ts")
     assert list(snaps["phase"].astype(str)) == [s["phase"] for s in run.truth["snapshots"]]
     assert run.sysctl("net.ipv4.tcp_wmem") == WMEM[side]
+    i = run.indices("slow")[0]  # the workload's processes, by the names the pages show
+    assert run.process_row(i, run.truth["redis_pid"])["comm"] == "redis-server"
+    assert run.process_row(i, run.truth["clients_pid"])["comm"] == "subscriber"
 
 
 # ------------------------------------------------------------------- kernel memory vs ss ground truth

@@ -4,7 +4,7 @@ keep-alive clients, all on loopback, in one process with a bounded lifetime.
     python -m realserver.clients redis --port P --count N --slow K --channel C [--max-seconds S]
     python -m realserver.clients http --port P --count N [--max-seconds S]
 
-It prints one JSON line on stdout once every client is connected (``pid``, and per group the local
+The process names itself ``subscriber`` or ``http-client`` (comm). It prints one JSON line on stdout once every client is connected (``pid``, and per group the local
 ports: the peers' ports as the server sees them), then obeys stdin lines: ``resume`` (the slow
 subscribers start reading), ``stats`` (prints bytes read per group as one JSON line), ``quit`` (or
 end of input, or ``--max-seconds``): close everything and exit.
@@ -21,9 +21,11 @@ import socket
 import sys
 import time
 
+from realserver.procs import set_comm
 from realserver.resp import encode
 
 RECV_BYTES = 1 << 20
+COMM = {"redis": "subscriber", "http": "http-client"}  # the process name captures show
 
 
 def raise_nofile(n: int) -> None:
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channel", default="tcpmem")
     ap.add_argument("--max-seconds", type=float, default=600.0)
     args = ap.parse_args(argv)
+    set_comm(COMM[args.kind])
     deadline = time.monotonic() + args.max_seconds
     raise_nofile(args.count)
 

@@ -8,7 +8,8 @@ processes, 127.0.0.1 and a free port, ``keepalive_timeout 3600s``, ``stub_status
 ``collect.sh -n 1`` snapshots about ``--interval`` s apart:
 
 - ``baseline``: nginx alone (the master and workers share the listening socket);
-- ``idle``: ``--clients`` HTTP/1.1 clients have each made one request and stay connected, idle;
+- ``idle``: ``--clients`` HTTP/1.1 clients (one process, comm ``http-client``) have each made one
+  request and stay connected, idle;
 - ``closed``: the clients are gone.
 
 Right before and right after each snapshot it reads the ground truth: the workers' pids (children

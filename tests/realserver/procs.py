@@ -47,6 +47,16 @@ def die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
+def set_comm(name: str) -> None:
+    """Name this process (``/proc/PID/comm``, what ps and ``ss -p`` print; at most 15 bytes) so
+    that a capture tells the workload's own processes from every other ``python``. Call it from
+    the main thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_name = 15
+    if libc.prctl(pr_set_name, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl(PR_SET_NAME, {name!r})")
+
+
 def start(argv: Sequence[str], **kw) -> subprocess.Popen:
     """Start ``argv`` so that it dies with us (see ``die_with_parent``)."""
     return subprocess.Popen(list(argv), preexec_fn=die_with_parent, **kw)

@@ -16,7 +16,9 @@ subscribers (every k-th one never reads after SUBSCRIBE), and goes through four 
   still hold their data (steady);
 - ``drained``: the slow subscribers read everything; every queue is empty again.
 
-Right before and right after each snapshot it reads the ground truth: ``CLIENT LIST`` (omem per
+Process names (comm): ``redis-server``, ``subscriber`` (every subscriber), ``publisher`` (this
+driver: the publisher and the ground-truth connection). Right before and right after each snapshot
+it reads the ground truth: ``CLIENT LIST`` (omem per
 client), ``INFO memory``, redis-server's VmRSS from /proc, ``ss -tanmp`` for redis-server's sockets and
 /proc/net/sockstat. Everything goes to ``DIR/truth.json``. Total lifetime bounded by
 ``--max-seconds``; every process is stopped by its pid.
@@ -39,6 +41,7 @@ from realserver import truth
 from realserver.procs import (
     child_env,
     free_port,
+    set_comm,
     snapshot,
     start,
     stop,
@@ -351,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=600.0)
     args = ap.parse_args(argv)
     term_is_exit()
+    set_comm("publisher")  # it publishes and holds the ground-truth connection
     out = Path(args.out)
     if out.exists():
         ap.error(f"{out} exists")
