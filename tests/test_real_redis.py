@@ -132,7 +132,8 @@ def test_slow_sockets_fill_up_while_publishing(pair: dict[str, Loaded], side: st
 @SIDES
 def test_slow_sockets_sit_at_the_tcp_wmem_ceiling(pair: dict[str, Loaded], side: str):
     """In the slow phase every slow subscriber's socket on the Redis side holds ~tcp_wmem[2] (w within
-    10 % of tb, tb = the ceiling), exactly what ss showed for that socket; the fast ones hold 0."""
+    10 % of tb, tb within 10 % below the ceiling), exactly what ss showed for that socket; the fast
+    ones hold 0."""
     run = pair[side]
     port, ceiling = run.truth["port"], CEILING[side]
     slow_ports, fast_ports = set(run.truth["slow_ports"]), set(run.truth["fast_ports"])
@@ -143,8 +144,11 @@ def test_slow_sockets_sit_at_the_tcp_wmem_ceiling(pair: dict[str, Loaded], side:
         slow = redis_side[peer.isin([str(p) for p in slow_ports])]
         fast = redis_side[peer.isin([str(p) for p in fast_ports])]
         assert len(slow) == SLOW and len(fast) == SUBSCRIBERS - SLOW
-        assert (slow["skmem_tb"].astype(int) == ceiling).all()
-        ratio = slow["skmem_w"].astype(int) / ceiling
+        # tb grows towards tcp_wmem[2] with cwnd and is capped there (before, it sometimes stays
+        # at the 3,939,840 B it got at connect time)
+        tb = slow["skmem_tb"].astype(int)
+        assert tb.between(0.9 * ceiling, ceiling).all(), tb.describe()
+        ratio = slow["skmem_w"].astype(int) / tb
         assert ratio.between(0.9, 1.1).all(), ratio.describe()
         assert (fast["skmem_w"].astype(int) == 0).all()
         truth_w = {
@@ -273,14 +277,15 @@ def test_compare_says_the_memory_moved_into_redis(pair: dict[str, Loaded]):
 @SIDES
 def test_where_does_not_deny_that_owner_rss_grew(pair: dict[str, Loaded], side: str):
     """Issue 11 §3: Redis's RSS climbs with the socket load (its output buffers); the page must not say
-    the owners' RSS does not grow."""
+    the owners' RSS does not grow, and the verdict says it rose."""
     run = pair[side]
     omem = sum(run.readings(run.indices("slow")[0])[1]["omem_by_peer_port"].values())
     assert omem > 50 * MiB  # the ground truth: Redis's own output buffers grew
-    places = tcpmemlib.where_is_it(run.capture).places
-    row = places[places["place"] == "RSS of socket owners"].iloc[0]
-    assert int(row["delta_bytes"]) > 0
+    result = tcpmemlib.where_is_it(run.capture)
+    row = result.places[result.places["place"] == "RSS of socket owners"].iloc[0]
     assert "does not grow" not in str(row["why"]), row["why"]
+    # ... and says that it rose (Redis's own output buffers), beside the kernel socket memory
+    assert re.search(r"RSS[^.]*\brose\b", result.verdict.text), result.verdict.text
 
 
 @SIDES
