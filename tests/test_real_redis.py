@@ -68,6 +68,7 @@ def test_workload_ran_as_designed(pair: dict[str, Loaded], side: str):
     # the fast subscribers read everything, the slow ones too once resumed
     sent = t["published"]["messages"] * t["published"]["message_bytes"]
     assert t["clients_read_bytes"]["slow"] > SLOW * sent  # + the RESP framing
+    assert t["clients_read_bytes"]["fast"] > (SUBSCRIBERS - SLOW) * sent
     slow_i = run.indices("slow")
     for i in slow_i:
         after = run.readings(i)[1]
@@ -165,7 +166,7 @@ def test_slow_sockets_sit_at_the_tcp_wmem_ceiling(pair: dict[str, Loaded], side:
 @SIDES
 def test_redis_rss_matches_proc(pair: dict[str, Loaded], side: str):
     """redis-server's RSS in the capture (ps) lies between /proc VmRSS read right before and after the
-    snapshot (±3 % + 4 MiB: jemalloc returns pages as it goes) when the load is steady; while
+    snapshot (±5 % + 8 MiB: jemalloc returns pages as it goes) when the load is steady; while
     publishing (RSS moves by tens of MiB a second) within the phase's range of readings (±10 %)."""
     run = pair[side]
     pid = run.truth["redis_pid"]
@@ -178,7 +179,7 @@ def test_redis_rss_matches_proc(pair: dict[str, Loaded], side: str):
             assert 0.9 * lo - 4 * MiB <= got <= 1.1 * hi + 4 * MiB, (i, got, lo, hi)
         else:
             lo, hi = sorted(t["redis_vmrss_bytes"] for t in run.readings(i))
-            assert 0.97 * lo - 4 * MiB <= got <= 1.03 * hi + 4 * MiB, (i, got, lo, hi)
+            assert 0.95 * lo - 8 * MiB <= got <= 1.05 * hi + 8 * MiB, (i, got, lo, hi)
 
 
 @SIDES
