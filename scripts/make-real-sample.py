@@ -53,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="also keep the work directories here (capture directories, server configs and logs, "
+        "the full truth.json: every socket and client before and after each snapshot)",
+    )
     args = ap.parse_args(argv)
+    if args.keep is not None and args.keep.exists():
+        ap.error(f"{args.keep} exists")
     collect_sha = hashlib.sha256((REPO / "collect.sh").read_bytes()).hexdigest()
     commit = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
@@ -95,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / f"{stem}.truth.json").write_text(json.dumps(described, indent=1) + "\n")
             size = (args.out / bundle.name).stat().st_size
             print(f"{args.out / bundle.name}: {size / 1e6:.2f} MB", file=sys.stderr)
+        if args.keep is not None:
+            shutil.copytree(work, args.keep)
     return 0
 
 
