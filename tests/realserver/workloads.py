@@ -9,11 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from realserver.netns import NetNs
 from realserver.procs import child_env
+from realserver.truth import sockstat_tcp
 
 DEFAULT_WMEM = "4096 16384 4194304"  # the kernel's default, set explicitly for like-for-like
 LOW_WMEM = "4096 16384 262144"
@@ -28,6 +30,29 @@ def missing(kind: str) -> list[str]:
     if os.geteuid() != 0:
         gone.append("root (to create a network namespace)")
     return gone
+
+
+def tcp_headroom_bytes() -> int:
+    """How much more TCP memory the box can take before 80 % of ``tcp_mem[1]`` (the pressure
+    threshold; box-wide, read in the host's namespace, where that sysctl exists)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pressure_pages = int(Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()[1])
+    used_pages = sockstat_tcp()["mem"]
+    return int(0.8 * pressure_pages * page) - used_pages * page
+
+
+def wait_for_headroom(needed_bytes: int, timeout_s: float = 120.0) -> None:
+    """Wait (bounded) until the box has ``needed_bytes`` of TCP memory headroom: a workload must not
+    push a shared box into TCP memory pressure (a box-wide state that would change every other
+    workload's sockets). RuntimeError naming the figures after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (have := tcp_headroom_bytes()) < needed_bytes:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the box's TCP memory is too close to tcp_mem[1]: {have} B of headroom below 80 % "
+                f"of it, the workload needs {needed_bytes} B (waited {timeout_s:g} s)"
+            )
+        time.sleep(1.0)
 
 
 def _drive(argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
@@ -74,6 +99,8 @@ def run_redis(
     ]  # fmt: skip
     if bundle:
         argv.append("--bundle")
+    # the slow sockets fill to tcp_wmem[2] (+10 % skb overhead); their peers' receive queues ~128 KiB
+    wait_for_headroom(int(slow * (int(tcp_wmem.split()[2]) * 1.1 + 256 * 1024)))
     with NetNs(sysctls={"net.ipv4.tcp_wmem": tcp_wmem}) as ns:
         return _drive([*ns.prefix, *argv], out, timeout_s + 30)
 
