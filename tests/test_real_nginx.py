@@ -3,8 +3,7 @@ connections, as tcpmemlib reads it from a collect.sh capture, against the ground
 same moments (ss -tanmp per worker pid, stub_status, /proc VmRSS). Every buffer is ~0 here: the
 connections, not the bytes, are what the pages must show.
 
-The verdict tests at the end assert what issue 11 demands of the analyses; those the current analysis
-fails are marked ``xfail(strict=True, reason="issue 11: analysis rewrite")``.
+The verdict tests at the end assert what issue 11 demands of the analyses: who holds the connections.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ pytestmark = pytest.mark.slow
 CLIENTS = 300
 MiB = 1 << 20
 DATA = Path(__file__).resolve().parent.parent / "data" / "real"
-ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,6 @@ def test_worker_rss_matches_proc(idle: Loaded):
 
 
 # ---------------------------------------------------------------------------------------- verdicts
-@ANALYSIS
 def test_top_process_names_the_workers_when_buffers_are_zero(idle: Loaded):
     """Issue 11 §4: with every buffer at 0, the interesting moment is the one with the most
     connections, and the answer names who holds them (the nginx workers), not "no process"."""

@@ -3,8 +3,8 @@ collect.sh capture against the ground truth read at the same moments (CLIENT LIS
 /proc VmRSS, ss skmem per socket), for a before/after pair that differs only in net.ipv4.tcp_wmem
 (set inside network namespaces of our own; the host's sysctls are never touched).
 
-The verdict tests at the end assert what issue 11 demands of the analyses; those the current analysis
-fails are marked ``xfail(strict=True, reason="issue 11: analysis rewrite")``.
+The verdict tests at the end assert what issue 11 demands of the analyses (the cut, where the memory
+went, who holds the connections, which peers are slow).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ WMEM = {"before": DEFAULT_WMEM, "after": LOW_WMEM}
 CEILING = {side: int(v.split()[2]) for side, v in WMEM.items()}
 MiB = 1 << 20
 DATA = Path(__file__).resolve().parent.parent / "data" / "real"
-ANALYSIS = pytest.mark.xfail(strict=True, reason="issue 11: analysis rewrite")
 
 
 @pytest.fixture(scope="module")
@@ -250,14 +249,12 @@ def test_compare_slow_phases_sees_the_cut(pair: dict[str, Loaded]):
     assert verdict.label not in NO_CUT, verdict.text
 
 
-@ANALYSIS
 def test_compare_whole_captures_sees_the_cut(pair: dict[str, Loaded]):
     """Issue 11 §1: a load that ramps up must not hide a >8x cut behind its own min-max range."""
     result = tcpmemlib.compare(pair["before"].capture, pair["after"].capture)
     assert result.verdict.label not in NO_CUT, result.verdict.text
 
 
-@ANALYSIS
 def test_compare_names_the_sockets_at_their_limit(pair: dict[str, Loaded]):
     """Issue 11 §1: the verdict states the per-socket evidence ("50 sockets held ~3.8 MiB each (the
     tcp_wmem ceiling) before, ~265 KiB after")."""
@@ -266,7 +263,6 @@ def test_compare_names_the_sockets_at_their_limit(pair: dict[str, Loaded]):
     assert "tcp_wmem" in text
 
 
-@ANALYSIS
 def test_compare_says_the_memory_moved_into_redis(pair: dict[str, Loaded]):
     """Issue 11 §2: kernel socket memory fell but redis-server's RSS rose by about as much: the verdict
     shows the owners' RSS beside the kernel part."""
@@ -274,7 +270,6 @@ def test_compare_says_the_memory_moved_into_redis(pair: dict[str, Loaded]):
     assert re.search(r"redis-server\S* RSS", verdict.text), verdict.text
 
 
-@ANALYSIS
 @SIDES
 def test_where_does_not_deny_that_owner_rss_grew(pair: dict[str, Loaded], side: str):
     """Issue 11 §3: Redis's RSS climbs with the socket load (its output buffers); the page must not say
@@ -329,7 +324,6 @@ def test_bundled_sample_matches_its_ground_truth(side: str):
         assert (len(slow), int(at_limit)) == (row["slow_sockets"], row["slow_at_limit"]), (i, row)
 
 
-@ANALYSIS
 def test_growth_max_per_connection_is_the_largest_socket(pair: dict[str, Loaded]):
     """Issue 11 §6: "max per connection" is the largest socket (a slow subscriber's, ~tcp_wmem[2]),
     not the largest per-snapshot average."""
