@@ -1202,6 +1202,12 @@ def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
             res = run_collect(SHELLS[shell], "-o", str(tmp_path / "o"), "-n", "1")
             assert res.returncode == 0, res.stderr
             holders = ns.holders
+            # what ss -p prints there, to compare the owners collect.sh adds without -p
+            ref = subprocess.run(
+                ["nsenter", f"--net=/proc/{holders[1].pid}/ns/net", "ss", "-tanpeOH"],
+                capture_output=True,
+                check=True,
+            ).stdout.decode(errors="surrogateescape")
             cgroups = {h.pid: expected_cgroup_path(h.pid) for h in holders}
     finally:
         for name in (named, kept):
@@ -1235,6 +1241,16 @@ def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
         assert re.search(rf"^TCP: inuse {1 + 2 * N_CONNS} ", sockstat, re.M), sockstat
         # no UDP socket there: an empty plain file (readers take X and X.gz alike)
         assert (snap / f"ss_udp.ns{h.inode}.txt").stat().st_size == 0
+    users = re.compile(r" (users:\(\(.*?\)\)).*? ino:(\d+) ")
+    # (ss prints the name's newline raw: joined here as collect.sh stores it)
+    ref = ref.replace('(("ns\nk', '(("ns\\nk')
+    want = {m[2]: m[1] for m in map(users.search, ref.splitlines()) if m}
+    got = {
+        m[2]: m[1]
+        for m in map(users.search, ss_text(snap, f"tcp.ns{holders[1].inode}").splitlines())
+        if m
+    }
+    assert len(want) == 1 + 2 * N_CONNS and got == want, (got, want)
     # kept only by a bind mount: no pid, no cgroup; its TIME-WAIT sockets read through /run/netns
     assert by_ino[kept_ino] == [str(kept_ino), "-", kept, "-"]
     text = ss_text(snap, f"tcp.ns{kept_ino}")
