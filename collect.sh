@@ -447,6 +447,8 @@ ns_worker() {
 		printf '\001ns %s\n' "$ino"
 		nsenter --net="$path" ss "$ss_ns_opts" 2>>"$1/.err.ns" </dev/null && continue
 		st=$?
+		# the second worker's text cut at $nscap (head exited): said as cut by ss_netns
+		[ "$st" != 141 ] || [ "$2" != 1 ] || break
 		if [ -e "$path" ]; then
 			echo "$ino $st" >>"$1/.rc.ns"
 		else
@@ -456,8 +458,9 @@ ns_worker() {
 	done
 }
 
-# netns_owners DIR PIDS: DIR/.owners, "INODE\t("NAME",pid=P,fd=F),..." for each socket
-# held by a process in another namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
+# netns_owners DIR PIDS: on stdout (to the split awk, before the namespaces' ss text),
+# "\002INODE\t("NAME",pid=P,fd=F),..." for each socket held by a process in another
+# namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
 # their fd directories; NAME as ss prints it (cut at the first ")"), from the Name line
 # of /proc/PID/status, un-escaped to the ss files' form (newline as \n, see ss_split).
 netns_owners() {
@@ -485,7 +488,6 @@ netns_owners() {
 			if (!n) exit 0
 			# one directory: ls prints no "DIR:" header line
 			if (n == 1) { pid = one; sub(/^\/proc\//, "", pid); sub(/\/fd$/, "", pid) }
-			out = dir "/.owners"
 			while (((cmd " 2>/dev/null") | getline l) > 0) {
 				if (substr(l, 1, 6) == "/proc/" && substr(l, length(l) - 3) == "/fd:") {
 					pid = substr(l, 7, length(l) - 10)
@@ -503,9 +505,7 @@ netns_owners() {
 				else own[ino] = e
 			}
 			close(cmd " 2>/dev/null")
-			printf "" > out
-			for (ino in own) printf "%s\t%s\n", ino, own[ino] > out
-			close(out)
+			for (ino in own) printf "\002%s\t%s\n", ino, own[ino]
 		}'
 }
 
@@ -681,15 +681,17 @@ ss_split() {
 		}
 		# "\001ns INODE": the lines that follow are ss run in that network namespace (see
 		# ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt (gzipped once ss is done)
-		substr($0, 1, 1) == "\001" {
+		# "\002INODE\tOWNERS": the owners of a socket of another namespace (netns_owners)
+		(c = substr($0, 1, 1)) == "\002" {
+			t = index($0, "\t")
+			own[substr($0, 2, t - 2)] = substr($0, t + 1)
+			next
+		}
+		c == "\001" {
 			ns_close()
-			if (!owners_read) {
-				# the owners of the sockets of other namespaces (see netns_owners)
-				owners_read = 1
-				while ((getline l < (dir "/.owners")) > 0) own[substr(l, 1, index(l, "\t") - 1)] = substr(l, index(l, "\t") + 1)
-				close(dir "/.owners")
-			}
 			ns = substr($0, 5)
+			# its sockstat and ss files take a block each at least
+			nsbytes += 8192
 			tcpf = dir "/ss_tcp.ns" ns ".txt"
 			udpf = dir "/ss_udp.ns" ns ".txt"
 			printf "" > tcpf
@@ -739,6 +741,8 @@ ss_split() {
 			# the lines each ss file holds, for meta.txt (file=)
 			ns_close()
 			printf "%d ss_tcp.txt.gz\n%d ss_udp.txt.gz\n", ntcp, nudp >> lines
+			# the plain text of the other namespaces at its largest, for the budget estimate
+			if (nsbytes) printf "%d\n", nsbytes > (dir "/.nsplain")
 			close(lines)
 			printf "" > cgout
 			for (n = 1; n <= npids; n++) {
@@ -926,6 +930,13 @@ snapshot() {
 	fi
 	ss_pid=
 	[ "$rc" = 0 ] || return "$rc"
+	# Text cut to stay within the budget is said in meta: ss_tcp.txt.gz at $cap bytes
+	# (head exits 0: only its size tells), the other namespaces' text at $nscap (the
+	# split awk and ss_netns wrote .missing.cut).
+	if [ -n "$cap" ]; then
+		size=$(wc -c <"$p/ss_tcp.txt.gz" 2>/dev/null) || size=0
+		[ $((size)) -lt "$cap" ] || echo "missing=ss_tcp.txt.gz: cut at $cap bytes: the disk budget (-m) is nearly used up" >>"$p/.missing.cut"
+	fi
 	if [ "$ss_rc" != 0 ]; then
 		over_budget && return 2
 		disk_full && return 3
@@ -992,15 +1003,17 @@ snapshot() {
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		[ -z "$netns_skip" ] || echo "missing=netns: other network namespaces not read: $netns_skip"
 		[ ! -s "$p/.missing.ns" ] || cat "$p/.missing.ns"
-		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
 		[ ! -s "$p/.missing.gone" ] || cat "$p/.missing.gone"
+		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
 		for f in sockstat.txt sockstat_after.txt; do
 			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
 		done
 		printf '%s' "$failed"
 		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.owners"
+	ns_plain=0
+	[ ! -s "$p/.nsplain" ] || read -r ns_plain <"$p/.nsplain" || ns_plain=0
+	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.nsplain"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -1009,7 +1022,9 @@ snapshot() {
 	mv "$p" "$out/$snap" || return 3
 	partial=
 	used=$((used + last_kb))
-	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
+	# the largest a snapshot took, counting the other namespaces' plain text while it lived
+	peak_kb=$((last_kb + ns_plain / 1024))
+	[ "$peak_kb" -le "$max_kb" ] || max_kb=$peak_kb
 	taken=$((taken + 1))
 	return 0
 }
@@ -1273,9 +1288,11 @@ main() {
 		# plain for a moment before gz_small)
 		room=$((left > 160 ? (left - 160) * 1024 : 1024))
 		[ "$left" -ge $((need * 4)) ] || cap=$((room / 2))
-		# the other namespaces' ss text (plain until ss is done) never takes more than half
-		# of what is left: a namespace that appears mid-run cannot push DIR over the budget
-		nscap=$((room / 2))
+		# The other namespaces' ss text (plain until ss is done) is bounded too, so that
+		# namespaces appearing mid-run cannot push DIR over the budget: $nscap for the
+		# split awk's files and as much for the second worker's raw text (both on disk for
+		# a moment; see ss_netns). Text cut is said in meta (missing=... cut).
+		nscap=$((room / 4))
 		src=0
 		snapshot || src=$?
 		[ -n "$t0" ] || t0=$start_s
