@@ -679,29 +679,33 @@ ss_split() {
 			SP = "    "
 			while (length(SP) < 65536) SP = SP SP
 		}
-		# "\001ns INODE": the lines that follow are ss run in that network namespace (see
-		# ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt (gzipped once ss is done)
-		# "\002INODE\tOWNERS": the owners of a socket of another namespace (netns_owners)
-		(c = substr($0, 1, 1)) == "\002" {
-			t = index($0, "\t")
-			own[substr($0, 2, t - 2)] = substr($0, t + 1)
-			next
-		}
-		c == "\001" {
-			ns_close()
-			ns = substr($0, 5)
-			# its sockstat and ss files take a block each at least
-			nsbytes += 8192
-			tcpf = dir "/ss_tcp.ns" ns ".txt"
-			udpf = dir "/ss_udp.ns" ns ".txt"
-			printf "" > tcpf
-			printf "" > udpf
-			nst = 0; nsu = 0
-			next
-		}
-		# a socket of another namespace: its owners, where ss -p would print them
-		ns != "" { add_owners() }
 		{
+			c = substr($0, 1, 1)
+			if (c < " " && c != "\t") {
+				# "\002INODE\tOWNERS": the owners of a socket of another namespace
+				# (netns_owners); "\001ns INODE": the lines that follow are ss run in that
+				# namespace (ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt
+				# (gzipped once ss is done)
+				if (c == "\002") {
+					t = index($0, "\t")
+					own[substr($0, 2, t - 2)] = substr($0, t + 1)
+					next
+				}
+				if (c == "\001") {
+					ns_close()
+					ns = substr($0, 5)
+					# its sockstat and ss files take a block each at least
+					nsbytes += 8192
+					tcpf = dir "/ss_tcp.ns" ns ".txt"
+					udpf = dir "/ss_udp.ns" ns ".txt"
+					printf "" > tcpf
+					printf "" > udpf
+					nst = 0; nsu = 0
+					next
+				}
+			}
+			# a socket of another namespace: its owners, where ss -p would print them
+			if (ns != "") add_owners()
 			# "))" ends the users:((...)) block (a name cannot hold ")"). A block opened and
 			# not closed means a name held a newline, printed raw by ss: join the next
 			# physical lines (at most 15: a comm is 15 bytes) with the two characters \n.
@@ -713,7 +717,6 @@ ss_split() {
 					u = index($0, "))")
 				}
 			}
-			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
 			line = lean ? slim($0, u) : $0
