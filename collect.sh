@@ -51,7 +51,7 @@
 #   at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB and 0.65 MiB). ss -p reads
 #   every process's fd table: that, not this script, is most of the cost. At -i 10: ~4% of
 #   one CPU at 20k sockets. Other network namespaces: one ss (no -p) per namespace, ~6 ms
-#   of CPU each: 100 namespaces x 20 connections took 0.98 s per snapshot (0.76 s CPU).
+#   of CPU each: 100 namespaces x 20 connections took 0.72-0.78 s per snapshot (0.69 s CPU).
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-PID-NAME/         snapshot being written by the run PID (readers ignore dot
