@@ -1199,7 +1199,12 @@ def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
         # a name ss prints raw (newline, Latin-1, cut at ")"): stored as in the host's ss file
         with NetnsWorkloads(N_NS, N_CONNS, UNREAD, name=b"ns\nk\xe9)z") as ns:
             subprocess.run(["ip", "netns", "attach", named, str(ns.holders[0].pid)], check=True)
-            res = run_collect(SHELLS[shell], "-o", str(tmp_path / "o"), "-n", "1")
+            env = None
+            if shell == "busybox":
+                # busybox's nsenter, ls, awk, sort, gzip and sed too
+                tools = ("nsenter", "ls", "awk", "sort", "gzip", "sed")
+                env = path_with(tmp_path, busybox=tools)
+            res = run_collect(SHELLS[shell], "-o", str(tmp_path / "o"), "-n", "1", env=env)
             assert res.returncode == 0, res.stderr
             holders = ns.holders
             # what ss -p prints there, to compare the owners collect.sh adds without -p
@@ -1315,3 +1320,30 @@ def test_namespaces_appearing_mid_run_keep_the_budget(tmp_path: Path) -> None:
         # text cut to keep the budget is said; a snapshot that says nothing is whole
         if not [r for r in repeat if ": cut" in r]:
             check_file_lines(snap)
+
+
+def test_no_nsenter_lists_the_namespaces_and_says_so(tmp_path: Path) -> None:
+    """Root without nsenter: the other namespaces are listed in netns.txt, not read, and meta.txt
+    says so (once per namespace, and why); the run goes on."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = "ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort wc"
+    for tool in (*tools.split(), "getconf", "stat", "tr"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    with NetnsWorkloads(2, 3) as ns:
+        res = run_collect(
+            ["/usr/bin/dash"], "-o", str(tmp_path / "o"), "-n", "1", env={"PATH": str(bin_dir)}
+        )
+        assert res.returncode == 0, res.stderr
+    assert res.stderr.count("no nsenter") == 1, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    _, repeat = read_meta(snap)
+    assert "missing=netns: other network namespaces not read: no nsenter command" in " ".join(
+        repeat
+    )
+    listed = {int(r[0]) for r in netns_rows(snap)}
+    for h in ns.holders:
+        assert h.inode in listed
+        assert any(r.startswith(f"missing=ss_tcp.ns{h.inode}.txt.gz: ") for r in repeat), repeat
+        assert not list(snap.glob(f"*.ns{h.inode}.*"))
+    assert [r for r in repeat if r.startswith("failed=")] == []
