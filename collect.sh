@@ -3,9 +3,10 @@
 # collect.sh - snapshot where a Linux box's TCP socket memory goes, for tcpmem.
 #
 # Takes periodic snapshots of ss (with skmem), /proc/net/sockstat, meminfo, slabinfo,
-# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, of every
-# network namespace on the box (containers), into one directory per snapshot. Copy this single file to the box and run it there; read the
-# output elsewhere with tcpmemlib (load_capture) and the tcpmem notebooks.
+# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, with the
+# sockets of every network namespace on the box (containers), into one directory per
+# snapshot. Copy this single file to the box and run it there; read the output elsewhere
+# with tcpmemlib (load_capture) and the tcpmem notebooks.
 #
 # USAGE
 #   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-b] [-h]
@@ -37,8 +38,9 @@
 #   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
 #   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b), nsenter
 #   (util-linux or busybox; only to read other network namespaces). No Python.
-#   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
-#   of this user's sockets; both are said once on stderr and recorded in meta.txt.
+#   Run as root for full data. Not root: no slabinfo, ss -p shows only the owners of
+#   this user's sockets, and other network namespaces are listed but not read; each is
+#   said once on stderr and recorded in meta.txt.
 #
 # OVERHEAD
 #   Measured (bench/bench_collect.py [--breakdown], 2 vCPU, kernel 6.18, iproute2 6.1;
@@ -68,11 +70,11 @@
 # EXIT STATUS
 #   0  done (also after SIGINT/SIGTERM/SIGHUP)
 #   2  usage error (bad option or value)
-#   3  a required command is missing (ss, gzip, ps, awk, ...)
+#   3  a required command is missing (ss, gzip, awk, ...; ps only with -a)
 #   4  output directory cannot be created or written
 #   5  write failed: disk full or I/O error (the partial snapshot is removed)
 #   6  the disk budget (-m) cannot hold even one snapshot
-#   7  bundling (-b) failed
+#   7  bundling (-b) failed (tar, gzip or the rename: the message says which)
 #   1  any other error
 set -eu
 # bytes, not characters (awk lengths, sort order); the C locale's messages
