@@ -59,7 +59,7 @@ python3 -c "$WORKLOAD" "$PAIRS" "$READY" &
 pid=$!
 i=0
 while [ ! -e "$READY" ]; do sleep 0.1; i=$((i+1)); [ "$i" -lt 1200 ] || exit 9; done
-sh "$COLLECT" -o "$OUT" -n 1 >/dev/null 2>&1
+sh "$COLLECT" -N -o "$OUT" -n 1 >/dev/null 2>&1
 kill "$pid"
 """
 
