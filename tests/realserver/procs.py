@@ -103,9 +103,9 @@ def wait_until(check, timeout_s: float, what: str, step_s: float = 0.05):
 
 def snapshot(capture_dir: Path, bundle: bool = False, timeout_s: float = 60.0) -> str:
     """One collect.sh snapshot into ``capture_dir`` (``-n 1``; ``-b`` bundles the directory into
-    ``capture_dir.tar.gz``). Returns the new snapshot's name."""
+    ``capture_dir.tar.gz``; ``-N``: the workload's namespace only). Returns the new snapshot's name."""
     before = {p.name for p in capture_dir.iterdir()} if capture_dir.is_dir() else set()
-    argv: Sequence[str] = ["sh", str(COLLECT), "-o", str(capture_dir), "-n", "1", "-i", "0"]
+    argv: Sequence[str] = ["sh", str(COLLECT), "-N", "-o", str(capture_dir), "-n", "1", "-i", "0"]
     if bundle:
         argv = [*argv, "-b"]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
