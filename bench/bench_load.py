@@ -238,10 +238,13 @@ def run_child(kind: str, path: Path, baseline: str | None = None) -> dict[str, f
         [sys.executable, __file__, "--child", kind, str(path)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=3600,
         env=env,
+        cwd=path.parent,  # not a checkout: `python -m tcpmemlib.workers` puts the cwd first
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
