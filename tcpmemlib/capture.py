@@ -39,7 +39,7 @@ from tcpmemlib.discovery import Snapshot, find_snapshots
 from tcpmemlib.errors import CaptureError
 from tcpmemlib.model import FRAMES, Capture
 from tcpmemlib.problems import Problems, warn_cached
-from tcpmemlib.registry import SOCKET_FILES
+from tcpmemlib.registry import socket_file
 from tcpmemlib.snapmeta import read_meta, warn_missing
 
 __all__ = ["FRAMES", "Capture", "load_capture"]
@@ -200,8 +200,8 @@ def _load_dir(
 
 def _socket_bytes(snap: Snapshot) -> int:
     total = 0
-    for base in SOCKET_FILES:
-        if base in snap.files:
+    for base in snap.files:
+        if socket_file(base) is not None:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(snap.dir, snap.files[base])).st_size
     return total
