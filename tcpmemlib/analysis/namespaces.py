@@ -66,7 +66,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tcpmemlib.analysis import _frames as F
