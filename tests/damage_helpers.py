@@ -467,7 +467,11 @@ def apply_damage(cap: Path, damage: Damage, outside: Path, names: list[str]) -> 
     kind = damage.kind
     if kind == "cut_text" and not damage.file.endswith(".gz"):
         kind = "cut"
+    if kind in ("cut", "cut_text", "empty") and not data:
+        return {}  # an empty file cut or emptied is unchanged: nothing to name
     if kind == "cut":
+        if int(damage.pos * len(data)) == len(data):
+            return {}
         path.write_bytes(data[: int(damage.pos * len(data))])
     elif kind == "cut_text":
         text = gzip.decompress(data)

@@ -222,9 +222,12 @@ def test_meta_records_each_files_size_and_lines(
     for snap in snapshots(out):
         got = check_file_lines(snap)
         assert got["ss_tcp.txt.gz"][1] >= 2 * N_PAIRS + 1
-        # meta.txt: the file= lines come last
-        lines = (snap / "meta.txt").read_text().splitlines()
-        assert all(ln.startswith("file=") for ln in lines[-len(got) :])
+        # meta.txt: the file= lines come last, then meta.txt's own size
+        text = (snap / "meta.txt").read_text()
+        lines = text.splitlines()
+        assert all(ln.startswith("file=") for ln in lines[-len(got) - 1 : -1])
+        body = text[: text.rindex("meta_bytes=")]
+        assert lines[-1] == f"meta_bytes={len(body.encode())}"
 
 
 def test_snapshots_are_one_interval_apart(
