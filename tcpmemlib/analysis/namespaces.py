@@ -64,13 +64,17 @@ one), ``all namespaces read`` or ``namespaces not read``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import as_output, fmt_bytes, snapshots
 from tcpmemlib.analysis.idle import idle_cost
+from tcpmemlib.analysis.socket_rows import attributed_sockets, string_test, tcp_sockets
 from tcpmemlib.analysis.verdict import Verdict
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
 
 __all__ = [
     "CONTAINER_COLUMNS",
@@ -183,7 +187,7 @@ _NETNS_FRAME = {
 
 
 # --------------------------------------------------------------------------------------- inputs
-def namespaces(cap: Any) -> pd.DataFrame:
+def namespaces(cap: Capture) -> pd.DataFrame:
     """``Capture.netns`` with the columns this module reads (``_NETNS_FRAME``), one row per
     (snapshot, namespace); for a capture without it (collector 1), one row per snapshot: the
     collector's own namespace (``netns`` NA, read, sockstat from ``Capture.sockstat``)."""
@@ -191,7 +195,7 @@ def namespaces(cap: Any) -> pd.DataFrame:
     if frame is not None and len(frame):
         out = frame[list(_NETNS_FRAME)].copy()
         return out.astype({c: t for c, t in _NETNS_FRAME.items() if c != "ts"})
-    snaps = F.snapshots(cap)[["ts"]]
+    snaps = snapshots(cap)[["ts"]]
     st = cap.sockstat.drop_duplicates("ts")[["ts", "sockets_used", "tcp_inuse", "tcp_tw"]]
     out = snaps.merge(st, on="ts", how="left")
     for col, value in (("netns", pd.NA), ("pid", pd.NA), ("name", pd.NA), ("cgroup", pd.NA)):
@@ -201,7 +205,7 @@ def namespaces(cap: Any) -> pd.DataFrame:
     return out[list(_NETNS_FRAME)].astype({c: t for c, t in _NETNS_FRAME.items() if c != "ts"})
 
 
-def _pid_cgroups(cap: Any) -> pd.DataFrame:
+def _pid_cgroups(cap: Capture) -> pd.DataFrame:
     """``ts``, ``pid`` (Int64), ``cgroup`` (string) of every socket owner the capture placed."""
     pc = getattr(cap, "proc_cgroups", None)
     if pc is None or not len(pc):
@@ -216,7 +220,7 @@ def _pid_cgroups(cap: Any) -> pd.DataFrame:
     return out.astype({"pid": "Int64", "cgroup": "string"})
 
 
-def _cgroup_charges(cap: Any) -> pd.DataFrame:
+def _cgroup_charges(cap: Capture) -> pd.DataFrame:
     """``ts``, ``container``, ``cgroup_sock_bytes``, ``cgroup_sock_key``: v2 ``sock`` where the
     capture has it, else v1 ``kmem.tcp.usage_in_bytes``."""
     cg = getattr(cap, "cgroups", None)
@@ -247,10 +251,10 @@ def _cgroup_charges(cap: Any) -> pd.DataFrame:
 def _socket_frame(sockets: pd.DataFrame, owners: pd.DataFrame | None) -> pd.DataFrame:
     """One row per TCP socket of a batch: ``ts``, ``netns``, ``pid`` (primary owner), the counts
     (0/1) and bytes the sums read."""
-    s = F.attributed_sockets(F.tcp_sockets(sockets), owners)
+    s = attributed_sockets(tcp_sockets(sockets), owners)
     state = s["state"].astype("string")
     full = ~state.isin(list(_NOT_FULL)).fillna(False).astype(bool)
-    ipv4 = ~F.string_test(s["local_address"], lambda a: a.str.contains(":", regex=False))
+    ipv4 = ~string_test(s["local_address"], lambda a: a.str.contains(":", regex=False))
     conn = s["is_connection"].astype(bool)
     idle = conn & (s["queued_bytes"].astype("Int64").fillna(0) == 0)
     out = pd.DataFrame(
@@ -285,7 +289,7 @@ def _sums(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _pass(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _pass(cap: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sums per (ts, netns) and per (ts, container), from one pass over the socket rows."""
     pid_cg = _pid_cgroups(cap)
     ns = namespaces(cap)[["ts", "netns", "cgroup"]].rename(columns={"cgroup": "_ns_cgroup"})
@@ -319,22 +323,22 @@ def _concat(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _sums_memo(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _sums_memo(cap: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
     return cap.memo("analysis.namespaces", lambda: _pass(cap))  # type: ignore[no-any-return]
 
 
-def _per_socket_bytes(cap: Any, given: float | None) -> float:
+def _per_socket_bytes(cap: Capture, given: float | None) -> float:
     if given is not None:
         return float(given)
     return float(idle_cost(cap).per_socket_bytes)
 
 
 # --------------------------------------------------------------------------------------- views
-def by_namespace(cap: Any, per_socket_bytes: float | None = None) -> pd.DataFrame:
+def by_namespace(cap: Capture, per_socket_bytes: float | None = None) -> pd.DataFrame:
     """Per snapshot and network namespace: sockets, buffers, idle cost, sockstat (module doc).
 
     ``per_socket_bytes``: the kernel objects of one socket (default: ``idle_cost(cap)``'s)."""
-    snaps = F.snapshots(cap)
+    snaps = snapshots(cap)
     ns = namespaces(cap)
     sums, _ = _sums_memo(cap)
     # a socket whose namespace the netns frame does not list (it should not happen) keeps a row
@@ -352,7 +356,7 @@ def by_namespace(cap: Any, per_socket_bytes: float | None = None) -> pd.DataFram
         list(NAMESPACE_COLUMNS)
     ]
     out = out.sort_values(["ts", "own", "buffer_bytes"], ascending=[True, False, False])
-    return F.as_output(out)
+    return as_output(out)
 
 
 def _names(sets: pd.Series, labels: dict[tuple[Any, int], str], ts: pd.Series) -> pd.Series:
@@ -362,10 +366,10 @@ def _names(sets: pd.Series, labels: dict[tuple[Any, int], str], ts: pd.Series) -
     return pd.Series(out, index=sets.index, dtype="string")
 
 
-def by_container(cap: Any, per_socket_bytes: float | None = None) -> pd.DataFrame:
+def by_container(cap: Capture, per_socket_bytes: float | None = None) -> pd.DataFrame:
     """Per snapshot and container (memory cgroup): sockets, buffers, idle cost and what the
     kernel charged the cgroup for sockets (module doc)."""
-    snaps = F.snapshots(cap)
+    snaps = snapshots(cap)
     _, sums = _sums_memo(cap)
     ns = namespaces(cap)
     named = ns.dropna(subset=["netns"])
@@ -384,10 +388,10 @@ def by_container(cap: Any, per_socket_bytes: float | None = None) -> pd.DataFram
         list(CONTAINER_COLUMNS)
     ]
     out = out.sort_values(["ts", "buffer_bytes", "container"], ascending=[True, False, True])
-    return F.as_output(out)
+    return as_output(out)
 
 
-def _not_read_reasons(cap: Any) -> dict[tuple[str, int], str]:
+def _not_read_reasons(cap: Capture) -> dict[tuple[str, int], str]:
     """(snapshot, inode) -> the collector's reason for a namespace it did not read."""
     pr = cap.problems
     if pr is None or not len(pr):
@@ -401,10 +405,10 @@ def _not_read_reasons(cap: Any) -> dict[tuple[str, int], str]:
     return out
 
 
-def unseen(cap: Any) -> pd.DataFrame:
+def unseen(cap: Capture) -> pd.DataFrame:
     """Per snapshot: the namespaces seen, read and not read (named, with the collector's reason),
     and the TCP sockets sockstat counts that no namespace read listed (module doc)."""
-    snaps = F.snapshots(cap)
+    snaps = snapshots(cap)
     ns = namespaces(cap)
     sums, _ = _sums_memo(cap)
     snap_names = cap.meta.drop_duplicates("ts").set_index("ts")["snapshot"]
@@ -435,10 +439,10 @@ def unseen(cap: Any) -> pd.DataFrame:
     )
     out["unseen_sockets"] = out["tcp_alloc"] - out["listed_full_sockets"]
     out = out.astype({c: t for c, t in UNSEEN_COLUMNS.items() if c != "ts"})[list(UNSEEN_COLUMNS)]
-    return F.as_output(out)
+    return as_output(out)
 
 
-def verdict(cap: Any) -> Verdict:
+def verdict(cap: Capture) -> Verdict:
     """How many namespaces were seen and read, what the others held, what stayed unseen."""
     u = unseen(cap)
     if not len(u):
@@ -465,7 +469,7 @@ def verdict(cap: Any) -> Verdict:
         )
     text = (
         f"{seen} network namespace(s) seen; at the peak, {int(other_sockets)} sockets outside "
-        f"the collector's own namespace held {F.fmt_bytes(other_max)} of socket buffers."
+        f"the collector's own namespace held {fmt_bytes(other_max)} of socket buffers."
     )
     if not_read:
         label = "namespaces not read"
