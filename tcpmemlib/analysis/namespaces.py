@@ -442,22 +442,30 @@ def unseen(cap: Capture) -> pd.DataFrame:
     return as_output(out)
 
 
+def _label(row: pd.Series) -> str:
+    """A namespace as the verdict names it: its ip netns name, else ``netns INODE``; its pid."""
+    name = row["name"]
+    out = str(name) if name is not pd.NA else f"netns {int(row['netns'])}"
+    return out if row["pid"] is pd.NA else f"{out} (pid {int(row['pid'])})"
+
+
 def verdict(cap: Capture) -> Verdict:
-    """How many namespaces were seen and read, what the others held, what stayed unseen."""
+    """How many namespaces were seen and read, what the others held (and which held the most),
+    what stayed unseen."""
     u = unseen(cap)
     if not len(u):
         return Verdict("one namespace", "No snapshot in this capture.", {})
-    last = u.iloc[-1]
     seen = int(u["namespaces"].max())
     not_read = int(u["namespaces_not_read"].max())
-    other_max = float(u["other_netns_buffer_bytes"].max())
-    other_sockets = float(u["other_netns_full_sockets"].max())
+    other = u["other_netns_buffer_bytes"].astype("Float64")
+    peak = int(other.idxmax())
     hidden = u["unseen_sockets"].astype("Float64")
     fig = {
         "namespaces_count": float(seen),
+        "namespaces_read_count": float(u["namespaces_read"].max()),
         "namespaces_not_read_count": float(not_read),
-        "other_netns_full_sockets_max": other_sockets,
-        "other_netns_buffer_bytes_max": other_max,
+        "other_netns_full_sockets_at_peak": float(u.at[peak, "other_netns_full_sockets"]),
+        "other_netns_buffer_bytes_max": float(other.max()),
         "unseen_sockets_max": float(hidden.max()) if hidden.notna().any() else float("nan"),
     }
     if getattr(cap, "netns", None) is None or not len(cap.netns):
@@ -467,15 +475,25 @@ def verdict(cap: Capture) -> Verdict:
             "the collector's own namespace, so sockets of containers are not in it.",
             fig,
         )
-    text = (
-        f"{seen} network namespace(s) seen; at the peak, {int(other_sockets)} sockets outside "
-        f"the collector's own namespace held {fmt_bytes(other_max)} of socket buffers."
-    )
+    text = f"{seen} network namespace(s) seen, {int(fig['namespaces_read_count'])} read."
+    if fig["other_netns_full_sockets_at_peak"] > 0:
+        sums, _ = _sums_memo(cap)
+        ns = namespaces(cap)
+        at = ns[(ns["ts"] == u.at[peak, "ts"]) & ~ns["own"].fillna(True).astype(bool)]
+        at = at.merge(sums[["ts", "netns", "buffer_bytes"]], on=["ts", "netns"], how="left")
+        top = at.loc[at["buffer_bytes"].astype("Float64").fillna(0).idxmax()]
+        fig["top_netns_buffer_bytes"] = float(top["buffer_bytes"])
+        text += (
+            f" Where they held the most, {int(fig['other_netns_full_sockets_at_peak'])} TCP "
+            f"sockets outside the collector's own namespace held {fmt_bytes(other.max())} of "
+            f"socket buffers, {fmt_bytes(top['buffer_bytes'])} of it in {_label(top)}."
+        )
     if not_read:
         label = "namespaces not read"
+        named = u["not_read"].dropna()
         text += (
-            f" {not_read} namespace(s) were not read (last snapshot: {last['not_read']}); "
-            "their sockets are in sockstat only."
+            f" {not_read} namespace(s) were not read ({named.iloc[-1]}); their sockets are in "
+            "sockstat only."
         )
     else:
         label = "all namespaces read" if seen > 1 else "one namespace"
