@@ -15,6 +15,10 @@ has neither. Both are hierarchical: a parent cgroup's figure includes its childr
 
 Functions (each returns a frame; the socket rows are read once, a batch at a time, memoized):
 
+``namespaces(cap)``: ``Capture.netns`` (``ts``, ``netns``, ``pid``, ``name``, ``cgroup``, ``own``,
+``read``, ``sockets_used``, ``tcp_inuse``, ``tcp_tw``); for a capture from collector 1, one row per
+snapshot: the collector's own namespace, ``netns`` NA, its counts from ``Capture.sockstat``.
+
 ``by_namespace(cap, per_socket_bytes=None)``: one row per (snapshot, namespace):
 
 | column | dtype | unit | meaning |
@@ -50,9 +54,11 @@ namespaces), ``processes``, ``tcp_sockets``, ``full_sockets``, ``connections``,
 ``cgroup_sock_bytes`` (Int64), ``cgroup_sock_key`` (string: ``sock`` / ``kmem.tcp.usage_in_bytes``;
 NA when not collected).
 
-``unseen(cap)``: one row per snapshot: ``ts``, ``host``, ``phase``, ``namespaces`` (seen),
-``namespaces_read``, ``namespaces_not_read``, ``not_read`` (string: ``INODE (name): reason; ...``,
-NA if none), ``tcp_alloc`` (sockstat, host-wide), ``listed_full_sockets`` (Σ over every namespace
+``read_status(cap)`` (reads no socket row): one row per snapshot: ``ts``, ``host``, ``phase``,
+``namespaces`` (seen), ``namespaces_read``, ``namespaces_not_read``, ``not_read`` (string:
+``INODE (name): reason; ...``, NA if none).
+
+``unseen(cap)``: one row per snapshot: the ``read_status`` columns, ``tcp_alloc`` (sockstat, host-wide), ``listed_full_sockets`` (Σ over every namespace
 read), ``other_netns_full_sockets`` (of those, outside the collector's own),
 ``other_netns_buffer_bytes``, ``unseen_sockets`` (tcp_alloc − listed_full_sockets: sockets of
 namespaces not read, of namespaces with no process and no bind mount (kept alive by a socket held
@@ -79,10 +85,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTAINER_COLUMNS",
     "NAMESPACE_COLUMNS",
+    "STATUS_COLUMNS",
     "UNKNOWN_CONTAINER",
     "UNSEEN_COLUMNS",
     "by_container",
     "by_namespace",
+    "namespaces",
+    "read_status",
     "unseen",
     "verdict",
 ]
@@ -157,6 +166,15 @@ CONTAINER_COLUMNS: dict[str, str] = {
     "idle_cost_bytes": "Float64",
     "cgroup_sock_bytes": "Int64",
     "cgroup_sock_key": "string",
+}
+STATUS_COLUMNS: dict[str, str] = {
+    "ts": "datetime64[ns, UTC]",
+    "host": "string",
+    "phase": "string",
+    "namespaces": "Int64",
+    "namespaces_read": "Int64",
+    "namespaces_not_read": "Int64",
+    "not_read": "string",
 }
 UNSEEN_COLUMNS: dict[str, str] = {
     "ts": "datetime64[ns, UTC]",
@@ -405,18 +423,16 @@ def _not_read_reasons(cap: Capture) -> dict[tuple[str, int], str]:
     return out
 
 
-def unseen(cap: Capture) -> pd.DataFrame:
+def read_status(cap: Capture) -> pd.DataFrame:
     """Per snapshot: the namespaces seen, read and not read (named, with the collector's reason),
-    and the TCP sockets sockstat counts that no namespace read listed (module doc)."""
+    from ``Capture.netns`` and the collector's problems alone (no socket row is read)."""
     snaps = snapshots(cap)
     ns = namespaces(cap)
-    sums, _ = _sums_memo(cap)
     snap_names = cap.meta.drop_duplicates("ts").set_index("ts")["snapshot"]
     reasons = _not_read_reasons(cap)
     read = ns["read"].fillna(False).astype(bool)
-    g = ns.groupby("ts")
     out = snaps.copy()
-    out["namespaces"] = out["ts"].map(g.size()).fillna(0).astype("Int64")
+    out["namespaces"] = out["ts"].map(ns.groupby("ts").size()).fillna(0).astype("Int64")
     out["namespaces_read"] = out["ts"].map(read.groupby(ns["ts"]).sum()).fillna(0)
     out["namespaces_not_read"] = out["namespaces"] - out["namespaces_read"].astype("Int64")
     missing: dict[Any, list[str]] = {}
@@ -425,6 +441,16 @@ def unseen(cap: Capture) -> pd.DataFrame:
         why = reasons.get((str(snap_names.get(ts)), int(inode))) if inode is not pd.NA else None
         missing.setdefault(ts, []).append(f"{label}: {why}" if why else label)
     out["not_read"] = out["ts"].map(lambda t: "; ".join(missing[t]) if t in missing else pd.NA)
+    cols = list(STATUS_COLUMNS)
+    return as_output(out.astype({c: t for c, t in STATUS_COLUMNS.items() if c != "ts"})[cols])
+
+
+def unseen(cap: Capture) -> pd.DataFrame:
+    """Per snapshot: :func:`read_status`, and the TCP sockets sockstat counts that no namespace
+    read listed (module doc)."""
+    out = read_status(cap).astype({"host": "string", "phase": "string"})
+    ns = namespaces(cap)
+    sums, _ = _sums_memo(cap)
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     out["tcp_alloc"] = out["ts"].map(st["tcp_alloc"]).astype("Int64")
     s = sums.merge(ns[["ts", "netns", "own"]], on=["ts", "netns"], how="left")
