@@ -191,6 +191,17 @@ def test_reconcile_all_namespaces_against_sockstat(containers: dict[str, object]
     assert st[best] - float(own[best]) >= ours - bound
 
 
+def test_reconcile_sums_every_namespace(containers: dict[str, object]) -> None:
+    """reconcile's Σ skmem is over every namespace's sockets (the analyses' one pass reads them
+    all), and its hidden sockets are unseen's."""
+    cap = containers["cap"]
+    r = tcpmemlib.reconcile(cap).by_snapshot.set_index("ts")
+    bn = N.by_namespace(cap).groupby("ts", observed=True)["buffer_bytes"].sum()
+    assert (r["skmem_sum_bytes"] == bn.reindex(r.index)).all()
+    u = N.unseen(cap).set_index("ts")
+    assert (r["hidden_sockets"] == u["unseen_sockets"].reindex(r.index)).all()
+
+
 def test_verdict_counts_namespaces(containers: dict[str, object]) -> None:
     v = N.verdict(containers["cap"])
     assert v.label == "all namespaces read" or v.label == "namespaces not read"
