@@ -3,12 +3,13 @@
 # collect.sh - snapshot where a Linux box's TCP socket memory goes, for tcpmem.
 #
 # Takes periodic snapshots of ss (with skmem), /proc/net/sockstat, meminfo, slabinfo,
-# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, of every
-# network namespace on the box (containers), into one directory per snapshot. Copy this single file to the box and run it there; read the
-# output elsewhere with tcpmemlib (load_capture) and the tcpmem notebooks.
+# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, with the
+# sockets of every network namespace on the box (containers), into one directory per
+# snapshot. Copy this single file to the box and run it there; read the output elsewhere
+# with tcpmemlib (load_capture) and the tcpmem notebooks.
 #
 # USAGE
-#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-b] [-h]
+#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-N] [-b] [-h]
 #     -o DIR      output directory (created; default ./tcpmem-HOST-UTCTIME)
 #     -i SECONDS  interval between snapshot starts (default 10; 0 = back to back)
 #     -n COUNT    take COUNT snapshots, then exit
@@ -22,6 +23,8 @@
 #                 send, lastsnd/lastrcv/lastack, pacing_rate, delivery_rate, delivered,
 #                 busy, *_limited, retrans, rcv_rtt, minrtt) and the blanks ss pads
 #                 lines with are dropped: ss_tcp.txt.gz is ~25-35% smaller
+#     -N          only this network namespace (the collector's own): no other one is listed
+#                 or read (inside one container, or to leave the others alone)
 #     -b          at the end, bundle DIR's snapshots into DIR.tar.gz (next to DIR)
 #     -h          this help
 #   Examples:
@@ -37,8 +40,9 @@
 #   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
 #   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b), nsenter
 #   (util-linux or busybox; only to read other network namespaces). No Python.
-#   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
-#   of this user's sockets; both are said once on stderr and recorded in meta.txt.
+#   Run as root for full data. Not root: no slabinfo, ss -p shows only the owners of
+#   this user's sockets, and other network namespaces are listed but not read; each is
+#   said once on stderr and recorded in meta.txt.
 #
 # OVERHEAD
 #   Measured (bench/bench_collect.py [--breakdown], 2 vCPU, kernel 6.18, iproute2 6.1;
@@ -50,7 +54,8 @@
 #   1.15x goal is not reachable with gzip (see bench/README.md). Disk: ~39 KiB per snapshot
 #   at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB and 0.65 MiB). ss -p reads
 #   every process's fd table: that, not this script, is most of the cost. At -i 10: ~4% of
-#   one CPU at 20k sockets.
+#   one CPU at 20k sockets. Other network namespaces: one ss (no -p) per namespace, ~6 ms
+#   of CPU each: 100 namespaces x 20 connections took 0.72-0.78 s per snapshot (0.69 s CPU).
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-PID-NAME/         snapshot being written by the run PID (readers ignore dot
@@ -67,11 +72,11 @@
 # EXIT STATUS
 #   0  done (also after SIGINT/SIGTERM/SIGHUP)
 #   2  usage error (bad option or value)
-#   3  a required command is missing (ss, gzip, ps, awk, ...)
+#   3  a required command is missing (ss, gzip, awk, ...; ps only with -a)
 #   4  output directory cannot be created or written
 #   5  write failed: disk full or I/O error (the partial snapshot is removed)
 #   6  the disk budget (-m) cannot hold even one snapshot
-#   7  bundling (-b) failed
+#   7  bundling (-b) failed (tar, gzip or the rename: the message says which)
 #   1  any other error
 set -eu
 # bytes, not characters (awk lengths, sort order); the C locale's messages
@@ -446,6 +451,8 @@ ns_worker() {
 		printf '\001ns %s\n' "$ino"
 		nsenter --net="$path" ss "$ss_ns_opts" 2>>"$1/.err.ns" </dev/null && continue
 		st=$?
+		# the second worker's text cut at $nscap (head exited): said as cut by ss_netns
+		[ "$st" != 141 ] || [ "$2" != 1 ] || break
 		if [ -e "$path" ]; then
 			echo "$ino $st" >>"$1/.rc.ns"
 		else
@@ -455,8 +462,9 @@ ns_worker() {
 	done
 }
 
-# netns_owners DIR PIDS: DIR/.owners, "INODE\t("NAME",pid=P,fd=F),..." for each socket
-# held by a process in another namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
+# netns_owners DIR PIDS: on stdout (to the split awk, before the namespaces' ss text),
+# "\002INODE\t("NAME",pid=P,fd=F),..." for each socket held by a process in another
+# namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
 # their fd directories; NAME as ss prints it (cut at the first ")"), from the Name line
 # of /proc/PID/status, un-escaped to the ss files' form (newline as \n, see ss_split).
 netns_owners() {
@@ -484,7 +492,6 @@ netns_owners() {
 			if (!n) exit 0
 			# one directory: ls prints no "DIR:" header line
 			if (n == 1) { pid = one; sub(/^\/proc\//, "", pid); sub(/\/fd$/, "", pid) }
-			out = dir "/.owners"
 			while (((cmd " 2>/dev/null") | getline l) > 0) {
 				if (substr(l, 1, 6) == "/proc/" && substr(l, length(l) - 3) == "/fd:") {
 					pid = substr(l, 7, length(l) - 10)
@@ -502,9 +509,7 @@ netns_owners() {
 				else own[ino] = e
 			}
 			close(cmd " 2>/dev/null")
-			printf "" > out
-			for (ino in own) printf "%s\t%s\n", ino, own[ino] > out
-			close(out)
+			for (ino in own) printf "\002%s\t%s\n", ino, own[ino]
 		}'
 }
 
@@ -525,7 +530,7 @@ netns_scan() {
 	# with the inode of the namespace mounted there (-i; stat sees through the mount)
 	# shellcheck disable=SC2012 # fixed names (/proc/PID/ns/net); ip netns names: see below
 	ls -lni /proc/[0-9]*/ns/net /run/netns/ 2>/dev/null |
-		awk -v out="$1/$2" -v pidsf="$1/$3" -v self="$$" -v mem="$cg_mem" "$AWK_CGROUP"'
+		awk -v out="$1/$2" -v pidsf="$1/$3" -v self="$$" -v mem="$cg_mem" -v ownonly="$own_netns_only" "$AWK_CGROUP"'
 		/^\/run\/netns\/?:$/ { named = 1; next }
 		!named {
 			n = index($0, " -> net:[")
@@ -555,10 +560,11 @@ netns_scan() {
 		END {
 			# the fd directories of the processes in other namespaces (netns_owners)
 			printf "" > pidsf
-			for (pid in nsof) if (nsof[pid] != own) print "/proc/" pid "/fd" > pidsf
+			if (ownonly != 1)
+				for (pid in nsof) if (nsof[pid] != own) print "/proc/" pid "/fd" > pidsf
 			close(pidsf)
 			if (own != "") line(own)
-			for (i = 1; i <= k; i++) {
+			for (i = 1; i <= k && ownonly != 1; i++) {
 				ino = order[i]
 				if (ino == own) continue
 				line(ino)
@@ -678,27 +684,33 @@ ss_split() {
 			SP = "    "
 			while (length(SP) < 65536) SP = SP SP
 		}
-		# "\001ns INODE": the lines that follow are ss run in that network namespace (see
-		# ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt (gzipped once ss is done)
-		substr($0, 1, 1) == "\001" {
-			ns_close()
-			if (!owners_read) {
-				# the owners of the sockets of other namespaces (see netns_owners)
-				owners_read = 1
-				while ((getline l < (dir "/.owners")) > 0) own[substr(l, 1, index(l, "\t") - 1)] = substr(l, index(l, "\t") + 1)
-				close(dir "/.owners")
-			}
-			ns = substr($0, 5)
-			tcpf = dir "/ss_tcp.ns" ns ".txt"
-			udpf = dir "/ss_udp.ns" ns ".txt"
-			printf "" > tcpf
-			printf "" > udpf
-			nst = 0; nsu = 0
-			next
-		}
-		# a socket of another namespace: its owners, where ss -p would print them
-		ns != "" { add_owners() }
 		{
+			c = substr($0, 1, 1)
+			if (c < " " && c != "\t") {
+				# "\002INODE\tOWNERS": the owners of a socket of another namespace
+				# (netns_owners); "\001ns INODE": the lines that follow are ss run in that
+				# namespace (ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt
+				# (gzipped once ss is done)
+				if (c == "\002") {
+					t = index($0, "\t")
+					own[substr($0, 2, t - 2)] = substr($0, t + 1)
+					next
+				}
+				if (c == "\001") {
+					ns_close()
+					ns = substr($0, 5)
+					# its sockstat and ss files take a block each at least
+					nsbytes += 8192
+					tcpf = dir "/ss_tcp.ns" ns ".txt"
+					udpf = dir "/ss_udp.ns" ns ".txt"
+					printf "" > tcpf
+					printf "" > udpf
+					nst = 0; nsu = 0
+					next
+				}
+			}
+			# a socket of another namespace: its owners, where ss -p would print them
+			if (ns != "") add_owners()
 			# "))" ends the users:((...)) block (a name cannot hold ")"). A block opened and
 			# not closed means a name held a newline, printed raw by ss: join the next
 			# physical lines (at most 15: a comm is 15 bytes) with the two characters \n.
@@ -710,7 +722,6 @@ ss_split() {
 					u = index($0, "))")
 				}
 			}
-			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
 			line = lean ? slim($0, u) : $0
@@ -738,6 +749,8 @@ ss_split() {
 			# the lines each ss file holds, for meta.txt (file=)
 			ns_close()
 			printf "%d ss_tcp.txt.gz\n%d ss_udp.txt.gz\n", ntcp, nudp >> lines
+			# the plain text of the other namespaces at its largest, for the budget estimate
+			if (nsbytes) printf "%d\n", nsbytes > (dir "/.nsplain")
 			close(lines)
 			printf "" > cgout
 			for (n = 1; n <= npids; n++) {
@@ -815,14 +828,17 @@ slab_aliases_to() {
 }
 
 # gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
-# X and X.gz alike): about 12 KB less per snapshot. Level 6: they are small.
+# X and X.gz alike): about 12 KB less per snapshot (with zoneinfo and slabinfo, ~70 KB of
+# text). Level 6, or $GZIP_LEVEL when that is lower (-1 from 10000 sockets: CPU first).
 gz_small() {
 	d=$1
+	small_level=6
+	[ "$GZIP_LEVEL" -ge 6 ] || small_level=$GZIP_LEVEL
 	set --
 	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt zoneinfo.txt slabinfo.txt; do
 		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
 	done
-	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -6 -- "$@"; }
+	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -"$small_level" -- "$@"; }
 }
 
 # file_lines DIR: one "file=<name>\t<stored bytes>\t<lines>" line per file in DIR (no
@@ -925,6 +941,13 @@ snapshot() {
 	fi
 	ss_pid=
 	[ "$rc" = 0 ] || return "$rc"
+	# Text cut to stay within the budget is said in meta: ss_tcp.txt.gz at $cap bytes
+	# (head exits 0: only its size tells), the other namespaces' text at $nscap (the
+	# split awk and ss_netns wrote .missing.cut).
+	if [ -n "$cap" ]; then
+		size=$(wc -c <"$p/ss_tcp.txt.gz" 2>/dev/null) || size=0
+		[ $((size)) -lt "$cap" ] || echo "missing=ss_tcp.txt.gz: cut at $cap bytes: the disk budget (-m) is nearly used up" >>"$p/.missing.cut"
+	fi
 	if [ "$ss_rc" != 0 ]; then
 		over_budget && return 2
 		disk_full && return 3
@@ -983,6 +1006,7 @@ snapshot() {
 		echo "cgroup_version=$cgroup_version"
 		echo "ss_command=ss $ss_opts"
 		echo "ss_netns_command=ss $ss_ns_opts"
+		if [ "$own_netns_only" = 1 ]; then echo "netns_scope=own"; else echo "netns_scope=all"; fi
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
@@ -991,8 +1015,8 @@ snapshot() {
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
 		[ -z "$netns_skip" ] || echo "missing=netns: other network namespaces not read: $netns_skip"
 		[ ! -s "$p/.missing.ns" ] || cat "$p/.missing.ns"
-		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
 		[ ! -s "$p/.missing.gone" ] || cat "$p/.missing.gone"
+		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
 		for f in sockstat.txt sockstat_after.txt; do
 			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
 		done
@@ -1003,7 +1027,9 @@ snapshot() {
 	# shellcheck disable=SC2046
 	set -- $(wc -c <"$p/meta.txt")
 	echo "meta_bytes=$1" >>"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.owners"
+	ns_plain=0
+	[ ! -s "$p/.nsplain" ] || read -r ns_plain <"$p/.nsplain" || ns_plain=0
+	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.nsplain"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -1012,7 +1038,9 @@ snapshot() {
 	mv "$p" "$out/$snap" || return 3
 	partial=
 	used=$((used + last_kb))
-	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
+	# the largest a snapshot took, counting the other namespaces' plain text while it lived
+	peak_kb=$((last_kb + ns_plain / 1024))
+	[ "$peak_kb" -le "$max_kb" ] || max_kb=$peak_kb
 	taken=$((taken + 1))
 	return 0
 }
@@ -1158,10 +1186,11 @@ main() {
 	count=
 	duration=
 	bundle=0
+	own_netns_only=0
 	budget_mb=200
 	args=0
 	lean=1
-	while getopts :o:i:n:d:m:afbh opt; do
+	while getopts :o:i:n:d:m:afNbh opt; do
 		case $opt in
 		o) out=$OPTARG ;;
 		i) interval=$OPTARG ;;
@@ -1171,6 +1200,7 @@ main() {
 		a) args=1 ;;
 		f) lean=0 ;;
 		b) bundle=1 ;;
+		N) own_netns_only=1 ;;
 		h)
 			usage
 			exit 0
@@ -1276,9 +1306,11 @@ main() {
 		# plain for a moment before gz_small)
 		room=$((left > 160 ? (left - 160) * 1024 : 1024))
 		[ "$left" -ge $((need * 4)) ] || cap=$((room / 2))
-		# the other namespaces' ss text (plain until ss is done) never takes more than half
-		# of what is left: a namespace that appears mid-run cannot push DIR over the budget
-		nscap=$((room / 2))
+		# The other namespaces' ss text (plain until ss is done) is bounded too, so that
+		# namespaces appearing mid-run cannot push DIR over the budget: $nscap for the
+		# split awk's files and as much for the second worker's raw text (both on disk for
+		# a moment; see ss_netns). Text cut is said in meta (missing=... cut).
+		nscap=$((room / 4))
 		src=0
 		snapshot || src=$?
 		[ -n "$t0" ] || t0=$start_s

@@ -158,23 +158,28 @@ def bench_one(
     return rows
 
 
-SPLIT_SH = """{func}
+SPLIT_SH = """{awk_cgroup}
+{func}
 lean=$1
 GZIP_LEVEL=1
 cg_mem=none
 cg_v1=
 cg_v2=
+nscap=0
 ss_split "$2"
 """
 
 
 def split_script(collect: Path, work: Path) -> Path:
     """A sh script running collect.sh's own ss_split: `sh SCRIPT LEAN(0|1) DIR` (stdin -> stdout)."""
-    m = re.search(r"^ss_split\(\) \{\n.*?^\}\n", collect.read_text(), re.M | re.S)
+    text = collect.read_text()
+    m = re.search(r"^ss_split\(\) \{\n.*?^\}\n", text, re.M | re.S)
     if m is None:
         raise SystemExit(f"{collect}: no ss_split() function found")
+    # the awk functions it shares with other programs (collect.sh since the netns work)
+    a = re.search(r"^AWK_CGROUP='\n.*?^\}'\n", text, re.M | re.S)
     path = work / "split.sh"
-    path.write_text(SPLIT_SH.format(func=m.group(0)))
+    path.write_text(SPLIT_SH.format(awk_cgroup=a.group(0) if a else "", func=m.group(0)))
     return path
 
 

@@ -45,7 +45,8 @@ from tcpmemlib.snapmeta import read_meta, warn_missing
 __all__ = ["FRAMES", "Capture", "load_capture"]
 
 SS_CHUNK_SNAPSHOTS = 512
-PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, starting workers costs more
+# compressed ss bytes (~100 snapshots of 2k sockets): below it, starting workers costs more
+PARALLEL_MIN_BYTES = 4 * 1024**2
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
 # Compressed ss bytes from which load_capture leaves the socket rows on disk (sockets="auto"):
 # about 1M socket rows (~500 snapshots of 2k sockets), ~250 MB as frames.

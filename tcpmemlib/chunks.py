@@ -295,7 +295,7 @@ class _SocketFiles:
                 continue
             inode = which[1] if which[1] is not None else own
             text = read_snapshot_file(snap, base, dir_fd, self.problems)
-            if text is None:
+            if not text or not text.strip():  # unreadable (named), or no socket at all
                 continue
             item = (i, snap, base, text, -1 if inode is None else inode)
             if not ss.starts_record(text):  # it would join the file before it: parse it alone

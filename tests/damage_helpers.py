@@ -321,7 +321,7 @@ out, n_snapshots, n_pairs, n_procs, *extra = sys.argv[1:]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 with LoopbackPairs(int(n_pairs), n_procs=int(n_procs)):
     res = subprocess.run(
-        ["sh", str(COLLECT), "-o", out, "-n", n_snapshots, "-i", "0", *extra],
+        ["sh", str(COLLECT), "-N", "-o", out, "-n", n_snapshots, "-i", "0", *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )
 sys.stderr.write(res.stderr)

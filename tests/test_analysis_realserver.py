@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def test_compare_sees_the_cut_in_the_slow_phase(redis_compare) -> None:
     text = c.verdict.text
     assert "200 connections held ~3.8 MiB each" in text
     assert "the tcp_wmem ceiling" in text
-    assert "~264.6 KiB each" in text
+    each = re.search(r"200 held ~(\d+\.\d) KiB each \(200 at their send limit", text)
+    assert each is not None and float(each[1]) * 1024 == pytest.approx(270_915, rel=0.05)
 
 
 def test_compare_says_the_memory_moved_into_redis(redis_compare) -> None:
@@ -104,13 +106,18 @@ def test_compare_says_the_memory_moved_into_redis(redis_compare) -> None:
 
 # ------------------------------------------------------------------------------------ where
 def test_where_says_redis_buffers_in_user_space(real: dict[str, Capture]) -> None:
-    for name in ("redis-before", "redis-after"):
-        w = tm.where_is_it(real[name])
-        assert w.verdict.label == "outside RSS and buff/cache"
-        assert w.verdict.figures["owner_rss_follows_socket_load"] == 1.0
-        assert "The socket owners' RSS rose with the socket load" in w.verdict.text
-        why = w.places.set_index("place").at["RSS of socket owners", "why"]
-        assert "rose with the socket load" in why and "does not grow" not in why
+    w = tm.where_is_it(real["redis-before"])
+    assert w.verdict.label == "outside RSS and buff/cache"
+    assert w.verdict.figures["owner_rss_follows_socket_load"] == 1.0
+    assert "The socket owners' RSS rose with the socket load" in w.verdict.text
+    why = w.places.set_index("place").at["RSS of socket owners", "why"]
+    assert "rose with the socket load" in why and "does not grow" not in why
+    # after the cut the kernel memory stays small while Redis' RSS grows ~0.9 GB: still said
+    w = tm.where_is_it(real["redis-after"])
+    assert w.verdict.figures["owner_rss_growth_bytes"] > 700 * MIB
+    text = w.verdict.text
+    assert "RSS rose with the socket load" in text or "RSS grew by" in text
+    assert "user space" in text and "The operator pays for both" in text
 
 
 def test_where_on_idle_nginx_holds_no_buffers(real: dict[str, Capture]) -> None:

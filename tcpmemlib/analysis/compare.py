@@ -259,8 +259,10 @@ def _process_rows(before: Capture, after: Capture, tb: pd.Series, ta: pd.Series)
     out = stats_frame(pd.DataFrame(rows), ["comm", "metric"])
     if not len(out):
         return out
-    # largest change first: a comm's rows stay together, ordered by its largest byte change
-    size = out["delta"].abs().where(out["metric"].str.endswith("_bytes"), 0).fillna(0)
+    # largest change first: a comm's rows stay together, ordered by its largest change of memory
+    # held (kernel buffers, RSS); limits are ceilings, not memory, and do not order the table
+    held = out["metric"].isin(["buffer_bytes", "rss_bytes", "queued_bytes"])
+    size = out["delta"].abs().where(held, 0).fillna(0)
     order = size.groupby(out["comm"]).transform("max")
     out = out.assign(_o=order).sort_values(["_o", "comm"], ascending=[False, True], kind="stable")
     return out.drop(columns="_o").reset_index(drop=True)

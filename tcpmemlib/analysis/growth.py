@@ -17,6 +17,7 @@ or the queued bytes.
 | queued_bytes | bytes | Σ Recv-Q + Send-Q over connections (payload not read / not acked) |
 | connections_with_buffer | sockets | connections holding at least one page of r + w + f |
 | buffer_bytes_per_connection, queued_bytes_per_connection | bytes | the above / connections (NA at 0) |
+| largest_socket_bytes | bytes | r + w + f of the snapshot's largest socket ("max per connection") |
 | traffic_bytes_per_s | bytes/s | Σ over sockets seen in this and the previous snapshot of Δ(bytes_received + bytes_acked), / Δt (both ends of a loopback pair count); NA for the first snapshot |
 | ip_traffic_bytes_per_s | bytes/s | Δ netstat IpExt InOctets + OutOctets / Δt (whole host, all protocols) |
 | sockstat_tcp_mem_bytes | bytes | sockstat TCP mem × page size |
@@ -131,6 +132,8 @@ def growth_frames(capture: Capture) -> GrowthResult:
     held = summary.per_snapshot["connections_with_buffer"].reindex(bs["ts"])
     held = held.fillna(0).astype("Int64")
     bs["connections_with_buffer"] = held.values
+    largest = summary.per_snapshot["socket_buffer_max_bytes"].reindex(bs["ts"])
+    bs["largest_socket_bytes"] = largest.astype("Int64").values
     conn = bs["connections"].astype("Float64").replace(0, pd.NA)
     bs["buffer_bytes_per_connection"] = (bs["buffer_bytes"].astype("Float64") / conn).astype(
         "Float64"
@@ -201,7 +204,9 @@ def growth_verdict(result: GrowthResult) -> Verdict:
         "corr_buffer_connections": c_c,
         "corr_buffer_traffic": c_t,
         "buffer_to_queued_ratio": ratio,
-        "max_buffer_bytes_per_connection": number(bs["buffer_bytes_per_connection"].max()),
+        # "max per connection" is the largest single socket (r+w+f), not a snapshot's average
+        "max_buffer_bytes_per_connection": number(bs["largest_socket_bytes"].max()),
+        "max_mean_buffer_bytes_per_connection": number(bs["buffer_bytes_per_connection"].max()),
         "idle_buffer_bytes_per_connection": number(idle["buffer_bytes_per_connection"].mean())
         if len(idle)
         else float("nan"),
@@ -232,9 +237,11 @@ def growth_verdict(result: GrowthResult) -> Verdict:
             f"{fmt_bytes(number(r.queued_bytes_per_connection))} queued per connection ({r.label})"
         )
     text = (
-        f"Overall: {label} (up to {fig['max_connections']:.0f} connections, at most "
-        f"{fmt_bytes(fig['max_buffer_bytes_per_connection'])} of buffer per connection in a "
-        "snapshot). " + "; ".join(parts) + "."
+        f"Overall: {label} (up to {fig['max_connections']:.0f} connections; the largest socket "
+        f"held {fmt_bytes(fig['max_buffer_bytes_per_connection'])}, the most per connection on "
+        f"average in a snapshot was {fmt_bytes(fig['max_mean_buffer_bytes_per_connection'])}). "
+        + "; ".join(parts)
+        + "."
     )
     if c_q == c_q:
         text += (

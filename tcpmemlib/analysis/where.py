@@ -445,9 +445,26 @@ def where_verdict(result: WhereResult) -> Verdict:
             " Socket memory did not change within the capture, so which lines follow it cannot be "
             "seen here; the kernel puts the payload in page frags that no meminfo line lists."
         )
+    growth = _rise_in_time_order(bs["socket_owner_rss_bytes"])
+    fig["owner_rss_growth_bytes"] = growth
+    if not follows and growth >= max(RSS_FOLLOWS_MIN_BYTES, RSS_FOLLOWS_SHARE * skmem_max):
+        text += (
+            f" The socket owners' RSS grew by {fmt_bytes(growth)} during the capture while their "
+            f"sockets held at most {fmt_bytes(skmem_max)}: data buffered in the application's "
+            "user space (its own output buffers, like Redis' client-output-buffer-limit), beside "
+            "the kernel socket memory. The operator pays for both."
+        )
     if notes:
         text += " Merged slab caches: " + "; ".join(notes) + "."
     return Verdict("outside RSS and buff/cache", text, fig)
+
+
+def _rise_in_time_order(values: pd.Series) -> float:
+    """The largest rise of ``values`` from a snapshot to a later one (0 if it only fell)."""
+    v = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
+    if v.empty:
+        return 0.0
+    return float((v - v.cummin()).max())
 
 
 def where_is_it(capture: Capture) -> WhereResult:
