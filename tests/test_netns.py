@@ -58,7 +58,7 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
         bind_inode = bind.inode
         bind_name = bind.name
     cap = tcpmemlib.load_capture(out, cache=False)
-    yield {"cap": cap, "truth": truth, "bind": (bind_inode, bind_name)}
+    yield {"cap": cap, "truth": truth, "bind": (bind_inode, bind_name), "out": out}
 
 
 def test_every_namespace_is_listed_and_read(containers: dict[str, object]) -> None:
@@ -200,6 +200,16 @@ def test_reconcile_sums_every_namespace(containers: dict[str, object]) -> None:
     assert (r["skmem_sum_bytes"] == bn.reindex(r.index)).all()
     u = N.unseen(cap).set_index("ts")
     assert (r["hidden_sockets"] == u["unseen_sockets"].reindex(r.index)).all()
+
+
+def test_socket_rows_on_disk_give_the_same_views(containers: dict[str, object]) -> None:
+    """The views read socket rows a batch at a time: rows kept on disk (a large capture) give the
+    same frames as rows in memory."""
+    cap = containers["cap"]
+    on_disk = tcpmemlib.load_capture(containers["out"], cache=False, sockets="disk")
+    assert on_disk.sockets_on_disk
+    for view in (N.by_namespace, N.by_container, N.unseen):
+        pd.testing.assert_frame_equal(view(on_disk), view(cap))
 
 
 def test_verdict_counts_namespaces(containers: dict[str, object]) -> None:
