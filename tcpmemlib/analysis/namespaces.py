@@ -297,13 +297,16 @@ def _socket_frame(sockets: pd.DataFrame, owners: pd.DataFrame | None) -> pd.Data
     return out
 
 
-def _sums(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def _sums(frame: pd.DataFrame, keys: list[str], with_netns: bool = False) -> pd.DataFrame:
     """The counts and bytes summed per ``keys`` (NA keys kept as a group), plus ``processes``
-    (distinct primary pids) and the set of namespaces (``_netns``, for containers)."""
+    (distinct primary pids) and, ``with_netns``, the set of namespaces (``_netns``)."""
     g = frame.groupby(keys, dropna=False, sort=False)
     out = g[list(_COUNTS) + list(_BYTES)].sum()
     out["processes"] = g["pid"].nunique()
-    out["_netns"] = g["netns"].agg(lambda v: frozenset(v.dropna().astype("int64")))
+    if with_netns:  # from the distinct (keys, netns) pairs: few, whatever the socket count
+        pairs = frame[[*keys, "netns"]].dropna(subset=["netns"]).drop_duplicates()
+        sets = pairs.groupby(keys, sort=False)["netns"].agg(lambda v: frozenset(v.astype("int64")))
+        out["_netns"] = [sets.get(k, frozenset()) for k in out.index]
     return out.reset_index()
 
 
@@ -324,7 +327,7 @@ def _pass(cap: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = rows.merge(ns, on=["ts", "netns"], how="left")
         container = rows["cgroup"].astype("string").fillna(rows["_ns_cgroup"].astype("string"))
         rows["container"] = container.fillna(UNKNOWN_CONTAINER)
-        per_ct.append(_sums(rows, ["ts", "container"]))
+        per_ct.append(_sums(rows, ["ts", "container"], with_netns=True))
     return _concat(per_ns, ["ts", "netns"]), _concat(per_ct, ["ts", "container"])
 
 
@@ -334,7 +337,7 @@ def _concat(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
             "ts": "datetime64[ns, UTC]",
             keys[1]: "Int64" if keys[1] == "netns" else "string",
             **{c: "int64" for c in (*_COUNTS, *_BYTES, "processes")},
-            "_netns": "object",
+            **({"_netns": "object"} if keys[1] == "container" else {}),
         }
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in cols.items()})
     # batches hold whole snapshots: no (ts, key) pair spans two of them
@@ -360,7 +363,7 @@ def by_namespace(cap: Capture, per_socket_bytes: float | None = None) -> pd.Data
     ns = namespaces(cap)
     sums, _ = _sums_memo(cap)
     # a socket whose namespace the netns frame does not list (it should not happen) keeps a row
-    out = ns.merge(sums.drop(columns="_netns"), on=["ts", "netns"], how="outer")
+    out = ns.merge(sums, on=["ts", "netns"], how="outer")
     out = out.merge(snaps, on="ts", how="left")
     for col in (*_COUNTS, *_BYTES, "processes"):
         out[col] = out[col].astype("Int64").fillna(0).where(out["read"].fillna(True), pd.NA)
