@@ -10,6 +10,7 @@
   such a namespace; its sockets are what sockstat counts and no ss lists.
 - ``collect(out, user=None, snapshots=1)``: collect.sh of this checkout, bounded in time; as root,
   or as ``nobody`` through setpriv.
+- ``sockstat_mem_reads(snapshot)``: the host-wide TCP ``mem`` of every sockstat read of a snapshot.
 """
 
 from __future__ import annotations
@@ -150,6 +151,21 @@ def _socket_netns_inode(sock: socket.socket) -> int | None:
         return os.fstat(fd).st_ino
     finally:
         os.close(fd)
+
+
+def sockstat_mem_reads(snapshot: Path) -> list[int]:
+    """Every host-wide TCP ``mem`` (pages) a snapshot's sockstat files read: before and after the
+    collector's own ss (sockstat.txt, sockstat_after.txt) and each other namespace's, read right
+    before ss ran there (sockstat.ns<inode>.txt)."""
+    out = []
+    for path in sorted(snapshot.glob("sockstat*.txt")):
+        if path.name == "sockstat6.txt":
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["TCP:"] and "mem" in words:
+                out.append(int(words[words.index("mem") + 1]))
+    return out
 
 
 def collect(
