@@ -10,6 +10,7 @@
   such a namespace; its sockets are what sockstat counts and no ss lists.
 - ``collect(out, user=None, snapshots=1)``: collect.sh of this checkout, bounded in time; as root,
   or as ``nobody`` through setpriv.
+- ``leave_time_wait(ns, n)``: n TIME-WAIT sockets in a namespace, their process gone.
 - ``sockstat_mem_reads(snapshot)``: the host-wide TCP ``mem`` of every sockstat read of a snapshot.
 """
 
@@ -151,6 +152,27 @@ def _socket_netns_inode(sock: socket.socket) -> int | None:
         return os.fstat(fd).st_ino
     finally:
         os.close(fd)
+
+
+_TIME_WAIT = r"""
+import socket, sys
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(64)
+for _ in range(int(sys.argv[1])):
+    c = socket.create_connection(lst.getsockname())
+    a, _addr = lst.accept()
+    c.close()  # the side that closes first keeps the TIME-WAIT socket
+    a.close()
+"""
+
+
+def leave_time_wait(ns: LabNetns, n: int, timeout_s: float = 30.0) -> None:
+    """``n`` TIME-WAIT sockets in ``ns``, left by a process that has exited (they stay ~60 s):
+    a namespace with sockets and no process, kept by its bind mount."""
+    subprocess.run(
+        [*ns.prefix(), sys.executable, "-c", _TIME_WAIT, str(n)], check=True, timeout=timeout_s
+    )
 
 
 def sockstat_mem_reads(snapshot: Path) -> list[int]:

@@ -24,6 +24,7 @@ from netns_helpers import (
     HeldElsewhere,
     can_make_namespaces,
     collect,
+    leave_time_wait,
     sockstat_mem_reads,
 )
 
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.skipif(
 # (131072, of which the receive window offers ~64-128 KiB), so all of it is queued
 SPECS = [(40, 65536), (25, 49152), (60, 32768)]
 SNAPSHOTS = 5
+TIME_WAIT = 7  # left in the namespace kept only by its bind mount
 PAGE_SLACK = 1.2  # skb overhead: r is 68032 for 65536 bytes (1.04x) here
 
 
@@ -61,6 +63,7 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
             }
             for ns, lab, n, k in c.items
         ]
+        leave_time_wait(bind, TIME_WAIT)
         collect(out, snapshots=SNAPSHOTS)
         bind_inode = bind.inode
         bind_name = bind.name
@@ -88,6 +91,7 @@ def test_every_namespace_is_listed_and_read(containers: dict[str, object]) -> No
         kept = by_inode.loc[bind_inode]
         assert kept["name"] == bind_name and pd.isna(kept["pid"]) and pd.isna(kept["cgroup"])
         assert bool(kept["read"]) and int(kept["tcp_inuse"]) == 0
+        assert int(kept["tcp_tw"]) == TIME_WAIT
 
 
 def test_every_namespace_sockets_found_with_owners(containers: dict[str, object]) -> None:
@@ -145,6 +149,13 @@ def test_by_namespace_sums(containers: dict[str, object]) -> None:
         assert (rows["sockstat_tcp_inuse"] == rows["listed_ipv4_sockets"]).all()
         assert (rows["unlisted_sockets"] == 0).all()
         assert (rows["idle_cost_bytes"] > 0).all()
+    # the namespace kept only by its bind mount: its TIME-WAIT sockets, read through /run/netns,
+    # no process (so nobody's), no buffers
+    bind_inode, _ = containers["bind"]
+    kept = bn[bn["netns"] == bind_inode]
+    assert (kept["tcp_sockets"] == TIME_WAIT).all() and (kept["full_sockets"] == 0).all()
+    assert (kept["unattributed_sockets"] == TIME_WAIT).all() and (kept["processes"] == 0).all()
+    assert (kept["sockstat_tcp_tw"] == TIME_WAIT).all() and (kept["buffer_bytes"] == 0).all()
     # every socket row is in exactly one namespace's sums: they add up to by_process's
     bp = tcpmemlib.by_process(cap)
     per_ts_ns = bn.groupby("ts", observed=True)[["buffer_bytes", "tcp_sockets"]].sum()
