@@ -247,15 +247,20 @@ def test_sockets_held_elsewhere_are_unseen(tmp_path: Path) -> None:
     namespace holds: collect.sh cannot list it; ``unseen`` counts its sockets (sockstat alloc
     minus every namespace's ss)."""
     pairs = 15
-    out = tmp_path / "cap"
     with HeldElsewhere(pairs, 32768) as held:
-        collect(out, snapshots=3)
         inode = held.inode
-    cap = tcpmemlib.load_capture(out, cache=False)
+        # other workloads open and close sockets between the reads: up to 3 captures (bounded)
+        for attempt in range(3):
+            out = tmp_path / f"cap{attempt}"
+            collect(out, snapshots=3)
+            cap = tcpmemlib.load_capture(out, cache=False)
+            u = N.unseen(cap)
+            off = (u["unseen_sockets"] - 2 * pairs).abs()
+            if int(off.min()) <= 2:
+                break
+    assert int(off.min()) <= 2, u["unseen_sockets"].tolist()
     assert inode is not None and inode not in _inodes(cap)
     assert not (cap.sockets["netns"] == inode).any()
-    u = N.unseen(cap)
-    assert int((u["unseen_sockets"] - 2 * pairs).abs().min()) <= 2, u["unseen_sockets"].tolist()
     v = N.verdict(cap)
     assert "no namespace read" in v.text
 
