@@ -75,17 +75,29 @@ def _tcp_inuse() -> int:
     plus TIME-WAIT."""
     total = 0
     for name in ("sockstat", "sockstat6"):
-        try:
-            text = Path(f"/proc/net/{name}").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            words = line.split()
-            if words and words[0] in ("TCP:", "TCP6:"):
+        for words in _sockstat_lines(name):
+            if words[0] in ("TCP:", "TCP6:"):
                 for key in ("inuse", "tw"):  # tw (TIME-WAIT, v4+v6) is on the TCP: line only
                     if key in words:
                         total += int(words[words.index(key) + 1])
     return total
+
+
+def _tcp_alloc() -> int:
+    """TCP sockets allocated on the whole box, every network namespace (sockstat ``alloc``, not
+    counting TIME-WAIT): what collect.sh, reading every namespace, captures besides this one's."""
+    for words in _sockstat_lines("sockstat"):
+        if words[0] == "TCP:" and "alloc" in words:
+            return int(words[words.index("alloc") + 1])
+    return 0
+
+
+def _sockstat_lines(name: str) -> list[list[str]]:
+    try:
+        text = Path(f"/proc/net/{name}").read_text()
+    except OSError:
+        return []
+    return [line.split() for line in text.splitlines() if line.split()]
 
 
 @dataclass
@@ -191,14 +203,21 @@ class Experiment:
 
     def wait_quiet(self) -> None:
         """Wait (at most ``quiet_wait_s``) until the box holds at most ``quiet_max`` TCP sockets,
-        so that other workloads' sockets do not swamp the capture (a shared test box)."""
+        so that other workloads' sockets do not swamp the capture (a shared test box): in this
+        namespace (in use and TIME-WAIT) and box-wide (``alloc``: collect.sh reads every
+        namespace)."""
         deadline = time.monotonic() + self.quiet_wait_s
         said = False
-        while _tcp_inuse() > self.quiet_max and time.monotonic() < deadline:
+
+        def busy() -> bool:
+            return _tcp_inuse() > self.quiet_max or _tcp_alloc() > self.quiet_max
+
+        while busy() and time.monotonic() < deadline:
             if not said:
                 self._say(
                     f"waiting up to {self.quiet_wait_s:g} s for the box to hold <= "
-                    f"{self.quiet_max} TCP sockets (now {_tcp_inuse()})"
+                    f"{self.quiet_max} TCP sockets (now {_tcp_inuse()}; {_tcp_alloc()} allocated "
+                    "box-wide)"
                 )
                 said = True
             time.sleep(1.0)
