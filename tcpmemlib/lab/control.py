@@ -24,7 +24,8 @@ Scenarios (the server is the "front-end" whose memory we look at):
 ``trickle``        ``bits_per_s`` (default 250 000) in total over all connections and both directions
                    (half each way), in ``chunk``-byte sends (default 128); both sides read
 ``recv_backlog``   the server stops reading; each client writes ``bytes_per_conn`` (default 64 KiB);
-                   returns when SIOCINQ == K on every server socket
+                   returns when SIOCINQ == K on every server socket and the clients' SIOCOUTQ is 0
+                   (all of it acked: nothing left in their send queues)
 ``send_backlog``   the clients stop reading; the server writes until ``max_bytes_per_conn`` (default
                    4 MiB) or until every socket's send queue stops growing (``settle_s``, 0.5)
 ``drained``        no sending, everybody reads everything; returns when every queue is 0
@@ -294,6 +295,8 @@ class LabRun:
         self.server.call("read off")
         self.client.call(f"push bytes_per_conn={k}")
         self.server.call(f"wait_queues inq={k}")
+        # and acked: a delayed ACK leaves the bytes in the clients' send queues (SIOCOUTQ) too
+        self.client.call("wait_queues outq=0")
 
     def _s_send_backlog(self, max_bytes_per_conn: int = 4 << 20, settle_s: float = 0.5) -> None:
         self._quiet()
