@@ -4,6 +4,7 @@ library computes from it. A real capture (see data/README.md); no root needed to
 from __future__ import annotations
 
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample-netns.tar.gz"
 MIB = 1 << 20
 LAB_NETNS, LAB_NAME, SERVER, CLIENT = 4026532174, "tcpmem-lab-26931", 27041, 27042
+SEND_BACKLOG_SNAPSHOT = "20261204T221748.520603614Z"
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,26 @@ def test_container_and_reconcile(cap: tcpmemlib.Capture) -> None:
     words = line.split()
     pages = int(words[words.index("mem") + 1])
     _quoted(f"{pages * 4096 / MIB:.1f} MiB when the lab's namespace was read")
+
+
+def test_a_capture_mixing_collector_versions(small: Path, tmp_path: Path) -> None:
+    """Snapshots of collector 1 (one namespace, no netns.txt) and of collector 3 (every namespace)
+    in one capture: each collector-1 snapshot is its own namespace, the others list theirs."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(small, mixed)
+    with tarfile.open(SAMPLE) as tar:
+        names = [m for m in tar.getmembers() if m.name.startswith(SEND_BACKLOG_SNAPSHOT + "/")]
+        tar.extractall(mixed, members=names, filter="data")
+    cap = tcpmemlib.load_capture(mixed, cache=False)
+    assert len(cap.meta) == 3
+    bn = N.by_namespace(cap)
+    per_snapshot = bn.groupby("ts", observed=True).size()
+    assert list(per_snapshot) == [1, 1, 2]
+    old = bn[bn["netns"].isna()]
+    assert len(old) == 2 and old["own"].all() and old["read"].all()
+    assert set(bn["netns"].dropna()) == {4026531833, LAB_NETNS}
+    bp = tcpmemlib.by_process(cap)
+    per_ts = bn.groupby("ts", observed=True)["tcp_sockets"].sum()
+    assert list(per_ts) == list(bp.groupby("ts", observed=True)["sockets"].sum())
+    u = N.unseen(cap)
+    assert list(u["namespaces"]) == [1, 1, 2]

@@ -207,20 +207,26 @@ _NETNS_FRAME = {
 # --------------------------------------------------------------------------------------- inputs
 def namespaces(cap: Capture) -> pd.DataFrame:
     """``Capture.netns`` with the columns this module reads (``_NETNS_FRAME``), one row per
-    (snapshot, namespace); for a capture without it (collector 1), one row per snapshot: the
-    collector's own namespace (``netns`` NA, read, sockstat from ``Capture.sockstat``)."""
+    (snapshot, namespace); for a snapshot without it (collector 1), one row: the collector's own
+    namespace (``netns`` NA, read, sockstat from ``Capture.sockstat``)."""
+    types = {c: t for c, t in _NETNS_FRAME.items() if c != "ts"}
     frame = getattr(cap, "netns", None)
-    if frame is not None and len(frame):
-        out = frame[list(_NETNS_FRAME)].copy()
-        return out.astype({c: t for c, t in _NETNS_FRAME.items() if c != "ts"})
+    listed = frame[list(_NETNS_FRAME)].astype(types) if frame is not None and len(frame) else None
     snaps = snapshots(cap)[["ts"]]
+    if listed is not None:
+        snaps = snaps[~snaps["ts"].isin(listed["ts"])]
+        if not len(snaps):
+            return listed.reset_index(drop=True)
     st = cap.sockstat.drop_duplicates("ts")[["ts", "sockets_used", "tcp_inuse", "tcp_tw"]]
     out = snaps.merge(st, on="ts", how="left")
-    for col, value in (("netns", pd.NA), ("pid", pd.NA), ("name", pd.NA), ("cgroup", pd.NA)):
-        out[col] = value
+    for col in ("netns", "pid", "name", "cgroup"):
+        out[col] = pd.NA
     out["own"] = True
     out["read"] = True
-    return out[list(_NETNS_FRAME)].astype({c: t for c, t in _NETNS_FRAME.items() if c != "ts"})
+    out = out[list(_NETNS_FRAME)].astype(types)
+    if listed is None:
+        return out
+    return pd.concat([listed, out], ignore_index=True).sort_values("ts", kind="stable")
 
 
 def _pid_cgroups(cap: Capture) -> pd.DataFrame:
