@@ -2,11 +2,13 @@
 
 python -m tcpmemlib.lab run --connections 1000 --scenario send_backlog --seconds 120
 python -m tcpmemlib.lab experiment -o data/ --connections 1000 --interval 2
+python -m tcpmemlib.lab experiment -o data/ --name sample-netns --netns   # the container case
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -16,6 +18,7 @@ from typing import Any
 from tcpmemlib.errors import TcpmemError
 from tcpmemlib.lab.control import SCENARIOS, LabRun
 from tcpmemlib.lab.experiment import DEFAULT_COLLECT, PHASES, Experiment
+from tcpmemlib.lab.netns import LabNetns
 
 
 def _value(text: str) -> Any:
@@ -43,10 +46,15 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 def cmd_run(a: argparse.Namespace) -> int:
     params = _params(a.set)
-    with LabRun(connections=a.connections, address=a.address, timeout_s=a.timeout) as lab:
+    with contextlib.ExitStack() as stack:
+        ns = stack.enter_context(LabNetns()) if a.netns else None
+        lab = stack.enter_context(
+            LabRun(connections=a.connections, address=a.address, timeout_s=a.timeout, netns=ns)
+        )
+        where = f" in network namespace {ns.name} (inode {ns.inode})" if ns else ""
         print(
             f"tcpmem-server pid {lab.server_pid}, tcpmem-client pid {lab.client_pid}, "
-            f"{a.address} port {lab.port}, {a.connections} connections",
+            f"{a.address} port {lab.port}, {a.connections} connections{where}",
             flush=True,
         )
         result = lab.scenario(a.scenario, **params)
@@ -56,7 +64,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             f"(max {s['inq_max']}), outq {s['outq_sum']} B (max {s['outq_max']})",
             flush=True,
         )
-        print(f"look:  ss -tnmp '( sport = :{lab.port} )' | head", flush=True)
+        look = f"nsenter --net={ns.path} " if ns else ""
+        print(f"look:  {look}ss -tnmp '( sport = :{lab.port} )' | head", flush=True)
         print(f"holding for {a.seconds:g} s (Ctrl-C stops earlier)", flush=True)
         try:
             time.sleep(a.seconds)
@@ -94,6 +103,7 @@ def _experiment(a: argparse.Namespace, out: Path) -> Experiment:
         phases=tuple(p.strip() for p in a.phases.split(",") if p.strip()),
         sndbuf=a.sndbuf,
         rcvbuf=a.rcvbuf,
+        netns=a.netns,
     )
 
 
@@ -114,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="scenario parameter, e.g. bytes_per_conn=65536, max_bytes_per_conn=4194304, "
         "bits_per_s=250000, sndbuf=65536 (repeatable)",
+    )
+    r.add_argument(
+        "--netns",
+        action="store_true",
+        help="run the server and clients in a network namespace the lab creates (root): "
+        "the container case",
     )
     r.set_defaults(func=cmd_run)
 
@@ -143,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     e.add_argument("--sndbuf", type=int, default=None, help="server SO_SNDBUF from the start")
     e.add_argument("--rcvbuf", type=int, default=None, help="server SO_RCVBUF from the start")
+    e.add_argument(
+        "--netns",
+        action="store_true",
+        help="run the server and clients in a network namespace the lab creates (root): "
+        "the container case",
+    )
     e.set_defaults(func=cmd_experiment)
 
     a = p.parse_args(argv)

@@ -24,7 +24,8 @@ Scenarios (the server is the "front-end" whose memory we look at):
 ``trickle``        ``bits_per_s`` (default 250 000) in total over all connections and both directions
                    (half each way), in ``chunk``-byte sends (default 128); both sides read
 ``recv_backlog``   the server stops reading; each client writes ``bytes_per_conn`` (default 64 KiB);
-                   returns when SIOCINQ == K on every server socket
+                   returns when SIOCINQ == K on every server socket and the clients' SIOCOUTQ is 0
+                   (all of it acked: nothing left in their send queues)
 ``send_backlog``   the clients stop reading; the server writes until ``max_bytes_per_conn`` (default
                    4 MiB) or until every socket's send queue stops growing (``settle_s``, 0.5)
 ``drained``        no sending, everybody reads everything; returns when every queue is 0
@@ -47,9 +48,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from tcpmemlib.errors import TcpmemError
+from tcpmemlib.lab.netns import LabNetns
 
 SCENARIOS = ("idle", "trickle", "recv_backlog", "send_backlog", "drained", "tuned")
 
@@ -61,12 +64,15 @@ class LabError(TcpmemError):
 class _Proc:
     """One child process and its line-protocol channel (stdin commands, stdout replies)."""
 
-    def __init__(self, role: str, args: list[str], timeout_s: float) -> None:
+    def __init__(
+        self, role: str, args: list[str], timeout_s: float, prefix: Sequence[str] = ()
+    ) -> None:
         self.role = role
         self.timeout_s = timeout_s
         self._stderr: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        # prefix: e.g. nsenter --net=PATH, which execs the program (the pid is the lab process's)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"tcpmemlib.lab.{role}", *args],
+            [*prefix, sys.executable, "-m", f"tcpmemlib.lab.{role}", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -152,6 +158,8 @@ class LabRun:
     ``address`` is ``127.0.0.1`` or ``::1``; ``timeout_s`` bounds every wait; ``sndbuf`` / ``rcvbuf``
     (bytes, or None for the kernel defaults) are set with SO_SNDBUF / SO_RCVBUF on the server's
     listener before ``listen()``, so every server socket has them (the kernel doubles them).
+    ``netns``: a ``LabNetns`` (created already) to run both processes in, on its own loopback:
+    the container case (None: this process's namespace).
     Entering the context starts both processes and returns once all connections are established.
     """
 
@@ -162,6 +170,7 @@ class LabRun:
         timeout_s: float = 60,
         sndbuf: int | None = None,
         rcvbuf: int | None = None,
+        netns: LabNetns | None = None,
     ) -> None:
         if address not in ("127.0.0.1", "::1"):
             raise ValueError(f"the lab runs on loopback only (127.0.0.1 or ::1), not {address!r}")
@@ -172,6 +181,7 @@ class LabRun:
         self.timeout_s = float(timeout_s)
         self.sndbuf = sndbuf
         self.rcvbuf = rcvbuf
+        self.netns = netns
         self.server_pid = 0
         self.client_pid = 0
         self.port = 0
@@ -196,10 +206,11 @@ class LabRun:
         common = ["--connections", str(self.connections), "--timeout", str(self.timeout_s)]
         common += ["--address", self.address]
         srv = [*common, "--sndbuf", str(self.sndbuf or 0), "--rcvbuf", str(self.rcvbuf or 0)]
-        self._server = _Proc("server", srv, self.timeout_s)
+        prefix = self.netns.prefix() if self.netns is not None else []
+        self._server = _Proc("server", srv, self.timeout_s, prefix)
         self.server_pid = self._server.pid
         self.port = int(self._server.recv("start")["port"])
-        self._client = _Proc("client", [*common, "--port", str(self.port)], self.timeout_s)
+        self._client = _Proc("client", [*common, "--port", str(self.port)], self.timeout_s, prefix)
         self.client_pid = self._client.pid
         self._client.recv("start")
         self._wait_established()
@@ -284,6 +295,8 @@ class LabRun:
         self.server.call("read off")
         self.client.call(f"push bytes_per_conn={k}")
         self.server.call(f"wait_queues inq={k}")
+        # and acked: a delayed ACK leaves the bytes in the clients' send queues (SIOCOUTQ) too
+        self.client.call("wait_queues outq=0")
 
     def _s_send_backlog(self, max_bytes_per_conn: int = 4 << 20, settle_s: float = 0.5) -> None:
         self._quiet()

@@ -24,6 +24,12 @@ The last snapshot call adds ``-b``, so collect.sh itself bundles the capture (me
 phase start times and what each process measured on its own sockets) is written to
 ``DIR/<name>.lab.json``.
 
+``--netns`` runs the server and its clients inside a network namespace the runner creates
+(``tcpmemlib.lab.netns``, named ``tcpmem-lab-<pid>``, deleted at the end): the container case. ss
+on the host no longer lists the lab's sockets; collect.sh (collector_version >= 2, as root) reads
+that namespace too (``ss_tcp.ns<inode>.txt.gz``), and ``<name>.lab.json`` records its name and
+inode.
+
 ``--send-cap`` defaults to 1 MiB per connection: with N=1000 that is ~1 GiB of send queues, below
 the default ``tcp_mem`` pressure threshold of a 24 GiB box (tcp_mem[1] = 1.46 GiB there), so the lab
 does not push the whole machine into TCP memory pressure (which would change every other socket's
@@ -33,6 +39,7 @@ holds would exceed 80 % of this box's ``tcp_mem[1]``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -48,6 +55,7 @@ from typing import Any
 
 from tcpmemlib.errors import CaptureError
 from tcpmemlib.lab.control import LabRun
+from tcpmemlib.lab.netns import LabNetns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COLLECT = REPO_ROOT / "collect.sh"
@@ -67,17 +75,29 @@ def _tcp_inuse() -> int:
     plus TIME-WAIT."""
     total = 0
     for name in ("sockstat", "sockstat6"):
-        try:
-            text = Path(f"/proc/net/{name}").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            words = line.split()
-            if words and words[0] in ("TCP:", "TCP6:"):
+        for words in _sockstat_lines(name):
+            if words[0] in ("TCP:", "TCP6:"):
                 for key in ("inuse", "tw"):  # tw (TIME-WAIT, v4+v6) is on the TCP: line only
                     if key in words:
                         total += int(words[words.index(key) + 1])
     return total
+
+
+def _tcp_alloc() -> int:
+    """TCP sockets allocated on the whole box, every network namespace (sockstat ``alloc``, not
+    counting TIME-WAIT): what collect.sh, reading every namespace, captures besides this one's."""
+    for words in _sockstat_lines("sockstat"):
+        if words[0] == "TCP:" and "alloc" in words:
+            return int(words[words.index("alloc") + 1])
+    return 0
+
+
+def _sockstat_lines(name: str) -> list[list[str]]:
+    try:
+        text = Path(f"/proc/net/{name}").read_text()
+    except OSError:
+        return []
+    return [line.split() for line in text.splitlines() if line.split()]
 
 
 @dataclass
@@ -103,6 +123,9 @@ class Experiment:
     phases: tuple[str, ...] = PHASES
     sndbuf: int | None = None  # server SO_SNDBUF from the start (None: kernel default)
     rcvbuf: int | None = None  # server SO_RCVBUF from the start
+    netns: bool = False  # run the lab in a network namespace of its own (the container case)
+    netns_name: str | None = None  # set while it runs
+    netns_inode: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.phases if p not in PHASES]
@@ -180,14 +203,21 @@ class Experiment:
 
     def wait_quiet(self) -> None:
         """Wait (at most ``quiet_wait_s``) until the box holds at most ``quiet_max`` TCP sockets,
-        so that other workloads' sockets do not swamp the capture (a shared test box)."""
+        so that other workloads' sockets do not swamp the capture (a shared test box): in this
+        namespace (in use and TIME-WAIT) and box-wide (``alloc``: collect.sh reads every
+        namespace)."""
         deadline = time.monotonic() + self.quiet_wait_s
         said = False
-        while _tcp_inuse() > self.quiet_max and time.monotonic() < deadline:
+
+        def busy() -> bool:
+            return _tcp_inuse() > self.quiet_max or _tcp_alloc() > self.quiet_max
+
+        while busy() and time.monotonic() < deadline:
             if not said:
                 self._say(
                     f"waiting up to {self.quiet_wait_s:g} s for the box to hold <= "
-                    f"{self.quiet_max} TCP sockets (now {_tcp_inuse()})"
+                    f"{self.quiet_max} TCP sockets (now {_tcp_inuse()}; {_tcp_alloc()} allocated "
+                    "box-wide)"
                 )
                 said = True
             time.sleep(1.0)
@@ -274,6 +304,8 @@ class Experiment:
             "server_sndbuf_bytes": self.sndbuf,
             "server_rcvbuf_bytes": self.rcvbuf,
             "phase_order": list(self.phases),
+            "netns": self.netns_name,
+            "netns_inode": self.netns_inode,
             "trickle_bits_per_s": self.trickle_bits_per_s,
             **pids,
             "phases": self.log,
@@ -285,16 +317,25 @@ class Experiment:
         return bundle
 
     def _lab_phases(self, lab_phases: list[str], send_cap: int) -> dict[str, int]:
-        """Start the lab and run ``lab_phases``; return its pids and port."""
-        with LabRun(
-            connections=self.connections,
-            address=self.address,
-            timeout_s=self.timeout_s,
-            sndbuf=self.sndbuf,
-            rcvbuf=self.rcvbuf,
-        ) as lab:
+        """Start the lab (in a namespace of its own with ``netns``) and run ``lab_phases``; return
+        its pids and port."""
+        with contextlib.ExitStack() as stack:
+            ns = stack.enter_context(LabNetns()) if self.netns else None
+            if ns is not None:
+                self.netns_name, self.netns_inode = ns.name, ns.inode
+            lab = stack.enter_context(
+                LabRun(
+                    connections=self.connections,
+                    address=self.address,
+                    timeout_s=self.timeout_s,
+                    sndbuf=self.sndbuf,
+                    rcvbuf=self.rcvbuf,
+                    netns=ns,
+                )
+            )
+            where = f" in network namespace {ns.name} (inode {ns.inode})" if ns else ""
             self._say(
-                f"lab up: tcpmem-server pid {lab.server_pid}, tcpmem-client pid "
+                f"lab up{where}: tcpmem-server pid {lab.server_pid}, tcpmem-client pid "
                 f"{lab.client_pid}, port {lab.port}, {self.connections} connections"
             )
             pids = {"server_pid": lab.server_pid, "client_pid": lab.client_pid, "port": lab.port}
