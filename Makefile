@@ -48,7 +48,7 @@ lab: setup
 
 # Regenerate data/ with the lab's experiment runner (real sockets on loopback, about a minute).
 sample: setup system-deps
-	$(PY) scripts/make-real-sample.py && $(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536
+	$(PY) scripts/make-real-sample.py && $(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536 && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-netns --netns -N 300 --snapshots 2 --interval 1 --phases baseline,idle,recv_backlog,send_backlog,drained
 
 bench: setup-dev system-deps
 	$(PY) bench/run_all.py

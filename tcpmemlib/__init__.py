@@ -5,7 +5,8 @@ Public API (see docs/design.md for the frames and results):
 - ``read_ss(source)``: ``ss`` output (path or text) -> one row per socket.
 - ``load_capture(path)``: a collect.sh directory or ``.tar.gz`` bundle -> ``Capture`` of tidy frames.
 - ``where_is_it``, ``by_process``, ``reconcile``, ``idle_cost``, ``growth``, ``compare``,
-  ``pressure``: the analyses behind the three questions.
+  ``pressure``: the analyses behind the three questions; ``by_namespace``, ``by_container``: the
+  same sockets per network namespace and per container (``tcpmemlib.analysis.namespaces``).
 
 Names are imported lazily so that ``import tcpmemlib`` stays cheap and one broken module does not
 hide the others.
@@ -30,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "by_process": "tcpmemlib.analysis.process",
     "top_process": "tcpmemlib.analysis.process",
     "reconcile": "tcpmemlib.analysis.reconcile",
+    "by_namespace": "tcpmemlib.analysis.namespaces",
+    "by_container": "tcpmemlib.analysis.namespaces",
     "idle_cost": "tcpmemlib.analysis.idle",
     "growth": "tcpmemlib.analysis.growth",
     "compare": "tcpmemlib.analysis.compare",

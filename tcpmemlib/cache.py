@@ -52,9 +52,9 @@ __all__ = [
     "store",
 ]
 
-CACHE_FORMAT = (
-    5  # 5: sockstat *_after columns; keys cover links; 4: socket rows in sockstore's layout
-)
+# 6: netns tcp_mem_pages; 5: sockstat *_after columns; keys cover links; 4: socket rows in
+# sockstore's layout
+CACHE_FORMAT = 6
 # Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
 ON_DISK_MIN_ROWS = 1_000_000
 _COMPLETE = "complete"

@@ -253,7 +253,8 @@ def _namespaces(
     rows = _parse(snap, stored, problems, lambda: netns_parser.records(text, path))
     if not rows or not rows["netns"]:
         return None
-    columns: Columns = {**rows, "read": [], "sockets_used": [], "tcp_inuse": [], "tcp_tw": []}
+    counted = ("sockets_used", "tcp_inuse", "tcp_tw", "tcp_mem_pages")
+    columns: Columns = {**rows, "read": [], **{column: [] for column in counted}}
     for inode, own in zip(rows["netns"], rows["own"], strict=True):
         tcp, _udp, counts = (
             ("ss_tcp.txt", "ss_udp.txt", "sockstat.txt") if own else namespace_files(int(inode))
@@ -270,7 +271,7 @@ def _namespaces(
                     problems,
                     lambda t=counts_text, s=stored_counts: sockstat.records(t, s),
                 )
-        for column in ("sockets_used", "tcp_inuse", "tcp_tw"):
+        for column in counted:
             values = got.get(column) if got else None
             columns[column].append(values[0] if values else pd.NA)
     acc.add("netns", i, columns)

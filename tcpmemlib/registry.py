@@ -70,6 +70,8 @@ NAMESPACE_COLUMNS: dict[str, str] = {
     "sockets_used": "Int64",
     "tcp_inuse": "Int64",
     "tcp_tw": "Int64",
+    # box-wide TCP mem (pages) as that namespace's sockstat read it, right before its ss
+    "tcp_mem_pages": "Int64",
 }
 
 

@@ -68,6 +68,7 @@ DESIGN_COLUMNS = {
         "sockets_used",
         "tcp_inuse",
         "tcp_tw",
+        "tcp_mem_pages",
     ],
     "processes": ["pid", "ppid", "uid", "rss_bytes", "vsz_bytes", "comm", "args"],
     "slab": [

@@ -308,6 +308,9 @@ def test_non_root_run_degrades_as_documented(nobody_dir: Path) -> None:
     assert "not root" in u["not_read"].iloc[0]
     v = N.verdict(cap)
     assert v.label == "namespaces not read" and name in v.text
+    # (after the wiring) reconcile names it too
+    r = tcpmemlib.reconcile(cap)
+    assert f"{inode} ({name}): missing: " in r.by_snapshot["not_read"].iloc[0]
     # the server's sockets are unseen, not attributed to anyone
     assert lab.server_pid not in set(tcpmemlib.by_process(cap)["pid"].dropna().astype(int))
     assert int(u["unseen_sockets"].iloc[0]) >= 2 * n + 1 - 2
@@ -328,3 +331,16 @@ def test_old_capture_is_one_namespace(small: Path) -> None:
     u = N.unseen(cap)
     assert (u["namespaces"] == 1).all() and (u["other_netns_full_sockets"] == 0).all()
     assert N.verdict(cap).label == "one namespace"
+
+
+def test_reconcile_reads_every_namespace(containers: dict[str, object]) -> None:
+    """(after the wiring) reconcile names the namespaces it summed and brackets Σ skmem with
+    every sockstat read of the snapshot, each namespace's included."""
+    r = tcpmemlib.reconcile(containers["cap"])
+    bs = r.by_snapshot
+    assert (bs["namespaces_read"] >= len(SPECS) + 2).all() and bs["not_read"].isna().all()
+    assert not bs["outside_bracket"].fillna(False).astype(bool).all()
+    assert r.verdict.label != "hidden sockets"
+    assert "network namespaces (containers included)" in r.verdict.text or (
+        "No TCP socket was hidden" in r.verdict.text
+    )

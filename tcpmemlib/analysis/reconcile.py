@@ -8,17 +8,22 @@
   charges/refunds before folding them into the global counter, so sockstat can be off by up to
   ``mem_pcpu_rsv × page size × CPUs`` either way. When the sysctl is missing the kernel default is used
   (1 MiB per CPU = ``1 MiB / page size`` pages, 256 at 4 KiB pages); kernels before 6.0 have no reserve.
-- **other network namespaces**: sockstat ``mem`` and ``alloc`` are host-wide, ``ss`` sees only the
-  collector's namespace. ``hidden_sockets`` = sockstat ``alloc`` − full TCP sockets ss listed (all
-  states but TIME-WAIT / SYN-RECV); > 0 means sockets ss could not see (other namespaces, or sockets
-  created/closed between the two reads). Their buffers cannot be bounded, only counted.
+- **other network namespaces** (containers): sockstat ``mem`` and ``alloc`` are host-wide, and one
+  ``ss`` sees one namespace. collect.sh (collector_version >= 2, as root) runs ss in every namespace
+  it finds, and Σ skmem sums them all. ``hidden_sockets`` = sockstat ``alloc`` − full TCP sockets
+  listed in every namespace read (all states but TIME-WAIT / SYN-RECV); > 0 means sockets no ss
+  listed: namespaces not read (``not_read`` names them, from ``namespaces.read_status``; older captures
+  read only the collector's own), a namespace no process and no bind mount keeps, or sockets
+  created/closed between the reads. Their buffers cannot be bounded, only counted.
 - **UDP** has its own counter (``sockstat_udp_mem_bytes``), not part of the TCP line.
 - **backlog** (``bl``) skbs are not charged yet, so Σbl is neither in r+w+f nor in sockstat.
 - **collection skew**: sockstat and ss are read a few milliseconds apart; memory that moves in between
   (a burst being acked, a busy box) widens the gap of that snapshot. collect.sh reads sockstat just
   before **and just after** ss (``Capture.sockstat`` ``tcp_mem_after_bytes``): the memory at the
   moment ss read a socket lies between the two reads, so the gap is explained when Σ skmem lies in
-  the *bracket* [min(before, after) − per-CPU bound, max(before, after) + per-CPU bound]. Older
+  the *bracket* [min(reads) − per-CPU bound, max(reads) + per-CPU bound]. With other namespaces
+  the reads also include each namespace's sockstat, read right before ss ran there (its ``mem`` is
+  host-wide: ``Capture.netns`` ``tcp_mem_pages``): those ss runs come after the own one. Older
   captures have no after-read (NA): without traffic the bracket is the before-read ± the per-CPU
   bound; with traffic (sockets' bytes moved since the previous snapshot) the bound is unknown, and
   a gap there is neither explained nor called unexplained.
@@ -33,7 +38,7 @@
 | sockstat_after_bytes | bytes | the same read just after ss (NA: not collected, older captures) |
 | gap_bytes | bytes | sockstat_mem_bytes − skmem_sum_bytes |
 | pcpu_reserve_bound_bytes | bytes | mem_pcpu_rsv × page size × CPUs |
-| skew_bytes | bytes | \\|after − before\\|: what moved while ss read (NA without the after-read) |
+| skew_bytes | bytes | max − min of the snapshot's sockstat reads: what moved while ss read (NA without the after-read) |
 | explained_bound_bytes | bytes | per-CPU bound + skew (the per-CPU bound alone without the after-read) |
 | bracket_low_bytes, bracket_high_bytes | bytes | the bracket Σ skmem must lie in (module doc) |
 | traffic_bytes_per_s | bytes/s | the sockets' traffic since the previous snapshot (NA for the first) |
@@ -44,6 +49,8 @@
 | tcp_alloc | sockets | sockstat ``alloc`` (global) |
 | ss_full_sockets | sockets | TCP sockets ss listed, minus TIME-WAIT and SYN-RECV |
 | hidden_sockets | sockets | tcp_alloc − ss_full_sockets (NA without sockstat) |
+| namespaces_read | | network namespaces whose sockets are in Σ skmem (1 for older captures) |
+| not_read | | the namespaces listed but not read, with the collector's reason (NA if none) |
 | backlog_bytes | bytes | Σ bl (not charged anywhere yet) |
 | sockstat_udp_mem_bytes | bytes | UDP's separate counter |
 
@@ -70,6 +77,7 @@ from tcpmemlib.analysis.common import (
     pcpu_reserve_pages,
     snapshots,
 )
+from tcpmemlib.analysis.namespaces import read_status
 from tcpmemlib.analysis.summary import per_snapshot_socket_sums, socket_summary
 from tcpmemlib.analysis.traffic import traffic_rate
 from tcpmemlib.analysis.verdict import Verdict
@@ -108,6 +116,20 @@ def _sockstat_column(st: pd.DataFrame, names: tuple[str, ...], index: pd.Series)
     return pd.Series(pd.NA, index=range(len(index)), dtype="Int64")
 
 
+def _namespace_reads(cap: Capture, ts: pd.Series, page: int) -> dict[str, pd.Series]:
+    """The lowest and highest host-wide TCP mem (bytes) the other namespaces' sockstat read, each
+    right before ss ran there, per ts of ``ts`` (empty for captures without them)."""
+    ns = getattr(cap, "netns", None)
+    if ns is None or not len(ns) or "tcp_mem_pages" not in ns.columns:
+        return {}
+    other = ns[~ns["own"].fillna(False).astype(bool)]
+    g = other.groupby("ts")["tcp_mem_pages"]
+    return {
+        "_ns_low": (g.min().reindex(ts).astype("Int64") * page).reset_index(drop=True),
+        "_ns_high": (g.max().reindex(ts).astype("Int64") * page).reset_index(drop=True),
+    }
+
+
 def reconcile_frames(capture: Capture) -> ReconcileResult:
     """The ``by_snapshot`` frame of :func:`reconcile`, with an empty verdict."""
     cap = capture
@@ -129,10 +151,14 @@ def reconcile_frames(capture: Capture) -> ReconcileResult:
     out["sockstat_after_bytes"] = after.values
     out["gap_bytes"] = out["sockstat_mem_bytes"] - out["skmem_sum_bytes"]
     out["pcpu_reserve_bound_bytes"] = (rsv.reindex(out["ts"]).astype("Int64") * page * cpus).values
-    out["skew_bytes"] = (out["sockstat_after_bytes"] - out["sockstat_mem_bytes"]).abs()
+    reads = out[["sockstat_mem_bytes", "sockstat_after_bytes"]].copy()
+    for name, value in _namespace_reads(cap, out["ts"], page).items():
+        reads[name] = value
+    lo = reads.min(axis=1, skipna=True)
+    hi = reads.max(axis=1, skipna=True)
+    moved = (hi - lo).astype("Int64")
+    out["skew_bytes"] = moved.where(out["sockstat_after_bytes"].notna() | (reads.count(axis=1) > 1))
     out["explained_bound_bytes"] = out["pcpu_reserve_bound_bytes"] + out["skew_bytes"].fillna(0)
-    lo = out[["sockstat_mem_bytes", "sockstat_after_bytes"]].min(axis=1, skipna=True)
-    hi = out[["sockstat_mem_bytes", "sockstat_after_bytes"]].max(axis=1, skipna=True)
     out["bracket_low_bytes"] = (lo - out["pcpu_reserve_bound_bytes"]).astype("Int64")
     out["bracket_high_bytes"] = (hi + out["pcpu_reserve_bound_bytes"]).astype("Int64")
     rate = traffic_rate(summary.traffic_bytes.to_numpy(), pd.Index(snaps["ts"]), summary.tcp_rows)
@@ -155,10 +181,25 @@ def reconcile_frames(capture: Capture) -> ReconcileResult:
     ss_full = per_snap["full_sockets"].reindex(out["ts"]).fillna(0)
     out["ss_full_sockets"] = ss_full.astype("Int64").values
     out["hidden_sockets"] = out["tcp_alloc"] - out["ss_full_sockets"]
+    seen = read_status(cap).set_index("ts")
+    out["namespaces_read"] = seen["namespaces_read"].reindex(out["ts"]).astype("Int64").values
+    out["not_read"] = seen["not_read"].reindex(out["ts"]).astype("string").values
     bl = per_snap["backlog_bytes"].reindex(out["ts"]).fillna(0)
     out["backlog_bytes"] = bl.astype("Int64").values
     out["sockstat_udp_mem_bytes"] = st["udp_mem_bytes"].reindex(out["ts"]).astype("Int64").values
     return ReconcileResult(as_output(out), Verdict("", "", {}), rsv_source, cpus)
+
+
+def _where(out: pd.DataFrame) -> str:
+    """Which namespaces ss read, for the verdict (``namespaces.read_status``'s columns)."""
+    read = int(out["namespaces_read"].max()) if out["namespaces_read"].notna().any() else 1
+    named = out["not_read"].dropna()
+    where = (
+        f"ss read {read} network namespaces (containers included)"
+        if read > 1
+        else "ss read only the collector's own network namespace"
+    )
+    return where + (f"; not read: {named.iloc[-1]}" if len(named) else "")
 
 
 def reconcile_verdict(result: ReconcileResult) -> Verdict:
@@ -217,8 +258,7 @@ def reconcile_verdict(result: ReconcileResult) -> Verdict:
             text += (
                 f" In {int(persist.sum())} neighbouring snapshot(s) sockstat stays above Σ skmem "
                 f"while it counts up to {int(hidden_at.max())} TCP socket(s) ss could not see: "
-                "sockstat is host-wide, ss lists only its own network namespace, so those sockets "
-                "(other namespaces: containers, other workloads) hold the difference."
+                f"sockstat is host-wide and {_where(out)}, so those sockets hold the difference."
             )
         else:
             label = "unexplained gap"
@@ -247,9 +287,8 @@ def reconcile_verdict(result: ReconcileResult) -> Verdict:
         text += " Every snapshot is within that bound."
     if hidden == hidden and hidden > 0 and label != "hidden sockets":
         text += (
-            f" sockstat is host-wide but ss sees only its own network namespace: up to "
-            f"{int(hidden)} allocated TCP socket(s) were not visible to ss; their buffers are in "
-            "sockstat only."
+            f" sockstat is host-wide and {_where(out)}: up to {int(hidden)} allocated TCP "
+            "socket(s) were in no namespace read; their buffers are in sockstat only."
         )
     elif not hidden > 0:
         text += " No TCP socket was hidden from ss."
