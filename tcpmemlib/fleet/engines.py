@@ -1,0 +1,101 @@
+"""The two engines the fleet questions run on, over the same dataset files.
+
+``open_fleet(dataset, engine="duckdb")`` -> :class:`Fleet`. The files of each table are the ones the
+catalog names (``catalog.files``), so a query never sees a capture's old and new generation at once.
+
+- ``duckdb`` (default): an embedded DuckDB connection with one view per table (``read_parquet`` of
+  the files, columns matched by name); nothing to start. :meth:`Fleet.sql` runs a query to pandas.
+- ``dask``: :meth:`Fleet.frame` gives ``dask.dataframe.read_parquet`` of a table's files (only the
+  columns asked for); computed on the current ``distributed`` client if one exists (a
+  ``LocalCluster`` or a real cluster whose workers see the dataset path), else Dask's local
+  scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tcpmemlib.errors import TcpmemError
+from tcpmemlib.fleet import catalog
+from tcpmemlib.fleet.layout import CATALOG, TABLES
+
+__all__ = ["ENGINES", "Fleet", "FleetError", "open_fleet"]
+
+ENGINES = ("duckdb", "dask")
+
+
+class FleetError(TcpmemError):
+    """A fleet dataset that cannot answer: missing, or without the table a question needs."""
+
+
+@dataclass
+class Fleet:
+    """A fleet dataset opened on one engine (module doc)."""
+
+    root: Path
+    engine: str
+    catalog: pd.DataFrame
+    _files: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _con: Any = field(default=None, repr=False)
+
+    def files(self, table: str) -> list[str]:
+        if table not in self._files:
+            self._files[table] = catalog.files(self.root, table, self.catalog)
+        return self._files[table]
+
+    def has(self, table: str) -> bool:
+        return bool(self.files(table))
+
+    def need(self, table: str) -> list[str]:
+        found = self.files(table)
+        if not found:
+            raise FleetError(
+                f"{self.root}: no {table!r} rows in this dataset (ingest captures first)"
+            )
+        return found
+
+    # --- DuckDB
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone = 'UTC'")
+            for table in TABLES:
+                if self.files(table):
+                    rel = con.read_parquet(self.files(table), union_by_name=True)
+                    rel.create_view(table)
+            self._con = con
+        return self._con
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run ``query`` on DuckDB and return a pandas frame."""
+        return self.con.execute(query, params or []).df()
+
+    # --- Dask
+    def frame(self, table: str, columns: list[str]) -> Any:
+        """``dask.dataframe`` of ``table`` restricted to ``columns``."""
+        import dask.dataframe as dd
+
+        return dd.read_parquet(self.need(table), columns=list(columns))
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def open_fleet(dataset: str | os.PathLike[str], engine: str = "duckdb") -> Fleet:
+    """Open a dataset written by ``tcpmem ingest`` on ``engine`` (``duckdb`` or ``dask``)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    root = Path(dataset).resolve()
+    if not (root / CATALOG).is_file():
+        raise FleetError(f"{dataset}: not a fleet dataset (no {CATALOG}; see `tcpmem ingest`)")
+    return Fleet(root=root, engine=engine, catalog=catalog.read(root))
