@@ -14,6 +14,7 @@ catalog names (``catalog.files``), so a query never sees a capture's old and new
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,16 @@ from tcpmemlib.errors import TcpmemError
 from tcpmemlib.fleet import catalog
 from tcpmemlib.fleet.layout import CATALOG, TABLES
 
-__all__ = ["ENGINES", "Fleet", "FleetError", "open_fleet"]
+__all__ = [
+    "ENGINES",
+    "Fleet",
+    "FleetError",
+    "as_utc",
+    "dask_agg",
+    "open_fleet",
+    "typed",
+    "utc_time",
+]
 
 ENGINES = ("duckdb", "dask")
 
@@ -99,3 +109,41 @@ def open_fleet(dataset: str | os.PathLike[str], engine: str = "duckdb") -> Fleet
     if not (root / CATALOG).is_file():
         raise FleetError(f"{dataset}: not a fleet dataset (no {CATALOG}; see `tcpmem ingest`)")
     return Fleet(root=root, engine=engine, catalog=catalog.read(root))
+
+
+# ------------------------------------------------------------------------------- shared by the questions
+def as_utc(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    for c in cols:
+        ts = pd.to_datetime(frame[c])
+        frame[c] = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    return frame
+
+
+def typed(
+    frame: pd.DataFrame, ints: Sequence[str] = (), strings: Sequence[str] = ()
+) -> pd.DataFrame:
+    out = frame.copy()
+    for c in ints:
+        out[c] = pd.to_numeric(out[c]).astype("Float64").round().astype("Int64")
+    for c in strings:
+        out[c] = out[c].astype("string")
+    return out
+
+
+def dask_agg(frame: Any, keys: list[str], spec: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """``groupby(keys).agg`` on Dask with named outputs: ``spec`` maps output -> (column, how)."""
+    by_col: dict[str, list[str]] = {}
+    for col, how in spec.values():
+        by_col.setdefault(col, [])
+        if how not in by_col[col]:
+            by_col[col].append(how)
+    got = frame.groupby(keys).agg(by_col).compute()
+    out = pd.DataFrame(index=got.index)
+    for name, (col, how) in spec.items():
+        out[name] = got[(col, how)]
+    return out.reset_index()
+
+
+def utc_time(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

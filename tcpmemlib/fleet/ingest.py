@@ -314,7 +314,10 @@ def _bar(show: bool, total: int, done: int) -> Any:
 def _line(entry: dict[str, Any]) -> str:
     what = f"{entry['outcome']:9} {entry.get('source')}"
     if entry["outcome"] == "failed":
-        return f"{what}: {entry.get('error')}"
+        error = str(entry.get("error"))
+        return (
+            f"{entry['outcome']:9} {error}" if error.startswith(what[10:]) else f"{what}: {error}"
+        )
     extra = f" ({entry.get('error')})" if isinstance(entry.get("error"), str) else ""
     return (
         f"{what}: host {entry.get('host')}, {entry.get('snapshots')} snapshots, "

@@ -10,27 +10,21 @@ both engines give the same numbers by construction of the last step and by test 
 | :func:`host_ranking` | which hosts peak highest, and how close each came to its own ``tcp_mem`` pressure threshold | host |
 | :func:`top_holders` | which processes (``by="comm"``) or containers (``by="cgroup"``) hold the most, on how many hosts | comm or cgroup |
 | :func:`host_verdicts` | each host's single-capture verdicts (growth, reconcile, pressure, where) and memory-counter deltas | host |
-| :func:`rollout` | a tuning change: group A (changed) vs group B (unchanged), before vs after, ``compare``'s noise rule | host (``hosts``) and group (``groups``) |
 | :func:`socket_rows` | drill-down: the socket rows of one host (and snapshot, process) | socket |
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tcpmemlib.fleet.engines import Fleet, FleetError
+from tcpmemlib.fleet.engines import Fleet, as_utc, dask_agg, typed, utc_time
 
 __all__ = [
     "PRESSURE_LABELS",
-    "RolloutResult",
     "host_ranking",
     "host_verdicts",
-    "rollout",
     "socket_rows",
     "top_holders",
 ]
@@ -38,38 +32,6 @@ __all__ = [
 PRESSURE_LABELS = ("over tcp_mem max", "under pressure", "memory drops")
 GAP_LABEL = "unexplained gap"
 ANALYSES = ("growth", "reconcile", "pressure", "where")
-
-
-def _utc(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    for c in cols:
-        ts = pd.to_datetime(frame[c])
-        frame[c] = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    return frame
-
-
-def _typed(
-    frame: pd.DataFrame, ints: Sequence[str] = (), strings: Sequence[str] = ()
-) -> pd.DataFrame:
-    out = frame.copy()
-    for c in ints:
-        out[c] = pd.to_numeric(out[c]).astype("Float64").round().astype("Int64")
-    for c in strings:
-        out[c] = out[c].astype("string")
-    return out
-
-
-def _dask_agg(frame: Any, keys: list[str], spec: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """``groupby(keys).agg`` on Dask with named outputs: ``spec`` maps output -> (column, how)."""
-    by_col: dict[str, list[str]] = {}
-    for col, how in spec.values():
-        by_col.setdefault(col, [])
-        if how not in by_col[col]:
-            by_col[col].append(how)
-    got = frame.groupby(keys).agg(by_col).compute()
-    out = pd.DataFrame(index=got.index)
-    for name, (col, how) in spec.items():
-        out[name] = got[(col, how)]
-    return out.reset_index()
 
 
 # ------------------------------------------------------------------------------- ranking
@@ -113,7 +75,7 @@ def _ranking_raw(fleet: Fleet) -> pd.DataFrame:
         "max_bytes": ("tcp_mem_max_bytes", "min"),
         "min_headroom_bytes": ("headroom", "min"),
     }
-    return _dask_agg(d, ["host"], spec)
+    return dask_agg(d, ["host"], spec)
 
 
 def host_ranking(fleet: Fleet) -> pd.DataFrame:
@@ -124,8 +86,8 @@ def host_ranking(fleet: Fleet) -> pd.DataFrame:
     pressure threshold − TCP mem; negative: it was under pressure), ``peak_fraction_of_pressure``,
     ``rank_by_peak`` (1 = most memory) and ``rank_by_headroom`` (1 = least headroom). Sorted by
     peak, largest first."""
-    raw = _typed(_ranking_raw(fleet), ints=_RANK_INTS, strings=["host"])
-    out = _utc(raw, "first_ts", "last_ts")
+    raw = typed(_ranking_raw(fleet), ints=_RANK_INTS, strings=["host"])
+    out = as_utc(raw, "first_ts", "last_ts")
     out["peak_fraction_of_pressure"] = out["peak_tcp_mem_bytes"].astype("Float64") / out[
         "pressure_bytes"
     ].astype("Float64").replace(0, pd.NA)
@@ -170,7 +132,7 @@ def _holders_raw(fleet: Fleet, by: str) -> pd.DataFrame:
         "peak_processes": ("processes", "max"),
         "snapshots": ("ts", "count"),
     }
-    return _dask_agg(per, ["host", "holder"], spec)
+    return dask_agg(per, ["host", "holder"], spec)
 
 
 def top_holders(fleet: Fleet, by: str = "comm", n: int | None = 20) -> pd.DataFrame:
@@ -183,7 +145,7 @@ def top_holders(fleet: Fleet, by: str = "comm", n: int | None = 20) -> pd.DataFr
     ``share_of_fleet`` (its ``fleet_peak_bytes`` over every holder's). Largest first; ``n`` rows."""
     if by not in ("comm", "cgroup"):
         raise ValueError(f"by must be 'comm' or 'cgroup', not {by!r}")
-    raw = _typed(
+    raw = typed(
         _holders_raw(fleet, by),
         ints=["peak_buffer_bytes", "peak_sockets", "peak_processes", "snapshots"],
         strings=["host", "holder"],
@@ -249,7 +211,7 @@ def host_verdicts(fleet: Fleet) -> pd.DataFrame:
     and the flags ``unexplained_gap`` (reconcile says ``unexplained gap``) and ``pressure_events``
     (pressure says ``under pressure``/``over tcp_mem max``/``memory drops``, or TCPMemoryPressures
     rose). Sorted: flagged hosts first."""
-    v = _typed(_verdict_rows(fleet), strings=["host", "capture_key", "analysis", "label"])
+    v = typed(_verdict_rows(fleet), strings=["host", "capture_key", "analysis", "label"])
     wide = v.pivot_table(
         index=["host", "capture_key"], columns="analysis", values="label", aggfunc="first"
     )
@@ -258,7 +220,7 @@ def host_verdicts(fleet: Fleet) -> pd.DataFrame:
     wide = wide.merge(cat.rename(columns={"key": "capture_key"}), on="capture_key", how="left")
     counts = wide.groupby("host")["capture_key"].nunique().rename("captures")
     wide = wide.sort_values(["host", "first_ts"]).drop_duplicates("host", keep="last")
-    deltas = _typed(
+    deltas = typed(
         _counter_deltas(fleet), ints=["delta"], strings=["host", "capture_key", "counter"]
     )
     pressures = deltas[deltas["counter"] == "TCPMemoryPressures"].set_index("capture_key")["delta"]
@@ -291,167 +253,6 @@ _DROP_COUNTERS = (
 )
 
 
-# ------------------------------------------------------------------------------- rollout
-@dataclass(frozen=True)
-class RolloutResult:
-    """``hosts``: per host ``group`` (A/B), ``before``, ``after`` (means over each window),
-    ``delta``, ``before_min`` .. ``after_max``, ``n_before``, ``n_after``, ``noise``,
-    ``significant`` (``compare``'s rule: \\|delta\\| > the larger spread, plus the per-CPU reserve
-    bound for sockstat TCP mem). ``groups``: per group ``hosts``, ``mean_delta``, ``median_delta``,
-    ``reduced``/``increased`` (hosts with a significant change that way). ``effect``: mean delta
-    of A − mean delta of B (NaN without both groups)."""
-
-    metric: str
-    hosts: pd.DataFrame
-    groups: pd.DataFrame
-    effect: float
-
-
-ROLLOUT_METRICS = ("buffer_bytes", "sockstat_tcp_mem_bytes", "queued_bytes", "connections")
-
-
-def _window_raw(
-    fleet: Fleet, metric: str, hosts: list[str], windows: dict[str, tuple]
-) -> pd.DataFrame:
-    fleet.need("snapshots")
-    parts = []
-    for side, (start, end) in windows.items():
-        if fleet.engine == "duckdb":
-            marks = ", ".join("?" for _ in hosts)
-            part = fleet.sql(
-                f"""
-                SELECT host, avg({metric}) AS mean, min({metric}) AS min, max({metric}) AS max,
-                       count({metric}) AS n, max(pcpu_reserve_bound_bytes) AS pcpu
-                FROM snapshots WHERE host IN ({marks}) AND ts >= ? AND ts < ?
-                GROUP BY host
-                """,
-                [*hosts, start.to_pydatetime(), end.to_pydatetime()],
-            )
-        else:
-            d = fleet.frame("snapshots", ["host", "ts", metric, "pcpu_reserve_bound_bytes"])
-            d = d[d["host"].isin(hosts) & (d["ts"] >= start) & (d["ts"] < end)]
-            d = d.assign(value=d[metric].astype("Float64"))
-            spec = {
-                "mean": ("value", "mean"),
-                "min": ("value", "min"),
-                "max": ("value", "max"),
-                "n": ("value", "count"),
-                "pcpu": ("pcpu_reserve_bound_bytes", "max"),
-            }
-            part = _dask_agg(d, ["host"], spec)
-        parts.append(part.assign(side=side))
-    return pd.concat(parts, ignore_index=True)
-
-
-def _when(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def rollout(
-    fleet: Fleet,
-    group_a: Sequence[str],
-    group_b: Sequence[str],
-    before: tuple[Any, Any],
-    after: tuple[Any, Any],
-    metric: str = "buffer_bytes",
-) -> RolloutResult:
-    """A tuning rollout: group A's hosts got a change, group B's did not; ``before`` and ``after``
-    are ``(start, end)`` windows (UTC; naive times are UTC). Per host and per group, the metric's
-    mean before vs after with ``compare``'s noise rule (:class:`RolloutResult`). ``metric``: one of
-    ``ROLLOUT_METRICS`` (``buffer_bytes`` is compare's ``skmem_buffer_bytes``)."""
-    if metric not in ROLLOUT_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(ROLLOUT_METRICS)}, not {metric!r}")
-    both = set(group_a) & set(group_b)
-    if both:
-        raise FleetError(f"hosts in both groups: {', '.join(sorted(both))}")
-    hosts = [*group_a, *group_b]
-    windows = {
-        "before": (_when(before[0]), _when(before[1])),
-        "after": (_when(after[0]), _when(after[1])),
-    }
-    raw = _window_raw(fleet, metric, list(map(str, hosts)), windows)
-    raw = raw.astype({"host": "string", "side": "string"})
-    for c in ("mean", "min", "max", "pcpu"):
-        raw[c] = pd.to_numeric(raw[c]).astype("Float64")
-    raw["n"] = pd.to_numeric(raw["n"]).astype("Int64")
-    rows = []
-    for host in hosts:
-        b = raw[(raw["host"] == host) & (raw["side"] == "before")]
-        a = raw[(raw["host"] == host) & (raw["side"] == "after")]
-        rows.append(
-            {"host": host, "group": "A" if host in group_a else "B", **_compare_row(b, a, metric)}
-        )
-    per_host = pd.DataFrame(rows)
-    per_host = per_host.astype(
-        {
-            c: "Float64"
-            for c in per_host.columns
-            if c not in ("host", "group", "n_before", "n_after", "significant")
-        }
-    )
-    per_host = per_host.astype(
-        {
-            "host": "string",
-            "group": "string",
-            "n_before": "Int64",
-            "n_after": "Int64",
-            "significant": "boolean",
-        }
-    )
-    groups = []
-    for name in ("A", "B"):
-        g = per_host[per_host["group"] == name]
-        d = g["delta"].dropna()
-        sig = g["significant"].fillna(False).astype(bool)
-        groups.append(
-            {
-                "group": name,
-                "hosts": len(g),
-                "mean_delta": float(d.mean()) if len(d) else np.nan,
-                "median_delta": float(d.median()) if len(d) else np.nan,
-                "reduced": int((sig & (g["delta"] < 0).fillna(False)).sum()),
-                "increased": int((sig & (g["delta"] > 0).fillna(False)).sum()),
-            }
-        )
-    groups_f = pd.DataFrame(groups).astype(
-        {"group": "string", "hosts": "Int64", "reduced": "Int64", "increased": "Int64"}
-    )
-    effect = float(groups_f["mean_delta"].iloc[0] - groups_f["mean_delta"].iloc[1])
-    return RolloutResult(metric, per_host, groups_f, effect)
-
-
-def _compare_row(b: pd.DataFrame, a: pd.DataFrame, metric: str) -> dict[str, Any]:
-    def side(rows: pd.DataFrame) -> tuple[float, float, float, int]:
-        if not len(rows) or not int(rows["n"].iloc[0] or 0):
-            return np.nan, np.nan, np.nan, 0
-        r = rows.iloc[0]
-        return float(r["mean"]), float(r["min"]), float(r["max"]), int(r["n"])
-
-    bm, bmin, bmax, nb = side(b)
-    am, amin, amax, na = side(a)
-    spread = [x for x in (bmax - bmin, amax - amin) if x == x]
-    floor = 0.0
-    if metric == "sockstat_tcp_mem_bytes" and len(b) and b["pcpu"].notna().any():
-        floor = float(b["pcpu"].iloc[0])
-    noise = (max(spread) if spread else np.nan) + floor
-    delta = am - bm
-    sig: Any = pd.NA if delta != delta or noise != noise else bool(abs(delta) > noise)
-    return {
-        "before": bm,
-        "after": am,
-        "delta": delta,
-        "before_min": bmin,
-        "before_max": bmax,
-        "after_min": amin,
-        "after_max": amax,
-        "n_before": nb,
-        "n_after": na,
-        "noise": noise,
-        "significant": sig,
-    }
-
-
 # ------------------------------------------------------------------------------- drill-down
 def socket_rows(
     fleet: Fleet, host: str, ts: Any = None, comm: str | None = None, limit: int | None = 1000
@@ -462,7 +263,7 @@ def socket_rows(
     fleet.need("sockets")
     where, params = ["host = ?"], [str(host)]
     if ts is not None:
-        when = _when(ts)
+        when = utc_time(ts)
         where.append("ts >= ? AND ts < ?")
         params += [when.to_pydatetime(), (when + pd.Timedelta(microseconds=1)).to_pydatetime()]
     if comm is not None:
@@ -478,4 +279,4 @@ def socket_rows(
         """,
         params,
     )
-    return _utc(out, "ts")
+    return as_utc(out, "ts")
