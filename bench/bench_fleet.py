@@ -1,0 +1,156 @@
+"""Fleet: ingest throughput and the ranking query on DuckDB and on a Dask LocalCluster.
+
+Run: `.venv/bin/python bench/bench_fleet.py [--hosts H] [--snapshots N] [--pairs P]`
+(the issue's size: `--hosts 100 --snapshots 360 --pairs 1000`: 100 hosts x 1 hour at 10 s x ~2k
+sockets; the default is small because the machine is shared).
+
+1. One real snapshot of P loopback connection pairs (bench_load.make_base: collect.sh as root in a
+   private network namespace), replicated N times 10 s apart (bench_load.replicate: hard links,
+   meta.txt rewritten) for each of H hosts, meta.txt's hostname= and meta_bytes= rewritten.
+2. `tcpmemlib.fleet.ingest` of the H captures into a dataset, in this process, one after another:
+   wall time, CPU seconds (this process and its children), socket rows per CPU-second.
+3. Each measurement in a fresh child process (its own peak RSS, ru_maxrss):
+   - baseline: `pyarrow.parquet.read_table` of every `snapshots` file (the I/O floor of the ranking);
+   - `host_ranking` on DuckDB;
+   - `host_ranking` on Dask, on a LocalCluster of 2 worker processes (started outside the timing;
+     workers' RSS not in the child's figure);
+   - baseline for a socket-level question: pyarrow read of every `sockets` file (buffer columns).
+   Medians of R rounds, with the ratios to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_load import make_base, replicate  # noqa: E402
+
+
+def rename_host(capture: Path, host: str) -> None:
+    """hostname= in every meta.txt, and meta_bytes= (the bytes before it) kept consistent."""
+    for meta in capture.glob("*/meta.txt"):
+        lines = meta.read_text().splitlines(keepends=True)
+        body = [f"hostname={host}\n" if ln.startswith("hostname=") else ln for ln in lines]
+        if body and body[-1].startswith("meta_bytes="):
+            text = "".join(body[:-1])
+            body = [text, f"meta_bytes={len(text.encode())}\n"]
+        meta.write_text("".join(body))
+
+
+def _cpu_s() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _child(kind: str, ds: str) -> dict[str, float]:
+    import pyarrow.parquet as pq
+
+    from tcpmemlib import fleet
+    from tcpmemlib.fleet import catalog
+
+    client = None
+    if kind == "dask":
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    t0 = time.perf_counter()
+    rows = 0
+    if kind == "read_snapshots":
+        for path in catalog.files(ds, "snapshots"):
+            rows += pq.read_table(path).num_rows
+    elif kind == "read_sockets":
+        for path in catalog.files(ds, "sockets"):
+            cols = ["ts", "skmem_r", "skmem_w", "skmem_f"]
+            rows += pq.read_table(path, columns=cols).num_rows
+    else:
+        f = fleet.open_fleet(ds, "duckdb" if kind == "duckdb" else "dask")
+        rows = len(fleet.host_ranking(f))
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if client is not None:
+        client.close()
+        cluster.close()
+    return {"wall_s": wall, "peak_rss_bytes": rss, "rows": rows}
+
+
+def run_child(kind: str, ds: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(ds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hosts", type=int, default=4)
+    ap.add_argument("--snapshots", type=int, default=60)
+    ap.add_argument("--pairs", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "DATASET"))
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_child(*args.child)))
+        return 0
+    from tcpmemlib import fleet
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tcpmem-bench-fleet-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        base = make_base(work, args.pairs)
+        caps = []
+        for h in range(args.hosts):
+            cap = replicate(base, work / f"host-{h:03d}", args.snapshots)
+            rename_host(cap, f"host-{h:03d}")
+            caps.append(cap)
+        ds = work / "ds"
+        cpu0, t0 = _cpu_s(), time.perf_counter()
+        result = fleet.ingest(caps, ds, progress=False, cache=False)
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+        rows = int(result.rows["socket_rows"].sum())
+        assert (result.rows["outcome"] == "added").all(), result.rows
+        disk = sum(p.stat().st_size for p in ds.rglob("*.parquet"))
+        print(
+            f"ingest: {args.hosts} hosts x {args.snapshots} snapshots, {rows:,} socket rows, "
+            f"{wall:.1f} s wall, {cpu:.1f} CPU-s: {rows / wall:,.0f} rows/s wall, "
+            f"{rows / cpu:,.0f} rows per CPU-second; dataset {disk / 2**20:.1f} MiB"
+        )
+        kinds = ("read_snapshots", "duckdb", "dask", "read_sockets")
+        got: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+        for _ in range(args.rounds):
+            for kind in kinds:
+                got[kind].append(run_child(kind, ds))
+        base_wall = statistics.median(r["wall_s"] for r in got["read_snapshots"])
+        for kind in kinds:
+            wall = statistics.median(r["wall_s"] for r in got[kind])
+            rss = statistics.median(r["peak_rss_bytes"] for r in got[kind])
+            print(
+                f"{kind:15} median {wall * 1000:8.1f} ms ({wall / base_wall:6.1f}x read_snapshots), "
+                f"peak RSS {rss / 2**20:6.0f} MiB"
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
