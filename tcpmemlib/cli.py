@@ -73,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument(
         "--dask",
         metavar="SCHEDULER",
-        help="run each capture as a task on this Dask scheduler (e.g. tcp://10.0.0.5:8786); "
-        "its workers must see the captures and DATASET at the same paths",
+        help="run each capture as a task on this Dask scheduler (e.g. tcp://10.0.0.5:8786; its "
+        "workers must see the captures and DATASET at the same paths), or on a local cluster of "
+        "N worker processes started for this run: local[:N] (default N: CPUs - 1)",
     )
     ing.add_argument(
         "--workers", type=int, metavar="N", help="parse workers per capture (default: automatic)"

@@ -162,3 +162,13 @@ def test_fleet_report_of_a_non_dataset_is_one_line_exit_2(tmp_path):
     _one_error_line(proc, "not a fleet dataset")
     proc = _tcpmem("report", "--fleet", str(tmp_path), str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
+
+
+def test_ingest_on_a_local_dask_cluster(tmp_path):
+    for name in ("sample-before.tar.gz", "sample-tuned.tar.gz"):
+        shutil.copy(DATA / name, tmp_path / name)
+    ds = tmp_path / "ds"
+    proc = _tcpmem("ingest", str(tmp_path), "--into", str(ds), "--dask", "local:2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 added" in proc.stdout.decode()
+    assert len(list(ds.glob("sockets/host=vm/date=2026-11-25/*.parquet"))) == 2

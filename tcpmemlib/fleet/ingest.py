@@ -237,8 +237,9 @@ def ingest(
     """Ingest every capture of ``sources`` (``expand_sources``) into the dataset ``into``.
 
     ``dask``: a scheduler address (``tcp://host:8786``) or a ``distributed.Client``: each capture is
-    a task there (workers must see the sources and the dataset at the same paths); ``None``: one
-    after another here. ``workers``: ``load_capture``'s parse workers per capture (1 on Dask).
+    a task there (workers must see the sources and the dataset at the same paths); ``"local"`` or
+    ``"local:N"``: a ``LocalCluster`` of N worker processes (default: CPUs − 1) started for this
+    ingest; ``None``: one after another here. ``workers``: ``load_capture``'s parse workers per capture (1 on Dask).
     ``cache``: let ``load_capture`` keep its Parquet cache beside each capture. ``progress``: a
     tqdm bar (``None``: when more than one capture). ``log``: called with a line per capture."""
     root = Path(into)
@@ -282,9 +283,17 @@ def _run(
         for src in todo:
             yield build(src, str(root), known, workers, cache)
         return
-    from distributed import Client, as_completed  # only with --dask: importing it costs ~1 s
+    from distributed import Client, LocalCluster, as_completed  # only with --dask: ~1 s to import
 
-    client = dask if isinstance(dask, Client) else Client(dask)
+    cluster = None
+    if isinstance(dask, Client):
+        client = dask
+    elif isinstance(dask, str) and (dask == "local" or dask.startswith("local:")):
+        n = int(dask.partition(":")[2] or max(1, (os.cpu_count() or 2) - 1))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(dask)
     try:
         futures = {
             client.submit(build, src, str(root), known, 1, cache, pure=False): src for src in todo
@@ -292,15 +301,14 @@ def _run(
         for future in as_completed(futures):
             try:
                 yield future.result()
-            except (
-                Exception
-            ) as err:  # the task's worker died or the cluster failed: a row, not a stop
-                yield _failed(
-                    futures[future], None, f"Dask task failed: {type(err).__name__}: {err}"
-                )
+            except Exception as err:  # the worker died or the cluster failed: a row, not a stop
+                why = f"Dask task failed: {type(err).__name__}: {err}"
+                yield _failed(futures[future], None, why)
     finally:
         if client is not dask:
             client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _bar(show: bool, total: int, done: int) -> Any:
