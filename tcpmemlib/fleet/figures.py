@@ -19,6 +19,7 @@
 | buffer_bytes, skmem_{r,w,f,t}_bytes, recv_q_bytes, send_q_bytes, queued_bytes | bytes | the socket rows (``fleet.sockets``) |
 | gap_bytes, pcpu_reserve_bound_bytes, unexplained, persistent | bytes, bool | ``reconcile(cap).by_snapshot`` |
 
+``namespaces``: ``Capture.netns`` as loaded, where the capture has such a frame (not yet: skipped).
 ``counters``: ``ts``, ``counter``, ``value`` for the TcpExt counters ``pressure`` reads
 (``tcpmemlib.analysis.pressure.COUNTERS``). ``verdicts``: ``analysis`` (``growth``, ``reconcile``,
 ``pressure``, ``where``), ``phase`` (NA: the whole capture; growth labels each phase too), ``label``,
@@ -192,6 +193,9 @@ def capture_tables(cap: Any, passed: SocketPass) -> dict[str, pd.DataFrame]:
     netns = passed.netns_sums()
     if netns is not None:
         tables["netns"] = netns
+    frame = getattr(cap, "netns", None)  # a per-namespace frame, where the Capture has one
+    if isinstance(frame, pd.DataFrame) and len(frame):
+        tables["namespaces"] = frame.drop(columns=[c for c in ("host",) if c in frame.columns])
     return tables
 
 

@@ -23,7 +23,8 @@ Tables (one row per ...; columns besides ``host``, ``date``, ``capture_key``):
 |---|---|---|
 | ``snapshots`` | snapshot | ``fleet.figures``: sockstat, tcp_mem/rmem/wmem limits, meminfo, Σ socket sums, reconcile's bound |
 | ``processes`` | (snapshot, process owning TCP sockets; pid NA: unattributed) | ``fleet.sockets`` |
-| ``netns`` | (snapshot, network namespace), when the capture names them | ``fleet.sockets`` |
+| ``netns`` | (snapshot, network namespace), when the socket rows name them | ``fleet.sockets`` |
+| ``namespaces`` | whatever ``Capture.netns`` holds, when a capture has that frame | ``fleet.figures`` |
 | ``counters`` | (snapshot, memory-pressure counter) | ``fleet.figures`` |
 | ``sysctls`` | (snapshot, sysctl) | ``fleet.figures`` |
 | ``meta`` | snapshot | ``Capture.meta`` |
@@ -60,6 +61,7 @@ TABLES = (
     "snapshots",
     "processes",
     "netns",
+    "namespaces",
     "counters",
     "sysctls",
     "meta",
