@@ -239,6 +239,36 @@ def test_reingest_changes_nothing_and_a_grown_capture_replaces(
     assert catalog.orphans(ds) == []  # the old generation's files are gone
 
 
+def test_a_capture_that_lost_its_oldest_snapshot_keeps_it_once(
+    tmp_path: Path, captures: dict[str, Path]
+) -> None:
+    """collect.sh's disk budget removes the oldest snapshots while new ones arrive: the dataset
+    keeps the removed one from the first ingest and every snapshot once."""
+    src = tmp_path / "box-d"
+    shutil.copytree(captures["box-a"], src)
+    rename_host(src, "box-d")
+    snaps = sorted(p for p in src.iterdir() if p.is_dir())
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    shutil.move(str(snaps[-1]), aside / snaps[-1].name)
+    ds = tmp_path / "ds"
+    fleet.ingest([src], ds, progress=False)
+    shutil.rmtree(snaps[0])  # pruned by the budget
+    shutil.move(str(aside / snaps[-1].name), src / snaps[-1].name)  # a newer snapshot
+    fleet.ingest([src], ds, progress=False)
+    f = fleet.open_fleet(ds)
+    n = f.sql("SELECT count(*) AS n, count(DISTINCT ts) AS d FROM snapshots")
+    assert int(n["n"].iloc[0]) == int(n["d"].iloc[0]) == SNAPSHOTS
+    whole = load(captures["box-a"]).socket_rows
+    assert int(f.sql("SELECT count(*) AS n FROM sockets")["n"].iloc[0]) == whole
+    cat = catalog.read(ds)
+    assert sorted(cat["snapshots"]) == [1, SNAPSHOTS - 1]
+    assert int(cat["socket_rows"].sum()) == whole
+    assert catalog.orphans(ds) == []
+    again = fleet.ingest([src], ds, progress=False)
+    assert list(again.rows["outcome"]) == ["unchanged"]
+
+
 def test_a_damaged_capture_is_listed_and_the_batch_goes_on(
     tmp_path: Path, captures: dict[str, Path]
 ) -> None:

@@ -15,9 +15,11 @@
 | ingested_at | when |
 
 ``commit(root, entries)`` applies the outcomes of ingest tasks under an exclusive lock: a capture's
-new generation replaces its old one (same key), and a capture of the same host whose snapshots lie
+new generation replaces its old one (same key), a capture of the same host whose snapshots lie
 inside the new one's time span is superseded (a capture that grew, or a bundle of an ingested
-directory); the catalog is rewritten through a rename, then the files no generation names any more
+directory), and one that overlaps it in part is trimmed to its snapshots outside that span (a
+capture whose oldest snapshots the collector's disk budget removed: the dataset keeps them); the
+catalog is rewritten through a rename, then the files no generation names any more
 are removed. Readers list files through :func:`files`, so they see a capture's old or new rows,
 never both.
 """
@@ -28,12 +30,15 @@ import contextlib
 import fcntl
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from tcpmemlib.fleet.layout import CATALOG, LOCK, TABLES, write_atomic
 
@@ -135,13 +140,15 @@ def commit(root: str | os.PathLike[str], entries: Iterable[dict[str, Any]]) -> l
                     & (cat["first_ts"] <= entry["last_ts"])
                     & (cat["last_ts"] >= entry["first_ts"])
                 ).fillna(False)
-                if bool(overlap.any()):
-                    keys = ", ".join(cat.loc[overlap, "key"])
-                    entry["error"] = f"overlaps capture(s) {keys} in time: both kept"
+                for i in cat.index[overlap.to_numpy(dtype=bool)]:
+                    cat.loc[i, list(COLUMNS)] = _row(_trim(base, cat.loc[i], entry)).iloc[0]
+                    entry["replaced"].append(f"{cat.at[i, 'key']} (trimmed)")
             else:
                 drop = same
                 entry["outcome"] = "failed"
-            cat = pd.concat([cat[~drop.to_numpy(dtype=bool)], _row(entry)], ignore_index=True)
+            empty_now = (cat["snapshots"] == 0).fillna(False) & (cat["status"] == "ok")
+            keep = ~(drop | empty_now).to_numpy(dtype=bool)
+            cat = pd.concat([cat[keep], _row(entry)], ignore_index=True)
             done.append(entry)
         cat = cat.sort_values(["host", "first_ts", "key"], na_position="last", kind="stable")
         table = pa.Table.from_pandas(cat.reset_index(drop=True), preserve_index=False)
@@ -150,6 +157,46 @@ def commit(root: str | os.PathLike[str], entries: Iterable[dict[str, Any]]) -> l
             with contextlib.suppress(FileNotFoundError):
                 (base / gone).unlink()
     return done
+
+
+def _trim(base: Path, old: pd.Series, new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` (a catalog row) without the snapshots inside ``new``'s time span: a new generation
+    of its files keeps only its rows before or after that span (a capture that lost its oldest
+    snapshots to collect.sh's disk budget keeps them here once, the newer ones come from ``new``).
+    Its verdicts stay those computed on the whole capture; ``error`` says it was trimmed."""
+    gen = uuid.uuid4().hex[:12]
+    kept: list[str] = []
+    out = old.to_dict()
+    for rel in json.loads(old["files"]):
+        table = pq.read_table(base / rel)
+        if "ts" in table.column_names:
+            ts = table.column("ts")
+            ns = pc.cast(pc.cast(ts, pa.timestamp("ns", "UTC")), pa.int64())
+            first, last = pd.Timestamp(new["first_ts"]).value, pd.Timestamp(new["last_ts"]).value
+            outside = pc.or_(pc.less(ns, first), pc.greater(ns, last))
+            table = table.filter(outside)
+            if rel.split("/", 1)[0] == "snapshots":
+                out["snapshots"] = table.num_rows
+                times = table.column("ts")
+                if table.num_rows:
+                    out["first_ts"] = pd.Timestamp(pc.min(times).as_py()).tz_convert("UTC")
+                    out["last_ts"] = pd.Timestamp(pc.max(times).as_py()).tz_convert("UTC")
+            if rel.split("/", 1)[0] == "sockets":
+                dropped = ts.length() - table.num_rows
+                out["socket_rows"] = int(out["socket_rows"]) - dropped
+        if not table.num_rows:
+            continue
+        head, _, name = rel.rpartition("/")
+        stem = name.rsplit(".", 2)[0]
+        target = f"{head}/{stem}.{gen}.parquet"
+        write_atomic(table, base / target)
+        kept.append(target)
+    out["files"] = sorted(kept)
+    out["generation"] = gen
+    out["content_key"] = f"trimmed:{gen}"  # never equal to a load's: a re-ingest rewrites it
+    out["fingerprint"] = pd.NA
+    out["error"] = f"trimmed: its snapshots inside {new['key']}'s time span are that capture's"
+    return out
 
 
 def _named_files(cat: pd.DataFrame) -> set[str]:

@@ -248,14 +248,15 @@ def ingest(
     paths = expand_sources(sources)
     cat = catalog.read(root)
     ok = cat[cat["status"] == "ok"]
-    seen = dict(zip(ok["source"], ok["fingerprint"], strict=True))
+    printed = ok[ok["fingerprint"].notna()]
+    seen = dict(zip(printed["source"], printed["fingerprint"], strict=True))
     known = dict(zip(ok["key"], ok["content_key"], strict=True))
     results: list[dict[str, Any]] = []
     todo = []
     for src in paths:
         fp = fingerprint(src)
         if fp is not None and seen.get(src) == fp:
-            row = ok[ok["source"] == src].iloc[0]
+            row = printed[(printed["source"] == src) & (printed["fingerprint"] == fp)].iloc[0]
             results.append({**row.to_dict(), "outcome": "unchanged", "seconds": 0.0})
         else:
             todo.append(src)
