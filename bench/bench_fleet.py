@@ -2,13 +2,16 @@
 
 Run: `.venv/bin/python bench/bench_fleet.py [--hosts H] [--snapshots N] [--pairs P]`
 (the issue's size: `--hosts 100 --snapshots 360 --pairs 1000`: 100 hosts x 1 hour at 10 s x ~2k
-sockets; the default is small because the machine is shared).
+sockets; the default is small because the machine is shared). `--clone H` also times the ranking
+on H hosts cloned from the ingested ones (every table but the socket rows), `--dataset DIR` only
+queries an existing dataset.
 
 1. One real snapshot of P loopback connection pairs (bench_load.make_base: collect.sh as root in a
    private network namespace), replicated N times 10 s apart (bench_load.replicate: hard links,
    meta.txt rewritten) for each of H hosts, meta.txt's hostname= and meta_bytes= rewritten.
 2. `tcpmemlib.fleet.ingest` of the H captures into a dataset, in this process, one after another:
-   wall time, CPU seconds (this process and its children), socket rows per CPU-second.
+   wall time, CPU seconds (this process and its children), socket rows per CPU-second; then the
+   same ingest as tasks on a LocalCluster of W worker processes (`--dask-workers`, wall time).
 3. Each measurement in a fresh child process (its own peak RSS, ru_maxrss):
    - baseline: `pyarrow.parquet.read_table` of every `snapshots` file (the I/O floor of the ranking);
    - `host_ranking` on DuckDB;
@@ -114,9 +117,51 @@ def run_child(kind: str, ds: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def queries(ds: Path, rounds: int) -> None:
+def clone_hosts(ds: Path, out: Path, hosts: int) -> Path:
+    """A dataset of ``hosts`` hosts made from ``ds``'s: every table but ``sockets`` copied with the
+    host (column, path, catalog) renamed, host i taken from ingested host i mod n. For the ranking
+    query at the issue's size (it reads only ``snapshots``) without ingesting every host."""
+    import json
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tcpmemlib.fleet import catalog
+    from tcpmemlib.fleet.layout import CATALOG, host_dir, write_atomic
+
+    cat = catalog.read(ds)
+    cat = cat[cat["status"] == "ok"].reset_index(drop=True)
+    rows = []
+    for i in range(hosts):
+        src = cat.iloc[i % len(cat)]
+        host = f"clone-{i:03d}"
+        files = []
+        for rel in json.loads(src["files"]):
+            if rel.startswith("sockets/"):
+                continue
+            table = pq.read_table(ds / rel)
+            table = table.set_column(
+                table.column_names.index("host"), "host", pa.array([host] * table.num_rows)
+            )
+            parts = rel.split("/")
+            parts[1] = host_dir(host)
+            target = "/".join(parts)
+            write_atomic(table, out / target)
+            files.append(target)
+        rows.append(
+            {**src.to_dict(), "host": host, "key": f"{host}@{i}", "files": json.dumps(files)}
+        )
+    frame = pd.DataFrame(rows).astype(catalog.COLUMNS)
+    write_atomic(pa.Table.from_pandas(frame, preserve_index=False), out / CATALOG)
+    return out
+
+
+KINDS = ("read_snapshots", "duckdb", "dask", "read_sockets")
+
+
+def queries(ds: Path, rounds: int, kinds: tuple[str, ...] = KINDS) -> None:
     """Each query in a fresh child, ``rounds`` times; medians and ratios to the pyarrow read."""
-    kinds = ("read_snapshots", "duckdb", "dask", "read_sockets")
     got: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     for _ in range(rounds):
         for kind in kinds:
@@ -139,9 +184,23 @@ def main() -> int:
     ap.add_argument("--snapshots", type=int, default=60)
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--dask-workers",
+        type=int,
+        default=2,
+        metavar="W",
+        help="also ingest on a LocalCluster of W worker processes (0: not)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("KIND", "DATASET"))
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     ap.add_argument("--dataset", metavar="DIR", help="skip the ingest: query this dataset")
+    ap.add_argument(
+        "--clone",
+        type=int,
+        metavar="H",
+        help="also time the ranking on H hosts cloned from the ingested ones (all tables but "
+        "sockets copied, host renamed)",
+    )
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_child(*args.child)))
@@ -149,7 +208,16 @@ def main() -> int:
     from tcpmemlib import fleet
 
     if args.dataset:
-        queries(Path(args.dataset), args.rounds)
+        ds = Path(args.dataset)
+        queries(ds, args.rounds)
+        if args.clone:
+            with tempfile.TemporaryDirectory(prefix="tcpmem-bench-clone-") as tmp:
+                print(f"ranking over {args.clone} hosts cloned from {ds} (sockets not cloned):")
+                queries(
+                    clone_hosts(ds, Path(tmp), args.clone),
+                    args.rounds,
+                    ("read_snapshots", "duckdb", "dask"),
+                )
         return 0
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tcpmem-bench-fleet-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -167,12 +235,28 @@ def main() -> int:
         rows = int(result.rows["socket_rows"].sum())
         assert (result.rows["outcome"] == "added").all(), result.rows
         disk = sum(p.stat().st_size for p in ds.rglob("*.parquet"))
+        if args.dask_workers:
+            t1 = time.perf_counter()
+            spread = fleet.ingest(
+                caps, work / "ds-dask", dask=f"local:{args.dask_workers}", progress=False
+            )
+            dwall = time.perf_counter() - t1
+            assert (spread.rows["outcome"] == "added").all(), spread.rows
+            print(
+                f"ingest on a LocalCluster of {args.dask_workers} worker processes: {dwall:.1f} s "
+                f"wall ({rows / dwall:,.0f} rows/s, {wall / dwall:.2f}x the one-process ingest; "
+                "cluster start included)"
+            )
         print(
             f"ingest: {args.hosts} hosts x {args.snapshots} snapshots, {rows:,} socket rows, "
             f"{wall:.1f} s wall, {cpu:.1f} CPU-s: {rows / wall:,.0f} rows/s wall, "
             f"{rows / cpu:,.0f} rows per CPU-second; dataset {disk / 2**20:.1f} MiB"
         )
         queries(ds, args.rounds)
+        if args.clone:
+            print(f"ranking over {args.clone} hosts cloned from these (sockets not cloned):")
+            clone = clone_hosts(ds, work / "clone", args.clone)
+            queries(clone, args.rounds, ("read_snapshots", "duckdb", "dask"))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
