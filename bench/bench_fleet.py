@@ -235,6 +235,11 @@ def main() -> int:
         rows = int(result.rows["socket_rows"].sum())
         assert (result.rows["outcome"] == "added").all(), result.rows
         disk = sum(p.stat().st_size for p in ds.rglob("*.parquet"))
+        print(
+            f"ingest: {args.hosts} hosts x {args.snapshots} snapshots, {rows:,} socket rows, "
+            f"{wall:.1f} s wall, {cpu:.1f} CPU-s: {rows / wall:,.0f} rows/s wall, "
+            f"{rows / cpu:,.0f} rows per CPU-second; dataset {disk / 2**20:.1f} MiB"
+        )
         if args.dask_workers:
             t1 = time.perf_counter()
             spread = fleet.ingest(
@@ -247,11 +252,6 @@ def main() -> int:
                 f"wall ({rows / dwall:,.0f} rows/s, {wall / dwall:.2f}x the one-process ingest; "
                 "cluster start included)"
             )
-        print(
-            f"ingest: {args.hosts} hosts x {args.snapshots} snapshots, {rows:,} socket rows, "
-            f"{wall:.1f} s wall, {cpu:.1f} CPU-s: {rows / wall:,.0f} rows/s wall, "
-            f"{rows / cpu:,.0f} rows per CPU-second; dataset {disk / 2**20:.1f} MiB"
-        )
         queries(ds, args.rounds)
         if args.clone:
             print(f"ranking over {args.clone} hosts cloned from these (sockets not cloned):")

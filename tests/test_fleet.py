@@ -310,9 +310,35 @@ def test_dask_ingest_writes_the_same_layout(
 
 
 def test_socket_rows_drill_down(dataset: Path) -> None:
-    f = fleet.open_fleet(dataset)
-    top = fleet.top_holders(f).iloc[0]
-    rows = fleet.socket_rows(f, top["top_host"], comm=top["comm"], limit=5)
+    duck = fleet.open_fleet(dataset)
+    top = fleet.top_holders(duck).iloc[0]
+    rows = fleet.socket_rows(duck, top["top_host"], comm=top["comm"], limit=5)
     assert len(rows) == 5
     assert (rows["comm"] == top["comm"]).all()
     assert rows["buffer_bytes"].is_monotonic_decreasing
+    when = rows["ts"].iloc[0]
+    one = fleet.socket_rows(duck, top["top_host"], ts=when, limit=None)
+    assert (one["ts"] == when).all() and len(one) > 5
+    other = fleet.socket_rows(
+        fleet.open_fleet(dataset, "dask"), top["top_host"], ts=when, limit=None
+    )
+    keys = ["sock_id", "buffer_bytes", "comm", "pid"]
+    pd.testing.assert_frame_equal(
+        one[keys].astype({"comm": "string", "pid": "Int64", "buffer_bytes": "Int64"}),
+        other[keys].astype({"comm": "string", "pid": "Int64", "buffer_bytes": "Int64"}),
+    )
+
+
+def test_a_hostile_host_name_stays_one_directory(tmp_path: Path, captures: dict[str, Path]) -> None:
+    src = tmp_path / "cap"
+    shutil.copytree(captures["box-a"], src)
+    name = "../../evil/<b>x</b> %2F"
+    rename_host(src, name)
+    ds = tmp_path / "ds"
+    result = fleet.ingest([src], ds, progress=False)
+    assert list(result.rows["outcome"]) == ["added"], result.rows
+    assert not (tmp_path / "evil").exists()
+    assert all(p.resolve().is_relative_to(ds.resolve()) for p in tmp_path.rglob("*.parquet"))
+    hosts = {p.relative_to(ds).parts[1] for p in ds.glob("*/host=*")}
+    assert len(hosts) == 1 and "/" not in hosts.pop()
+    assert list(fleet.host_ranking(fleet.open_fleet(ds))["host"]) == [name]

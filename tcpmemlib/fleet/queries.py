@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from tcpmemlib.fleet.engines import Fleet, as_utc, dask_agg, typed, utc_time
+from tcpmemlib.fleet.engines import Fleet, FleetError, as_utc, dask_agg, typed, utc_time
+from tcpmemlib.fleet.layout import host_dir
 
 __all__ = [
     "PRESSURE_LABELS",
@@ -258,14 +259,17 @@ def socket_rows(
     fleet: Fleet, host: str, ts: Any = None, comm: str | None = None, limit: int | None = 1000
 ) -> pd.DataFrame:
     """The socket rows of ``host`` (in snapshot ``ts`` if given: the snapshot start; of process
-    name ``comm`` if given), largest r+w+f first, at most ``limit``. DuckDB only (a drill-down reads
-    one host's rows; the dataset's Hive paths let any engine do the same)."""
+    name ``comm`` if given) with ``buffer_bytes`` (r+w+f, NA as 0), largest first, then by time and
+    ``sock_id``; at most ``limit``. Only that host's files are read (its ``host=`` directory)."""
     fleet.need("sockets")
+    when = utc_time(ts) if ts is not None else None
+    if fleet.engine == "dask":
+        return _socket_rows_dask(fleet, str(host), when, comm, limit)
     where, params = ["host = ?"], [str(host)]
-    if ts is not None:
-        when = utc_time(ts)
+    if when is not None:
         where.append("ts >= ? AND ts < ?")
-        params += [when.to_pydatetime(), (when + pd.Timedelta(microseconds=1)).to_pydatetime()]
+        start = when.floor("us")  # the parameter is a datetime (µs); the column keeps ns
+        params += [start.to_pydatetime(), (start + pd.Timedelta("1us")).to_pydatetime()]
     if comm is not None:
         where.append("comm = ?")
         params.append(str(comm))
@@ -280,3 +284,25 @@ def socket_rows(
         params,
     )
     return as_utc(out, "ts")
+
+
+def _socket_rows_dask(
+    fleet: Fleet, host: str, when: pd.Timestamp | None, comm: str | None, limit: int | None
+) -> pd.DataFrame:
+    import dask.dataframe as dd
+
+    files = [f for f in fleet.files("sockets") if f"/{host_dir(host)}/" in f]
+    if not files:
+        raise FleetError(f"{fleet.root}: no socket rows of host {host!r}")
+    d = dd.read_parquet(files)
+    d = d[d["host"] == host]
+    if when is not None:
+        d = d[(d["ts"] >= when.floor("us")) & (d["ts"] < when.floor("us") + pd.Timedelta("1us"))]
+    if comm is not None:
+        d = d[d["comm"] == comm]
+    out = d.compute().drop(columns=["date", "capture_key"])
+    r, w, f = (out[c].astype("Int64").fillna(0) for c in ("skmem_r", "skmem_w", "skmem_f"))
+    out["buffer_bytes"] = r + w + f
+    out = out.sort_values(["buffer_bytes", "ts", "sock_id"], ascending=[False, True, True])
+    out = out.reset_index(drop=True)
+    return out.head(limit) if limit is not None else out
