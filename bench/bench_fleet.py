@@ -141,9 +141,10 @@ def clone_hosts(ds: Path, out: Path, hosts: int) -> Path:
             if rel.startswith("sockets/"):
                 continue
             table = pq.read_table(ds / rel)
-            table = table.set_column(
-                table.column_names.index("host"), "host", pa.array([host] * table.num_rows)
-            )
+            key = f"{host}@{i}"
+            for col, value in (("host", host), ("capture_key", key)):
+                at = table.column_names.index(col)
+                table = table.set_column(at, col, pa.array([value] * table.num_rows, pa.string()))
             parts = rel.split("/")
             parts[1] = host_dir(host)
             target = "/".join(parts)

@@ -224,11 +224,13 @@ def host_verdicts(fleet: Fleet) -> pd.DataFrame:
     deltas = typed(
         _counter_deltas(fleet), ints=["delta"], strings=["host", "capture_key", "counter"]
     )
-    pressures = deltas[deltas["counter"] == "TCPMemoryPressures"].set_index("capture_key")["delta"]
-    drops = deltas[deltas["counter"].isin(_DROP_COUNTERS)].groupby("capture_key")["delta"].sum()
+    keys = ["host", "capture_key"]
+    pressures = deltas[deltas["counter"] == "TCPMemoryPressures"][[*keys, "delta"]]
+    drops = deltas[deltas["counter"].isin(_DROP_COUNTERS)].groupby(keys, as_index=False)["delta"]
     out = wide.merge(counts.reset_index(), on="host")
-    out["memory_pressures"] = out["capture_key"].map(pressures).astype("Int64")
-    out["memory_drops"] = out["capture_key"].map(drops).astype("Int64")
+    out = out.merge(pressures.rename(columns={"delta": "memory_pressures"}), on=keys, how="left")
+    out = out.merge(drops.sum().rename(columns={"delta": "memory_drops"}), on=keys, how="left")
+    out = out.astype({"memory_pressures": "Int64", "memory_drops": "Int64"})
     out["unexplained_gap"] = (out["reconcile"] == GAP_LABEL).fillna(False).astype(bool)
     out["pressure_events"] = out["pressure"].isin(PRESSURE_LABELS).fillna(False).astype(bool) | (
         out["memory_pressures"].fillna(0) > 0
