@@ -14,6 +14,7 @@ catalog names (``catalog.files``), so a query never sees a capture's old and new
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class Fleet:
     catalog: pd.DataFrame
     _files: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _con: Any = field(default=None, repr=False)
+    _views: set[str] = field(default_factory=set, repr=False)
 
     def files(self, table: str) -> list[str]:
         if table not in self._files:
@@ -72,21 +74,24 @@ class Fleet:
     # --- DuckDB
     @property
     def con(self) -> Any:
+        """The DuckDB connection; each table a view over its files, made when a query first names
+        it (a view reads its files' footers: the socket rows' only when a query asks for them)."""
         if self._con is None:
             import duckdb
 
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
-            for table in TABLES:
-                if self.files(table):
-                    rel = con.read_parquet(self.files(table), union_by_name=True)
-                    rel.create_view(table)
             self._con = con
         return self._con
 
     def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run ``query`` on DuckDB and return a pandas frame."""
-        return self.con.execute(query, params or []).df()
+        """Run ``query`` on DuckDB (tables by name: ``snapshots``, ``processes``, ...) to pandas."""
+        con = self.con
+        for table in TABLES:
+            if table not in self._views and re.search(rf"\b{table}\b", query) and self.files(table):
+                con.read_parquet(self.files(table), union_by_name=True).create_view(table)
+                self._views.add(table)
+        return con.execute(query, params or []).df()
 
     # --- Dask
     def frame(self, table: str, columns: list[str]) -> Any:
@@ -99,6 +104,7 @@ class Fleet:
         if self._con is not None:
             self._con.close()
             self._con = None
+            self._views = set()
 
 
 def open_fleet(dataset: str | os.PathLike[str], engine: str = "duckdb") -> Fleet:
@@ -111,7 +117,7 @@ def open_fleet(dataset: str | os.PathLike[str], engine: str = "duckdb") -> Fleet
     return Fleet(root=root, engine=engine, catalog=catalog.read(root))
 
 
-# ------------------------------------------------------------------------------- shared by the questions
+# ----------------------------------------------------------------------- shared by the questions
 def as_utc(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
     for c in cols:
         ts = pd.to_datetime(frame[c])

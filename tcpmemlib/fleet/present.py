@@ -101,7 +101,7 @@ def ranking_plot(ranking: pd.DataFrame, n: int = 30, ax: Axes | None = None) -> 
     ax.set_xlabel("MiB")
     more = f" (top {len(shown)} of {len(ranking)})" if len(ranking) > len(shown) else ""
     ax.set_title(f"Peak TCP memory per host against its pressure threshold{more}")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return ax
 
 

@@ -1,8 +1,8 @@
 """The fleet questions, each computed in the engine (DuckDB SQL or Dask) and finished in pandas.
 
 Every function takes a :class:`~tcpmemlib.fleet.engines.Fleet` (``open_fleet(dataset, engine)``).
-The heavy part (scanning snapshots, processes, counters of every host) runs in the engine and ends in
-a small frame per host (or per host and process); the same pandas code then ranks and words it, so
+The heavy part (scanning snapshots, processes, counters of every host) runs in the engine and ends
+in a small frame per host (or per host and process); the same pandas code then ranks and words it, so
 both engines give the same numbers by construction of the last step and by test of the first.
 
 | function | answers | one row per |
