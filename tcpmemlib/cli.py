@@ -138,17 +138,21 @@ def ingest_command(args: argparse.Namespace) -> int:
         return _fail("--workers must be 1 or more")
     import warnings
 
+    from tcpmemlib.errors import TcpmemError
     from tcpmemlib.fleet.ingest import ingest
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # each capture's problems go to the dataset and its line
-        result = ingest(
-            args.captures,
-            args.into,
-            dask=args.dask,
-            workers=args.workers,
-            log=lambda line: print(line, flush=True),
-        )
+        try:
+            result = ingest(
+                args.captures,
+                args.into,
+                dask=args.dask,
+                workers=args.workers,
+                log=lambda line: print(line, flush=True),
+            )
+        except TcpmemError as err:  # the dataset itself (a capture's failure is a row)
+            return _fail(str(err))
     rows = result.rows
     counts = rows["outcome"].value_counts()
     summary = ", ".join(f"{int(n)} {what}" for what, n in counts.items())

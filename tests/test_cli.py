@@ -164,6 +164,14 @@ def test_fleet_report_of_a_non_dataset_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
 
 
+def test_ingest_into_a_damaged_dataset_is_one_line_exit_2(tmp_path):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "_catalog.parquet").write_bytes(b"PAR1 not parquet")
+    proc = _tcpmem("ingest", str(DATA / "sample-before.tar.gz"), "--into", str(ds), cwd=tmp_path)
+    _one_error_line(proc, "not a readable catalog")
+
+
 def test_ingest_on_a_local_dask_cluster(tmp_path):
     for name in ("sample-before.tar.gz", "sample-tuned.tar.gz"):
         shutil.copy(DATA / name, tmp_path / name)

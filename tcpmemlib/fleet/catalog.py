@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tcpmemlib.fleet.layout import CATALOG, LOCK, TABLES, write_atomic
+from tcpmemlib.fleet.layout import CATALOG, LOCK, TABLES, FleetError, write_atomic
 
 __all__ = ["COLUMNS", "commit", "files", "read"]
 
@@ -72,8 +72,11 @@ def read(root: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(root) / CATALOG
     if not path.exists():
         return empty()
-    frame = pd.read_parquet(path)
-    return frame.astype(COLUMNS)[list(COLUMNS)]
+    try:
+        frame = pd.read_parquet(path)
+        return frame.astype(COLUMNS)[list(COLUMNS)]
+    except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as err:
+        raise FleetError(f"{path}: not a readable catalog ({type(err).__name__}: {err})") from err
 
 
 def files(

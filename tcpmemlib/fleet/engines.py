@@ -22,9 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from tcpmemlib.errors import TcpmemError
 from tcpmemlib.fleet import catalog
-from tcpmemlib.fleet.layout import CATALOG, TABLES
+from tcpmemlib.fleet.layout import CATALOG, TABLES, FleetError
 
 __all__ = [
     "ENGINES",
@@ -38,10 +37,6 @@ __all__ = [
 ]
 
 ENGINES = ("duckdb", "dask")
-
-
-class FleetError(TcpmemError):
-    """A fleet dataset that cannot answer: missing, or without the table a question needs."""
 
 
 @dataclass

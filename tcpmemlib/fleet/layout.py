@@ -45,15 +45,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tcpmemlib.errors import TcpmemError
+
 __all__ = [
     "CATALOG",
     "TABLES",
+    "FleetError",
     "capture_key",
     "host_dir",
     "table_path",
     "to_arrow",
     "write_atomic",
 ]
+
+
+class FleetError(TcpmemError):
+    """A fleet dataset that cannot answer: missing, unreadable, or without the table a question
+    needs."""
+
 
 CATALOG = "_catalog.parquet"
 LOCK = ".lock"
