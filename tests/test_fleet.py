@@ -12,6 +12,7 @@ capture is listed and the batch goes on.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import warnings
@@ -237,6 +238,20 @@ def test_reingest_changes_nothing_and_a_grown_capture_replaces(
     assert int(f.sql("SELECT count(*) AS n FROM sockets")["n"].iloc[0]) > rows
     assert len(catalog.read(ds)) == 1
     assert catalog.orphans(ds) == []  # the old generation's files are gone
+
+
+def test_a_touched_bundle_is_read_once_more_then_not(tmp_path: Path) -> None:
+    bundle = tmp_path / "b.tar.gz"
+    shutil.copy(DATA / "sample-before.tar.gz", bundle)
+    ds = tmp_path / "ds"
+    fleet.ingest([bundle], ds, progress=False)
+    files = {p: p.stat().st_mtime_ns for p in ds.glob("*/host=*/*/*.parquet")}
+    os.utime(bundle, ns=(1, 1))  # its files look different, its content is the same
+    read = fleet.ingest([bundle], ds, progress=False).rows
+    assert list(read["outcome"]) == ["unchanged"] and float(read["seconds"].iloc[0]) > 0
+    skipped = fleet.ingest([bundle], ds, progress=False).rows
+    assert list(skipped["outcome"]) == ["unchanged"] and float(skipped["seconds"].iloc[0]) == 0
+    assert {p: p.stat().st_mtime_ns for p in ds.glob("*/host=*/*/*.parquet")} == files
 
 
 def test_a_capture_that_lost_its_oldest_snapshot_keeps_it_once(

@@ -126,6 +126,11 @@ def commit(root: str | os.PathLike[str], entries: Iterable[dict[str, Any]]) -> l
             if entry.get("status") == "unchanged":
                 entry["outcome"] = "unchanged"
                 done.append(entry)
+                # the source was read (its files look different) but holds the same content:
+                # remember how it looks now, so the next ingest does not read it again
+                same_source = (cat["key"] == entry["key"]) & (cat["source"] == entry["source"])
+                if entry.get("fingerprint") is not None and bool(same_source.any()):
+                    cat.loc[same_source.to_numpy(dtype=bool), "fingerprint"] = entry["fingerprint"]
                 continue
             same = cat["key"] == entry["key"]
             if entry["status"] == "ok":

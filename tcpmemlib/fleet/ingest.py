@@ -186,7 +186,7 @@ def _build(
     def stamp(frame: pd.DataFrame, ts: pd.Series | None = None) -> pd.DataFrame:
         when = frame["ts"] if ts is None else ts
         out = frame.assign(host=host, capture_key=key)
-        out["date"] = _dates(when) if len(out) else pd.Series([], dtype="string")
+        out["date"] = _dates(when).to_numpy() if len(out) else pd.Series([], dtype="string")
         return out
 
     sockets = RowWriter(root, "sockets", host, key, gen)
@@ -196,7 +196,7 @@ def _build(
         for batch, owners in cap.socket_batches(None, owners=True):
             passed.add(batch, owners)
         tables = capture_tables(cap, passed)
-        first_day = pd.Series([first] * 1)
+        first_day = pd.Series([first])
         for name, frame in tables.items():
             writer = RowWriter(root, name, host, key, gen)
             try:
