@@ -87,12 +87,17 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, captures: dict[str, Path])
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from distributed import Client, LocalCluster
 
+    scratch = str(tmp_path_factory.mktemp("dask"))
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=scratch,
         ) as lc,
         Client(lc) as client,
     ):
