@@ -1,12 +1,14 @@
 """The fleet dataset end to end: real captures of several hosts, ingested, asked on DuckDB and on a
 Dask LocalCluster of two worker processes.
 
-Hosts: two captures made here by collect.sh on loopback workloads (one run copied under a second
-host name, meta.txt's ``hostname=`` and ``meta_bytes=`` rewritten), plus the three data/ samples
-(host ``vm``, one of them copied as host ``vm2``). Checked: both engines give equal frames; each
-host's figures equal the single-capture analyses (pressure, by_process, growth, reconcile, compare);
-ingesting again adds no row and rewrites no file; a grown capture replaces its rows; a damaged
-capture is listed and the batch goes on.
+Hosts: ``box-a``, a capture made here by collect.sh (3 snapshots, 1 s apart) while two processes
+hold 60 loopback connection pairs, and ``box-b``, a copy of it (meta.txt's ``hostname=`` and
+``meta_bytes=`` rewritten in both); ``vm``: the three data/ samples (before, tuned and the lab run).
+Checked: both engines (DuckDB, Dask on a LocalCluster of two worker processes) give equal frames;
+each host's figures equal the single-capture analyses (pressure, by_process, growth, reconcile,
+compare); ingesting again adds no row and rewrites no file; a grown capture replaces its rows; a
+capture that lost its oldest snapshot keeps it once; a damaged capture is listed and the batch goes
+on; a hostile host name stays one directory; the Dask ingest writes the same dataset.
 """
 
 from __future__ import annotations
