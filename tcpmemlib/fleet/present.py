@@ -36,6 +36,12 @@ def in_mib(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _names(hosts: pd.Series, most: int = 5) -> str:
+    names = [str(h) for h in hosts]
+    more = f", +{len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def answers(ranking: pd.DataFrame, holders: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, str]:
     """One sentence per question, from ``host_ranking``, ``top_holders`` and ``host_verdicts``."""
     out: dict[str, str] = {}
@@ -70,13 +76,16 @@ def answers(ranking: pd.DataFrame, holders: pd.DataFrame, verdicts: pd.DataFrame
             f"({human(h['max_host_peak_bytes'])})."
         )
     if len(verdicts):
-        counts = verdicts["growth"].value_counts()
-        parts = ", ".join(f"{int(n)} {label}" for label, n in counts.items())
+        by_label = verdicts.groupby(verdicts["growth"].fillna("(no verdict)"), sort=False)["host"]
+        parts = ", ".join(
+            f"{len(hosts)} {label} ({_names(hosts)})"
+            for label, hosts in sorted(by_label, key=lambda kv: -len(kv[1]))
+        )
         flagged = verdicts[verdicts["unexplained_gap"] | verdicts["pressure_events"]]
         out["growth"] = f"Per host (latest capture): {parts}."
         out["flagged"] = (
             f"{len(flagged)} host(s) with an unexplained gap or pressure events: "
-            + (", ".join(flagged["host"]) if len(flagged) else "none")
+            + (_names(flagged["host"], 10) if len(flagged) else "none")
             + "."
         )
     return out
