@@ -320,7 +320,10 @@ def test_dask_ingest_writes_the_same_layout(
     ds = tmp_path / "ds"
     bundles = sorted(captures["samples"].glob("*.tar.gz"))
     result = fleet.ingest(
-        [captures["box-a"], captures["box-b"], *bundles], ds, dask=cluster, progress=False
+        [captures["box-a"], captures["box-b"], *bundles],
+        ds,
+        dask=cluster.scheduler.address,  # type: ignore[attr-defined]  # as `--dask tcp://...` does
+        progress=False,
     )
     assert sorted(result.rows["outcome"]) == ["added"] * 5
     local, remote = answers(dataset, "duckdb"), answers(ds, "duckdb")
