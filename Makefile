@@ -37,8 +37,10 @@ test: setup-dev system-deps lint
 	$(PY) -m pytest
 
 # Sets up, then builds the HTML reports from the bundled sample capture into $(REPORT_DIR)/.
+# Also the real-server sample (data/real/): the Redis slow-subscriber before/after pair and idle nginx.
 report: setup
 	$(PY) -m tcpmemlib report $(SAMPLE) $(if $(BEFORE),--before $(BEFORE)) -o $(REPORT_DIR)
+	$(if $(filter data/sample.tar.gz,$(SAMPLE)),$(PY) -m tcpmemlib report data/real/redis-after.tar.gz --before data/real/redis-before.tar.gz -o $(REPORT_DIR)/real-redis && $(PY) -m tcpmemlib report data/real/nginx-idle.tar.gz -o $(REPORT_DIR)/real-nginx)
 
 # JupyterLab on the teaching notebooks.
 lab: setup
@@ -46,7 +48,7 @@ lab: setup
 
 # Regenerate data/ with the lab's experiment runner (real sockets on loopback, about a minute).
 sample: setup system-deps
-	$(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536
+	$(PY) scripts/make-real-sample.py && $(PY) -m tcpmemlib.lab experiment -o data/ && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-before --phases send_backlog && $(PY) -m tcpmemlib.lab experiment -o data/ --name sample-tuned --phases send_backlog --sndbuf 65536 --rcvbuf 65536
 
 bench: setup-dev system-deps
 	$(PY) bench/run_all.py

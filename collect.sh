@@ -3,12 +3,13 @@
 # collect.sh - snapshot where a Linux box's TCP socket memory goes, for tcpmem.
 #
 # Takes periodic snapshots of ss (with skmem), /proc/net/sockstat, meminfo, slabinfo,
-# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, into one
-# directory per snapshot. Copy this single file to the box and run it there; read the
-# output elsewhere with tcpmemlib (load_capture) and the tcpmem notebooks.
+# zoneinfo, netstat/snmp, sysctls, ps and the memory cgroups of socket owners, with the
+# sockets of every network namespace on the box (containers), into one directory per
+# snapshot. Copy this single file to the box and run it there; read the output elsewhere
+# with tcpmemlib (load_capture) and the tcpmem notebooks.
 #
 # USAGE
-#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-b] [-h]
+#   collect.sh [-o DIR] [-i SECONDS] [-n COUNT | -d SECONDS] [-m MB] [-a] [-f] [-N] [-b] [-h]
 #     -o DIR      output directory (created; default ./tcpmem-HOST-UTCTIME)
 #     -i SECONDS  interval between snapshot starts (default 10; 0 = back to back)
 #     -n COUNT    take COUNT snapshots, then exit
@@ -22,6 +23,8 @@
 #                 send, lastsnd/lastrcv/lastack, pacing_rate, delivery_rate, delivered,
 #                 busy, *_limited, retrans, rcv_rtt, minrtt) and the blanks ss pads
 #                 lines with are dropped: ss_tcp.txt.gz is ~25-35% smaller
+#     -N          only this network namespace (the collector's own): no other one is listed
+#                 or read (inside one container, or to leave the others alone)
 #     -b          at the end, bundle DIR's snapshots into DIR.tar.gz (next to DIR)
 #     -h          this help
 #   Examples:
@@ -35,9 +38,11 @@
 #   POSIX sh (dash, busybox ash, bash), coreutils (or busybox), awk, sed, procps ps (a ps
 #   that cannot print pid,ppid,rss,vsz,uid,comm, e.g. busybox's: ps.txt from /proc instead),
 #   iproute2 ss (>= 5.2 prints one line per socket with -O; older ss is detected and its
-#   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b). No Python.
-#   Run as root for full data. Not root: no slabinfo, and ss -p shows only the owners
-#   of this user's sockets; both are said once on stderr and recorded in meta.txt.
+#   multi-line output recorded with ss_oneline=0), gzip, tar (only with -b), nsenter
+#   (util-linux or busybox; only to read other network namespaces). No Python.
+#   Run as root for full data. Not root: no slabinfo, ss -p shows only the owners of
+#   this user's sockets, and other network namespaces are listed but not read; each is
+#   said once on stderr and recorded in meta.txt.
 #
 # OVERHEAD
 #   Measured (bench/bench_collect.py [--breakdown], 2 vCPU, kernel 6.18, iproute2 6.1;
@@ -49,7 +54,8 @@
 #   1.15x goal is not reachable with gzip (see bench/README.md). Disk: ~39 KiB per snapshot
 #   at 2k sockets, ~0.45 MiB at 21k (lean ss text; -f: 43 KiB and 0.65 MiB). ss -p reads
 #   every process's fd table: that, not this script, is most of the cost. At -i 10: ~4% of
-#   one CPU at 20k sockets.
+#   one CPU at 20k sockets. Other network namespaces: one ss (no -p) per namespace, ~6 ms
+#   of CPU each: 100 namespaces x 20 connections took 0.72-0.78 s per snapshot (0.69 s CPU).
 #
 # OUTPUT (the format is specified in docs/design.md section 1)
 #   DIR/.partial-PID-NAME/         snapshot being written by the run PID (readers ignore dot
@@ -58,24 +64,26 @@
 #                                  into place complete in one mv:
 #     meta.txt sockstat.txt sockstat_after.txt sockstat6.txt meminfo.txt.gz slabinfo.txt.gz
 #     slab_aliases.txt.gz protocols.txt.gz netstat.txt.gz snmp.txt.gz zoneinfo.txt.gz
-#     sysctl.txt ps.txt.gz [ps_args.txt.gz] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt
+#     sysctl.txt ps.txt.gz [ps_args.txt.gz] ss_tcp.txt.gz ss_udp.txt.gz cgroups.txt netns.txt
+#     and for each other network namespace (root: entered with nsenter --net):
+#     ss_tcp.nsINODE.txt.gz ss_udp.nsINODE.txt[.gz] sockstat.nsINODE.txt
 #   DIR.tar.gz                     with -b: the snapshot directories (relative paths)
 #
 # EXIT STATUS
 #   0  done (also after SIGINT/SIGTERM/SIGHUP)
 #   2  usage error (bad option or value)
-#   3  a required command is missing (ss, gzip, ps, awk, ...)
+#   3  a required command is missing (ss, gzip, awk, ...; ps only with -a)
 #   4  output directory cannot be created or written
 #   5  write failed: disk full or I/O error (the partial snapshot is removed)
 #   6  the disk budget (-m) cannot hold even one snapshot
-#   7  bundling (-b) failed
+#   7  bundling (-b) failed (tar, gzip or the rename: the message says which)
 #   1  any other error
 set -eu
 # bytes, not characters (awk lengths, sort order); the C locale's messages
 LC_ALL=C
 export LC_ALL
 
-COLLECTOR_VERSION=2
+COLLECTOR_VERSION=3
 PROG=${0##*/}
 
 EX_USAGE=2
@@ -89,6 +97,25 @@ EX_BUNDLE=7
 SYSCTLS='net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_moderate_rcvbuf
 net.ipv4.tcp_congestion_control net.ipv4.udp_mem net.core.rmem_max net.core.wmem_max
 net.core.rmem_default net.core.wmem_default net.core.optmem_max net.core.mem_pcpu_rsv'
+
+# cgroup_of(pid): the cgroup path of pid in the hierarchy that holds the memory controller
+# (v1 memory when mounted, else v2 "0::"); "" if none. Shared by the awk programs (needs
+# -v mem=v1|v2|none).
+AWK_CGROUP='
+function cgroup_of(pid,    f, l, p1, p2, c, r, c2, path) {
+	f = "/proc/" pid "/cgroup"; p1 = ""; p2 = ""
+	while ((getline l < f) > 0) {
+		if (substr(l, 1, 3) == "0::") p2 = substr(l, 4)
+		else {
+			c = index(l, ":"); r = substr(l, c + 1); c2 = index(r, ":")
+			if (("," substr(r, 1, c2 - 1) ",") ~ /,memory,/) p1 = substr(r, c2 + 1)
+		}
+	}
+	close(f)
+	path = (mem == "v1") ? p1 : p2
+	if (path == "") path = (p2 != "") ? p2 : p1
+	return path
+}'
 
 # gzip level, per snapshot: -6 below 10000 sockets (costs a few ms there, files 25-30%
 # smaller), -1 from 10000 on (there gzip's CPU is most of the overhead; measured by
@@ -173,9 +200,11 @@ detect_ss() {
 	if ss_version=$(ss -OV 2>/dev/null); then
 		ss_oneline=1
 		ss_opts=-tuanmieOpH
+		ss_ns_opts=-tuanmieOH
 	else
 		ss_oneline=0
 		ss_opts=-tuanmiepH
+		ss_ns_opts=-tuanmieH
 		ss_version=$(ss -V 2>&1)
 	fi
 	nl='
@@ -343,12 +372,212 @@ ss_start() {
 	ss_pid=$!
 }
 
-# ss_run DIR: sockstat, ss (its exit status to DIR/.rc.ss), sockstat again.
+# ss_run DIR: sockstat, ss (its exit status to DIR/.rc.ss), sockstat again; then the
+# other network namespaces (ss_netns), while the split awk catches up with ss's text.
 ss_run() {
 	proc_copy /proc/net/sockstat "$1/sockstat.txt"
 	ss "$ss_opts" 2>"$1/.err.ss"
 	echo $? >"$1/.rc.ss"
 	proc_copy /proc/net/sockstat "$1/sockstat_after.txt"
+	ss_netns "$1"
+}
+
+# ss_netns DIR: DIR/netns.txt (netns_scan); then, for each network namespace but this
+# one: its sockstat (DIR/sockstat.nsINODE.txt: /proc/PID/net/sockstat, or read inside it
+# when only a bind mount keeps it) and, after a "\001ns INODE" line, ss run inside it
+# with nsenter --net, without -p (stdout: the split awk routes those lines to the
+# namespace's files). -p would scan every process's fds again in each namespace (~30 ms
+# each here): the owners come instead from one scan of the fds of the processes in other
+# namespaces (netns_owners), added by the split awk as users:((...)) in ss's own form.
+# A failed ss: "INODE STATUS" in DIR/.rc.ns, stderr in DIR/.err.ns. Not root or no
+# nsenter: "missing=" lines in DIR/.missing.ns.
+ss_netns() {
+	# the list netns_fg made while ss ran; if it is not done yet (ss was quicker), a
+	# scan of our own (its netns.txt then replaces netns_fg's, see snapshot)
+	if [ -e "$1/.netns.done" ]; then
+		tag="fg"
+	else
+		tag=job
+		netns_scan "$1" .netns.job.txt .nspids.job >"$1/.netns.job" || return 0
+	fi
+	list="$1/.netns.$tag"
+	[ -s "$list" ] || return 0
+	if [ -n "$netns_skip" ]; then
+		while read -r ino pid path; do
+			echo "missing=ss_tcp.ns$ino.txt.gz: network namespace $ino not read: $netns_skip"
+		done <"$list" >"$1/.missing.ns"
+		return 0
+	fi
+	netns_owners "$1" ".nspids.$tag"
+	# ss in one namespace costs ~7 ms of CPU, most of it ss's start: from 8 namespaces on,
+	# two workers share them (the second one's text waits in DIR/.ns.b, at most $nscap
+	# bytes: beyond that its namespaces are recorded as cut)
+	n=0
+	while read -r _; do n=$((n + 1)); done <"$list"
+	if [ "$n" -lt 8 ]; then
+		ns_worker "$1" "" <"$list"
+		return 0
+	fi
+	ns_worker "$1" 1 <"$list" | head -c "$nscap" >"$1/.ns.b" &
+	b=$!
+	ns_worker "$1" 0 <"$list"
+	wait "$b" || :
+	size=$(wc -c <"$1/.ns.b" 2>/dev/null) || size=$nscap
+	if [ $((size)) -lt "$nscap" ]; then
+		cat "$1/.ns.b"
+	else
+		i=0
+		while read -r ino _; do
+			i=$((i + 1))
+			[ $((i % 2)) = 1 ] || continue
+			echo "missing=ss_tcp.ns$ino.txt.gz: cut: the disk budget (-m) is nearly used up"
+		done <"$list" >>"$1/.missing.cut"
+	fi
+	rm -f "$1/.ns.b"
+}
+
+# ns_worker DIR PART: for the namespaces listed on stdin (ss_netns; every second one from
+# the second (PART 0) or the first (PART 1), or all (PART "")): sockstat, marker, ss.
+ns_worker() {
+	i=0
+	while read -r ino pid path; do
+		i=$((i + 1))
+		[ -z "$2" ] || [ $((i % 2)) = "$2" ] || continue
+		if [ "$pid" != - ]; then
+			proc_copy "/proc/$pid/net/sockstat" "$1/sockstat.ns$ino.txt"
+		else
+			nsenter --net="$path" cat /proc/net/sockstat >"$1/sockstat.ns$ino.txt" 2>/dev/null </dev/null || :
+		fi
+		printf '\001ns %s\n' "$ino"
+		nsenter --net="$path" ss "$ss_ns_opts" 2>>"$1/.err.ns" </dev/null && continue
+		st=$?
+		# the second worker's text cut at $nscap (head exited): said as cut by ss_netns
+		[ "$st" != 141 ] || [ "$2" != 1 ] || break
+		if [ -e "$path" ]; then
+			echo "$ino $st" >>"$1/.rc.ns"
+		else
+			# an expected race, not a failure: its last process exited meanwhile
+			echo "missing=ss_tcp.ns$ino.txt.gz: network namespace $ino went away during the snapshot" >>"$1/.missing.gone"
+		fi
+	done
+}
+
+# netns_owners DIR PIDS: on stdout (to the split awk, before the namespaces' ss text),
+# "\002INODE\t("NAME",pid=P,fd=F),..." for each socket held by a process in another
+# namespace (DIR/PIDS: their /proc/PID/fd paths), from one ls -l of
+# their fd directories; NAME as ss prints it (cut at the first ")"), from the Name line
+# of /proc/PID/status, un-escaped to the ss files' form (newline as \n, see ss_split).
+netns_owners() {
+	awk -v dir="$1" -v pidsf="$1/$2" '
+		function name_of(pid,    f, l, v, i, c, r) {
+			f = "/proc/" pid "/status"
+			v = ""
+			if ((getline l < f) > 0 && substr(l, 1, 6) == "Name:\t") v = substr(l, 7)
+			close(f)
+			# the kernel writes "\\" for a backslash and "\n" for a newline
+			r = ""
+			for (i = 1; i <= length(v); i++) {
+				c = substr(v, i, 1)
+				if (c == "\\" && substr(v, i + 1, 1) == "\\") i++
+				r = r c
+			}
+			i = index(r, ")")
+			return i ? substr(r, 1, i - 1) : r
+		}
+		BEGIN {
+			cmd = "exec ls -ln"
+			n = 0
+			while ((getline l < pidsf) > 0) { cmd = cmd " " l; n++; one = l }
+			close(pidsf)
+			if (!n) exit 0
+			# one directory: ls prints no "DIR:" header line
+			if (n == 1) { pid = one; sub(/^\/proc\//, "", pid); sub(/\/fd$/, "", pid) }
+			while (((cmd " 2>/dev/null") | getline l) > 0) {
+				if (substr(l, 1, 6) == "/proc/" && substr(l, length(l) - 3) == "/fd:") {
+					pid = substr(l, 7, length(l) - 10)
+					continue
+				}
+				a = index(l, " -> socket:[")
+				if (!a) continue
+				ino = substr(l, a + 12)
+				sub(/\].*/, "", ino)
+				m = split(substr(l, 1, a - 1), f, " ")
+				if (!(pid in names)) names[pid] = name_of(pid)
+				e = "(\"" names[pid] "\",pid=" pid ",fd=" f[m] ")"
+				# (not "own[ino] = (ino in own) ? ...": the assignment creates own[ino] first)
+				if (ino in own) own[ino] = own[ino] "," e
+				else own[ino] = e
+			}
+			close(cmd " 2>/dev/null")
+			for (ino in own) printf "\002%s\t%s\n", ino, own[ino]
+		}'
+}
+
+# netns_fg DIR: while ss runs, in the foreground (a step): netns_scan into DIR/netns.txt,
+# the list into DIR/.netns.fg, then DIR/.netns.done (ss_netns uses the list once it exists).
+netns_fg() {
+	netns_scan "$1" netns.txt .nspids.fg >"$1/.netns.fg" && : >"$1/.netns.done"
+}
+
+# netns_scan DIR FILE: the network namespaces on the box, known by inode: the targets of
+# /proc/PID/ns/net (each with its lowest pid), plus those kept by a bind mount in
+# /run/netns (ip netns; the name recorded). Writes DIR/FILE (netns.txt's form: "INODE\t
+# PID\tNAME\tCGROUP" per namespace, this run's own first, "-" for none) and DIR/PIDS
+# (the /proc/PID/fd of each process in another namespace), and prints "INODE PID PATH"
+# for each other one (PATH: the file nsenter --net opens; a name's if it has one).
+netns_scan() {
+	# one ls: the links (-> net:[INODE]), then under "/run/netns:" the bind mounts, each
+	# with the inode of the namespace mounted there (-i; stat sees through the mount)
+	# shellcheck disable=SC2012 # fixed names (/proc/PID/ns/net); ip netns names: see below
+	ls -lni /proc/[0-9]*/ns/net /run/netns/ 2>/dev/null |
+		awk -v out="$1/$2" -v pidsf="$1/$3" -v self="$$" -v mem="$cg_mem" -v ownonly="$own_netns_only" "$AWK_CGROUP"'
+		/^\/run\/netns\/?:$/ { named = 1; next }
+		!named {
+			n = index($0, " -> net:[")
+			if (!n) next
+			# inodes stay strings (above 2^31: some awks would print them as 4.02653e+09)
+			ino = substr($0, n + 9)
+			sub(/\].*/, "", ino)
+			pid = substr($0, 1, n - 1)
+			sub(/\/ns\/net$/, "", pid)
+			sub(/.*\/proc\//, "", pid)
+			pid += 0
+			if (pid == self) own = ino
+			nsof[pid] = ino
+			if (!(ino in low)) { low[ino] = pid; order[++k] = ino }
+			else if (pid < low[ino]) low[ino] = pid
+			next
+		}
+		# inode mode links uid gid size month day time|year name
+		NF >= 10 && $1 ~ /^[0-9]+$/ {
+			ino = $1
+			name = $0
+			sub(/^ *[0-9]+ +[^ ]+ +[0-9]+ +[^ ]+ +[^ ]+ +[0-9]+ +[^ ]+ +[0-9]+ +[^ ]+ /, "", name)
+			if (ino in nm) next
+			nm[ino] = name
+			if (!(ino in low)) { low[ino] = "-"; order[++k] = ino }
+		}
+		END {
+			# the fd directories of the processes in other namespaces (netns_owners)
+			printf "" > pidsf
+			if (ownonly != 1)
+				for (pid in nsof) if (nsof[pid] != own) print "/proc/" pid "/fd" > pidsf
+			close(pidsf)
+			if (own != "") line(own)
+			for (i = 1; i <= k && ownonly != 1; i++) {
+				ino = order[i]
+				if (ino == own) continue
+				line(ino)
+				if (ino in nm) path = "/run/netns/" nm[ino]
+				else path = "/proc/" low[ino] "/ns/net"
+				print ino, low[ino], path
+			}
+			close(out)
+		}
+		function line(ino,    cg) {
+			cg = (low[ino] != "-") ? cgroup_of(low[ino]) : ""
+			printf "%s\t%s\t%s\t%s\n", ino, low[ino], (ino in nm) ? nm[ino] : "-", (cg != "") ? cg : "-" > out
+		}'
 }
 
 # proc_copy SRC DST: copy a small text file with shell builtins (no process started).
@@ -401,8 +630,8 @@ ss_text() {
 # newline stored as the two characters \n (a record is one line); other bytes stay raw.
 ss_split() {
 	TCPMEM_UDP_GZ="$1/ss_udp.txt.gz" awk -F ',pid=' -v udp="$1/ss_udp.txt.gz" -v cgout="$1/cgroups.txt" -v lean="$lean" \
-		-v lines="$1/.lines" \
-		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" '
+		-v lines="$1/.lines" -v nscap="$nscap" \
+		-v level="$GZIP_LEVEL" -v mem="$cg_mem" -v v1="$cg_v1" -v v2="$cg_v2" -v dir="$1" "$AWK_CGROUP"'
 		function slim(line, u,    a, b, t, q, m, j) {
 			a = index(line, " segs_")
 			if (a > u) {
@@ -437,6 +666,18 @@ ss_split() {
 			return line
 		}
 		function val(f,    v) { v = ""; if ((getline v < f) <= 0) v = ""; close(f); return v }
+		function add_owners(    a, i) {
+			a = index($0, " ino:")
+			if (!a || !match(substr($0, a + 5), /^[0-9]+/)) return
+			i = substr($0, a + 5, RLENGTH)
+			if (!(i in own) || !match($0, /^[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+/)) return
+			$0 = substr($0, 1, RLENGTH) " users:(" own[i] ")" substr($0, RLENGTH + 1)
+		}
+		function ns_close() {
+			if (ns == "") return
+			if (close(tcpf) || close(udpf)) bad = 1
+			printf "%d ss_tcp.ns%s.txt.gz\n%d ss_udp.ns%s.txt.gz\n", nst, ns, nsu, ns >> lines
+		}
 		BEGIN {
 			# the path goes through the environment: no quoting of it in a command line
 			udpgz = "exec gzip -" level " >\"$TCPMEM_UDP_GZ\""
@@ -444,6 +685,32 @@ ss_split() {
 			while (length(SP) < 65536) SP = SP SP
 		}
 		{
+			c = substr($0, 1, 1)
+			if (c < " " && c != "\t") {
+				# "\002INODE\tOWNERS": the owners of a socket of another namespace
+				# (netns_owners); "\001ns INODE": the lines that follow are ss run in that
+				# namespace (ss_netns): to ss_tcp.nsINODE.txt and ss_udp.nsINODE.txt
+				# (gzipped once ss is done)
+				if (c == "\002") {
+					t = index($0, "\t")
+					own[substr($0, 2, t - 2)] = substr($0, t + 1)
+					next
+				}
+				if (c == "\001") {
+					ns_close()
+					ns = substr($0, 5)
+					# its sockstat and ss files take a block each at least
+					nsbytes += 8192
+					tcpf = dir "/ss_tcp.ns" ns ".txt"
+					udpf = dir "/ss_udp.ns" ns ".txt"
+					printf "" > tcpf
+					printf "" > udpf
+					nst = 0; nsu = 0
+					next
+				}
+			}
+			# a socket of another namespace: its owners, where ss -p would print them
+			if (ns != "") add_owners()
 			# "))" ends the users:((...)) block (a name cannot hold ")"). A block opened and
 			# not closed means a name held a newline, printed raw by ss: join the next
 			# physical lines (at most 15: a comm is 15 bytes) with the two characters \n.
@@ -455,11 +722,17 @@ ss_split() {
 					u = index($0, "))")
 				}
 			}
-			c = substr($0, 1, 1)
 			# a line starting with blank continues the socket above (ss without -O)
 			if (c != " " && c != "\t") to_udp = (substr($0, 1, 4) == "udp ")
 			line = lean ? slim($0, u) : $0
-			if (to_udp) { print line | udpgz; nudp++ }
+			if (ns != "") {
+				nsbytes += length(line) + 1
+				if (nscap > 0 && nsbytes > nscap) {
+					if (!(ns in cut)) printf "missing=ss_tcp.ns%s.txt.gz: cut: the disk budget (-m) is nearly used up\n", ns >> (dir "/.missing.cut")
+					cut[ns] = 1
+				} else if (to_udp) { print line > udpf; nsu++ }
+				else { print line > tcpf; nst++ }
+			} else if (to_udp) { print line | udpgz; nudp++ }
 			else { print line; ntcp++ }
 		}
 		NF > 1 {
@@ -474,23 +747,16 @@ ss_split() {
 			printf "" | udpgz
 			if (rc = close(udpgz)) { printf "gzip %s: exit status %s\n", udp, rc > "/dev/stderr"; bad = 1 }
 			# the lines each ss file holds, for meta.txt (file=)
+			ns_close()
 			printf "%d ss_tcp.txt.gz\n%d ss_udp.txt.gz\n", ntcp, nudp >> lines
+			# the plain text of the other namespaces at its largest, for the budget estimate
+			if (nsbytes) printf "%d\n", nsbytes > (dir "/.nsplain")
 			close(lines)
 			printf "" > cgout
 			for (n = 1; n <= npids; n++) {
 				pid = pids[n]
-				f = "/proc/" pid "/cgroup"; p1 = ""; p2 = ""
-				while ((getline l < f) > 0) {
-					if (substr(l, 1, 3) == "0::") p2 = substr(l, 4)
-					else {
-						c = index(l, ":"); r = substr(l, c + 1); c2 = index(r, ":")
-						if (("," substr(r, 1, c2 - 1) ",") ~ /,memory,/) p1 = substr(r, c2 + 1)
-					}
-				}
-				close(f)
-				path = (mem == "v1") ? p1 : p2
-				if (path == "" && p2 == "" && p1 == "") continue
-				if (path == "") path = (p2 != "") ? p2 : p1
+				path = cgroup_of(pid)
+				if (path == "") continue
 				printf "pid\t%s\t%s\n", pid, path > cgout
 				if (!(path in cg)) { cg[path] = 1; cgs[++ncg] = path }
 			}
@@ -520,12 +786,12 @@ ss_split() {
 
 # copy_proc DIR: the small /proc text files and the sysctls, in one awk process.
 copy_proc() {
-	awk -v dir="$1" -v sysctls="$SYSCTLS" '
-	function copy(src, dst,    line, n) {
+	awk -v dir="$1" -v sysctls="$SYSCTLS" -v slab="$can_slabinfo" '
+	function copy(src, dst, quiet,    line, n) {
 		n = 0
 		while ((getline line < src) > 0) { print line > dst; n++ }
 		close(src); close(dst)
-		if (n == 0) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
+		if (n == 0 && !quiet) missing = missing "missing=" substr(dst, length(dir) + 2) ": " src " not readable or empty\n"
 	}
 	BEGIN {
 		copy("/proc/net/sockstat6", dir "/sockstat6.txt")
@@ -533,6 +799,11 @@ copy_proc() {
 		copy("/proc/net/protocols", dir "/protocols.txt")
 		copy("/proc/net/netstat", dir "/netstat.txt")
 		copy("/proc/net/snmp", dir "/snmp.txt")
+		# (gzipped by gz_small with the others: no gzip of their own; zoneinfo is ~10-40
+		# KB, slabinfo ~30 KB)
+		# (not readable: said once, box_missing)
+		copy("/proc/zoneinfo", dir "/zoneinfo.txt", 1)
+		if (slab) copy("/proc/slabinfo", dir "/slabinfo.txt")
 		out = dir "/sysctl.txt"
 		printf "" > out
 		n = split(sysctls, names, /[ \n]+/)
@@ -556,29 +827,24 @@ slab_aliases_to() {
 	ls -l /sys/kernel/slab 2>/dev/null | awk '$(NF - 1) == "->" { print $(NF - 2), $NF }' >"$1"
 }
 
-# gz_to FILE SRC: gzip a /proc file (through awk: gzip warns when a /proc size changes;
-# awk also counts the lines, appended to .lines beside FILE for meta.txt).
-gz_to() {
-	awk -v cnt="${1%/*}/.lines" -v name="${1##*/}" '
-		{ print }
-		END { printf "%d %s\n", NR, name >> cnt }' "$2" | gzip -"$GZIP_LEVEL" >"$1"
-}
-
 # gz_small DIR: the larger small text files, gzipped in place by one gzip (readers take
-# X and X.gz alike): about 12 KB less per snapshot. Level 6: they are small.
+# X and X.gz alike): about 12 KB less per snapshot (with zoneinfo and slabinfo, ~70 KB of
+# text). Level 6, or $GZIP_LEVEL when that is lower (-1 from 10000 sockets: CPU first).
 gz_small() {
 	d=$1
+	small_level=6
+	[ "$GZIP_LEVEL" -ge 6 ] || small_level=$GZIP_LEVEL
 	set --
-	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt; do
+	for f in ps.txt ps_args.txt netstat.txt snmp.txt slab_aliases.txt protocols.txt meminfo.txt zoneinfo.txt slabinfo.txt; do
 		[ ! -f "$d/$f" ] || set -- "$@" "$d/$f"
 	done
-	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -6 -- "$@"; }
+	[ $# = 0 ] || { wc -l -- "$@" >>"$d/.lines" && gzip -"$small_level" -- "$@"; }
 }
 
 # file_lines DIR: one "file=<name>\t<stored bytes>\t<lines>" line per file in DIR (no
 # dot files; before meta.txt is written). Lines = newlines of the uncompressed text: wc's
 # count for a plain file, for a .gz file the count its writer left in DIR/.lines ("N name"
-# lines: the split awk, gz_to, gz_small), "-" if none did (that writer failed).
+# lines: the split awk, gz_small), "-" if none did (that writer failed).
 file_lines() {
 	wc -lc -- "$1"/* 2>/dev/null | awk -v cnt="$1/.lines" '
 		BEGIN {
@@ -595,11 +861,19 @@ file_lines() {
 			sub(/.*\//, "", name)
 			# meta.txt itself is being written: it has no file= line
 			if (name == "meta.txt") next
-			if (name !~ /\.gz$/) n = $1
-			else if (name in lines) n = lines[name]
-			else if (substr(name, 1, length(name) - 3) in lines) n = lines[substr(name, 1, length(name) - 3)]
-			else n = "-"
-			printf "file=%s\t%s\t%s\n", name, $2, n
+			names[++k] = name
+			size[name] = $2
+			# wc counts the newlines of a plain file; for a .gz file, its writer did
+			if (name !~ /\.gz$/) lines[name] = $1
+		}
+		END {
+			for (i = 1; i <= k; i++) {
+				name = names[i]
+				if (name in lines) n = lines[name]
+				else if (name ~ /\.gz$/ && substr(name, 1, length(name) - 3) in lines) n = lines[substr(name, 1, length(name) - 3)]
+				else n = "-"
+				printf "file=%s\t%s\t%s\n", name, size[name], n
+			}
 		}'
 }
 
@@ -645,14 +919,17 @@ snapshot() {
 	box_known=1
 	rc=0
 	{
-		step copy_proc copy_proc "$p" &&
-			step "$ps_step" ps_to "$p/ps.txt" &&
+		step netns netns_fg "$p" &&
+			step copy_proc copy_proc "$p" &&
+			step "ps -eo pid,ppid,rss,vsz,uid,comm (ps_source=$ps_source)" ps_to "$p/ps.txt" &&
 			step slab_aliases slab_aliases_to "$p/slab_aliases.txt" &&
-			step zoneinfo gz_to "$p/zoneinfo.txt.gz" /proc/zoneinfo &&
-			{ [ "$can_slabinfo" = 0 ] || step slabinfo gz_to "$p/slabinfo.txt.gz" /proc/slabinfo; } &&
 			{ [ "$args" = 0 ] || step "ps -ww -eo pid,args" ps_args_to "$p/ps_args.txt"; } &&
 			step "gzip small files" gz_small "$p"
 	} || rc=$?
+	if [ -n "$ps_warn" ]; then
+		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+		ps_warn=
+	fi
 	ss_rc=0
 	wait "$ss_pid" || ss_rc=$?
 	if [ "$stop" != 0 ]; then
@@ -664,6 +941,13 @@ snapshot() {
 	fi
 	ss_pid=
 	[ "$rc" = 0 ] || return "$rc"
+	# Text cut to stay within the budget is said in meta: ss_tcp.txt.gz at $cap bytes
+	# (head exits 0: only its size tells), the other namespaces' text at $nscap (the
+	# split awk and ss_netns wrote .missing.cut).
+	if [ -n "$cap" ]; then
+		size=$(wc -c <"$p/ss_tcp.txt.gz" 2>/dev/null) || size=0
+		[ $((size)) -lt "$cap" ] || echo "missing=ss_tcp.txt.gz: cut at $cap bytes: the disk budget (-m) is nearly used up" >>"$p/.missing.cut"
+	fi
 	if [ "$ss_rc" != 0 ]; then
 		over_budget && return 2
 		disk_full && return 3
@@ -689,6 +973,21 @@ snapshot() {
 		[ "$sort_exit" = 0 ] || failed="${failed}failed=sort (ss_tcp.txt.gz): $reason (exit ${sort_exit:-?})
 "
 	fi
+	[ ! -f "$p/.rc.ns" ] || netns_failed "$p"
+	# ss_netns scanned again (netns_fg was not done in time): its netns.txt is the one
+	[ ! -e "$p/.netns.job.txt" ] || mv -f "$p/.netns.job.txt" "$p/netns.txt"
+	# the other namespaces' ss files, gzipped by one gzip; empty ones stay plain (no
+	# data block; gzip's per-file work is most of its time on ~100 small files)
+	set --
+	for f in "$p"/ss_*.ns*.txt; do
+		[ ! -s "$f" ] || set -- "$@" "$f"
+	done
+	if [ $# -gt 0 ] && ! gzip -"$GZIP_LEVEL" -- "$@" 2>"$p/.err"; then
+		over_budget && return 2
+		disk_full && return 3
+		failed="${failed}failed=gzip ss_*.ns*.txt: $(sed -n '1p' "$p/.err")
+"
+	fi
 	now
 	{
 		echo "collector_version=$COLLECTOR_VERSION"
@@ -706,19 +1005,31 @@ snapshot() {
 		echo "interval_s=$interval"
 		echo "cgroup_version=$cgroup_version"
 		echo "ss_command=ss $ss_opts"
+		echo "ss_netns_command=ss $ss_ns_opts"
+		if [ "$own_netns_only" = 1 ]; then echo "netns_scope=own"; else echo "netns_scope=all"; fi
 		echo "clock=$clock"
 		echo "gzip_level=$GZIP_LEVEL"
 		if [ "$lean" = 1 ]; then echo "ss_filter=lean"; else echo "ss_filter=full"; fi
 		echo "ps_source=$ps_source"
 		printf '%s' "$static_missing"
 		[ ! -s "$p/.missing" ] || cat "$p/.missing"
+		[ -z "$netns_skip" ] || echo "missing=netns: other network namespaces not read: $netns_skip"
+		[ ! -s "$p/.missing.ns" ] || cat "$p/.missing.ns"
+		[ ! -s "$p/.missing.gone" ] || cat "$p/.missing.gone"
+		[ ! -s "$p/.missing.cut" ] || cat "$p/.missing.cut"
 		for f in sockstat.txt sockstat_after.txt; do
 			[ -s "$p/$f" ] || echo "missing=$f: /proc/net/sockstat not readable or empty"
 		done
 		printf '%s' "$failed"
 		file_lines "$p"
 	} >"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
-	rm -f "$p"/.err* "$p"/.rc.* "$p/.missing" "$p/.lines"
+	# meta.txt's own size, last: a reader tells a cut or altered meta.txt (collector_version >= 3)
+	# shellcheck disable=SC2046
+	set -- $(wc -c <"$p/meta.txt")
+	echo "meta_bytes=$1" >>"$p/meta.txt" 2>/dev/null || { over_budget && return 2; return 3; }
+	ns_plain=0
+	[ ! -s "$p/.nsplain" ] || read -r ns_plain <"$p/.nsplain" || ns_plain=0
+	rm -f "$p"/.err* "$p"/.rc.* "$p"/.missing* "$p/.lines" "$p"/.netns* "$p"/.nspids* "$p/.nsplain"
 	# shellcheck disable=SC2046
 	set -- $(du -sk "$p")
 	last_kb=$1
@@ -727,33 +1038,59 @@ snapshot() {
 	mv "$p" "$out/$snap" || return 3
 	partial=
 	used=$((used + last_kb))
-	[ "$last_kb" -le "$max_kb" ] || max_kb=$last_kb
+	# the largest a snapshot took, counting the other namespaces' plain text while it lived
+	peak_kb=$((last_kb + ns_plain / 1024))
+	[ "$peak_kb" -le "$max_kb" ] || max_kb=$peak_kb
 	taken=$((taken + 1))
 	return 0
 }
 
-ps_to() {
-	if [ "$ps_source" = ps ]; then
-		ps -eo pid,ppid,rss,vsz,uid,comm >"$1"
-	else
-		ps_proc_to "$1"
-	fi
+# netns_failed DIR: a failed= line for each namespace whose ss failed (DIR/.rc.ns).
+netns_failed() {
+	reason=$(sed -n '1p' "$1/.err.ns" 2>/dev/null)
+	while read -r ino st; do
+		failed="${failed}failed=ss in network namespace $ino: ${reason:-no message} (exit $st)
+"
+	done <"$1/.rc.ns"
 }
 
-# detect_ps: can this ps print the columns of ps.txt? busybox ps refuses "uid" (and
-# prints RSS as "15m"), writing an empty file at every snapshot: run it once and check
-# the header and the first row. If it cannot, ps.txt is read from /proc (ps_proc_to).
-detect_ps() {
-	ps_source=proc
-	if command -v ps >/dev/null 2>&1 &&
-		ps -eo pid,ppid,rss,vsz,uid,comm 2>/dev/null | awk '
-			NR == 1 { ok = ($1 == "PID" && $2 == "PPID" && $3 == "RSS" && $4 == "VSZ" && $5 == "UID") }
-			NR == 2 { ok = ok && ($1 $2 $3 $4 $5) ~ /^[0-9]+$/ }
-			END { exit !(ok && NR >= 2) }'; then
-		ps_source="ps"
-	else
-		say "warning: ps cannot print pid,ppid,rss,vsz,uid,comm (busybox ps?): ps.txt is read from /proc/PID/status (ps_source=proc)"
+# detect_netns: can this run enter other network namespaces (root, nsenter)? Said once.
+detect_netns() {
+	netns_skip=
+	uid_now=$(id -u)
+	if [ "$uid_now" != 0 ]; then
+		netns_skip="not root (uid $uid_now): nsenter needs CAP_SYS_ADMIN"
+	elif ! command -v nsenter >/dev/null 2>&1; then
+		netns_skip="no nsenter command (util-linux or busybox)"
 	fi
+	[ -z "$netns_skip" ] || say "warning: other network namespaces are listed in netns.txt but not read: $netns_skip"
+}
+
+# ps_to FILE: ps.txt. The first time, ps's output is checked (header, first row): busybox
+# ps refuses "uid" (and prints RSS as "15m"), which would leave ps.txt empty at every
+# snapshot. If it cannot print these columns, or there is no ps, ps.txt is read from
+# /proc (ps_proc_to) from then on, said once, meta ps_source=proc.
+ps_to() {
+	if [ "$ps_source" = proc ]; then
+		ps_proc_to "$1"
+		return
+	fi
+	ps -eo pid,ppid,rss,vsz,uid,comm >"$1" 2>/dev/null || :
+	[ "$ps_source" = unchecked ] || return 0
+	h=
+	a=
+	{
+		read -r h _ _ _ _ _
+		read -r a b c d e _
+	} <"$1" || :
+	if [ "$h" = PID ] && is_uint "$a" && is_uint "$b" && is_uint "$c" && is_uint "$d" && is_uint "$e"; then
+		ps_source="ps"
+		return
+	fi
+	ps_source=proc
+	# (said by snapshot(): a step's stderr goes to a file)
+	ps_warn=1
+	ps_proc_to "$1"
 }
 
 # ps_proc_to FILE: ps.txt from /proc/PID/status, one awk for every process, in ps's
@@ -849,10 +1186,11 @@ main() {
 	count=
 	duration=
 	bundle=0
+	own_netns_only=0
 	budget_mb=200
 	args=0
 	lean=1
-	while getopts :o:i:n:d:m:afbh opt; do
+	while getopts :o:i:n:d:m:afNbh opt; do
 		case $opt in
 		o) out=$OPTARG ;;
 		i) interval=$OPTARG ;;
@@ -862,6 +1200,7 @@ main() {
 		a) args=1 ;;
 		f) lean=0 ;;
 		b) bundle=1 ;;
+		N) own_netns_only=1 ;;
 		h)
 			usage
 			exit 0
@@ -905,6 +1244,7 @@ main() {
 	sleep_pid=
 	ss_pid=
 	cap=
+	nscap=0
 	used=0
 	stop=0
 	seq_no=0
@@ -932,9 +1272,10 @@ main() {
 	clock=date-ns
 	box_known=
 	detect_ss
-	detect_ps
-	ps_step="ps -eo pid,ppid,rss,vsz,uid,comm"
-	[ "$ps_source" = ps ] || ps_step="ps.txt from /proc/PID/status"
+	ps_source=unchecked
+	ps_warn=
+	command -v ps >/dev/null 2>&1 || ps_source=proc
+	detect_netns
 
 	t0=
 	exit_code=0
@@ -961,7 +1302,15 @@ main() {
 		# Near the budget, cut ss_tcp.txt.gz at what is left so that it cannot overshoot.
 		cap=
 		left=$((budget_kb - used))
-		[ "$left" -ge $((need * 4)) ] || cap=$((left > 96 ? (left - 96) * 1024 : 1024))
+		# (160 KiB kept for the other files: ~16 small ones, and zoneinfo and slabinfo,
+		# plain for a moment before gz_small)
+		room=$((left > 160 ? (left - 160) * 1024 : 1024))
+		[ "$left" -ge $((need * 4)) ] || cap=$((room / 2))
+		# The other namespaces' ss text (plain until ss is done) is bounded too, so that
+		# namespaces appearing mid-run cannot push DIR over the budget: $nscap for the
+		# split awk's files and as much for the second worker's raw text (both on disk for
+		# a moment; see ss_netns). Text cut is said in meta (missing=... cut).
+		nscap=$((room / 4))
 		src=0
 		snapshot || src=$?
 		[ -n "$t0" ] || t0=$start_s

@@ -1,7 +1,8 @@
 """collect.sh -n 1 vs `ss -tanmieOpH > /dev/null` alone, at 1k and 10k loopback connection pairs.
 
 Run: `.venv/bin/python bench/bench_collect.py [--rounds N] [--pairs 1000,10000] [--levels auto,auto+f]
-[--scripts collect.sh,/tmp/other.sh]`, or `... --breakdown [--pairs 10000] [--rounds N]`
+[--scripts collect.sh,/tmp/other.sh]`, or `... --breakdown [--pairs 10000] [--rounds N]`, or
+`... --netns 100x20 [--rounds N] [--scripts ...]` (root only)
 
 For each connection count, the connections are opened once (spread over several holder processes:
 RLIMIT_NOFILE is per process), then the baseline (`ss` alone) and `collect.sh -n 1` (default gzip
@@ -17,6 +18,13 @@ then, on one saved ss text, the split awk alone (lean and -f) and gzip -1 alone 
 with MB/s); and when ss's bytes arrive on a pipe (first byte, 25/50/75/100 % of the bytes, ss's exit,
 ms after start): ss prints its text in bursts in its last third. The split awk is collect.sh's own
 `ss_split` function, cut out of the script.
+
+`--netns NxC`: N network namespaces (one process alone in each, tests/collect_helpers.NetnsWorkloads),
+C connection pairs in each on its loopback; then `ss -tanmieOpH` in this namespace, `ss -tuanmieOpH`
+here and `ss -tuanmieOH` (no -p) in every other namespace through nsenter (a shell loop: the floor of
+collect.sh's way of reading them all),
+and `collect.sh -n 1` (each of `--scripts`), alternately: medians of wall and CPU, the whole snapshot's
+wall time, and its size (the namespaces' files alone too).
 """
 
 from __future__ import annotations
@@ -34,7 +42,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from collect_helpers import COLLECT, LoopbackPairs, apparent_bytes, dir_usage_bytes
+from collect_helpers import (
+    COLLECT,
+    LoopbackPairs,
+    NetnsWorkloads,
+    apparent_bytes,
+    dir_usage_bytes,
+)
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -144,23 +158,28 @@ def bench_one(
     return rows
 
 
-SPLIT_SH = """{func}
+SPLIT_SH = """{awk_cgroup}
+{func}
 lean=$1
 GZIP_LEVEL=1
 cg_mem=none
 cg_v1=
 cg_v2=
+nscap=0
 ss_split "$2"
 """
 
 
 def split_script(collect: Path, work: Path) -> Path:
     """A sh script running collect.sh's own ss_split: `sh SCRIPT LEAN(0|1) DIR` (stdin -> stdout)."""
-    m = re.search(r"^ss_split\(\) \{\n.*?^\}\n", collect.read_text(), re.M | re.S)
+    text = collect.read_text()
+    m = re.search(r"^ss_split\(\) \{\n.*?^\}\n", text, re.M | re.S)
     if m is None:
         raise SystemExit(f"{collect}: no ss_split() function found")
+    # the awk functions it shares with other programs (collect.sh since the netns work)
+    a = re.search(r"^AWK_CGROUP='\n.*?^\}'\n", text, re.M | re.S)
     path = work / "split.sh"
-    path.write_text(SPLIT_SH.format(func=m.group(0)))
+    path.write_text(SPLIT_SH.format(awk_cgroup=a.group(0) if a else "", func=m.group(0)))
     return path
 
 
@@ -276,6 +295,64 @@ def breakdown(n_pairs: int, rounds: int, work: Path, collect: Path) -> None:
     )
 
 
+def bench_netns(n_ns: int, conns: int, rounds: int, work: Path, scripts: list[Path]) -> None:
+    """collect.sh -n 1 with n_ns network namespaces of conns connection pairs each (see docstring)."""
+    with NetnsWorkloads(n_ns, conns) as ns:
+        pids = " ".join(str(h.pid) for h in ns.holders)
+        loop = (
+            f"ss -tuanmieOpH; for p in {pids}; do nsenter --net=/proc/$p/ns/net ss -tuanmieOH; "
+            "done >/dev/null"
+        )
+        cmds: dict[str, list[str]] = {
+            "ss -tanmieOpH >/dev/null (this namespace only)": ["ss", "-tanmieOpH"],
+            f"ss -tuanmieOpH here + nsenter ss -tuanmieOH in each of the {n_ns} others": [
+                "sh",
+                "-c",
+                loop,
+            ],
+        }
+        for script in scripts:
+            cmds[f"{script.name} -n 1 (whole snapshot)"] = [
+                "sh",
+                "-c",
+                f"rm -rf {work}/c && sh {script} -o {work}/c -n 1 -i 0 -m 4096 2>/dev/null",
+            ]
+        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+        for c in cmds.values():  # warm-up
+            timed(c)
+        sizes: dict[str, tuple[int, int, int]] = {}
+        for _ in range(rounds):
+            for k, c in cmds.items():
+                runs[k].append(timed(c))
+                if k.endswith("(whole snapshot)"):
+                    (snap,) = [p for p in (work / "c").iterdir() if not p.name.startswith(".")]
+                    ns_bytes = sum(p.stat().st_size for p in snap.glob("*.ns*.txt*"))
+                    sizes[k] = (apparent_bytes(snap), dir_usage_bytes(snap), ns_bytes)
+    base_w = statistics.median(w for w, _ in runs[next(iter(cmds))])
+    base_c = statistics.median(c for _, c in runs[next(iter(cmds))])
+    print(
+        f"{n_ns} network namespaces x {conns} connection pairs, {rounds} rounds alternating, medians"
+    )
+    print(
+        "| what | wall | CPU user+sys | wall / ss | CPU / ss | one snapshot: bytes / du / ns files |"
+    )
+    print("|---|---|---|---|---|---|")
+    for k in cmds:
+        w = statistics.median(x for x, _ in runs[k])
+        c = statistics.median(x for _, x in runs[k])
+        size = sizes.get(k)
+        size_s = (
+            ""
+            if size is None
+            else f"{size[0] / 1024:.0f} KiB / {size[1] / 1024:.0f} KiB / {size[2] / 1024:.0f} KiB"
+        )
+        print(
+            f"| {k} | {w * 1000:.0f} ms | {c * 1000:.0f} ms | {w / base_w:.2f} | {c / base_c:.2f} "
+            f"| {size_s} |",
+            flush=True,
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -293,10 +370,23 @@ def main() -> int:
         action="store_true",
         help="where the time goes, at the first --pairs value (default 10000)",
     )
+    ap.add_argument(
+        "--netns",
+        default="",
+        help="NxC: N network namespaces of C connection pairs each (root only; e.g. 100x20)",
+    )
     args = ap.parse_args()
     levels = args.levels.split(",")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.netns:
+        n_ns, conns = (int(x) for x in args.netns.split("x"))
+        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        print(f"kernel {os.uname().release}, load {os.getloadavg()[0]:.1f}")
+        with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp:
+            scripts = [Path(x) for x in args.scripts.split(",")]
+            bench_netns(n_ns, conns, args.rounds, Path(tmp), scripts)
+        return 0
     if args.breakdown:
         pairs = int(args.pairs.split(",")[0]) if args.pairs != "1000,10000" else 10000
         print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")

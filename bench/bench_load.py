@@ -59,7 +59,7 @@ python3 -c "$WORKLOAD" "$PAIRS" "$READY" &
 pid=$!
 i=0
 while [ ! -e "$READY" ]; do sleep 0.1; i=$((i+1)); [ "$i" -lt 1200 ] || exit 9; done
-sh "$COLLECT" -o "$OUT" -n 1 >/dev/null 2>&1
+sh "$COLLECT" -N -o "$OUT" -n 1 >/dev/null 2>&1
 kill "$pid"
 """
 
@@ -225,16 +225,26 @@ def _child(kind: str, path: Path) -> dict[str, float]:
     }
 
 
-def run_child(kind: str, path: Path) -> dict[str, float]:
+def run_child(kind: str, path: Path, baseline: str | None = None) -> dict[str, float]:
+    """Measure ``kind`` in a fresh child; ``base_<kind>`` runs ``kind`` on the tcpmemlib of the
+    ``--baseline`` tree instead (the same capture, the same run: a ratio against the old code)."""
+    env = dict(os.environ)
+    if kind.startswith("base_"):
+        kind = kind[len("base_") :]
+        env["PYTHONPATH"] = str(baseline)
     if kind.startswith("cold"):  # (warm kinds run after a cold one has written the cache)
         shutil.rmtree(path / ".tcpmem-cache", ignore_errors=True)
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(path)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=3600,
+        env=env,
+        cwd=path.parent,  # not a checkout: `python -m tcpmemlib.workers` puts the cwd first
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -243,6 +253,11 @@ def main() -> int:
     ap.add_argument("--snapshots", type=int, default=360, help="snapshots (8640 = a day at 10 s)")
     ap.add_argument("--pairs", type=int, default=1000, help="connection pairs (2 sockets each)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--baseline",
+        help="a tree of an older tcpmemlib (with its C extension built), e.g. a git worktree of "
+        "the previous release: kinds base_cold1, base_cold2, base_warm run on it",
+    )
     ap.add_argument(
         "--kinds",
         default="read,read_ss,cold1,cold2,warm,warm_memory,analyses",
@@ -263,7 +278,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         for _ in range(args.rounds):
             for kind in kinds:
-                results[kind].append(run_child(kind, capture))
+                results[kind].append(run_child(kind, capture, args.baseline))
         med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
         rows = max(m["rows"] for k, m in med.items() if k not in ("read", "read_ss"))
         scale = DAY / args.snapshots
@@ -287,6 +302,9 @@ def main() -> int:
             "warm": "load_capture from the Parquet cache",
             "warm_memory": "warm with sockets='memory' (every socket row in memory: the old model)",
             "analyses": "warm + where_is_it, by_process, reconcile, growth, idle_cost, pressure",
+            "base_cold1": "cold1 on the --baseline tree (the old code)",
+            "base_cold2": "cold2 on the --baseline tree (the old code)",
+            "base_warm": "warm on the --baseline tree (the old code)",
         }
         for kind in kinds:
             m = med[kind]
@@ -297,6 +315,10 @@ def main() -> int:
                 f"{notes.get(kind, kind)} |"
             )
         pairs = [
+            ("cold1", "base_cold1", "seconds"),
+            ("cold2", "base_cold2", "seconds"),
+            ("warm", "base_warm", "seconds"),
+            ("cold2", "base_cold2", "peak_tree_bytes"),
             ("cold1", "read_ss", "seconds"),
             ("cold2", "cold1", "seconds"),
             ("warm", "cold2", "seconds"),

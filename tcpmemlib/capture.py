@@ -39,13 +39,14 @@ from tcpmemlib.discovery import Snapshot, find_snapshots
 from tcpmemlib.errors import CaptureError
 from tcpmemlib.model import FRAMES, Capture
 from tcpmemlib.problems import Problems, warn_cached
-from tcpmemlib.registry import SOCKET_FILES
+from tcpmemlib.registry import socket_file
 from tcpmemlib.snapmeta import read_meta, warn_missing
 
 __all__ = ["FRAMES", "Capture", "load_capture"]
 
 SS_CHUNK_SNAPSHOTS = 512
-PARALLEL_MIN_BYTES = 16 * 1024**2  # compressed ss bytes; below this, starting workers costs more
+# compressed ss bytes (~100 snapshots of 2k sockets): below it, starting workers costs more
+PARALLEL_MIN_BYTES = 4 * 1024**2
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
 # Compressed ss bytes from which load_capture leaves the socket rows on disk (sockets="auto"):
 # about 1M socket rows (~500 snapshots of 2k sockets), ~250 MB as frames.
@@ -200,8 +201,8 @@ def _load_dir(
 
 def _socket_bytes(snap: Snapshot) -> int:
     total = 0
-    for base in SOCKET_FILES:
-        if base in snap.files:
+    for base in snap.files:
+        if socket_file(base) is not None:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(snap.dir, snap.files[base])).st_size
     return total

@@ -25,9 +25,17 @@ import pandas as pd
 from tcpmemlib import safeio
 from tcpmemlib.discovery import Snapshot
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers import ss
+from tcpmemlib.parsers import netns as netns_parser
+from tcpmemlib.parsers import sockstat, ss
 from tcpmemlib.problems import Problems
-from tcpmemlib.registry import FILES, FRAME_KINDS, SOCKET_FILES, Columns
+from tcpmemlib.registry import (
+    FILES,
+    FRAME_KINDS,
+    NETNS_FILE,
+    Columns,
+    namespace_files,
+    socket_file,
+)
 from tcpmemlib.schema import SOCKET_CATEGORIES
 from tcpmemlib.tables import str_category
 
@@ -195,7 +203,8 @@ class _Accumulator:
 
 def _small_files(
     i: int, snap: Snapshot, dir_fd: int | None, problems: Problems, acc: _Accumulator
-) -> None:
+) -> dict[str, Columns]:
+    """Parse the snapshot's registry kinds; their column lists by file name."""
     texts: dict[str, str | None] = {}
     parsed: dict[str, Columns] = {}
     one_row: dict[str, list[Columns]] = {}
@@ -221,6 +230,51 @@ def _small_files(
             acc.add(kind.frame, i, got)
     for frame, parts in one_row.items():
         acc.add(frame, i, _one_row(parts))
+    return parsed
+
+
+def _namespaces(
+    i: int,
+    snap: Snapshot,
+    dir_fd: int | None,
+    problems: Problems,
+    parsed: dict[str, Columns],
+    acc: _Accumulator,
+) -> int | None:
+    """One ``netns`` row per namespace of netns.txt, with whether its sockets were read and its own
+    sockstat counts; returns the collector's own namespace's inode (None when unknown)."""
+    if NETNS_FILE not in snap.files:
+        return None
+    text = read_snapshot_file(snap, NETNS_FILE, dir_fd, problems)
+    if text is None:
+        return None
+    stored = snap.files[NETNS_FILE]
+    path = os.path.join(snap.dir, stored)
+    rows = _parse(snap, stored, problems, lambda: netns_parser.records(text, path))
+    if not rows or not rows["netns"]:
+        return None
+    columns: Columns = {**rows, "read": [], "sockets_used": [], "tcp_inuse": [], "tcp_tw": []}
+    for inode, own in zip(rows["netns"], rows["own"], strict=True):
+        tcp, _udp, counts = (
+            ("ss_tcp.txt", "ss_udp.txt", "sockstat.txt") if own else namespace_files(int(inode))
+        )
+        columns["read"].append(tcp in snap.files)
+        got = parsed.get(counts) if own else None
+        if not own and counts in snap.files:
+            counts_text = read_snapshot_file(snap, counts, dir_fd, problems)
+            if counts_text is not None:
+                stored_counts = snap.files[counts]
+                got = _parse(
+                    snap,
+                    stored_counts,
+                    problems,
+                    lambda t=counts_text, s=stored_counts: sockstat.records(t, s),
+                )
+        for column in ("sockets_used", "tcp_inuse", "tcp_tw"):
+            values = got.get(column) if got else None
+            columns[column].append(values[0] if values else pd.NA)
+    acc.add("netns", i, columns)
+    return int(rows["netns"][0])
 
 
 class _SocketFiles:
@@ -230,20 +284,24 @@ class _SocketFiles:
         self.problems = problems
         self.result = result
         self.interner = OwnerCodes()
-        self.batch: list[tuple[int, Snapshot, str, str]] = []
+        self.batch: list[tuple[int, Snapshot, str, str, int]] = []
         self.batch_bytes = 0
 
-    def add(self, i: int, snap: Snapshot, dir_fd: int | None) -> None:
-        for base in SOCKET_FILES:
-            if base not in snap.files:
+    def add(self, i: int, snap: Snapshot, dir_fd: int | None, own: int | None) -> None:
+        """Queue the snapshot's ss files (``own``: the collector's namespace's inode)."""
+        for base in sorted(snap.files):
+            which = socket_file(base)
+            if which is None:
                 continue
+            inode = which[1] if which[1] is not None else own
             text = read_snapshot_file(snap, base, dir_fd, self.problems)
-            if text is None:
+            if not text or not text.strip():  # unreadable (named), or no socket at all
                 continue
+            item = (i, snap, base, text, -1 if inode is None else inode)
             if not ss.starts_record(text):  # it would join the file before it: parse it alone
-                self._parse([(i, snap, base, text)])
+                self._parse([item])
                 continue
-            self.batch.append((i, snap, base, text))
+            self.batch.append(item)
             self.batch_bytes += len(text)
             if self.batch_bytes >= SS_BATCH_BYTES * 8:  # ~8x compression: about SS_BATCH_BYTES
                 self.flush()
@@ -253,8 +311,8 @@ class _SocketFiles:
         if batch:
             self._parse(batch)
 
-    def _parse(self, batch: list[tuple[int, Snapshot, str, str]]) -> None:
-        texts = [t for *_, t in batch]
+    def _parse(self, batch: list[tuple[int, Snapshot, str, str, int]]) -> None:
+        texts = [item[3] for item in batch]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             got = ss.read_numbered(None, "".join(texts), categories=SOCKET_CATEGORIES)
@@ -262,22 +320,31 @@ class _SocketFiles:
         file_of_row = np.searchsorted(starts, got.line_numbers - 1, side="right") - 1
         for err in got.errors:
             k = int(np.searchsorted(starts, (err.line_no or 1) - 1, side="right") - 1)
-            _i, snap, base, _text = batch[k]
+            _i, snap, base, *_ = batch[k]
             line_no = None if err.line_no is None else err.line_no - int(starts[k])
             err = ParseError(
                 os.path.join(snap.dir, snap.files[base]), line_no, err.line, err.reason
             )
             self.problems.parse_error(snap.name, snap.files[base], err)
         for warning in caught:  # not tied to a line: name the batch's first file
-            _i, snap, base, _text = batch[0]
+            _i, snap, base, *_ = batch[0]
             self.problems.warning(snap.name, snap.files[base], str(warning.message))
-        snap_of_file = np.array([i for i, *_ in batch], dtype=np.int64)
-        kind_of_file = np.array([SOCKET_FILES[b] for _, _, b, _ in batch], dtype=object)
-        self._keep(got.frame, snap_of_file[file_of_row], kind_of_file[file_of_row])
+        snap_of_file = np.array([item[0] for item in batch], dtype=np.int64)
+        kind_of_file = np.array([socket_file(item[2])[0] for item in batch], dtype=object)  # type: ignore[index]
+        netns_of_file = np.array([item[4] for item in batch], dtype=np.int64)
+        self._keep(
+            got.frame,
+            snap_of_file[file_of_row],
+            kind_of_file[file_of_row],
+            netns_of_file[file_of_row],
+        )
 
-    def _keep(self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray) -> None:
+    def _keep(
+        self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray, netns: np.ndarray
+    ) -> None:
         if not len(frame):
             return
+        frame["netns"] = pd.arrays.IntegerArray(netns, netns < 0)
         owners = frame.pop("owners").to_numpy()
         self.result.owner_codes.append(self.interner.codes(owners))
         for column in SOCKET_CATEGORIES:
@@ -304,8 +371,9 @@ def load_chunk(items: list[tuple[int, Snapshot]]) -> ChunkResult:
             problems.transient = problems.transient or err.transient
             continue
         try:
-            _small_files(i, snap, dir_fd, problems, acc)
-            sockets.add(i, snap, dir_fd)
+            parsed = _small_files(i, snap, dir_fd, problems, acc)
+            own = _namespaces(i, snap, dir_fd, problems, parsed, acc)
+            sockets.add(i, snap, dir_fd, own)
         finally:
             os.close(dir_fd)
     sockets.flush()

@@ -33,6 +33,29 @@ def fmt_number(value: object) -> str:
     return str(value)
 
 
+def _human_bytes(value: float) -> str:
+    v, sign = abs(value), "-" if value < 0 else ""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if v >= size:
+            return f"{sign}{v / size:,.1f} {unit}"
+    return f"{sign}{v:,.0f} B"
+
+
+def fmt_figure(name: str, value: object) -> str:
+    """A verdict figure for display: bytes (``*_bytes*`` names) in human units with the exact
+    count beside them, rates (``*_per_s``) in units per second, anything else as
+    :func:`fmt_number`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return fmt_number(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if "bytes" in name and name.endswith("_per_s"):
+        return _human_bytes(float(value)) + "/s"
+    if "bytes" in name and abs(float(value)) >= 1024:
+        return f"{_human_bytes(float(value))} ({fmt_number(value)} B)"
+    return fmt_number(value)
+
+
 def verdict_html(verdict: Any, title: str | None = None) -> str:
     """A ``Verdict(label, text, figures)`` as an escaped HTML block (label, sentence, figures table)."""
     label = getattr(verdict, "label", "")
@@ -45,10 +68,13 @@ def verdict_html(verdict: Any, title: str | None = None) -> str:
         parts.append(f"<h4 style='margin:0.2em 0'>{esc(title)}</h4>")
     parts.append(f"<p><strong>{esc(label)}</strong>: {esc(text)}</p>")
     if figures:
-        parts.append("<table><thead><tr><th>figure</th><th>value</th></tr></thead><tbody>")
+        parts.append(
+            "<details><summary>The figures this verdict quotes</summary>"
+            "<table><thead><tr><th>figure</th><th>value</th></tr></thead><tbody>"
+        )
         for key, val in figures.items():
-            parts.append(f"<tr><td>{esc(key)}</td><td>{esc(fmt_number(val))}</td></tr>")
-        parts.append("</tbody></table>")
+            parts.append(f"<tr><td>{esc(key)}</td><td>{esc(fmt_figure(key, val))}</td></tr>")
+        parts.append("</tbody></table></details>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -89,11 +115,54 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Wraps every table: a wide table scrolls sideways inside the page instead of being cut off at
+#: the page edge (its first column stays readable at 1280 px), and long text cells wrap.
+TABLE_WRAPPER = (
+    '<div class="tcpmem-table" style="overflow-x:auto;max-width:100%;'
+    'border-left:1px solid #eee">{}</div>'
+)
+# (specific enough to win over JupyterLab's ":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td",
+# which right-aligns every cell in nbconvert's pages)
+TABLE_STYLE = (
+    "<style>div.tcpmem-table table.dataframe{border-collapse:collapse;font-size:0.9em}"
+    "div.tcpmem-table table.dataframe td,div.tcpmem-table table.dataframe th{padding:0.15em 0.6em;"
+    "max-width:40em;white-space:normal;text-align:left;vertical-align:top}"
+    "div.tcpmem-table table.dataframe td:first-child{white-space:nowrap}"
+    "div.tcpmem-table table.dataframe td.num,div.tcpmem-table table.dataframe th.num"
+    "{text-align:right}</style>"
+)
+
+
+def _align_numbers(table: str, frame: pd.DataFrame, index: bool) -> str:
+    """Right-align the cells of ``frame``'s numeric columns in pandas' HTML ``table`` (class
+    ``num``), text stays left-aligned."""
+    numeric = [
+        pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c])
+        for c in frame.columns
+    ]
+    if index:
+        numeric = [False, *numeric]
+    rows = table.split("<tr")
+    for i, row in enumerate(rows[1:], 1):
+        cells = row.split("<t")
+        k = -1
+        for j, cell in enumerate(cells[1:], 1):
+            if cell.startswith(("d", "h")) and cell[1:2] in (">", " "):
+                k += 1
+                if k < len(numeric) and numeric[k]:
+                    cells[j] = cell[0] + ' class="num"' + cell[1:]
+        rows[i] = "<t".join(cells)
+    return "<tr".join(rows)
+
+
 def table_html(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> str:
     """``frame`` as an HTML table, numbers made readable, every cell escaped (pandas escapes by
-    default; we insist). Rows past ``max_rows`` are left out, and a note says how many."""
+    default; we insist), in a box that scrolls sideways when the table is wider than the page.
+    Rows past ``max_rows`` are left out, and a note says how many (sort the frame by what the
+    page is about first, so what is left out is the least of it)."""
     shown = readable(frame.head(max_rows))
-    out = shown.to_html(escape=True, index=index, border=0, na_rep="NA")
+    table = shown.to_html(escape=True, index=index, border=0, na_rep="NA")
+    out = TABLE_STYLE + TABLE_WRAPPER.format(_align_numbers(table, frame, index))
     if len(frame) > max_rows:
         out += f"<p><em>{len(frame) - max_rows:,} more rows not shown.</em></p>"
     return out
@@ -104,6 +173,14 @@ def show_verdict(verdict: Any, title: str | None = None) -> None:
     from IPython.display import HTML, display
 
     display(HTML(verdict_html(verdict, title)))
+
+
+def show_text(text: str) -> None:
+    """Display a sentence computed from a capture as an escaped paragraph (it wraps, unlike
+    ``print``)."""
+    from IPython.display import HTML, display
+
+    display(HTML(f"<p>{esc(text)}</p>"))
 
 
 def show_table(frame: pd.DataFrame, max_rows: int = 30, index: bool = False) -> None:

@@ -51,6 +51,7 @@ class Capture:
     sysctl: pd.DataFrame
     cgroups: pd.DataFrame
     proc_cgroups: pd.DataFrame
+    netns: pd.DataFrame
     meta: pd.DataFrame
     phases: pd.DataFrame
     problems: pd.DataFrame

@@ -1,4 +1,4 @@
-"""Plots for the notebooks and reports, plus the small presentation views they need.
+"""Plots for the notebooks and reports (the tables they show are in ``views``).
 
 Every plot function takes the analysis result frame it draws (docs/design.md §3), an optional ``ax``,
 returns the ``Axes`` and never calls ``plt.show()``. Time axes are seconds since the capture's first
@@ -16,11 +16,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
+
+from tcpmemlib.views import with_buff_cache
 
 MIB = float(1 << 20)
+
+
 KIB = 1024.0
 
-# One colour per place/series, the same in every notebook.
+# One colour per place/series, the same in every notebook; no two lines drawn together share a hue
+# (the RSS lines are black/grey, far from the orange of the socket buffers).
+
+
 COLORS = {
     "sockstat_tcp_mem_bytes": "#cc0000",
     "skmem_buffer_bytes": "#f57900",
@@ -29,12 +37,17 @@ COLORS = {
     "meminfo_SReclaimable_bytes": "#729fcf",
     "meminfo_SUnreclaim_bytes": "#204a87",
     "buff_cache_bytes": "#4e9a06",
-    "process_rss_bytes": "#c17d11",
-    "socket_owner_rss_bytes": "#c17d11",
-    "holder_rss_bytes": "#c17d11",
+    "process_rss_bytes": "#555753",
+    "socket_owner_rss_bytes": "#2e3436",
+    "holder_rss_bytes": "#2e3436",
     "socket_slab_bytes": "#06989a",
     "pcp_free_bytes": "#888a85",
 }
+
+
+# Line styles and markers that tell apart the lines expected to lie on top of each other.
+STYLES = {"skmem_buffer_bytes": "--", "holder_rss_bytes": "-.", "socket_owner_rss_bytes": "-."}
+MARKERS = {"skmem_buffer_bytes": "x", "holder_rss_bytes": "s", "socket_owner_rss_bytes": "s"}
 
 PLACE_LABELS = {
     "sockstat_tcp_mem_bytes": "sockstat TCP mem (pages x page size)",
@@ -59,9 +72,29 @@ def _ax(ax: Axes | None, figsize: tuple[float, float] = (9, 4)) -> Axes:
     return new
 
 
+#: Characters above this code point may be missing from the default font (DejaVu Sans covers Latin,
+#: Greek and Cyrillic): a label escapes them rather than draw a box and warn "Glyph ... missing".
+FONT_SAFE_BELOW = 0x500
+
+
+def _safe_char(c: str) -> str:
+    if c.isprintable() and ord(c) < FONT_SAFE_BELOW:
+        return c
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def plain(text: object) -> str:
-    """A string from the box made safe for a matplotlib label (no math mode)."""
-    return str(text).replace("$", r"\$")
+    """A string from the box made safe for a matplotlib label: no math mode (``$`` escaped), and
+    control characters or characters the font may lack written as escapes (``\\x1b``, ``\\u540d``),
+    so an odd process name never draws as boxes or warns about missing glyphs."""
+    return "".join(_safe_char(c) for c in str(text)).replace("$", r"\$")
 
 
 def _num(series: pd.Series) -> np.ndarray:
@@ -136,36 +169,6 @@ def _time_axis(ax: Axes, frame: pd.DataFrame) -> np.ndarray:
     return x
 
 
-def with_buff_cache(by_snapshot: pd.DataFrame) -> pd.DataFrame:
-    """Add ``buff_cache_bytes`` = Buffers + Cached + SReclaimable: the figure free(1)/top show as
-    buff/cache (procps 4: "Cached and SReclaimable")."""
-    out = by_snapshot.copy()
-    cols = ["meminfo_Buffers_bytes", "meminfo_Cached_bytes", "meminfo_SReclaimable_bytes"]
-    if "buff_cache_bytes" not in out.columns and all(c in out.columns for c in cols):
-        out["buff_cache_bytes"] = sum(out[c].astype("Float64") for c in cols)
-    return out
-
-
-def with_holder_rss(by_snapshot: pd.DataFrame, procs: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    """Add ``holder_rss_bytes``: per snapshot, the summed RSS of the ``n`` processes (pids) that held
-    the most socket buffer memory at the peak (from ``by_process``). The RSS to watch: the
-    processes whose sockets hold the buffers, without the noise of everything else running."""
-    out = by_snapshot.copy()
-    named = procs[procs["pid"].notna()]
-    if not len(named):
-        return out
-    peak_ts = named.groupby("ts")["buffer_bytes"].sum().idxmax()
-    at_peak = named[named["ts"] == peak_ts]
-    top = at_peak.assign(_v=_num(at_peak["buffer_bytes"])).nlargest(n, "_v")
-    pids = set(top.loc[top["_v"] > 0, "pid"].astype("int64"))
-    if not pids:
-        return out
-    rows = named[named["pid"].astype("int64").isin(pids)]
-    rss = rows.groupby("ts")["rss_bytes"].sum(min_count=1)
-    out["holder_rss_bytes"] = out["ts"].map(rss).astype("Float64")
-    return out
-
-
 def where_over_time(
     by_snapshot: pd.DataFrame,
     places: Iterable[str] = (
@@ -194,7 +197,14 @@ def where_over_time(
         finite = y[np.isfinite(y)]
         if relative and len(finite):
             y = y - finite[0]  # from the first snapshot that has the value
-        ax.plot(x, y, marker=".", label=PLACE_LABELS.get(col, col), color=COLORS.get(col))
+        ax.plot(
+            x,
+            y,
+            marker=MARKERS.get(col, "."),
+            ls=STYLES.get(col, "-"),
+            label=PLACE_LABELS.get(col, col),
+            color=COLORS.get(col),
+        )
     ax.set_ylabel(("change since first snapshot" if relative else "memory") + " (MiB)")
     ax.axhline(0, color="0.5", lw=0.5)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -203,32 +213,34 @@ def where_over_time(
 
 
 def reconcile_plot(by_snapshot: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """sockstat ``mem`` against the sum of ss skmem r+w+f, with the per-CPU reserve bound as a band
-    around the skmem sum: inside the band the two agree within what the kernel allows."""
+    """sockstat ``mem`` against the sum of ss skmem r+w+f, with sockstat's bracket as a band (the
+    reads just before and after ss, widened by the per-CPU reserve bound; ± that bound around the
+    one read in older captures): where the skmem line lies inside the band the two agree within what
+    the kernel and the timing of the reads allow."""
     ax = _ax(ax)
     frame = by_snapshot.sort_values("ts")
     x = _time_axis(ax, frame)
     skmem = _num(frame["skmem_sum_bytes"]) / MIB
-    bound = (
-        _num(frame["pcpu_reserve_bound_bytes"]) / MIB
-        if "pcpu_reserve_bound_bytes" in frame
-        else np.zeros_like(skmem)
-    )
-    ax.fill_between(
+    if "bracket_low_bytes" in frame:
+        low, high = _num(frame["bracket_low_bytes"]) / MIB, _num(frame["bracket_high_bytes"]) / MIB
+        band = "sockstat's bracket (read before/after ss, +/- per-CPU reserve)"
+    else:
+        bound = _num(frame["pcpu_reserve_bound_bytes"]) / MIB
+        low, high = skmem - bound, skmem + bound
+        band = "per-CPU reserve bound (+/-)"
+    ax.fill_between(x, low, high, color="#fcaf3e", alpha=0.3, lw=0, label=band)
+    ax.plot(
         x,
-        skmem - bound,
-        skmem + bound,
-        color="#fcaf3e",
-        alpha=0.3,
-        lw=0,
-        label="per-CPU reserve bound (+/-)",
+        skmem,
+        marker="x",
+        ls="--",
+        color=COLORS["skmem_buffer_bytes"],
+        label="sum of ss skmem r+w+f",
     )
-    ax.plot(x, skmem, marker=".", color=COLORS["skmem_buffer_bytes"], label="sum of ss skmem r+w+f")
     ax.plot(
         x,
         _num(frame["sockstat_mem_bytes"]) / MIB,
-        marker="x",
-        ls="--",
+        marker=".",
         color=COLORS["sockstat_tcp_mem_bytes"],
         label="sockstat TCP mem",
     )
@@ -262,6 +274,9 @@ def top_bar(
         names.append(name)
     pos = np.arange(len(top))[::-1]
     ax.barh(pos, top["_v"].to_numpy() / scale, color="#3465a4")
+    if not (top["_v"].fillna(0) > 0).any():  # nothing to draw: say so instead of an empty axis
+        ax.set_xlim(0, 1)
+        ax.text(0.5, 0.5, "none in this snapshot", transform=ax.transAxes, ha="center", color="0.4")
     ax.set_yticks(pos, names)
     ax.set_xlabel(xlabel or f"{value.removesuffix('_bytes').replace('_', ' ')} ({unit})")
     if title:
@@ -305,6 +320,7 @@ def growth_over_time(
         shade_phases(ax, frame["ts"], frame.get("phase", None), labels=i == 0)
     a0, a1, a2 = axes
     a0.plot(x, _num(frame["connections"]), marker=".", color="k")
+    a0.yaxis.set_major_locator(MaxNLocator(integer=True))
     a0.set_ylabel("connections")
     a1.plot(
         x,
@@ -365,19 +381,20 @@ def pressure_plot(by_snapshot: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 COMPARE_METRICS = (
+    "kernel_socket_bytes",
+    "socket_owner_rss_bytes",
+    "total_cost_bytes",
     "sockstat_tcp_mem_bytes",
-    "skmem_buffer_bytes",
-    "queued_bytes",
     "unlisted_bytes",
     "socket_slab_bytes",
-    "meminfo_Slab_bytes",
 )
 
 
 def compare_bars(
     system: pd.DataFrame, metrics: Iterable[str] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Before/after bars per metric (MiB) with the noise band as an error bar on ``after``.
+    """Before/after bars per metric (MiB: the medians over the matched snapshots) with the noise
+    (half the bootstrap interval of the change) as an error bar on ``after``.
     ``metrics`` defaults to the socket-memory figures (:data:`COMPARE_METRICS`) that exist."""
     wanted = list(COMPARE_METRICS if metrics is None else metrics)
     frame = system[system["metric"].astype("string").isin(wanted)]
@@ -397,8 +414,8 @@ def compare_bars(
         error_kw={"ecolor": "#cc0000", "capsize": 3},
     )
     ax.set_yticks(pos, [plain(m) for m in frame["metric"]])
-    ax.set_xlabel("bytes (MiB); red bar = noise band")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("median over the snapshots compared (MiB); red bar = noise")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -435,132 +452,6 @@ def skmem_hist(
     ax.set_xscale("log")
     ax.set_xlabel("per socket (KiB, log scale; 0 drawn at 0.001)")
     return ax
-
-
-# --- presentation views: small tables the notebooks show (selection and totals, no analysis) ----
-
-SKMEM_MEANING = {
-    "recv_q": ("bytes", "Recv-Q: payload received in order and not yet read by the application"),
-    "send_q": ("bytes", "Send-Q: payload not yet acknowledged by the peer (unsent + in flight)"),
-    "skmem_r": ("bytes", "r: memory of the receive queue + out-of-order queue (skb truesize)"),
-    "skmem_rb": ("bytes", "rb: receive buffer LIMIT (sk_rcvbuf), a ceiling, not an allocation"),
-    "skmem_t": ("bytes", "t: copies handed to the IP layer/driver and not yet freed (usually 0)"),
-    "skmem_tb": ("bytes", "tb: send buffer LIMIT (sk_sndbuf), a ceiling, not an allocation"),
-    "skmem_f": ("bytes", "f: pages already reserved for this socket but not yet used (< 4096)"),
-    "skmem_w": (
-        "bytes",
-        "w: memory of the write queue: unsent AND sent-but-unacked data (truesize)",
-    ),
-    "skmem_o": ("bytes", "o: option memory (filters, MD5 keys, multicast lists)"),
-    "skmem_bl": ("bytes", "bl: packets parked while the application held the socket lock"),
-    "skmem_d": ("segments", "d: segments dropped (memory, but also duplicates and old data)"),
-}
-
-
-def capture_overview(cap: Any) -> pd.DataFrame:
-    """What the capture is: host, kernel, ss, page size, CPUs, snapshots, time span, phases."""
-    meta = cap.meta.sort_values("ts")
-    first, last = meta["ts"].iloc[0], meta["ts"].iloc[-1]
-    phases = cap.phases["phase"].astype("string").tolist() if len(cap.phases) else []
-    rows = [
-        ("host", cap.host),
-        ("kernel", meta["kernel"].iloc[-1]),
-        ("ss", meta["ss_version"].iloc[-1]),
-        ("page size (bytes)", cap.page_size_bytes),
-        ("CPUs", cap.cpus),
-        ("snapshots", len(meta)),
-        ("first snapshot (UTC)", str(first)),
-        ("duration (s)", round((last - first).total_seconds(), 1)),
-        ("phases", ", ".join(phases) if phases else "(none)"),
-        ("sockets rows (all snapshots)", cap.socket_rows),
-        (
-            "socket rows kept",
-            "on disk, read a batch of snapshots at a time" if cap.sockets_on_disk else "in memory",
-        ),
-    ]
-    return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": "string"})
-
-
-def example_socket(cap: Any, field: str = "skmem_r") -> pd.Series:
-    """The socket row (any snapshot) with the largest ``field``: a concrete socket to read (the
-    first such row, named by its position among the capture's socket rows).
-
-    Reads ``field`` a batch at a time, then the row itself (on disk: only its snapshot)."""
-    best: tuple[Any, int, Any, int] | None = None  # value, position, ts, sock_id
-    offset = 0
-    for batch, _ in cap.socket_batches([field]):
-        values = pd.to_numeric(batch[field], errors="coerce")
-        if values.notna().any():
-            i = int(np.argmax(values.to_numpy(dtype="float64", na_value=-np.inf)))
-            if best is None or values.iloc[i] > best[0]:
-                best = (values.iloc[i], offset + i, batch["ts"].iloc[i], batch["sock_id"].iloc[i])
-        offset += len(batch)
-    if best is None:
-        raise ValueError(f"no socket row has a {field} value")
-    _, position, ts, sock_id = best
-    one = cap.select(start=ts, end=ts + pd.Timedelta(1, "ns")) if cap.sockets_on_disk else None
-    for source in (one, cap) if one is not None else (cap,):
-        for batch, _ in source.socket_batches():
-            rows = batch[(batch["ts"] == ts) & (batch["sock_id"] == sock_id)]
-            if len(rows):
-                return rows.iloc[0].rename(position)
-    raise ValueError(f"socket {sock_id} of snapshot {ts} not found")  # (not reached)
-
-
-def skmem_glossary(sock: pd.Series) -> pd.DataFrame:
-    """One socket's queue and skmem fields, each with its value, unit and meaning."""
-    rows = []
-    for col, (unit, meaning) in SKMEM_MEANING.items():
-        value = sock.get(col, pd.NA)
-        rows.append((col.removeprefix("skmem_"), value, unit, meaning))
-    out = pd.DataFrame(rows, columns=["field", "value", "unit", "meaning"])
-    out["value"] = out["value"].astype("Int64")
-    return out
-
-
-def socket_totals(cap: Any) -> pd.DataFrame:
-    """Per snapshot, for the primer's plots: the analyses' per-snapshot TCP socket sums
-    (:func:`tcpmemlib.analysis._frames.per_snapshot_socket_sums`) under ss's own names:
-    ``sockets`` (those with skmem), ``recv_q_bytes``, ``send_q_bytes`` (connections only),
-    ``skmem_<r,w,f,t,rb,tb>_bytes``, ``buffer_bytes`` (r+w+f), ``limits_bytes`` (rb+tb),
-    ``max_f_bytes``; plus ``ts`` and ``phase``."""
-    from tcpmemlib.analysis._frames import per_snapshot_socket_sums
-
-    sums = per_snapshot_socket_sums(cap)
-    out = sums.rename(
-        columns={"rcvbuf_limit_bytes": "skmem_rb_bytes", "sndbuf_limit_bytes": "skmem_tb_bytes"}
-    )
-    out["sockets"] = out["tcp_sockets"] - out["sockets_without_skmem"]
-    out["limits_bytes"] = out["skmem_rb_bytes"] + out["skmem_tb_bytes"]
-    columns = ["ts", "phase", "sockets", "recv_q_bytes", "send_q_bytes"]
-    columns += [f"skmem_{f}_bytes" for f in ("r", "w", "f", "t", "rb", "tb")]
-    columns += ["max_f_bytes", "buffer_bytes", "limits_bytes"]
-    return out[columns]
-
-
-def phase_table(
-    frame: pd.DataFrame, columns: Sequence[str], scale: float = MIB, suffix: str = " (MiB)"
-) -> pd.DataFrame:
-    """Mean of ``columns`` per phase (in the order the phases happened), scaled (default MiB) and
-    rounded; without phases, one row for the whole capture."""
-    f = frame.sort_values("ts").copy()
-    f["phase"] = f["phase"].astype("string").fillna("(all)") if "phase" in f else "(all)"
-    order = list(dict.fromkeys(f["phase"]))
-    cols = [c for c in columns if c in f.columns]
-    means = f.groupby("phase", sort=False)[cols].agg(
-        lambda c: pd.to_numeric(c, errors="coerce").astype("float64").mean()
-    )
-    means = (means.loc[order] / scale).round(2)
-    means.columns = [c.removesuffix("_bytes") + suffix for c in means.columns]
-    return means.reset_index()
-
-
-def quiet_snapshot(totals: pd.DataFrame) -> pd.Series:
-    """From :func:`socket_totals`: the snapshot with the most sockets among those holding (almost)
-    no buffer memory (within 1 MiB of the least): the best view of idle connections."""
-    floor = totals["buffer_bytes"].astype("Float64").min()
-    calm = totals[totals["buffer_bytes"].astype("Float64") <= floor + MIB]
-    return calm.loc[calm["sockets"].astype("Int64").idxmax()]
 
 
 def _mib_lines(
@@ -606,143 +497,21 @@ def queue_vs_truesize(totals: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def owner_limits_by_phase(cap: Any, comm: str) -> pd.DataFrame:
-    """For the sockets owned by process name ``comm``: per phase, connections and the median and
-    maximum rb and tb (bytes). Shows autotuning (tb grows for a blocked sender, rb stays put for a
-    receiver that never reads) and SO_RCVBUF/SO_SNDBUF doubling."""
-    from tcpmemlib.analysis._summary import median_max, socket_summary
-
-    summary = socket_summary(cap)
-    rows = summary.owner_comms[summary.owner_comms["comm"] == comm]
-    rows = rows.sort_values("first_ts", kind="stable")
-    limits = summary.owner_comm_limits
-    limits = limits[limits["comm"] == comm]
-    stats: dict[str, list[float]] = {c: [] for c in OWNER_LIMIT_STATS}
-    for r in rows.itertuples():
-        mine = limits[limits["phase"] == r.phase]
-        rb = mine[mine["column"] == "skmem_rb"]
-        tb = mine[mine["column"] == "skmem_tb"]
-        med_rb, max_rb = median_max(rb["value"], rb["count"])
-        med_tb, max_tb = median_max(tb["value"], tb["count"])
-        values = (r.rows / r.snapshots, med_rb, max_rb, med_tb, max_tb, r.max_r, r.max_w)
-        for column, value in zip(OWNER_LIMIT_STATS, values, strict=True):
-            stats[column].append(np.nan if pd.isna(value) else float(value))
-    index = pd.Index(rows["phase"].astype("string").to_numpy(), dtype="string", name="phase")
-    out = pd.DataFrame({c: pd.Series(v, index=index, dtype="float64") for c, v in stats.items()})
-    return out.round(0).astype("Int64").reset_index()
-
-
-OWNER_LIMIT_STATS = (
-    "connections (per snapshot)",
-    "median rb",
-    "max rb",
-    "median tb",
-    "max tb",
-    "max r",
-    "max w",
-)
-
-
-def sysctl_table(cap: Any, names: Sequence[str]) -> pd.DataFrame:
-    """The last snapshot's value of each sysctl in ``names`` (string as printed; NA if absent)."""
-    sc = cap.sysctl
-    last = sc[sc["ts"] == sc["ts"].max()] if len(sc) else sc
-    values = dict(zip(last["name"].astype("string"), last["value"].astype("string"), strict=True))
-    return pd.DataFrame(
-        {"sysctl": list(names), "value": [values.get(n, pd.NA) for n in names]}
-    ).astype("string")
-
-
-def top_rows_at_peak(frame: pd.DataFrame, value: str = "buffer_bytes", n: int = 10) -> pd.DataFrame:
-    """The ``n`` largest rows of ``frame`` by ``value`` in the snapshot where Σ``value`` peaked."""
-    if not len(frame):
-        return frame
-    totals = frame.groupby("ts")[value].sum()
-    peak = totals.idxmax()
-    part = frame[frame["ts"] == peak]
-    return (
-        part.assign(_v=_num(part[value]))
-        .sort_values("_v", ascending=False)
-        .drop(columns="_v")
-        .head(n)
-    )
-
-
-def by_cgroup(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per cgroup of one snapshot's ``by_process`` rows: processes, sockets, buffer bytes and the
-    cgroup's own ``cgroup_sock_bytes`` (what the memory controller charged, NA if not collected)."""
-    f = frame.copy()
-    f["cgroup"] = f["cgroup"].astype("string").fillna("(unknown)")
-    g = f.groupby("cgroup")
-    out = pd.DataFrame(
-        {
-            "processes": g["comm"].size(),
-            "sockets": g["sockets"].sum(),
-            "buffer_bytes": g["buffer_bytes"].sum(),
-            "cgroup_sock_bytes": g["cgroup_sock_bytes"].max(),
-        }
-    ).sort_values("buffer_bytes", ascending=False)
-    return out.reset_index()
-
-
-def mib_columns(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """A copy with every ``*_bytes`` column shown in MiB (renamed ``* (MiB)``), for tables."""
-    out = frame.copy()
-    for col in [c for c in out.columns if str(c).endswith("_bytes")]:
-        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / MIB).round(digits)
-        out = out.rename(columns={col: str(col).removesuffix("_bytes") + " (MiB)"})
-    return out
-
-
-def scaled_columns(frame: pd.DataFrame, scale: float = KIB, unit: str = "KiB") -> pd.DataFrame:
-    """Like :func:`mib_columns` with another unit (KiB suits per-socket limits and costs)."""
-    out = frame.copy()
-    for col in [c for c in out.columns if str(c).endswith("_bytes")]:
-        out[col] = (pd.to_numeric(out[col], errors="coerce").astype("Float64") / scale).round(2)
-        out = out.rename(columns={col: str(col).removesuffix("_bytes") + f" ({unit})"})
-    return out
-
-
-def metric_table(frame: pd.DataFrame, value_columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A long table with a ``metric`` column (``compare`` results): rows whose metric ends in
-    ``_bytes`` get their value columns in MiB and ``(MiB)`` in the metric name."""
-    out = frame.copy()
-    cols = (
-        list(value_columns)
-        if value_columns is not None
-        else [
-            c
-            for c in out.columns
-            if c not in ("metric", "comm", "significant", "n_before", "n_after")
-            and pd.api.types.is_numeric_dtype(out[c].dtype)
-        ]
-    )
-    is_bytes = out["metric"].astype("string").str.endswith("_bytes").fillna(False).to_numpy()
-    for col in cols:
-        values = pd.to_numeric(out[col], errors="coerce").astype("Float64")
-        out[col] = values.where(~is_bytes, (values / MIB).round(2))
-    names = out["metric"].astype("string")
-    out["metric"] = names.where(~is_bytes, names.str.removesuffix("_bytes") + " (MiB)")
-    return out
-
-
-def describe_socket(cap: Any, sock: pd.Series) -> str:
-    """One line naming a socket row: state, addresses, owners and the snapshot's phase."""
-    owners = sock.get("owners") or ()
-    who = ", ".join(f"{comm} (pid {pid})" for comm, pid, *_ in owners) or "no owning process"
-    phases = cap.meta.loc[cap.meta["ts"] == sock["ts"], "phase"]
-    phase = phases.iloc[0] if len(phases) and not pd.isna(phases.iloc[0]) else None
-    when = f"snapshot {sock['ts']}" + (f", phase {phase}" if phase else "")
-    return (
-        f"{sock['state']} {sock['local_address']}:{sock['local_port']} -> "
-        f"{sock['peer_address']}:{sock['peer_port']}, owned by {who}; {when}"
-    )
-
-
-def command_lines(cap: Any, pids: Iterable[Any]) -> pd.DataFrame:
-    """``pid``, ``comm``, ``args`` of the given pids (their latest snapshot), for captures made with
-    ``collect.sh -a``; ``args`` is NA where it was not collected."""
-    wanted = {int(p) for p in pids if not pd.isna(p)}
-    procs = cap.processes
-    rows = procs[procs["pid"].isin(wanted)].sort_values("ts").drop_duplicates("pid", keep="last")
-    return rows[["pid", "comm", "args"]].reset_index(drop=True)
+def top_sockets_bar(held: pd.DataFrame, n: int = 15, ax: Axes | None = None) -> Axes:
+    """The connections that held the most (``views.held_sockets``): bars of the most r+w+f each
+    held in one snapshot (MiB, or KiB when every socket held less than a MiB), labelled
+    owner -> peer, with how many snapshots it held memory."""
+    frame = held.head(n)
+    ax = _ax(ax, (9, max(2.0, 0.32 * len(frame) + 1)))
+    pos = np.arange(len(frame))[::-1]
+    values = _num(frame["max_buffer_bytes"])
+    scale, unit = (MIB, "MiB") if len(values) and np.nanmax(values) >= MIB else (KIB, "KiB")
+    ax.barh(pos, values / scale, color=COLORS["skmem_buffer_bytes"])
+    names = [
+        f"{plain(o)} -> {plain(p)} ({int(k)} snapshots)"
+        for o, p, k in zip(frame["owner"], frame["peer"], frame["snapshots_held"], strict=True)
+    ]
+    ax.set_yticks(pos, names, fontsize=8)
+    ax.set_xlabel(f"most socket buffer memory r+w+f held in one snapshot ({unit})")
+    ax.set_title("The connections that held the most")
+    return ax

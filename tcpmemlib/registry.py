@@ -12,11 +12,13 @@ slab aliases resolve names against that snapshot's slabinfo). Files are parsed i
 
 Not in this table, because they are not one-file-one-frame: ``meta.txt`` (read first: it places
 the snapshot in time and says how to read the rest), the ``ss`` files (parsed many files per call,
-``SOCKET_FILES``) and ``phases.tsv`` (one per capture, not per snapshot).
+``socket_file``), ``netns.txt`` with each namespace's own files (one ``netns`` row per namespace
+from several files, ``tcpmemlib.chunks``) and ``phases.tsv`` (one per capture, not per snapshot).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ import pandas as pd
 from tcpmemlib.parsers import (
     cgroups,
     meminfo,
+    netns,
     netstat,
     protocols,
     ps,
@@ -40,18 +43,47 @@ __all__ = [
     "FILES",
     "FRAME_KINDS",
     "META_FILE",
+    "NAMESPACE_COLUMNS",
+    "NETNS_FILE",
     "SOCKET_FILES",
     "Columns",
     "FileKind",
     "FrameKind",
+    "namespace_files",
+    "socket_file",
 ]
 
 Columns = dict[str, list[object]]
 Earlier = Mapping[str, Columns]
 
 META_FILE = "meta.txt"
-# The ss files of a snapshot and the netid their rows get where ss did not print one.
+# The ss files of the collector's own network namespace and the netid their rows get where ss did
+# not print one; other namespaces' files are ``ss_tcp.ns<inode>.txt`` (``socket_file``).
 SOCKET_FILES: dict[str, str] = {"ss_tcp.txt": "tcp", "ss_udp.txt": "udp"}
+NETNS_FILE = "netns.txt"
+_SOCKET_FILE = re.compile(r"^ss_(tcp|udp)(?:\.ns([0-9]{1,18}))?\.txt$")
+# Every namespace's own counts: the namespace inode -> its sockstat file (the collector's own
+# namespace: sockstat.txt).
+NAMESPACE_COLUMNS: dict[str, str] = {
+    **netns.SCHEMA,
+    "read": "boolean",
+    "sockets_used": "Int64",
+    "tcp_inuse": "Int64",
+    "tcp_tw": "Int64",
+}
+
+
+def socket_file(base: str) -> tuple[str, int | None] | None:
+    """``(netid, namespace inode or None for the collector's own)`` of an ss file's base name."""
+    match = _SOCKET_FILE.match(base)
+    if match is None:
+        return None
+    return match[1], (int(match[2]) if match[2] else None)
+
+
+def namespace_files(inode: int) -> tuple[str, str, str]:
+    """The tcp ss, udp ss and sockstat base names of another namespace's files."""
+    return f"ss_tcp.ns{inode}.txt", f"ss_udp.ns{inode}.txt", f"sockstat.ns{inode}.txt"
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,10 @@ def _slab_bytes(frame: pd.DataFrame, page_size_bytes: pd.Series) -> pd.DataFrame
     return frame
 
 
+def _namespace_frame(columns: Columns) -> pd.DataFrame:
+    return pd.DataFrame(columns, columns=list(NAMESPACE_COLUMNS)).astype(NAMESPACE_COLUMNS)
+
+
 def _ps_args_frame(columns: Columns) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=list(ps.ARGS_SCHEMA)).astype(ps.ARGS_SCHEMA)
 
@@ -160,6 +196,7 @@ FRAME_KINDS: dict[str, FrameKind] = {
         FrameKind("sysctl", sysctl.frame),
         FrameKind("cgroups", cgroups.frame),
         FrameKind("proc_cgroups", cgroups.pids_frame),
+        FrameKind("netns", _namespace_frame),
     )
 }
 # The files every snapshot should have, besides meta.txt (ps_args.txt only when meta says args=1).

@@ -42,6 +42,7 @@ FRAMES: tuple[str, ...] = (
     "sysctl",
     "cgroups",
     "proc_cgroups",
+    "netns",
     "meta",
     "phases",
     "problems",
@@ -74,6 +75,7 @@ def socket_rows_template() -> pd.DataFrame:
     as categories with ``str`` categories."""
     frame = ss.empty_frame(SOCKET_CATEGORIES)
     frame["netid"] = frame["netid"].astype(EMPTY_STR_CATEGORY)
+    frame["netns"] = pd.Series([], dtype="Int64")  # the socket's network namespace (inode)
     return frame
 
 

@@ -66,8 +66,9 @@ def with_ts_host(
 
 
 def concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate batch frames column by column (``empty``: the column set and dtypes), freeing
-    each batch column once copied; categories are united, never turned into objects."""
+    """Concatenate batch frames column by column (``empty``: the column set and dtypes); the
+    batches are released at the end (``frames`` is emptied); categories are united, never turned
+    into objects."""
     if not frames:
         return empty.copy()
     columns: dict[str, Any] = {}
@@ -83,9 +84,7 @@ def concat_columns(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFr
             merged = pd.concat(parts, ignore_index=True)
         columns[column] = merged.array
         del parts, merged
-        for f in frames:
-            del f[column]
-    frames.clear()
+    frames.clear()  # (deleting each batch's column as it is copied cost more than it saved)
     return pd.DataFrame(columns, copy=False)
 
 

@@ -321,7 +321,7 @@ out, n_snapshots, n_pairs, n_procs, *extra = sys.argv[1:]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 with LoopbackPairs(int(n_pairs), n_procs=int(n_procs)):
     res = subprocess.run(
-        ["sh", str(COLLECT), "-o", out, "-n", n_snapshots, "-i", "0", *extra],
+        ["sh", str(COLLECT), "-N", "-o", out, "-n", n_snapshots, "-i", "0", *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )
 sys.stderr.write(res.stderr)
@@ -467,7 +467,11 @@ def apply_damage(cap: Path, damage: Damage, outside: Path, names: list[str]) -> 
     kind = damage.kind
     if kind == "cut_text" and not damage.file.endswith(".gz"):
         kind = "cut"
+    if kind in ("cut", "cut_text", "empty") and not data:
+        return {}  # an empty file cut or emptied is unchanged: nothing to name
     if kind == "cut":
+        if int(damage.pos * len(data)) == len(data):
+            return {}
         path.write_bytes(data[: int(damage.pos * len(data))])
     elif kind == "cut_text":
         text = gzip.decompress(data)

@@ -1,5 +1,5 @@
 """The analyses read socket rows in batches of whole snapshots (``Capture.socket_batches``), in one
-shared pass (``analysis._summary.socket_summary``), and never the whole ``sockets``/``owners``.
+shared pass (``analysis.summary.socket_summary``), and never the whole ``sockets``/``owners``.
 
 Every result must not depend on how the rows are cut into batches: each analysis and each plots view
 that reads socket rows is computed with one batch, then with many small ones (``BATCH_ROWS``
@@ -12,32 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from analysis_helpers import T0, T1, load, traffic_workload, write_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_analysis_frames import T0, T1, traffic_workload, write_snapshot
 
 import tcpmemlib
 from tcpmemlib import capture as capture_mod
-from tcpmemlib import plots, sockstore
-from tcpmemlib.analysis import _summary
-from tcpmemlib.analysis.growth import _traffic
-from tcpmemlib.capture import Capture, load_capture
+from tcpmemlib import sockstore, views
+from tcpmemlib.analysis import summary, traffic
+from tcpmemlib.capture import Capture
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.tar.gz"
 ONE_BATCH = 1 << 40
-
-
-def _load(path: Path, **kw: Any) -> Capture:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # files deliberately absent in the synthetic captures
-        return load_capture(path, cache=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +45,12 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def synth(synth_dir: Path) -> Capture:
-    return _load(synth_dir, sockets="memory")
+    return load(synth_dir, sockets="memory")
 
 
 @pytest.fixture(scope="module")
 def sample() -> Capture:
-    return _load(SAMPLE, sockets="memory")
+    return load(SAMPLE, sockets="memory")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +59,7 @@ def sample_disk() -> Capture:
     mp = pytest.MonkeyPatch()
     mp.setattr(capture_mod, "SS_BATCH_BYTES", 1)
     try:
-        cap = _load(SAMPLE, sockets="disk")
+        cap = load(SAMPLE, sockets="disk")
     finally:
         mp.undo()
     assert cap.sockets_on_disk
@@ -92,16 +84,21 @@ def results(cap: Capture, *, phases: bool = True) -> dict[str, Any]:
         "compare_self": _flat(tcpmemlib.compare(cap, cap)),
         # (every row but where the socket rows are kept, which is what differs on purpose)
         "capture_overview": _overview_but_where_kept(cap),
-        "socket_totals": plots.socket_totals(cap),
+        "socket_totals": views.socket_totals(cap),
+        # the connections that held memory, followed across snapshots (and so across batches)
+        "held_sockets": views.held_sockets(cap, 10_000),
+        "by_peer": views.by_peer(cap),
+        "limit_counts": views.limit_counts(cap),
+        "per_snapshot": summary.socket_summary(cap).per_snapshot,
     }
     bp = tcpmemlib.by_process(cap)
     out["by_process"] = bp
     peak = bp.groupby("ts")["buffer_bytes"].sum().idxmax()
     out["top_process"] = _flat(tcpmemlib.top_process(bp[bp["ts"] == peak]))
     for field in ("skmem_r", "skmem_w"):
-        out[f"example_socket {field}"] = plots.example_socket(cap, field)
+        out[f"example_socket {field}"] = views.example_socket(cap, field)
     for comm in [*sorted(set(bp["comm"].astype(str))), "no such process"]:
-        out[f"owner_limits_by_phase {comm}"] = plots.owner_limits_by_phase(cap, comm)
+        out[f"owner_limits_by_phase {comm}"] = views.owner_limits_by_phase(cap, comm)
     names = list(dict.fromkeys(cap.meta.sort_values("ts")["phase"].dropna()))
     if phases and len(names) >= 2:
         first, last = cap.select(phase=names[0]), cap.select(phase=names[-1])
@@ -125,7 +122,7 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 
 
 def _overview_but_where_kept(cap: Any) -> pd.DataFrame:
-    overview = plots.capture_overview(cap)
+    overview = views.capture_overview(cap)
     kept = overview["item"] == "socket rows kept"
     assert kept.sum() == 1
     where = "on disk" if cap.sockets_on_disk else "in memory"
@@ -177,7 +174,7 @@ def test_results_match_the_hand_counted_numbers_in_batches(synth, monkeypatch) -
     ic = tcpmemlib.idle_cost(cap)
     obj = ic.by_object.set_index("cache")
     assert float(obj.loc["tcp_bind_bucket", "objects_per_socket"]) == pytest.approx(2 / 7)
-    lim = plots.owner_limits_by_phase(cap, "srv").set_index("phase")
+    lim = views.owner_limits_by_phase(cap, "srv").set_index("phase")
     # srv owns the connection :5000 <- :40000 in both phases, and the orphan is nobody's
     assert lim["connections (per snapshot)"].tolist() == [1, 1]
     assert int(lim.loc["backlog", "max r"]) == 68032
@@ -206,18 +203,18 @@ def test_traffic_deltas_carry_the_last_snapshot_over_the_cut(cuts) -> None:
     order = pd.Index(ts)
     total = np.zeros(len(order))
     carry = None
-    ids = _summary.KeyIds()  # one for the pass: batches name the same socket by the same ids
+    ids = traffic.KeyIds()  # one for the pass: batches name the same socket by the same ids
     snap = order.get_indexer(s["ts"])
     for lo, hi in zip([0, *cuts], [*cuts, len(ts)], strict=True):
         part = s[(snap >= lo) & (snap < hi)]
         # each batch has its own categories, as batches from socket_batches do
         part = part.assign(sk=part["sk"].astype("string").astype("category"))
-        deltas, carry = _summary.traffic_deltas(
-            _summary.traffic_rows(part, order, ids), len(ts), carry
+        deltas, carry = traffic.traffic_deltas(
+            traffic.traffic_rows(part, order, ids), len(ts), carry
         )
         total += deltas
     assert total.tolist() == [0, 200, 40]
-    whole = _traffic(s, pd.DataFrame({"ts": ts}))
+    whole = traffic.socket_traffic(s, pd.Index(ts))
     assert whole.isna().tolist() == [True, False, False]
     assert whole.iloc[1:].tolist() == [total[1] / 10, total[2] / 10]
 
@@ -286,21 +283,21 @@ def test_analyses_share_one_pass(sample_disk, monkeypatch) -> None:
     tcpmemlib.idle_cost(cap)
     tcpmemlib.growth(cap)
     tcpmemlib.compare(cap, cap)
-    plots.socket_totals(cap)
-    plots.owner_limits_by_phase(cap, "tcpmem-server")
+    views.socket_totals(cap)
+    views.owner_limits_by_phase(cap, "tcpmem-server")
     assert len(calls) == 1
 
 
 def test_no_socket_rows(tmp_path: Path) -> None:
     write_snapshot(tmp_path, T0, backlog=False, sockets=False)
     write_snapshot(tmp_path, T1, backlog=False, sockets=False)
-    cap = _stream_only(_load(tmp_path))
+    cap = _stream_only(load(tmp_path))
     assert tcpmemlib.by_process(cap)["sockets"].tolist() == [0, 0]
     assert tcpmemlib.growth(cap).verdict.label == "no connections"
     assert tcpmemlib.reconcile(cap).by_snapshot["ss_full_sockets"].tolist() == [0, 0]
-    assert plots.owner_limits_by_phase(cap, "srv").empty
+    assert views.owner_limits_by_phase(cap, "srv").empty
     assert (
-        plots.capture_overview(cap).set_index("item").loc["sockets rows (all snapshots)"].iloc[0]
+        views.capture_overview(cap).set_index("item").loc["sockets rows (all snapshots)"].iloc[0]
         == "0"
     )
 
@@ -316,7 +313,7 @@ def test_median_max_of_value_counts_equals_pandas_on_the_rows(pairs) -> None:
     values = pd.array([v for v, _ in pairs], dtype="Float64")
     counts = [c for _, c in pairs]
     rows = pd.Series(values).repeat(counts).dropna()
-    med, top = _summary.median_max(pd.Series(values), pd.Series(counts, dtype="int64"))
+    med, top = summary.median_max(pd.Series(values), pd.Series(counts, dtype="int64"))
     if not len(rows):
         assert math.isnan(med) and math.isnan(top)
     else:

@@ -20,11 +20,11 @@ sockstat TCP mem: 0 pages (idle) and 19 pages (backlog) = Σ(r+w+f) exactly; all
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from analysis_helpers import HOSTILE, PAGE, T0, T1, load, traffic_workload, write_snapshot
 
 from tcpmemlib import (
     Verdict,
@@ -39,168 +39,6 @@ from tcpmemlib import (
 )
 from tcpmemlib.analysis.growth import LABELS
 
-HOSTILE = "<img src=x onerror=alert(1)>"
-PAGE = 4096
-
-META = """collector_version=1
-hostname=synth
-kernel=6.18.0-synthetic
-ss_version=ss utility, iproute2-6.1.0
-page_size=4096
-cpus=2
-start={start}
-end={start}
-user=root
-uid=0
-ss_oneline=1
-args=0
-interval_s=10
-cgroup_version=2
-"""
-SOCKSTAT = """sockets: used 5
-TCP: inuse {alloc} orphan 0 tw 1 alloc {alloc} mem {pages}
-UDP: inuse 0 mem 0
-UDPLITE: inuse 0
-RAW: inuse 0
-FRAG: inuse 0 memory 0
-"""
-SOCKSTAT6 = (
-    "TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n"
-)
-MEMINFO = """MemTotal:       {total} kB
-MemFree:        {free} kB
-MemAvailable:   {avail} kB
-Buffers:            1000 kB
-Cached:            50000 kB
-SwapCached:            0 kB
-AnonPages:         40000 kB
-Slab:              30000 kB
-SReclaimable:      12000 kB
-SUnreclaim:        18000 kB
-KernelStack:        2000 kB
-PageTables:         1000 kB
-SecPageTables:         0 kB
-Percpu:             1000 kB
-VmallocUsed:        5000 kB
-"""
-PS = """  PID  PPID   RSS    VSZ   UID COMMAND
-    1     0  1000   2000     0 init
-  100     1 10000  20000     0 srv
-  101   100 12000  20000     0 srv
-  200     1  5000  10000     0 {hostile}
-"""
-SYSCTL = """net.ipv4.tcp_mem = 1000\t2000\t3000
-net.ipv4.tcp_rmem = 4096\t131072\t33554432
-net.ipv4.tcp_wmem = 4096\t16384\t4194304
-net.core.mem_pcpu_rsv = 256
-net.core.rmem_max = {rmem_max}
-"""
-NETSTAT = """TcpExt: PruneCalled RcvPruned TCPMemoryPressures TCPMemoryPressuresChrono TCPRcvQDrop
-TcpExt: {prune} 0 0 0 0
-IpExt: InOctets OutOctets
-IpExt: {octets} {octets}
-"""
-PROTOCOLS = """protocol  size sockets  memory press maxhdr  slab module     cl co di ac io in de sh ss gs se re bi br ha uh gp em
-TCPv6     2432      0   13358   no     192   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y  y
-TCP       2304      4   {pages}   no     192   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y  y
-"""
-SLABINFO = """slabinfo - version: 2.1
-# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
-TCP                   13     13   2368   13    8 : tunables    0    0    0 : slabdata      1      1      0
-sock_inode_cache      19     19    832   19    4 : tunables    0    0    0 : slabdata      1      1      0
-dentry                21     21    192   21    1 : tunables    0    0    0 : slabdata      1      1      0
-filp                  21     21    192   21    1 : tunables    0    0    0 : slabdata      1      1      0
-eventpoll_epi         32     32    128   32    1 : tunables    0    0    0 : slabdata      1      1      0
-"""
-SLAB_ALIASES = "tcp_bind_bucket :A-0000128\ntcp_bind2_bucket :A-0000128\neventpoll_epi :A-0000128\n"
-ZONEINFO = """Node 0, zone   Normal
-  pages free     1000
-  pagesets
-    cpu: 0
-              count:    {pcp}
-              high:     500
-              batch:    63
-    cpu: 1
-              count:    {pcp}
-              high:     500
-              batch:    63
-"""
-CGROUPS = "pid\t100\t/app.slice\npid\t101\t/app.slice\npid\t200\t/cli.slice\nstat\t/app.slice\tsock\t{sock}\n"
-
-
-def _skmem(r: int = 0, f: int = 0, w: int = 0, rb: int = 131072, tb: int = 16384) -> str:
-    return f"skmem:(r{r},rb{rb},t0,tb{tb},f{f},w{w},o0,bl0,d0)"
-
-
-def _ss(backlog: bool, rb_srv: int = 131072) -> str:
-    srv = '(("srv",pid=100,fd=3),("srv",pid=101,fd=3))'
-    rq, r, f = (65536, 68032, 1600) if backlog else (0, 0, 0)
-    lines = [
-        f"LISTEN 0 128 127.0.0.1:5000 0.0.0.0:* users:{srv} ino:10 sk:1 cgroup:/app.slice <-> "
-        + _skmem(rb=rb_srv),
-        f'ESTAB {rq} 0 127.0.0.1:5000 127.0.0.1:40000 users:(("srv",pid=101,fd=5)) ino:11 sk:2 '
-        f"cgroup:/app.slice <-> {_skmem(r=r, f=f, rb=rb_srv)} bytes_acked:1 bytes_received:{rq}",
-        f'ESTAB 0 0 127.0.0.1:40000 127.0.0.1:5000 users:(("{HOSTILE}",pid=200,fd=4)) ino:12 sk:3 '
-        f"cgroup:/cli.slice <-> {_skmem()} bytes_acked:{rq + 1} bytes_received:0",
-        "TIME-WAIT 0 0 127.0.0.1:40004 127.0.0.1:5000 timer:(timewait,59sec,0) ino:0 sk:5",
-    ]
-    if backlog:  # an orphan with unsent data: no owner
-        lines.append(
-            "ESTAB 0 8000 127.0.0.1:5000 127.0.0.1:40002 ino:0 sk:4 cgroup:/app.slice <-> "
-            + _skmem(w=8192, rb=rb_srv)
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_snapshot(
-    root: Path,
-    start: str,
-    *,
-    backlog: bool,
-    sockets: bool = True,
-    slabinfo: bool = True,
-    rb_srv: int = 131072,
-) -> None:
-    """One snapshot directory under ``root`` (named by ``start``, an ISO time ending in Z)."""
-    name = start.replace("-", "").replace(":", "")
-    d = root / name
-    d.mkdir(parents=True)
-    pages = 19 if backlog else 0
-    alloc = (4 if backlog else 3) if sockets else 0
-    octets = 200_000 if backlog else 100_000
-    files = {
-        "meta.txt": META.format(start=start),
-        "sockstat.txt": SOCKSTAT.format(pages=pages, alloc=alloc),
-        "sockstat6.txt": SOCKSTAT6,
-        "meminfo.txt": MEMINFO.format(
-            total=1_000_000, free=800_000 - (68 if backlog else 0), avail=850_000
-        ),
-        "ps.txt": PS.format(hostile=HOSTILE),
-        "sysctl.txt": SYSCTL.format(rmem_max=4194304 if rb_srv == 131072 else 32768),
-        "netstat.txt": NETSTAT.format(prune=1 if backlog else 0, octets=octets),
-        "snmp.txt": "Tcp: CurrEstab\nTcp: 3\n",
-        "protocols.txt": PROTOCOLS.format(pages=pages),
-        "slab_aliases.txt": SLAB_ALIASES,
-        "zoneinfo.txt": ZONEINFO.format(pcp=10),
-        "ss_tcp.txt": _ss(backlog, rb_srv) if sockets else "",
-        "ss_udp.txt": "",
-        "cgroups.txt": CGROUPS.format(sock=69632 if backlog else 0),
-    }
-    if slabinfo:
-        files["slabinfo.txt"] = SLABINFO
-    for fname, text in files.items():
-        (d / fname).write_text(text)
-
-
-T0 = "2026-11-25T10:00:00.000000000Z"
-T1 = "2026-11-25T10:00:10.000000000Z"
-
-
-def _load(path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # files deliberately absent in some captures
-        return load_capture(path, cache=False)
-
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory):
@@ -210,7 +48,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory):
     (root / "phases.tsv").write_text(
         "2026-11-25T09:59:59.000000000Z\tidle\n2026-11-25T10:00:09.000000000Z\tbacklog\n"
     )
-    return _load(root)
+    return load(root)
 
 
 def test_synthetic_capture_loaded_as_written(synth) -> None:
@@ -273,20 +111,58 @@ def test_reconcile_exact_capture_has_no_gap(synth) -> None:
     assert list(r.by_snapshot["hidden_sockets"]) == [0, 0]  # alloc = the full sockets ss listed
 
 
-def test_reconcile_flags_gap_over_bound(synth) -> None:
+def _sockstat(synth, extra_bytes: int, after_extra: int | None, alloc_extra: int = 0):
+    """synth's sockstat with ``extra_bytes`` more TCP mem than the sockets hold, and (unless None)
+    an after-read ``after_extra`` above them (what collect.sh reads just after ss)."""
     st = synth.sockstat.copy()
-    st["tcp_mem_bytes"] = st["tcp_mem_bytes"] + 3 * (1 << 20)  # 3 MiB more than the sockets hold
-    r = reconcile(dataclasses.replace(synth, sockstat=st))
-    assert r.by_snapshot["unexplained"].all()
-    assert r.by_snapshot["persistent"].all()
+    skmem = st["tcp_mem_bytes"].astype("Int64")
+    st["tcp_mem_bytes"] = skmem + extra_bytes
+    if after_extra is not None:
+        st["tcp_mem_after_bytes"] = (skmem + after_extra).astype("Int64")
+    st["tcp_alloc"] = st["tcp_alloc"].astype("Int64") + alloc_extra
+    return dataclasses.replace(synth, sockstat=st)
+
+
+def test_reconcile_flags_gap_outside_the_bracket(synth) -> None:
+    # read before and after ss, both 3 MiB above what the sockets hold, nothing hidden
+    r = reconcile(_sockstat(synth, 3 << 20, 3 << 20))
+    assert r.by_snapshot["bound_known"].all()
+    assert r.by_snapshot["unexplained"].all() and r.by_snapshot["persistent"].all()
     assert r.verdict.label == "unexplained gap"
     assert r.verdict.figures["max_abs_gap_bytes"] == 3 * (1 << 20)
+
+
+def test_reconcile_gap_inside_the_bracket_is_explained(synth) -> None:
+    # 3 MiB above before ss, 3 MiB below after: the sockets' memory moved while ss read
+    r = reconcile(_sockstat(synth, 3 << 20, -(3 << 20)))
+    assert list(r.by_snapshot["skew_bytes"]) == [6 << 20, 6 << 20]
+    assert not r.by_snapshot["outside_bracket"].any()
+    assert r.verdict.label == "consistent"
+
+
+def test_reconcile_without_after_read_under_traffic_says_the_bound_is_unknown(synth) -> None:
+    # an older capture (no after-read): the backlog snapshot moved traffic, the idle one has none
+    # measured (first snapshot): neither gap is called unexplained (issue 11.5)
+    r = reconcile(_sockstat(synth, 3 << 20, None))
+    assert r.by_snapshot["sockstat_after_bytes"].isna().all()
+    assert not r.by_snapshot["unexplained"].any()
+    assert r.by_snapshot["outside_bracket"].all()
+    assert r.verdict.label == "bound unknown under traffic"
+    assert "unknown" in r.verdict.text and "not evidence of missing memory" in r.verdict.text
+
+
+def test_reconcile_names_sockets_hidden_in_other_namespaces(synth) -> None:
+    r = reconcile(_sockstat(synth, 3 << 20, 3 << 20, alloc_extra=100))
+    assert list(r.by_snapshot["hidden_sockets"]) == [100, 100]
+    assert r.verdict.label == "hidden sockets"
+    assert "100 TCP socket(s) ss could not see" in r.verdict.text
 
 
 def test_reconcile_isolated_gap_is_transient(synth) -> None:
     st = synth.sockstat.copy()
     late = st["ts"] == st["ts"].max()
     st.loc[late, "tcp_mem_bytes"] = st.loc[late, "tcp_mem_bytes"] + 3 * (1 << 20)
+    st["tcp_mem_after_bytes"] = st["tcp_mem_bytes"].astype("Int64")
     r = reconcile(dataclasses.replace(synth, sockstat=st))
     assert list(r.by_snapshot["unexplained"]) == [False, True]
     assert not r.by_snapshot["persistent"].any()
@@ -318,6 +194,26 @@ def test_where_is_it_numbers(synth) -> None:
     assert w.verdict.label == "outside RSS and buff/cache"
     assert isinstance(w.verdict, Verdict)
     assert "76.0 KiB" in w.verdict.text  # 19 pages peak
+    # the owners' RSS did not move: the page says so, computed
+    assert w.verdict.figures["owner_rss_follows_socket_load"] == 0.0
+    assert "does not grow" in places.loc["RSS of socket owners", "why"]
+    assert "rose with the socket load" not in w.verdict.text
+    # slabinfo has no skb caches here: their change is 0, and the text says Slab moved by 0 B
+    assert "the skb slabs, which hold skb heads: 0 B" in w.verdict.text
+
+
+def test_where_says_when_the_owners_rss_rises_with_the_socket_load(synth) -> None:
+    """An application that keeps the data in its own buffers too (Redis' output buffers): the
+    owners' RSS rises with the socket load, and the page says so instead of "does not grow"."""
+    procs = synth.processes.copy()
+    late = (procs["ts"] == procs["ts"].max()) & (procs["pid"] == 101)
+    procs.loc[late, "rss_bytes"] = procs.loc[late, "rss_bytes"] + (100 << 20)
+    w = where_is_it(dataclasses.replace(synth, processes=procs))
+    places = w.places.set_index("place")
+    assert int(places.loc["RSS of socket owners", "delta_bytes"]) == 100 << 20
+    assert "rose with the socket load" in places.loc["RSS of socket owners", "why"]
+    assert w.verdict.figures["owner_rss_follows_socket_load"] == 1.0
+    assert "user space" in w.verdict.text and "The operator pays for both" in w.verdict.text
 
 
 # ------------------------------------------------------------------------------------ growth
@@ -339,6 +235,28 @@ def test_growth_labels_by_phase(synth) -> None:
         assert label in LABELS
 
 
+def test_growth_judges_per_connection_not_box_wide(tmp_path: Path) -> None:
+    """A drained phase where 3 of 200 connections still hold a little data (8000 B each, more than
+    a page in all) is not "grows with queued data": judged per connection (issue 11.5)."""
+    write_snapshot(tmp_path, T0, backlog=False)
+    snap = next(tmp_path.iterdir())
+    lines = []
+    for i in range(200):
+        rq, r = (8000, 8960) if i < 3 else (0, 0)
+        lines.append(
+            f"ESTAB {rq} 0 127.0.0.1:5000 127.0.0.1:{41000 + i} "
+            f'users:(("srv",pid=101,fd={10 + i})) ino:{100 + i} sk:{100 + i} <-> '
+            f"skmem:(r{r},rb131072,t0,tb16384,f0,w0,o0,bl0,d0)"
+        )
+    (snap / "ss_tcp.txt").write_text("\n".join(lines) + "\n")
+    g = growth(load(tmp_path))
+    row = g.by_phase.iloc[0]
+    assert int(row["connections"]) == 200 and int(row["connections_with_buffer"]) == 3
+    assert float(row["holding_share"]) == pytest.approx(3 / 200)
+    assert row["label"] == "not held while idle"
+    assert g.verdict.label == "not held while idle"
+
+
 # ------------------------------------------------------------------------------------ pressure
 def test_pressure_thresholds_and_counters(synth) -> None:
     p = pressure(synth)
@@ -352,16 +270,39 @@ def test_pressure_thresholds_and_counters(synth) -> None:
     c = p.counters.set_index("counter")
     assert int(c.loc["PruneCalled", "delta"]) == 1
     assert pd.isna(c.loc["TCPAbortOnMemory", "delta"])  # not printed by this "kernel": NA, not 0
+    # PruneCalled alone: a queue was collapsed to fit, nothing was dropped (issue 11.5)
+    assert c.loc["PruneCalled", "kind"] == "compaction"
+    assert p.verdict.label == "queues compacted"
+    assert "PruneCalled +1" in p.verdict.text
+    assert "nothing was dropped" in p.verdict.text
+    assert "drops" not in p.verdict.label and "Data was lost" not in p.verdict.text
+
+
+def test_pressure_says_drops_only_for_counters_that_drop_data(synth) -> None:
+    ns = synth.netstat.copy()
+    late = (ns["ts"] == ns["ts"].max()) & (ns["counter"].astype("string") == "RcvPruned")
+    ns["value"] = ns["value"].astype("Int64")
+    ns.loc[late, "value"] = 5
+    p = pressure(dataclasses.replace(synth, netstat=ns))
     assert p.verdict.label == "memory drops"
+    assert "Data was lost: RcvPruned +5" in p.verdict.text
     assert "PruneCalled +1" in p.verdict.text
 
 
 # ------------------------------------------------------------------------------------ compare
 def test_compare_phases(synth) -> None:
     c = compare(synth.select(phase="idle"), synth.select(phase="backlog"))
+    assert c.matched.startswith("the busy part of each capture")
     sysm = c.system.set_index("metric")
-    assert float(sysm.loc["skmem_buffer_bytes", "delta"]) == 68032 + 1600 + 8192
-    assert bool(sysm.loc["skmem_buffer_bytes", "significant"])
+    assert float(sysm.loc["kernel_socket_bytes", "delta"]) == 68032 + 1600 + 8192
+    assert bool(sysm.loc["kernel_socket_bytes", "significant"])
+    # the owners' RSS did not move: the total cost rose by the kernel's change
+    assert float(sysm.loc["total_cost_bytes", "delta"]) == 68032 + 1600 + 8192
+    assert float(sysm.loc["socket_owner_rss_bytes", "before"]) == (10000 + 12000 + 5000) * 1024
+    socks = c.sockets.set_index("metric")
+    assert float(socks.loc["socket_buffer_max_bytes", "after"]) == 68032 + 1600
+    assert float(socks.loc["receiving_connections", "after"]) == 1
+    assert float(socks.loc["sending_connections", "after"]) == 1  # the orphan's w8192
     # sockstat moved 19 pages, well inside the per-CPU reserve noise (2 MiB): not significant
     assert not bool(sysm.loc["sockstat_tcp_mem_bytes", "significant"])
     assert c.verdict.label == "increased"
@@ -374,7 +315,7 @@ def test_compare_reports_limit_change(tmp_path: Path) -> None:
     before, after = tmp_path / "before", tmp_path / "after"
     write_snapshot(before, T0, backlog=False)
     write_snapshot(after, T1, backlog=False, rb_srv=65536)
-    c = compare(_load(before), _load(after))
+    c = compare(load(before), load(after))
     lim = c.limits.set_index(["comm", "limit"])
     assert float(lim.loc[("srv", "rcvbuf"), "before_median_bytes"]) == 131072
     assert float(lim.loc[("srv", "rcvbuf"), "after_median_bytes"]) == 65536
@@ -403,18 +344,18 @@ def test_idle_cost_objects_and_merging(synth) -> None:
 
 def test_idle_cost_without_slabinfo_says_so(tmp_path: Path) -> None:
     write_snapshot(tmp_path, T0, backlog=False, slabinfo=False)
-    ic = idle_cost(_load(tmp_path))
+    ic = idle_cost(load(tmp_path))
     assert ic.verdict.label == "partial: no slabinfo"
     assert "not collected" in ic.verdict.text
     assert ic.per_socket_bytes == pytest.approx(2304)  # /proc/net/protocols TCP size only
-    assert where_is_it(_load(tmp_path)).by_snapshot["socket_slab_bytes"].isna().all()
+    assert where_is_it(load(tmp_path)).by_snapshot["socket_slab_bytes"].isna().all()
 
 
 # ------------------------------------------------------------------------------------ edge cases
 def test_no_sockets_capture(tmp_path: Path) -> None:
     write_snapshot(tmp_path, T0, backlog=False, sockets=False)
     write_snapshot(tmp_path, T1, backlog=False, sockets=False)
-    cap = _load(tmp_path)
+    cap = load(tmp_path)
     assert len(cap.sockets) == 0
     bp = by_process(cap)
     assert list(bp["comm"].astype(str)) == ["(unattributed)"] * 2
@@ -461,43 +402,24 @@ def test_top_process_names_the_largest_holder_and_its_share():
     assert v.figures["total_buffer_bytes"] == 4 << 20
     assert "<b>big</b> (pid 20) held 3.0 MiB" in v.text and "75%" in v.text
     none = top_process(rows.assign(buffer_bytes=pd.array([0, 0, 0], dtype="Int64")))
-    assert none.figures == {} and "No process" in none.text
-
-
-def traffic_workload() -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-    """Socket rows of three snapshots 10 s apart whose traffic is known: +200 B at the second,
-    +40 B at the third (also used by tests/test_analysis_batches.py)."""
-    ts = pd.to_datetime(
-        ["2026-01-01 00:00:00", "2026-01-01 00:00:10", "2026-01-01 00:00:20"], utc=True
+    assert "No process" in none.text
+    # who holds the connections, when nobody holds bytes (an idle nginx)
+    idle = rows.assign(
+        buffer_bytes=pd.array([0, 0, 0], dtype="Int64"),
+        connections=pd.array([496, 504, 0], dtype="Int64"),
     )
-    rows = [  # (snapshot, sk, bytes_received, bytes_acked)
-        (0, "a", 100, None), (1, "a", 200, 100), (2, "a", 250, None),  # +200, then back: 0
-        (0, "b", 5, 5), (2, "b", 1000, 0),  # absent at 1: no pair
-        (1, "c", None, None), (2, "c", 40, 0),  # +40
-    ]  # fmt: skip
-    rows.sort(key=lambda r: r[0])
-    s = pd.DataFrame(
-        {
-            "ts": [ts[i] for i, *_ in rows],
-            "sk": pd.Categorical([k for _, k, *_ in rows]),
-            "local_address": "127.0.0.1",
-            "local_port": "80",
-            "peer_address": "127.0.0.1",
-            "peer_port": [k for _, k, *_ in rows],
-            "bytes_received": pd.array([r for *_, r, _ in rows], dtype="Int64"),
-            "bytes_acked": pd.array([a for *_, a in rows], dtype="Int64"),
-        }
-    )
-    return s, ts
+    v = top_process(idle)
+    assert "1000 connections are held by <b>big</b> (pid 20) 504, small (pid 10) 496" in v.text
+    assert v.figures["connections"] == 1000
 
 
 def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
     """growth's traffic: Δ(bytes_received + bytes_acked) of each socket between a snapshot and the
     one just before, clipped at 0 (a counter that went back is a new socket), per second."""
-    from tcpmemlib.analysis.growth import _traffic
+    from tcpmemlib.analysis.traffic import socket_traffic
 
     s, ts = traffic_workload()
-    got = _traffic(s, pd.DataFrame({"ts": ts}))
+    got = socket_traffic(s, pd.Index(ts))
     assert got.isna().tolist() == [True, False, False]
     assert got.iloc[1:].tolist() == [200 / 10, 40 / 10]
 
@@ -505,7 +427,7 @@ def test_traffic_counts_only_sockets_seen_in_consecutive_snapshots():
 @pytest.mark.parametrize("rows", ["all", "none"])
 def test_tcp_sockets_leaves_the_captures_frame_alone(rows):
     """tcp_sockets adds columns to a shallow copy (copy-on-write): the frame given must not change."""
-    from tcpmemlib.analysis._frames import tcp_sockets
+    from tcpmemlib.analysis.socket_rows import tcp_sockets
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample.tar.gz"
     cap = load_capture(sample)

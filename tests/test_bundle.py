@@ -191,7 +191,8 @@ def test_a_gzip_bomb_ends_at_once_with_bounded_memory(tmp_path: Path):
     )
     got = json.loads(run.stdout)
     print(f"1 GiB gzip bomb: peak RSS {got['peak_rss_mib']:.0f} MiB")
-    assert got["peak_rss_mib"] < 300
+    # 43 MiB when run alone; once 322 MiB in a full run on a busy box (the old code: 4.4 GB)
+    assert got["peak_rss_mib"] < 512
     assert got["refused"][0][0] == "snap/ss.txt"
     assert "expands beyond 256 MiB" in got["refused"][0][1]
     assert got["files"] == ["snap", "snap/meta.txt"]

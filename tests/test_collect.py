@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from collect_helpers import COLLECT, LoopbackPairs, dir_usage_bytes
+from collect_helpers import COLLECT, LoopbackPairs, NetnsWorkloads, dir_usage_bytes
 
 N_PAIRS = 200
 SNAP_RE = re.compile(r"^\d{8}T\d{6}\.\d{9}Z$")
@@ -44,7 +44,10 @@ ALWAYS = {
     "ss_tcp.txt.gz",
     "ss_udp.txt.gz",
     "cgroups.txt",
+    "netns.txt",
 }
+# the files of the other network namespaces on the box (other tests' too): checked on their own
+NS_FILE = re.compile(r"^(?:ss_tcp|ss_udp|sockstat)\.ns\d+\.txt(?:\.gz)?$")
 ROOT_ONLY = {"slabinfo.txt.gz"}
 SYSCTLS = [
     "net.ipv4.tcp_mem",
@@ -78,6 +81,11 @@ def run_collect(
     )
 
 
+def names_of(snap: Path) -> set[str]:
+    """The file names of a snapshot but those of other network namespaces (NS_FILE)."""
+    return {p.name for p in snap.iterdir() if not NS_FILE.match(p.name)}
+
+
 def snapshots(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -96,7 +104,9 @@ def read_meta(snap: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def ss_text(snap: Path, kind: str = "tcp") -> str:
-    return gzip.decompress((snap / f"ss_{kind}.txt.gz").read_bytes()).decode()
+    return gzip.decompress((snap / f"ss_{kind}.txt.gz").read_bytes()).decode(
+        errors="surrogateescape"
+    )
 
 
 def snap_text(snap: Path, name: str) -> str:
@@ -165,7 +175,7 @@ def test_every_file_is_there(capture: tuple[Path, subprocess.CompletedProcess[st
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     for snap in snaps:
         assert SNAP_RE.match(snap.name), snap.name
-        names = {p.name for p in snap.iterdir()}
+        names = names_of(snap)
         assert names == ALWAYS | ROOT_ONLY, names ^ (ALWAYS | ROOT_ONLY)
         for name in names - {"cgroups.txt"}:
             assert (snap / name).stat().st_size > 0, name
@@ -212,9 +222,12 @@ def test_meta_records_each_files_size_and_lines(
     for snap in snapshots(out):
         got = check_file_lines(snap)
         assert got["ss_tcp.txt.gz"][1] >= 2 * N_PAIRS + 1
-        # meta.txt: the file= lines come last
-        lines = (snap / "meta.txt").read_text().splitlines()
-        assert all(ln.startswith("file=") for ln in lines[-len(got) :])
+        # meta.txt: the file= lines come last, then meta.txt's own size
+        text = (snap / "meta.txt").read_text()
+        lines = text.splitlines()
+        assert all(ln.startswith("file=") for ln in lines[-len(got) - 1 : -1])
+        body = text[: text.rindex("meta_bytes=")]
+        assert lines[-1] == f"meta_bytes={len(body.encode())}"
 
 
 def test_snapshots_are_one_interval_apart(
@@ -264,7 +277,7 @@ def test_meta_is_right(capture: tuple[Path, subprocess.CompletedProcess[str]]) -
     cg_version = "hybrid" if v1 and v2 else "1" if v1 else "2" if v2 else "none"
     for snap in snapshots(out):
         meta, repeat = read_meta(snap)
-        assert meta["collector_version"] == "2"
+        assert meta["collector_version"] == "3"
         assert meta["hostname"] == os.uname().nodename
         assert meta["kernel"] == os.uname().release
         assert meta["ss_version"] == ss_v
@@ -364,7 +377,7 @@ def test_sigterm_leaves_only_complete_snapshots(pairs: LoopbackPairs, tmp_path: 
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     snaps = snapshots(out)
     for snap in snaps:
-        assert {p.name for p in snap.iterdir()} >= ALWAYS
+        assert names_of(snap) >= ALWAYS
     with tarfile.open(f"{out}.tar.gz") as tar:
         top = {m.name.split("/")[0] for m in tar.getmembers()}
     assert top == {s.name for s in snaps}
@@ -389,7 +402,7 @@ def test_sigkill_leaves_only_a_hidden_partial(pairs: LoopbackPairs, tmp_path: Pa
             proc.kill()
             proc.wait(timeout=10)
     for snap in snapshots(out):
-        assert {p.name for p in snap.iterdir()} >= ALWAYS, snap
+        assert names_of(snap) >= ALWAYS, snap
     leftovers = [p.name for p in out.iterdir() if not SNAP_RE.match(p.name)]
     assert leftovers, "the kill was meant to land mid-snapshot"
     assert all(name.startswith(".partial-") for name in leftovers), leftovers
@@ -544,15 +557,19 @@ def test_non_root_degrades_as_documented(pairs: LoopbackPairs) -> None:
         lines = res.stderr.splitlines()
         assert len([ln for ln in lines if "slabinfo" in ln]) == 1, res.stderr
         assert len([ln for ln in lines if "ss_tcp.txt.gz" in ln]) == 1, res.stderr
+        assert len([ln for ln in lines if "network namespaces" in ln]) == 1, res.stderr
         snaps = snapshots(work / "o")
         assert len(snaps) == 2
         for snap in snaps:
-            names = {p.name for p in snap.iterdir()}
+            names = names_of(snap)
             assert names == ALWAYS, names ^ ALWAYS
             meta, repeat = read_meta(snap)
             assert meta["uid"] == "65534"
             assert any(r.startswith("missing=slabinfo.txt.gz: ") for r in repeat), repeat
             assert any(r.startswith("missing=ss_tcp.txt.gz: ") for r in repeat), repeat
+            # other network namespaces: not entered (nsenter needs root), said in meta
+            assert any(r.startswith("missing=netns: ") and "not root" in r for r in repeat)
+            assert int(netns_rows(snap)[0][0]) == os.stat("/proc/self/ns/net").st_ino
             text = ss_text(snap)
             # root's sockets are listed, but not who owns them
             assert text.count(f"127.0.0.1:{pairs.holders[0].port} ") >= 2 * N_PAIRS + 1
@@ -571,7 +588,7 @@ def test_bundle_members_are_relative_snapshot_dirs(tmp_path: Path) -> None:
         for m in members:
             assert not m.name.startswith(("/", "./", "..")), m.name
             assert m.name.split("/")[0] in names
-        files = {m.name for m in members if m.isfile()}
+        files = {m.name for m in members if m.isfile() and not NS_FILE.match(m.name.split("/")[1])}
     assert files == {f"{n}/{f}" for n in names for f in ALWAYS | ROOT_ONLY}
 
 
@@ -639,7 +656,9 @@ def test_hostile_process_names(name: str, tmp_path: Path) -> None:
     assert any(f"127.0.0.1:{port} " in ln for ln in mine)
     recs = [ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines()]
     pids = {int(r[1]) for r in recs if r[0] == "pid"}
-    owners = {int(p) for p in re.findall(r",pid=(\d+),fd=\d+\)", text + ss_text(snap, "udp"))}
+    # every ss file: the host's and those of the other network namespaces (other tests' too)
+    every_ss = "".join(gzip.decompress(f.read_bytes()).decode() for f in snap.glob("ss_*.txt.gz"))
+    owners = {int(p) for p in re.findall(r",pid=(\d+),fd=\d+\)", every_ss)}
     assert proc.pid in pids
     # a name holding ",pid=1,fd=9" does not add pid 1 (the set is exactly the real owners)
     assert pids <= owners and owners - pids <= {
@@ -830,7 +849,7 @@ def test_failed_udp_gzip_is_recorded(tmp_path: Path) -> None:
     assert len(bad) == 1 and "ss_udp.txt.gz" in bad[0] and "(simulated)" in bad[0], repeat
     assert re.search(r"\(exit (1|141)\)$", bad[0]), bad[0]
     # (the split's awk writes cgroups.txt at its end: after SIGPIPE there is none; meta says so)
-    assert {p.name for p in snap.iterdir()} >= ALWAYS - {"cgroups.txt"}
+    assert names_of(snap) >= ALWAYS - {"cgroups.txt"}
 
 
 def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
@@ -839,7 +858,7 @@ def test_busybox_tools(pairs: LoopbackPairs, tmp_path: Path) -> None:
     res = run_collect(["busybox", "sh"], "-o", str(tmp_path / "o"), "-n", "1", env=env)
     assert res.returncode == 0, res.stderr
     (snap,) = snapshots(tmp_path / "o")
-    assert {p.name for p in snap.iterdir()} == ALWAYS | ROOT_ONLY
+    assert names_of(snap) == ALWAYS | ROOT_ONLY
     assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
     pid = pairs.holders[0].pid
     lines = ss_text(snap).splitlines()
@@ -1095,7 +1114,7 @@ def test_two_runs_share_an_output_directory(pairs: LoopbackPairs, tmp_path: Path
         assert "error" not in err and "removing" in err, err
         assert keep.exists() and not any(d.exists() for d in gone)
         for snap in snapshots(out):
-            names = {p.name for p in snap.iterdir()}
+            names = names_of(snap)
             assert names == ALWAYS | ROOT_ONLY, (snap, names ^ (ALWAYS | ROOT_ONLY))
             assert [r for r in read_meta(snap)[1] if r.startswith("failed=")] == []
     finally:
@@ -1135,3 +1154,199 @@ def test_busybox_ps_falls_back_to_proc(pairs: LoopbackPairs, tmp_path: Path) -> 
         check_file_lines(snap)
     res = run_collect(["dash"], "-o", str(tmp_path / "p"), "-n", "1")
     assert read_meta(snapshots(tmp_path / "p")[0])[0]["ps_source"] == "ps"
+
+
+TIME_WAIT_CHILD = r"""
+import fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40))  # SIOCSIFFLAGS: lo up
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(64)
+ports = []
+for _ in range(int(sys.argv[1])):
+    c = socket.create_connection(lst.getsockname())
+    a, _ = lst.accept()
+    ports.append(c.getsockname()[1])
+    c.close()  # the client closes first: its end stays in TIME-WAIT (60 s), with no process
+    a.close()
+print(" ".join(map(str, ports)), flush=True)
+"""
+N_NS, N_CONNS, UNREAD = 9, 5, 10000  # from 8 namespaces on, two workers read them
+
+
+def netns_rows(snap: Path) -> list[list[str]]:
+    return [ln.split("\t") for ln in (snap / "netns.txt").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
+    """#12: every network namespace on the box is found (by /proc/PID/ns/net, and by /run/netns
+    when only a bind mount keeps it) and read with the same ss command through nsenter: its sockets,
+    their owners' cgroups, its own sockstat, its name and a pid's cgroup in netns.txt."""
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        pytest.skip("ip (iproute2) or nsenter (util-linux) is not installed")
+    tag = f"tcpmem-t{os.getpid()}-{shell}"
+    named, kept = f"{tag}-named", f"{tag}-kept"
+    subprocess.run(["ip", "netns", "add", kept], check=True)
+    try:
+        tw = subprocess.run(
+            ["ip", "netns", "exec", kept, sys.executable, "-c", TIME_WAIT_CHILD, "4"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        tw_ports = [int(x) for x in tw.stdout.split()]
+        kept_ino = os.stat(f"/run/netns/{kept}").st_ino
+        # a name ss prints raw (newline, Latin-1, cut at ")"): stored as in the host's ss file
+        with NetnsWorkloads(N_NS, N_CONNS, UNREAD, name=b"ns\nk\xe9)z") as ns:
+            subprocess.run(["ip", "netns", "attach", named, str(ns.holders[0].pid)], check=True)
+            env = None
+            if shell == "busybox":
+                # busybox's nsenter, ls, awk, sort, gzip and sed too
+                tools = ("nsenter", "ls", "awk", "sort", "gzip", "sed")
+                env = path_with(tmp_path, busybox=tools)
+            res = run_collect(SHELLS[shell], "-o", str(tmp_path / "o"), "-n", "1", env=env)
+            assert res.returncode == 0, res.stderr
+            holders = ns.holders
+            # what ss -p prints there, to compare the owners collect.sh adds without -p
+            ref = subprocess.run(
+                ["nsenter", f"--net=/proc/{holders[1].pid}/ns/net", "ss", "-tanpeOH"],
+                capture_output=True,
+                check=True,
+            ).stdout.decode(errors="surrogateescape")
+            cgroups = {h.pid: expected_cgroup_path(h.pid) for h in holders}
+    finally:
+        for name in (named, kept):
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    (snap,) = snapshots(tmp_path / "o")
+    _, repeat = read_meta(snap)
+    assert [r for r in repeat if r.startswith(("failed=", "missing=netns"))] == []
+    rows = netns_rows(snap)
+    assert all(len(r) == 4 for r in rows), rows
+    by_ino = {int(r[0]): r for r in rows}
+    assert len(by_ino) == len(rows)
+    # the collector's own namespace first; its files keep their old names
+    assert int(rows[0][0]) == os.stat("/proc/self/ns/net").st_ino
+    assert not (snap / f"ss_tcp.ns{rows[0][0]}.txt.gz").exists()
+    host = ss_text(snap)
+    for h in holders:
+        row = by_ino[h.inode]
+        name = named if h is holders[0] else "-"
+        assert row == [str(h.inode), str(h.pid), name, cgroups[h.pid]], row
+        text = ss_text(snap, f"tcp.ns{h.inode}")
+        mine = [ln for ln in text.splitlines() if f"pid={h.pid}," in ln]
+        assert len(mine) == 1 + 2 * N_CONNS, text
+        # the owners as ss -p prints them: one entry per fd, the name cut at ")", \n for a newline
+        for ln in mine:
+            assert re.search(rf' users:\(\("ns\\nk\udce9",pid={h.pid},fd=\d+\)\) ', ln), ln
+        assert f"pid={h.pid}," not in host
+        # the server ends hold the unread bytes (Recv-Q, then skmem r)
+        servers = [ln for ln in mine if re.search(rf" 127\.0\.0\.1:{h.port} +127\.0\.0\.1:", ln)]
+        assert len(servers) == N_CONNS and all(ln.split()[2] == str(UNREAD) for ln in servers)
+        sockstat = (snap / f"sockstat.ns{h.inode}.txt").read_text()
+        assert re.search(rf"^TCP: inuse {1 + 2 * N_CONNS} ", sockstat, re.M), sockstat
+        # no UDP socket there: an empty plain file (readers take X and X.gz alike)
+        assert (snap / f"ss_udp.ns{h.inode}.txt").stat().st_size == 0
+    users = re.compile(r" (users:\(\(.*?\)\)).*? ino:(\d+) ")
+    # (ss prints the name's newline raw: joined here as collect.sh stores it)
+    ref = ref.replace('(("ns\nk', '(("ns\\nk')
+    want = {m[2]: m[1] for m in map(users.search, ref.splitlines()) if m}
+    got = {
+        m[2]: m[1]
+        for m in map(users.search, ss_text(snap, f"tcp.ns{holders[1].inode}").splitlines())
+        if m
+    }
+    assert len(want) == 1 + 2 * N_CONNS and got == want, (got, want)
+    # kept only by a bind mount: no pid, no cgroup; its TIME-WAIT sockets read through /run/netns
+    assert by_ino[kept_ino] == [str(kept_ino), "-", kept, "-"]
+    text = ss_text(snap, f"tcp.ns{kept_ino}")
+    for port in tw_ports:
+        assert re.search(rf"^tcp TIME-WAIT .* 127\.0\.0\.1:{port} ", text, re.M), (port, text)
+    kept_sockstat = (snap / f"sockstat.ns{kept_ino}.txt").read_text()
+    assert re.search(r"^TCP: inuse 0 orphan 0 tw 4 ", kept_sockstat, re.M), kept_sockstat
+    pids = {
+        int(r[1])
+        for r in (ln.split("\t") for ln in (snap / "cgroups.txt").read_text().splitlines())
+        if r[0] == "pid"
+    }
+    assert {h.pid for h in holders} <= pids
+    check_file_lines(snap)
+
+
+def test_namespaces_appearing_mid_run_keep_the_budget(tmp_path: Path) -> None:
+    """The other namespaces' ss text is plain until ss is done, and bounded by what the budget has
+    left: namespaces appearing mid-run (here 9 x 121 sockets, two workers) never push DIR over -m;
+    text cut for it is said in meta.txt (missing=... cut)."""
+    with NetnsWorkloads(9, 60, 1000):
+        big = tmp_path / "big"
+        assert run_collect(["dash"], "-o", str(big), "-n", "1").returncode == 0
+        (snap,) = snapshots(big)
+        # its whole size while it was written: the files, plus the namespaces' plain text
+        plain = sum(
+            len(gzip.decompress(f.read_bytes())) + 8192 for f in snap.glob("ss_*.ns*.txt.gz")
+        )
+        peak_one = dir_usage_bytes(snap) + plain
+    budget_mb = round(2.5 * peak_one / 2**20, 3)
+    budget_bytes = int(budget_mb * 1024) * 1024
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        ["dash", str(COLLECT), "-o", str(out), "-i", "0", "-n", "16", "-m", str(budget_mb)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0
+    try:
+        # a few snapshots without them first (smaller: more of them fit), then they appear
+        deadline = time.monotonic() + 30
+        while len(snapshots(out) if out.exists() else []) < 3 and time.monotonic() < deadline:
+            peak = max(peak, dir_usage_bytes(out) if out.exists() else 0)
+            time.sleep(0.002)
+        with NetnsWorkloads(9, 60, 1000):
+            while proc.poll() is None:
+                peak = max(peak, dir_usage_bytes(out))
+                time.sleep(0.002)
+        _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert 0 < peak <= budget_bytes, (peak, budget_bytes)
+    assert dir_usage_bytes(out) <= budget_bytes
+    kept = snapshots(out)
+    assert kept and any(list(s.glob("ss_tcp.ns*.txt.gz")) for s in kept)
+    for snap in kept:
+        _, repeat = read_meta(snap)
+        assert [r for r in repeat if r.startswith("failed=")] == [], repeat
+        # text cut to keep the budget is said; a snapshot that says nothing is whole
+        if not [r for r in repeat if ": cut" in r]:
+            check_file_lines(snap)
+
+
+def test_no_nsenter_lists_the_namespaces_and_says_so(tmp_path: Path) -> None:
+    """Root without nsenter: the other namespaces are listed in netns.txt, not read, and meta.txt
+    says so (once per namespace, and why); the run goes on."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = "ss awk sed gzip ps du df ls date uname id cat mv rm mkdir grep sleep head sort wc"
+    for tool in (*tools.split(), "getconf", "stat", "tr"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    with NetnsWorkloads(2, 3) as ns:
+        res = run_collect(
+            ["/usr/bin/dash"], "-o", str(tmp_path / "o"), "-n", "1", env={"PATH": str(bin_dir)}
+        )
+        assert res.returncode == 0, res.stderr
+    assert res.stderr.count("no nsenter") == 1, res.stderr
+    (snap,) = snapshots(tmp_path / "o")
+    _, repeat = read_meta(snap)
+    assert "missing=netns: other network namespaces not read: no nsenter command" in " ".join(
+        repeat
+    )
+    listed = {int(r[0]) for r in netns_rows(snap)}
+    for h in ns.holders:
+        assert h.inode in listed
+        assert any(r.startswith(f"missing=ss_tcp.ns{h.inode}.txt.gz: ") for r in repeat), repeat
+        assert not list(snap.glob(f"*.ns{h.inode}.*"))
+    assert [r for r in repeat if r.startswith("failed=")] == []

@@ -73,7 +73,7 @@ try:
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
     def collect_into(out, count):
-        res = subprocess.run(["sh", collect, "-o", out, "-n", str(count), "-i", "0"],
+        res = subprocess.run(["sh", collect, "-N", "-o", out, "-n", str(count), "-i", "0"],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
     collect_into(clean_out, 1)

@@ -24,7 +24,8 @@ import nbformat
 import pytest
 
 import tcpmemlib as tm
-from tcpmemlib import plots
+from tcpmemlib import views
+from tcpmemlib.analysis.process import busiest_snapshot
 from tcpmemlib.lab import LabRun
 from tcpmemlib.report import NOTEBOOKS, read_summary
 
@@ -192,7 +193,7 @@ def _check_numbers(capture: Path, out: Path, phased: bool) -> None:
     s00, s01, s02, s03 = (read_summary(out / f"{n}.ipynb") for n in NOTEBOOKS)
     index = (out / "index.html").read_text()
 
-    recv = plots.example_socket(cap, "skmem_r")
+    recv = views.example_socket(cap, "skmem_r")
     assert s00["numbers"]["example_recv_r_bytes"] == int(recv["skmem_r"])
     assert s00["numbers"]["example_recv_q_bytes"] == int(recv["recv_q"])
 
@@ -211,7 +212,8 @@ def _check_numbers(capture: Path, out: Path, phased: bool) -> None:
     procs = tm.by_process(cap)
     named = procs[procs["pid"].notna()]
     totals = named.groupby("ts")["buffer_bytes"].sum()
-    peak_rows = procs[procs["ts"] == procs.groupby("ts")["buffer_bytes"].sum().idxmax()]
+    moment, _ = busiest_snapshot(procs)
+    peak_rows = procs[procs["ts"] == moment]
     top = peak_rows[peak_rows["pid"].notna()].sort_values("buffer_bytes").iloc[-1]
     assert s02["numbers"]["top_pid"] == int(top["pid"])
     assert s02["numbers"]["top_buffer_bytes"] == int(top["buffer_bytes"])

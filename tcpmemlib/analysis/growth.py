@@ -1,7 +1,7 @@
 """Q3: do socket buffers hold memory when traffic is minimal, or grow with load?
 
 On Linux, ``rb``/``tb`` are ceilings: a socket charges memory per skb as data is queued (receive queue
-not yet read, write queue not yet acked) and returns it as the data leaves (reference §5.2). This
+not yet read, write queue not yet acked) and returns it as the data leaves (docs/kernel.md §11). This
 function measures, in the capture, what buffer memory follows: the number of connections, the traffic,
 or the queued bytes.
 
@@ -17,6 +17,7 @@ or the queued bytes.
 | queued_bytes | bytes | Σ Recv-Q + Send-Q over connections (payload not read / not acked) |
 | connections_with_buffer | sockets | connections holding at least one page of r + w + f |
 | buffer_bytes_per_connection, queued_bytes_per_connection | bytes | the above / connections (NA at 0) |
+| largest_socket_bytes | bytes | r + w + f of the snapshot's largest socket ("max per connection") |
 | traffic_bytes_per_s | bytes/s | Σ over sockets seen in this and the previous snapshot of Δ(bytes_received + bytes_acked), / Δt (both ends of a loopback pair count); NA for the first snapshot |
 | ip_traffic_bytes_per_s | bytes/s | Δ netstat IpExt InOctets + OutOctets / Δt (whole host, all protocols) |
 | sockstat_tcp_mem_bytes | bytes | sockstat TCP mem × page size |
@@ -24,15 +25,16 @@ or the queued bytes.
 
 ``by_phase`` (one row per phase, ``(no phase)`` when phases.tsv is absent): ``phase``, ``snapshots``,
 mean ``connections``, ``connections_with_buffer``, ``buffer_bytes``, ``queued_bytes``, ``traffic_bytes_per_s``,
-``buffer_bytes_per_connection``, ``queued_bytes_per_connection``, ``buffer_to_queued_ratio``, and the
-phase's ``label``.
+``buffer_bytes_per_connection``, ``queued_bytes_per_connection``, ``buffer_to_queued_ratio``,
+``holding_share`` (connections_with_buffer / connections), and the phase's ``label``.
 
 Label set (per phase, and for the whole capture in ``verdict.label``; per phase checked in this order):
 
 - ``no connections``: the phase (or capture) has no TCP connection.
-- ``grows with queued data``: at least a page is queued and buffers ≈ queued bytes
-  (``0.5 ≤ buffer/queued ≤ 4``; the excess over 1 is skb truesize overhead): memory is there because
-  data waits for a reader or an ACK.
+- ``grows with queued data``: at least a page is queued **per connection** (judged per connection,
+  not box-wide: a few sockets holding a little data among thousands do not make a phase) and
+  buffers ≈ queued bytes (``0.5 ≤ buffer/queued ≤ 4``; the excess over 1 is skb truesize
+  overhead): memory is there because data waits for a reader or an ACK.
 - ``not held while idle``: less than one page of buffer per connection (only the sub-page ``f``
   forward-allocation remains): idle or trickling connections do not hold buffer memory.
 - ``held while idle``: more than a page per connection that queued data does not explain.
@@ -49,15 +51,27 @@ traffic ≥ 0.8; e.g. out-of-order data on a lossy path, which is in ``r`` but n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
-from tcpmemlib.analysis import _summary as S
+from tcpmemlib.analysis.common import (
+    SOCKET_OBJECT_CACHES,
+    as_output,
+    corr,
+    fmt_bytes,
+    netstat_wide,
+    number,
+    page_size_bytes,
+    slab_sum,
+    snapshots,
+)
+from tcpmemlib.analysis.summary import per_snapshot_socket_sums, socket_summary
+from tcpmemlib.analysis.traffic import traffic_rate
 from tcpmemlib.analysis.verdict import Verdict
-from tcpmemlib.analysis.where import SOCKET_OBJECT_CACHES, _slab_sum
+
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
 
 __all__ = ["LABELS", "GrowthResult", "growth"]
 
@@ -83,55 +97,34 @@ class GrowthResult:
     verdict: Verdict
 
 
-def _traffic_rate(deltas: pd.Series | np.ndarray, snaps: pd.DataFrame, rows: int) -> pd.Series:
-    """Per ts: socket traffic (bytes/s) since the previous snapshot (NA for the first), from the
-    summed deltas per snapshot (``_summary.traffic_deltas``) and the number of TCP socket rows."""
-    out = pd.Series(pd.NA, index=snaps["ts"], dtype="Float64")
-    if len(snaps) < 2 or not rows:
-        return out
-    order = pd.Index(snaps["ts"])
-    per_snap = np.asarray(deltas, dtype=np.float64)
-    dt = order.to_series().diff().dt.total_seconds().to_numpy()
-    ok = dt > 0  # (NaN for the first snapshot)
-    rate = np.full(len(order), np.nan)
-    rate[ok] = per_snap[ok] / dt[ok]
-    return pd.Series(pd.array(rate, dtype="Float64"), index=out.index)
-
-
-def _traffic(s: pd.DataFrame, snaps: pd.DataFrame) -> pd.Series:
-    """Per ts: socket traffic (bytes/s) since the previous snapshot of the socket rows ``s`` (one
-    frame; ``growth`` sums the capture's batches in its one pass, ``_summary.socket_summary``)."""
-    order = pd.Index(snaps["ts"])
-    rows = S.traffic_rows(s, order) if len(s) else None
-    deltas = S.traffic_deltas(rows, len(order))[0] if rows is not None else np.zeros(len(order))
-    return _traffic_rate(deltas, snaps, len(s))
-
-
-def _ip_traffic(cap: Any, snaps: pd.DataFrame) -> pd.Series:
-    w = F.netstat_wide(cap, [("IpExt", "InOctets"), ("IpExt", "OutOctets")]).set_index("ts")
+def _ip_traffic(cap: Capture, snaps: pd.DataFrame) -> pd.Series:
+    w = netstat_wide(cap, [("IpExt", "InOctets"), ("IpExt", "OutOctets")]).set_index("ts")
     tot = (w["IpExtInOctets"] + w["IpExtOutOctets"]).astype("Float64").reindex(snaps["ts"])
     dt = snaps.set_index("ts", drop=False)["ts"].diff().dt.total_seconds()
     return (tot.diff() / dt.astype("Float64")).where(dt > 0)
 
 
 def _label(conn: float, buf: float, queued: float, page: int) -> str:
+    """A phase's label from its mean connections, buffer and queued bytes: judged per connection,
+    so a few sockets holding a little data on a box of thousands do not label the phase."""
     if not conn or conn != conn:
         return "no connections"
     lo, hi = QUEUED_RATIO_RANGE
-    if queued >= page and lo * queued <= buf <= hi * queued:
+    if queued >= page * conn and lo * queued <= buf <= hi * queued:
         return "grows with queued data"
     if buf != buf or buf < page * conn:
         return "not held while idle"
     return "held while idle"
 
 
-def growth(capture: Any) -> GrowthResult:
-    """Does buffer memory follow connections, traffic or queued data? (module doc)"""
+def growth_frames(capture: Capture) -> GrowthResult:
+    """The frames of :func:`growth` (``by_snapshot``, ``by_phase`` with each phase's label), with
+    an empty verdict."""
     cap = capture
-    page = F.page_size_bytes(cap)
-    snaps = F.snapshots(cap)
-    summary = F.socket_summary(cap)
-    sums = F.per_snapshot_socket_sums(cap)
+    page = page_size_bytes(cap)
+    snaps = snapshots(cap)
+    summary = socket_summary(cap)
+    sums = per_snapshot_socket_sums(cap)
     bs = snaps.copy()
     bs["connections"] = sums["connections"].astype("Int64").values
     bs["buffer_bytes"] = sums["buffer_bytes"].astype("Int64").values
@@ -139,6 +132,8 @@ def growth(capture: Any) -> GrowthResult:
     held = summary.per_snapshot["connections_with_buffer"].reindex(bs["ts"])
     held = held.fillna(0).astype("Int64")
     bs["connections_with_buffer"] = held.values
+    largest = summary.per_snapshot["socket_buffer_max_bytes"].reindex(bs["ts"])
+    bs["largest_socket_bytes"] = largest.astype("Int64").values
     conn = bs["connections"].astype("Float64").replace(0, pd.NA)
     bs["buffer_bytes_per_connection"] = (bs["buffer_bytes"].astype("Float64") / conn).astype(
         "Float64"
@@ -146,12 +141,14 @@ def growth(capture: Any) -> GrowthResult:
     bs["queued_bytes_per_connection"] = (bs["queued_bytes"].astype("Float64") / conn).astype(
         "Float64"
     )
-    traffic = _traffic_rate(summary.traffic_bytes.to_numpy(), snaps, summary.tcp_rows)
+    traffic = traffic_rate(
+        summary.traffic_bytes.to_numpy(), pd.Index(snaps["ts"]), summary.tcp_rows
+    )
     bs["traffic_bytes_per_s"] = traffic.values
     bs["ip_traffic_bytes_per_s"] = _ip_traffic(cap, snaps).astype("Float64").values
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     bs["sockstat_tcp_mem_bytes"] = st["tcp_mem_bytes"].reindex(bs["ts"]).astype("Int64").values
-    bs["slab_bytes"] = _slab_sum(cap, SOCKET_OBJECT_CACHES)[0].values
+    bs["slab_bytes"] = slab_sum(cap, SOCKET_OBJECT_CACHES)[0].values
 
     ph = bs.assign(phase=bs["phase"].fillna(NO_PHASE))
     first_seen = {p: i for i, p in reversed(list(enumerate(ph["phase"])))}
@@ -175,8 +172,11 @@ def growth(capture: Any) -> GrowthResult:
     by_phase["buffer_to_queued_ratio"] = by_phase["buffer_bytes"] / by_phase[
         "queued_bytes"
     ].replace(0, pd.NA)
+    by_phase["holding_share"] = by_phase["connections_with_buffer"] / by_phase[
+        "connections"
+    ].replace(0, pd.NA)
     by_phase["label"] = [
-        _label(F._num(r.connections), F._num(r.buffer_bytes), F._num(r.queued_bytes), page)
+        _label(number(r.connections), number(r.buffer_bytes), number(r.queued_bytes), page)
         for r in by_phase.itertuples()
     ]
     by_phase = by_phase.reset_index()
@@ -184,13 +184,18 @@ def growth(capture: Any) -> GrowthResult:
     by_phase = by_phase.sort_values("_o").drop(columns="_o")
     by_phase["snapshots"] = by_phase["snapshots"].astype("Int64")
     by_phase["label"] = by_phase["label"].astype("category")
+    return GrowthResult(as_output(bs), as_output(by_phase), Verdict("", "", {}))
 
-    # whole-capture verdict
-    c_q = F.corr(bs["buffer_bytes"], bs["queued_bytes"])
-    c_c = F.corr(bs["buffer_bytes"], bs["connections"])
-    c_t = F.corr(bs["buffer_bytes"], bs["traffic_bytes_per_s"])
-    tot_buf = F._num(bs["buffer_bytes"].sum())
-    tot_q = F._num(bs["queued_bytes"].sum())
+
+def growth_verdict(result: GrowthResult) -> Verdict:
+    """Word :func:`growth_frames`' result: the whole capture's label from the phases' labels and
+    the correlations across snapshots (module doc)."""
+    bs, by_phase = result.by_snapshot, result.by_phase
+    c_q = corr(bs["buffer_bytes"], bs["queued_bytes"])
+    c_c = corr(bs["buffer_bytes"], bs["connections"])
+    c_t = corr(bs["buffer_bytes"], bs["traffic_bytes_per_s"])
+    tot_buf = number(bs["buffer_bytes"].sum())
+    tot_q = number(bs["queued_bytes"].sum())
     ratio = tot_buf / tot_q if tot_q else float("nan")
     labels = list(by_phase["label"].astype(str))
     idle = by_phase[by_phase["label"] == "not held while idle"]
@@ -199,11 +204,13 @@ def growth(capture: Any) -> GrowthResult:
         "corr_buffer_connections": c_c,
         "corr_buffer_traffic": c_t,
         "buffer_to_queued_ratio": ratio,
-        "max_buffer_bytes_per_connection": F._num(bs["buffer_bytes_per_connection"].max()),
-        "idle_buffer_bytes_per_connection": F._num(idle["buffer_bytes_per_connection"].mean())
+        # "max per connection" is the largest single socket (r+w+f), not a snapshot's average
+        "max_buffer_bytes_per_connection": number(bs["largest_socket_bytes"].max()),
+        "max_mean_buffer_bytes_per_connection": number(bs["buffer_bytes_per_connection"].max()),
+        "idle_buffer_bytes_per_connection": number(idle["buffer_bytes_per_connection"].mean())
         if len(idle)
         else float("nan"),
-        "max_connections": F._num(bs["connections"].max()),
+        "max_connections": number(bs["connections"].max()),
     }
     real = [lab for lab in labels if lab != "no connections"]
     if not real:
@@ -223,12 +230,19 @@ def growth(capture: Any) -> GrowthResult:
     parts = []
     for r in by_phase.itertuples():
         parts.append(
-            f"{r.phase}: {F._num(r.connections):.0f} connections "
-            f"({F._num(r.connections_with_buffer):.0f} holding a page or more), "
-            f"{F.fmt_bytes(F._num(r.buffer_bytes_per_connection))} buffer and "
-            f"{F.fmt_bytes(F._num(r.queued_bytes_per_connection))} queued per connection ({r.label})"
+            f"{r.phase}: {number(r.connections):.0f} connections "
+            f"({number(r.connections_with_buffer):.0f} of them, "
+            f"{_share(number(r.holding_share))}, holding a page or more), "
+            f"{fmt_bytes(number(r.buffer_bytes_per_connection))} buffer and "
+            f"{fmt_bytes(number(r.queued_bytes_per_connection))} queued per connection ({r.label})"
         )
-    text = f"Overall: {label}. " + "; ".join(parts) + "."
+    text = (
+        f"Overall: {label} (up to {fig['max_connections']:.0f} connections; the largest socket "
+        f"held {fmt_bytes(fig['max_buffer_bytes_per_connection'])}, the most per connection on "
+        f"average in a snapshot was {fmt_bytes(fig['max_mean_buffer_bytes_per_connection'])}). "
+        + "; ".join(parts)
+        + "."
+    )
     if c_q == c_q:
         text += (
             f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes, "
@@ -237,4 +251,16 @@ def growth(capture: Any) -> GrowthResult:
             else f" Across snapshots buffer memory correlates {c_q:.2f} with queued bytes"
         )
         text += f"; buffer/queued = {ratio:.2f}." if ratio == ratio else "."
-    return GrowthResult(F.as_output(bs), F.as_output(by_phase), Verdict(label, text, fig))
+    return Verdict(label, text, fig)
+
+
+def _share(value: float) -> str:
+    if value != value:
+        return "n/a"
+    return f"{value:.0%}" if value >= 0.01 or value == 0 else "<1%"
+
+
+def growth(capture: Capture) -> GrowthResult:
+    """Does buffer memory follow connections, traffic or queued data? (module doc)"""
+    frames = growth_frames(capture)
+    return GrowthResult(frames.by_snapshot, frames.by_phase, growth_verdict(frames))

@@ -1,6 +1,6 @@
 """What does a TCP socket cost when it carries no data?
 
-A socket that exists holds kernel objects even with empty queues (reference §3.2): its ``struct
+A socket that exists holds kernel objects even with empty queues (docs/kernel.md §8): its ``struct
 tcp_sock`` (slab ``TCP``/``TCPv6``), the socket inode (``sock_inode_cache``), a sockfs ``dentry``, a
 ``struct file`` (``filp``), LSM blobs (``lsm_inode_cache``/``lsm_file_cache`` when an LSM is built in)
 and, for ``connect()``-ed sockets with an ephemeral port, a bind bucket pair (``tcp_bind_bucket`` +
@@ -31,16 +31,34 @@ add ``eventpoll_epi`` + ``eventpoll_pwq`` (listed, not counted: the capture cann
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import (
+    as_output,
+    fmt_bytes,
+    meminfo_wide,
+    number,
+    resolve_cache,
+    slab_frame,
+    snapshots,
+)
+from tcpmemlib.analysis.summary import per_snapshot_socket_sums, socket_summary
 from tcpmemlib.analysis.verdict import Verdict
 
-__all__ = ["MIN_SOCKET_SPAN", "IdleCostResult", "idle_cost"]
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
+__all__ = [
+    "MIN_SOCKET_SPAN",
+    "IdleCostResult",
+    "idle_cost",
+    "idle_cost_frames",
+    "idle_cost_verdict",
+]
 
 MIN_SOCKET_SPAN = 20
 
@@ -70,11 +88,13 @@ class IdleCostResult:
     regression_slab_bytes_per_socket: float
     regression_meminfo_slab_bytes_per_socket: float
     verdict: Verdict
+    slabinfo_collected: bool = True
+    shares: dict[str, float] = field(default_factory=dict)
 
 
-def _shares(cap: Any) -> dict[str, float]:
+def _shares(cap: Capture) -> dict[str, float]:
     """IPv4/IPv6 share of TCP full sockets and the share of connect()-ed connections."""
-    summary = F.socket_summary(cap)
+    summary = socket_summary(cap)
     full = summary.full_sockets
     if not full:
         return {"v4": 1.0, "v6": 0.0, "one": 1.0, "connected": 0.0}
@@ -84,12 +104,12 @@ def _shares(cap: Any) -> dict[str, float]:
     return {"v4": 1.0 - v6, "v6": v6, "one": 1.0, "connected": connected}
 
 
-def _protocol_size(cap: Any, proto: str) -> float:
+def _protocol_size(cap: Capture, proto: str) -> float:
     pr = getattr(cap, "protocols", None)
     if pr is None or not len(pr):
         return float("nan")
     rows = pr[pr["protocol"].astype("string") == proto]
-    return F._num(rows["size_bytes"].iloc[-1]) if len(rows) else float("nan")
+    return number(rows["size_bytes"].iloc[-1]) if len(rows) else float("nan")
 
 
 def _slope(x: pd.Series, y: pd.Series) -> float:
@@ -102,20 +122,17 @@ def _slope(x: pd.Series, y: pd.Series) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
-def idle_cost(capture: Any) -> IdleCostResult:
-    """Kernel memory per socket that exists with no traffic (module doc)."""
-    cap = capture
-    sl = F.slab_frame(cap)
-    shares = _shares(cap)
+def _object_table(cap: Capture, sl: pd.DataFrame | None, shares: dict[str, float]) -> pd.DataFrame:
+    """``by_object`` (module doc): each kernel object's size, where it is counted, and its share."""
     names: set[str] = set(sl["name"].dropna()) if sl is not None else set()
     latest = sl[sl["ts"] == sl["ts"].max()].set_index("name") if sl is not None else None
     rows = []
     for obj, cache, share, counted, bucket in _OBJECTS:
-        shown, merged = F.resolve_cache(cap, cache, names) if sl is not None else (None, [])
+        shown, merged = resolve_cache(cap, cache, names) if sl is not None else (None, [])
         size = float("nan")
         evidence = ""
         if shown is not None and latest is not None and shown in latest.index:
-            size = F._num(latest.at[shown, "objsize_bytes"])
+            size = number(latest.at[shown, "objsize_bytes"])
             evidence = f"slabinfo row {shown!r} objsize"
             if merged:
                 evidence += f" (merged cache: the row also holds {', '.join(merged)})"
@@ -176,16 +193,19 @@ def idle_cost(capture: Any) -> IdleCostResult:
             "evidence": "string",
         }
     )
-    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
-    per_socket = float(known["bytes_per_socket"].sum()) if len(known) else float("nan")
+    return by_object
 
-    # regression over the capture
-    snaps = F.snapshots(cap)
+
+def _regression(
+    cap: Capture, sl: pd.DataFrame | None, known: pd.DataFrame
+) -> tuple[pd.DataFrame, float, float]:
+    """``by_snapshot`` and the slopes of slab bytes against the socket count (module doc)."""
+    snaps = snapshots(cap)
     bs = snaps.copy()
     st = cap.sockstat.drop_duplicates("ts").set_index("ts")
     sockets = st["tcp_alloc"].reindex(bs["ts"]).astype("Int64") if len(st) else None
     if sockets is None or sockets.isna().all():
-        sums = F.per_snapshot_socket_sums(cap)
+        sums = per_snapshot_socket_sums(cap)
         bs["sockets"] = (sums["tcp_sockets"] - 0).astype("Int64").values
     else:
         bs["sockets"] = sockets.values
@@ -195,13 +215,33 @@ def idle_cost(capture: Any) -> IdleCostResult:
         bs["object_slab_bytes"] = obj_slab.reindex(bs["ts"]).astype("Int64").values
     else:
         bs["object_slab_bytes"] = pd.Series(pd.NA, index=bs.index, dtype="Int64")
-    mw = F.meminfo_wide(cap).set_index("ts")
+    mw = meminfo_wide(cap).set_index("ts")
     slab_col = mw["Slab"] if "Slab" in mw.columns else pd.Series(pd.NA, index=mw.index)
     bs["meminfo_slab_bytes"] = slab_col.reindex(bs["ts"]).astype("Int64").values
     reg_slab = _slope(bs["sockets"], bs["object_slab_bytes"])
     reg_mem = _slope(bs["sockets"], bs["meminfo_slab_bytes"])
-    bs = F.as_output(bs)
+    return as_output(bs), reg_slab, reg_mem
 
+
+def idle_cost_frames(capture: Capture) -> IdleCostResult:
+    """The frames and figures of :func:`idle_cost`, with an empty verdict."""
+    sl = slab_frame(capture)
+    shares = _shares(capture)
+    by_object = _object_table(capture, sl, shares)
+    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
+    per_socket = float(known["bytes_per_socket"].sum()) if len(known) else float("nan")
+    bs, reg_slab, reg_mem = _regression(capture, sl, known)
+    return IdleCostResult(
+        by_object, per_socket, bs, reg_slab, reg_mem, Verdict("", "", {}), sl is not None, shares
+    )
+
+
+def idle_cost_verdict(result: IdleCostResult) -> Verdict:
+    """Word :func:`idle_cost_frames`' result (module doc)."""
+    by_object, per_socket, shares = result.by_object, result.per_socket_bytes, result.shares
+    reg_slab = result.regression_slab_bytes_per_socket
+    reg_mem = result.regression_meminfo_slab_bytes_per_socket
+    known = by_object[by_object["counted"] & by_object["bytes_per_socket"].notna()]
     merged_notes = [
         f"{c} -> slabinfo {s!r}"
         for c, s, m in zip(
@@ -224,30 +264,47 @@ def idle_cost(capture: Any) -> IdleCostResult:
             "no data", "No object sizes in this capture (no slabinfo, no protocols).", fig
         )
     else:
-        if sl is None:
+        if not result.slabinfo_collected:
             label = "partial: no slabinfo"
             text = (
                 f"slabinfo was not collected (run collect.sh as root): only the tcp_sock size is known, "
-                f"{F.fmt_bytes(per_socket)} per socket from /proc/net/protocols; inode, dentry, file and "
+                f"{fmt_bytes(per_socket)} per socket from /proc/net/protocols; inode, dentry, file and "
                 "bind-bucket objects add about 1.3 KiB more on 6.x kernels."
             )
         else:
             label = "per-socket cost"
             text = (
-                f"Each socket costs about {F.fmt_bytes(per_socket)} of kernel slab objects even with no "
+                f"Each socket costs about {fmt_bytes(per_socket)} of kernel slab objects even with no "
                 f"data queued ({', '.join(known['cache'].astype(str))}); none of it is in sockstat mem "
                 "or in ss skmem."
             )
             if fig["epoll_bytes_per_socket"] > 0:
-                text += f" Sockets registered in epoll add {F.fmt_bytes(fig['epoll_bytes_per_socket'])}."
+                text += (
+                    f" Sockets registered in epoll add {fmt_bytes(fig['epoll_bytes_per_socket'])}."
+                )
             if merged_notes:
                 text += " SLUB merged caches: " + "; ".join(merged_notes) + "."
         if not math.isnan(reg_slab):
             text += (
                 f" Across this capture's change in socket count, slab pages grew by "
-                f"{F.fmt_bytes(reg_slab)} per socket (meminfo Slab: {F.fmt_bytes(reg_mem)} per socket)."
+                f"{fmt_bytes(reg_slab)} per socket (meminfo Slab: {fmt_bytes(reg_mem)} per socket)."
             )
         else:
             text += " The capture does not span a change in socket count, so there is no slab-delta estimate."
         verdict = Verdict(label, text, fig)
-    return IdleCostResult(by_object, per_socket, bs, reg_slab, reg_mem, verdict)
+    return verdict
+
+
+def idle_cost(capture: Capture) -> IdleCostResult:
+    """Kernel memory per socket that exists with no traffic (module doc)."""
+    r = idle_cost_frames(capture)
+    return IdleCostResult(
+        r.by_object,
+        r.per_socket_bytes,
+        r.by_snapshot,
+        r.regression_slab_bytes_per_socket,
+        r.regression_meminfo_slab_bytes_per_socket,
+        idle_cost_verdict(r),
+        r.slabinfo_collected,
+        r.shares,
+    )

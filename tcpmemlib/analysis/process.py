@@ -16,6 +16,7 @@ exited between ``ss`` and ``ps``) go to the ``(unattributed)`` row, so per snaps
 | pid | Int64 | | the process (NA for ``(unattributed)``) |
 | comm | string | | process name as ss printed it (``(unattributed)`` for the no-owner row) |
 | sockets | Int64 | sockets | TCP sockets counted for this process (every state) |
+| connections | Int64 | sockets | those of them that are connections (not LISTEN/TIME-WAIT/SYN-RECV) |
 | buffer_bytes | Int64 | bytes | Σ r + w + f: memory charged for these sockets' queues |
 | skmem_r_bytes, skmem_w_bytes, skmem_f_bytes, skmem_t_bytes | Int64 | bytes | Σ of each skmem field |
 | rcvbuf_limit_bytes, sndbuf_limit_bytes | Int64 | bytes | Σ rb and Σ tb: **limits** (ceilings), not allocations |
@@ -29,14 +30,19 @@ exited between ``ss`` and ``ps``) go to the ``(unattributed)`` row, so per snaps
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis.common import MIB, as_output, fmt_bytes, snapshots
+from tcpmemlib.analysis.socket_rows import UNATTRIBUTED
+from tcpmemlib.analysis.summary import socket_summary
 from tcpmemlib.analysis.verdict import Verdict
 
-__all__ = ["COLUMNS", "by_process", "top_process"]
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
+__all__ = ["BUFFERS_NEGLIGIBLE_BYTES", "COLUMNS", "busiest_snapshot", "by_process", "top_process"]
 
 COLUMNS: dict[str, str] = {
     "ts": "datetime64[ns, UTC]",
@@ -45,6 +51,7 @@ COLUMNS: dict[str, str] = {
     "pid": "Int64",
     "comm": "string",
     "sockets": "Int64",
+    "connections": "Int64",
     "buffer_bytes": "Int64",
     "skmem_r_bytes": "Int64",
     "skmem_w_bytes": "Int64",
@@ -61,7 +68,7 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def _cgroup_values(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _cgroup_values(cap: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
     pc = getattr(cap, "proc_cgroups", None)
     cg = getattr(cap, "cgroups", None)
     if pc is None or not len(pc):
@@ -98,16 +105,16 @@ def _cgroup_values(cap: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pcf, vals
 
 
-def by_process(capture: Any) -> pd.DataFrame:
+def by_process(capture: Capture) -> pd.DataFrame:
     """Per snapshot and process: sockets, buffer bytes, limits, RSS, cgroup (schema in module doc)."""
     cap = capture
-    snaps = F.snapshots(cap)
-    agg = F.socket_summary(cap).by_process.copy()
+    snaps = snapshots(cap)
+    agg = socket_summary(cap).by_process.copy()
     # the (unattributed) row exists in every snapshot, even when empty
     present = set(zip(agg["ts"], agg["key_pid"], strict=True))
     missing = [ts for ts in snaps["ts"] if (ts, -1) not in present]
     if missing:
-        zero = pd.DataFrame({"ts": missing, "key_pid": -1, "comm": F.UNATTRIBUTED})
+        zero = pd.DataFrame({"ts": missing, "key_pid": -1, "comm": UNATTRIBUTED})
         for c in agg.columns:
             if c not in zero.columns:
                 zero[c] = 0 if c not in ("other_owners",) else pd.NA
@@ -128,29 +135,79 @@ def by_process(capture: Any) -> pd.DataFrame:
     out = agg.astype({c: t for c, t in COLUMNS.items() if c not in ("ts",)})[list(COLUMNS)]
     out["_u"] = out["pid"].isna()
     out = out.sort_values(["ts", "_u", "buffer_bytes", "pid"], ascending=[True, True, False, True])
-    return F.as_output(out.drop(columns="_u"))
+    return as_output(out.drop(columns="_u"))
+
+
+#: Below this much socket buffer memory in every snapshot, the moment to show is the one with the
+#: most connections (buffers ~0: who holds the connections is the story).
+BUFFERS_NEGLIGIBLE_BYTES = 1 << 20
+
+
+def busiest_snapshot(rows: pd.DataFrame) -> tuple[pd.Timestamp | None, str]:
+    """The snapshot a per-process page should show, from :func:`by_process` rows, and why: the one
+    where socket buffers peaked, or, when no snapshot held :data:`BUFFERS_NEGLIGIBLE_BYTES`, the
+    one with the most connections (on an idle server every buffer is 0, and the first snapshot is
+    often taken before any client connected). ``(None, reason)`` without rows."""
+    if not len(rows):
+        return None, "the capture has no snapshot"
+    per = rows.groupby("ts")[["buffer_bytes", "connections"]].sum()
+    buffers = pd.to_numeric(per["buffer_bytes"], errors="coerce").astype("float64")
+    if buffers.max() >= BUFFERS_NEGLIGIBLE_BYTES:
+        ts = buffers.idxmax()
+        return ts, f"the snapshot where socket buffers peaked ({fmt_bytes(buffers.max())})"
+    conns = pd.to_numeric(per["connections"], errors="coerce").astype("float64")
+    ts = conns.idxmax()
+    return ts, (
+        f"the snapshot with the most connections ({conns.max():.0f}): no snapshot held "
+        f"{fmt_bytes(BUFFERS_NEGLIGIBLE_BYTES)} of socket buffers (at most "
+        f"{fmt_bytes(buffers.max())})"
+    )
+
+
+def _holders(named: pd.DataFrame, n: int = 3) -> str:
+    """``comm (pid N) C connections`` of the ``n`` processes holding the most connections."""
+    conns = pd.to_numeric(named["connections"], errors="coerce").astype("float64")
+    top = named.assign(_c=conns).sort_values("_c", ascending=False, kind="stable").head(n)
+    return ", ".join(
+        f"{r['comm']} (pid {int(r['pid'])}) {int(r['_c'])}"
+        for _, r in top.iterrows()
+        if r["_c"] > 0
+    )
 
 
 def top_process(rows: pd.DataFrame) -> Verdict:
-    """Name the process that held the most buffer memory in ``rows`` (one snapshot of
-    :func:`by_process`, e.g. the peak). Label ``top process``; the text quotes its share of what all
-    processes held. The process name is plain text: whatever displays it must escape it."""
+    """Name who holds the memory and who holds the connections in ``rows`` (one snapshot of
+    :func:`by_process`, e.g. :func:`busiest_snapshot`'s). Label ``top process``; the text quotes the
+    top holder's share of the buffer bytes, and the processes holding the most connections. The
+    process names are plain text: whatever displays them must escape them."""
     named = rows[rows["pid"].notna()]
     values = pd.to_numeric(named["buffer_bytes"], errors="coerce").astype("float64")
+    conns = (
+        pd.to_numeric(rows["connections"], errors="coerce").astype("float64")
+        if "connections" in rows
+        else pd.Series(dtype="float64")
+    )
+    total_conns = float(conns.sum()) if "connections" in rows else float("nan")
+    holders = _holders(named) if "connections" in named and len(named) else ""
+    figures: dict[str, float] = {"connections": total_conns}
     if not len(named) or not values.max() > 0:
-        return Verdict("top process", "No process held TCP buffer memory in this capture.", {})
+        text = "No process held TCP buffer memory in this snapshot"
+        text += f"; its {total_conns:.0f} connections are held by {holders}." if holders else "."
+        return Verdict("top process", text, figures)
     top = named.loc[values.idxmax()]
     held = float(values.max())
     total = float(pd.to_numeric(rows["buffer_bytes"], errors="coerce").astype("float64").sum())
     text = (
-        f"At the peak, process {top['comm']} (pid {int(top['pid'])}) held {held / F.MIB:.1f} MiB "
+        f"Process {top['comm']} (pid {int(top['pid'])}) held {held / MIB:.1f} MiB "
         f"of socket buffers in {int(top['sockets'])} sockets, {held / total:.0%} of the "
-        f"{total / F.MIB:.1f} MiB all processes held; its RSS does not include it."
+        f"{total / MIB:.1f} MiB all processes held; its RSS does not include it."
     )
-    figures = {
-        "pid": float(top["pid"]),
-        "buffer_bytes": held,
-        "sockets": float(top["sockets"]),
-        "total_buffer_bytes": total,
-    }
+    if holders:
+        text += f" Most connections: {holders} (of {total_conns:.0f})."
+    figures.update(
+        pid=float(top["pid"]),
+        buffer_bytes=held,
+        sockets=float(top["sockets"]),
+        total_buffer_bytes=total,
+    )
     return Verdict("top process", text, figures)

@@ -22,7 +22,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
+from tcpmemlib.parsers.numbers import INT64_MAX, int64
 from tcpmemlib.parsers.text import read_text, split_lines
 from tcpmemlib.units import kib_to_bytes
 
@@ -51,6 +51,10 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             if tokens[1] != "kB":
                 raise ParseError(path, no, line, f"unknown unit {tokens[1]!r} (expected kB)")
             value = kib_to_bytes(value)
+            if value > INT64_MAX:
+                raise ParseError(
+                    path, no, line, "value in bytes is outside the 64-bit integer range"
+                )
             units.append("bytes")
         else:
             units.append("count")

@@ -22,7 +22,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
+from tcpmemlib.parsers.numbers import int64s
 from tcpmemlib.parsers.text import read_text, split_lines
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
@@ -65,7 +65,7 @@ def records(text: str, path: str | None = None, file: str | None = None) -> dict
                 f"{len(number_list)} values for {len(name_list)} names in {label!r}",
             )
         try:
-            values.extend(int64(v) for v in number_list)
+            values.extend(int64s(number_list))
         except ValueError as err:
             raise ParseError(path, value_no, value_line, "a value is not an integer") from err
         groups.extend([label] * len(name_list))

@@ -24,11 +24,12 @@ A header line (first token ``PID``) is skipped; a row whose first five tokens ar
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
+from tcpmemlib.parsers.numbers import int64, int64s
 from tcpmemlib.parsers.text import read_text, split_lines
 from tcpmemlib.units import kib_to_bytes
 
@@ -46,14 +47,8 @@ SCHEMA: dict[str, str] = {
 ARGS_SCHEMA: dict[str, str] = {"pid": "Int64", "args": "string"}
 
 
-def _rest(line: str, fields: int) -> str:
-    """The text after the first ``fields`` blank-separated tokens, with its leading blanks removed."""
-    rest = line.lstrip()
-    for _ in range(fields):
-        rest = rest.lstrip(" \t")
-        cut = len(rest) - len(rest.lstrip("0123456789-"))
-        rest = rest[cut:]
-    return rest.lstrip(" \t")
+# pid ppid rss vsz uid, then comm (which may hold blanks) to the end of the line
+_LINE = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
 
 
 def records(text: str, path: str | None = None) -> dict[str, list[object]]:
@@ -61,15 +56,20 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
     numbers: list[list[int]] = []
     comms: list[str] = []
     for no, line in enumerate(split_lines(text), 1):
-        tokens = line.split(None, 5)
-        if not tokens or tokens[0] == "PID":
+        match = _LINE.match(line)
+        if match is None:
+            if not line.strip():
+                continue
+            raise ParseError(path, no, line, "expected 'pid ppid rss vsz uid comm'")
+        if match[1] == "PID":
             continue
         try:
-            pid, ppid, rss, vsz, uid = (int64(t) for t in tokens[:5])
+            pid, ppid, rss, vsz, uid = int64s(list(match.groups()[:5]))
+            rss_bytes, vsz_bytes = int64s([str(kib_to_bytes(rss)), str(kib_to_bytes(vsz))])
         except ValueError as err:
             raise ParseError(path, no, line, "expected 'pid ppid rss vsz uid comm'") from err
-        numbers.append([pid, ppid, uid, kib_to_bytes(rss), kib_to_bytes(vsz)])
-        comms.append(_rest(line, 5) if len(tokens) == 6 else "")
+        numbers.append([pid, ppid, uid, rss_bytes, vsz_bytes])
+        comms.append(match[6] or "")
     columns: dict[str, list[object]] = {
         c: [row[i] for row in numbers]
         for i, c in enumerate(["pid", "ppid", "uid", "rss_bytes", "vsz_bytes"])
@@ -102,7 +102,7 @@ def args_records(text: str, path: str | None = None) -> dict[str, list[object]]:
             pids.append(int64(tokens[0]))
         except ValueError as err:
             raise ParseError(path, no, line, "expected 'pid args'") from err
-        args.append(_rest(line, 1))
+        args.append(tokens[1].lstrip(" \t") if len(tokens) == 2 else "")
     return {"pid": pids, "args": args}
 
 

@@ -30,7 +30,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
+from tcpmemlib.parsers.numbers import int64s
 from tcpmemlib.parsers.text import read_text, split_lines
 from tcpmemlib.units import pages_to_bytes
 
@@ -74,7 +74,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
                 path, no, line, "expected 'name 5 numbers : tunables ... : slabdata 3 numbers'"
             )
         try:
-            numbers = [int64(t) for t in tokens[1:]] + [int64(t) for t in slabdata[:2]]
+            numbers = int64s([*tokens[1:], *slabdata[:2]])
         except ValueError as err:
             raise ParseError(path, no, line, "a count is not an integer") from err
         rows.append([tokens[0], *numbers])

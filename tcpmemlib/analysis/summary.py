@@ -3,23 +3,24 @@
 A day of snapshots is ~17M socket rows: more than an analysis may hold. So no analysis reads
 ``Capture.sockets``/``Capture.owners``; :func:`socket_summary` reads the rows once, a batch of whole
 snapshots at a time (``Capture.socket_batches``), sums each batch with the building blocks of
-``_frames`` (``tcp_sockets``, ``attributed_sockets``, ``snapshot_sums``) and keeps only sums per
+``socket_rows`` (``tcp_sockets``, ``attributed_sockets``, ``snapshot_sums``) and keeps only sums per
 snapshot, per (snapshot, process) and value counts. The result is memoized on the capture
 (``Capture.memo``), so where_is_it, by_process, reconcile, idle_cost, growth, compare and the plots'
 views share that one pass.
 
 Batches hold whole snapshots, so every per-snapshot figure comes from one batch; the only figure
 that spans two snapshots, growth's socket traffic, carries the previous batch's last snapshot over
-the batch boundary (:func:`traffic_deltas`).
+the batch boundary (``traffic.traffic_deltas``).
 
 ``SocketSummary`` fields (all TCP sockets unless said otherwise; a snapshot without TCP sockets has
 no row in the per-snapshot frames):
 
 | field | one row per | columns |
 |---|---|---|
-| ``per_snapshot`` | snapshot (index ``ts``) | ``_frames.SNAPSHOT_SUMS``, ``full_sockets`` (not TIME-WAIT/SYN-RECV), ``backlog_bytes`` (Σ skmem_bl), ``connections_with_buffer`` (r+w+f ≥ a page) |
+| ``per_snapshot`` | snapshot (index ``ts``) | ``socket_rows.SNAPSHOT_SUMS``, ``full_sockets`` (not TIME-WAIT/SYN-RECV), ``backlog_bytes`` (Σ skmem_bl), ``connections_with_buffer`` (r+w+f ≥ a page), and the per-connection distribution :data:`DISTRIBUTION_COLUMNS` |
+| ``held_sockets`` | connection that held at least a page of r+w+f in some snapshot | ``held_sockets.COLUMNS``: how much, how long, its peer and its owner |
 | ``traffic_bytes`` | snapshot of ``snapshots(cap)`` (index ``ts``) | Σ over sockets also in the snapshot just before of Δ(bytes_received + bytes_acked), clipped at 0 (float) |
-| ``by_process`` | (snapshot, primary pid; -1 = unattributed) | ``ts``, ``key_pid``, ``comm``, ``sockets``, ``_frames.SKMEM_SUMS``, ``shared_sockets``, ``other_owners`` |
+| ``by_process`` | (snapshot, primary pid; -1 = unattributed) | ``ts``, ``key_pid``, ``comm``, ``sockets``, ``connections``, ``socket_rows.SKMEM_SUMS``, ``shared_sockets``, ``other_owners`` |
 | ``owner_pids`` | (snapshot, pid owning a TCP socket) | ``ts``, ``pid`` (Int64; every owner, not only the primary) |
 | ``limits`` | (primary comm, limit, value) over connections | ``comm``, ``limit`` (``rcvbuf``/``sndbuf``), ``value`` (Float64 rb/tb, NA kept), ``count`` |
 | ``owner_comms`` | (phase, comm of any owner) over sockets of any protocol not LISTEN/TIME-WAIT/SYN-RECV | ``phase`` (``(all)`` without one), ``comm``, ``rows``, ``snapshots``, ``first_ts``, ``max_r``, ``max_w`` |
@@ -28,30 +29,47 @@ no row in the per-snapshot frames):
 Scalars: ``tcp_rows`` (TCP socket rows), ``owner_rows`` (owners rows of any protocol),
 ``full_sockets``, ``ipv6_sockets`` (full sockets with a ``:`` in the local address),
 ``connected_sockets`` (connections whose local port no listener of their snapshot has: connect()-ed).
+
+The per-connection distribution per snapshot (:data:`DISTRIBUTION_COLUMNS`, over connections that
+print skmem): ``socket_{w,r}_{p50,p99,max}_bytes`` (quantiles of w and r over the snapshot's
+connections), ``socket_buffer_max_bytes`` (the largest r+w+f of one socket: "max per connection"),
+``holding_buffer_p50_bytes`` (median r+w+f of the connections holding at least a page; NA when none
+does), ``sending_connections`` (connections with w ≥ a page: data not yet sent or acked) with
+their median w and tb (``sending_w_p50_bytes``, ``sending_tb_p50_bytes``), ``receiving_connections``
+(r ≥ a page: data not yet read) with their median r and rb (``receiving_r_p50_bytes``,
+``receiving_rb_p50_bytes``),
+``at_sndbuf_limit`` (connections with w > 0 and w ≥ :data:`AT_LIMIT` × tb: a sender blocked on a
+full send buffer) and ``at_rcvbuf_limit`` (r > 0 and r ≥ :data:`AT_LIMIT` × rb: a receive queue
+full up to its limit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from tcpmemlib.analysis import _frames as F
+from tcpmemlib.analysis import held_sockets
+from tcpmemlib.analysis import socket_rows as R
+from tcpmemlib.analysis.common import snapshots
+from tcpmemlib.analysis.traffic import KeyIds, traffic_deltas, traffic_rows
 from tcpmemlib.errors import TcpmemError
 
+if TYPE_CHECKING:
+    from tcpmemlib.capture import Capture
+
 __all__ = [
+    "AT_LIMIT",
+    "DISTRIBUTION_COLUMNS",
     "SUMMARY_COLUMNS",
-    "TRAFFIC_KEY",
-    "KeyIds",
     "SocketSummary",
     "median_max",
+    "per_snapshot_socket_sums",
     "process_sums",
     "socket_summary",
-    "traffic_deltas",
-    "traffic_rows",
 ]
 
 #: The socket columns the pass reads (ts, host, sock_id come always).
@@ -65,6 +83,7 @@ SUMMARY_COLUMNS = (
     "peer_address",
     "peer_port",
     "sk",
+    "inode",
     "skmem_r",
     "skmem_rb",
     "skmem_t",
@@ -75,13 +94,32 @@ SUMMARY_COLUMNS = (
     "bytes_acked",
     "bytes_received",
 )
-#: What names a socket from one snapshot to the next (growth's traffic).
-TRAFFIC_KEY = ["sk", "local_address", "local_port", "peer_address", "peer_port"]
 # what process_sums and the limits' value counts read of the attributed sockets
-_ATTRIBUTED_COLUMNS = ["ts", "sock_id", "is_connection", *dict.fromkeys(F.SKMEM_SUMS.values())]
+_ATTRIBUTED_COLUMNS = ["ts", "sock_id", "is_connection", *dict.fromkeys(R.SKMEM_SUMS.values())]
 OWNER_LIMIT_COLUMNS = ("skmem_rb", "skmem_tb")
 NOT_OWNER_CONNECTION = ["LISTEN", "TIME-WAIT", "SYN-RECV"]
 NO_PHASE = "(all)"
+#: A connection is at its limit when w (r) is at least this share of tb (rb).
+AT_LIMIT = 0.9
+#: The per-connection distribution columns of ``per_snapshot`` (module doc).
+DISTRIBUTION_COLUMNS = (
+    "socket_w_p50_bytes",
+    "socket_w_p99_bytes",
+    "socket_w_max_bytes",
+    "socket_r_p50_bytes",
+    "socket_r_p99_bytes",
+    "socket_r_max_bytes",
+    "socket_buffer_max_bytes",
+    "holding_buffer_p50_bytes",
+    "sending_connections",
+    "sending_w_p50_bytes",
+    "sending_tb_p50_bytes",
+    "receiving_connections",
+    "receiving_r_p50_bytes",
+    "receiving_rb_p50_bytes",
+    "at_sndbuf_limit",
+    "at_rcvbuf_limit",
+)
 # dtypes of the columns read, for a capture with no socket row at all (no batch to take them from)
 _EMPTY_SOCKETS = {
     "ts": "datetime64[ns, UTC]",
@@ -91,6 +129,7 @@ _EMPTY_SOCKETS = {
     "state": "category",
     **{c: "UInt32" for c in ("recv_q", "send_q")},
     **{c: "category" for c in ("local_address", "local_port", "peer_address", "peer_port", "sk")},
+    "inode": "UInt32",
     **{c: "UInt32" for c in SUMMARY_COLUMNS if c.startswith("skmem_")},
     "bytes_acked": "Int64",
     "bytes_received": "Int64",
@@ -110,6 +149,7 @@ class SocketSummary:
     """The sums of one pass over a capture's socket rows (schemas in the module doc)."""
 
     per_snapshot: pd.DataFrame
+    held_sockets: pd.DataFrame
     traffic_bytes: pd.Series
     by_process: pd.DataFrame
     owner_pids: pd.DataFrame
@@ -123,13 +163,13 @@ class SocketSummary:
     connected_sockets: int
 
 
-def socket_summary(cap: Any) -> SocketSummary:
+def socket_summary(cap: Capture) -> SocketSummary:
     """The capture's :class:`SocketSummary`: one pass over ``cap.socket_batches``, memoized."""
     return cap.memo("analysis.socket_summary", lambda: _summarize(cap))
 
 
-def _summarize(cap: Any) -> SocketSummary:
-    snaps = F.snapshots(cap)
+def _summarize(cap: Capture) -> SocketSummary:
+    snaps = snapshots(cap)
     try:
         page: int | None = int(cap.page_size_bytes)
     except (TcpmemError, ValueError):  # no page size: growth (the only user) raises on its own
@@ -150,11 +190,12 @@ def _concat(parts: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
 
 
 def process_sums(a: pd.DataFrame) -> pd.DataFrame:
-    """Per (``ts``, ``key_pid``) of attributed sockets ``a`` (``_frames.attributed_sockets``; key_pid
-    -1 for unattributed): ``comm``, ``sockets``, the ``SKMEM_SUMS``, ``shared_sockets``,
+    """Per (``ts``, ``key_pid``) of attributed sockets ``a`` (``socket_rows.attributed_sockets``; key_pid
+    -1 for unattributed): ``comm``, ``sockets``, ``connections``, the ``SKMEM_SUMS``, ``shared_sockets``,
     ``other_owners`` (the other pids holding any of these sockets, sorted, NA if none)."""
     a = a.assign(
         one=1,
+        conn=a["is_connection"].astype("int64"),
         shared=a["other_owners"].notna().astype("int64"),
         key_pid=a["pid"].fillna(-1).astype("int64"),
     )
@@ -163,7 +204,8 @@ def process_sums(a: pd.DataFrame) -> pd.DataFrame:
         {
             "comm": g["comm"].first(),
             "sockets": g["one"].sum(),
-            **F.skmem_sums(g),
+            "connections": g["conn"].sum(),
+            **R.skmem_sums(g),
             "shared_sockets": g["shared"].sum(),
         }
     )
@@ -176,70 +218,6 @@ def process_sums(a: pd.DataFrame) -> pd.DataFrame:
         others.loc[joined.index] = joined.to_numpy()
     agg["other_owners"] = others
     return agg.reset_index()
-
-
-class KeyIds:
-    """Integer ids for the strings of the ``TRAFFIC_KEY`` columns, the same in every batch (a
-    batch's categories are its own): a socket is matched across batches by ids, not by rows of
-    strings. NA counts as the empty string."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {"": 0}
-
-    def __call__(self, column: pd.Series) -> np.ndarray:
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-        table = np.fromiter(
-            (self.ids.setdefault(str(u), len(self.ids)) for u in uniques),
-            dtype=np.int64,
-            count=len(uniques),
-        )
-        return np.append(table, 0)[codes]  # code -1 (NA): the last entry, 0 = ""
-
-
-def traffic_rows(s: pd.DataFrame, order: pd.Index, ids: KeyIds | None = None) -> pd.DataFrame:
-    """One row per (snapshot of ``order``, socket) of ``s`` (socket rows with the ``TRAFFIC_KEY``
-    columns, bytes_received and bytes_acked): the key as ids (``ids``, shared by every batch of a
-    pass), ``snap`` (position in ``order``) and ``total`` (bytes_received + bytes_acked, NA as 0).
-    Rows of other snapshots are dropped."""
-    ids = ids if ids is not None else KeyIds()
-    d = pd.DataFrame({c: ids(s[c]) for c in TRAFFIC_KEY})
-    d["snap"] = order.get_indexer(s["ts"])
-    total = s["bytes_received"].astype("Int64").fillna(0) + s["bytes_acked"].astype("Int64").fillna(
-        0
-    )
-    d["total"] = total.to_numpy(dtype="int64")
-    d = d[d["snap"] >= 0].drop_duplicates(["snap", *TRAFFIC_KEY])
-    return d.reset_index(drop=True)
-
-
-def traffic_deltas(
-    rows: pd.DataFrame, snapshots: int, carry: pd.DataFrame | None = None
-) -> tuple[np.ndarray, pd.DataFrame | None]:
-    """Per snapshot (``snapshots`` of them): Σ over the sockets of ``rows`` (:func:`traffic_rows`)
-    that were also in the snapshot just before of total − total there, clipped at 0 (a counter that
-    went back is a new socket).
-
-    ``carry``: the rows of the previous batch's last snapshot, so a pair across the batch boundary
-    counts; returns the sums and the carry for the next batch."""
-    if carry is not None and len(carry):
-        rows = pd.concat([carry, rows], ignore_index=True)
-    per_snap = np.zeros(snapshots, dtype=np.float64)
-    if not len(rows):
-        return per_snap, carry
-    # A socket's rows sorted by snapshot; a row whose socket was also in the snapshot just before
-    # counts total - total there (clipped at 0), summed per snapshot.
-    sock = rows.groupby(TRAFFIC_KEY, sort=False, dropna=False).ngroup().to_numpy()
-    snap = rows["snap"].to_numpy()
-    total = rows["total"].to_numpy(dtype="int64")
-    by = np.lexsort((snap, sock))
-    sock, snap_s, total = sock[by], snap[by], total[by]
-    pair = np.zeros(len(by), dtype=bool)
-    pair[1:] = (sock[1:] == sock[:-1]) & (snap_s[1:] == snap_s[:-1] + 1)
-    delta = np.zeros(len(by), dtype=np.int64)
-    delta[1:] = np.clip(total[1:] - total[:-1], 0, None)
-    per_snap += np.bincount(snap_s[pair], weights=delta[pair], minlength=snapshots)
-    last = rows[snap == snap.max()].reset_index(drop=True)
-    return per_snap, last
 
 
 def median_max(values: pd.Series, counts: pd.Series) -> tuple[float, float]:
@@ -281,6 +259,7 @@ class _Pass:
         self.limits: list[pd.DataFrame] = []
         self.comms: list[pd.DataFrame] = []
         self.comm_limits: list[pd.DataFrame] = []
+        self.held: list[pd.DataFrame] = []
         self.traffic = np.zeros(len(snaps), dtype=np.float64)
         self.carry: pd.DataFrame | None = None
         self.key_ids = KeyIds()
@@ -294,13 +273,14 @@ class _Pass:
         owners = owners if owners is not None else _empty(_EMPTY_OWNERS)
         self.counts["owner_rows"] += len(owners)
         self._owner_comms(sockets, owners)
-        s = F.tcp_sockets(sockets)
+        s = R.tcp_sockets(sockets)
         self.counts["tcp_rows"] += len(s)
         self._snapshot(s)
         tr = traffic_rows(s, self.order, self.key_ids)
         part, self.carry = traffic_deltas(tr, len(self.order), self.carry)
         self.traffic += part
-        a = F.attributed_sockets(s[_ATTRIBUTED_COLUMNS], owners)
+        self.held.append(held_sockets.held_rows(s, owners, self.page or 0, AT_LIMIT))
+        a = R.attributed_sockets(s[_ATTRIBUTED_COLUMNS], owners)
         self.processes.append(process_sums(a))
         conns = a[a["is_connection"]]
         for name, col in (("rcvbuf", "skmem_rb"), ("sndbuf", "skmem_tb")):
@@ -322,15 +302,15 @@ class _Pass:
         page = self.page if self.page is not None else 0
         holding = s["is_connection"] & (s["buffer_bytes"] >= page).fillna(False).astype(bool)
         g = s.assign(full=full.astype("int64"), holding=holding.astype("int64")).groupby("ts")
-        sums = F.snapshot_sums(s)
+        sums = R.snapshot_sums(s)
         sums["full_sockets"] = g["full"].sum()
         sums["backlog_bytes"] = g["skmem_bl"].sum()
         sums["connections_with_buffer"] = g["holding"].sum()
-        self.per_snapshot.append(sums)
+        self.per_snapshot.append(sums.join(_distribution(s, holding, max(page, 1))))
         # idle_cost's shares: IPv6 and connect()-ed among full sockets
         f = s[full]
         self.counts["full_sockets"] += len(f)
-        v6 = F.string_test(f["local_address"], lambda a: a.str.contains(":", regex=False))
+        v6 = R.string_test(f["local_address"], lambda a: a.str.contains(":", regex=False))
         self.counts["ipv6_sockets"] += int(v6.sum())
         # connect()-ed: a connection whose (snapshot, local port) no listener has (NA port = NA)
         port = pd.factorize(f["local_port"], use_na_sentinel=True)[0].astype(np.int64)
@@ -344,7 +324,7 @@ class _Pass:
         """plots.owner_limits_by_phase: sockets by the name of any owner, per phase."""
         if not len(owners):
             return
-        listener = F.string_test(sockets["state"], lambda st: st.isin(NOT_OWNER_CONNECTION))
+        listener = R.string_test(sockets["state"], lambda st: st.isin(NOT_OWNER_CONNECTION))
         s = sockets[~listener]
         s = s[["sock_id", "ts", "skmem_r", "skmem_w", *OWNER_LIMIT_COLUMNS]]
         o = pd.DataFrame({"sock_id": owners["sock_id"].to_numpy(), "comm": owners["comm"]})
@@ -420,6 +400,7 @@ class _Pass:
         )
         return SocketSummary(
             per_snapshot=per_snapshot,
+            held_sockets=held_sockets.combine(self.held),
             traffic_bytes=traffic,
             by_process=by_process,
             owner_pids=pids,
@@ -428,6 +409,66 @@ class _Pass:
             owner_comm_limits=comm_limits,
             **self.counts,
         )
+
+
+def _distribution(s: pd.DataFrame, holding: pd.Series, page_bytes: int) -> pd.DataFrame:
+    """Per ts of the TCP socket rows ``s``: the per-connection distribution columns (module doc)."""
+    conns = s[s["is_connection"] & s["buffer_bytes"].notna()]
+    w = conns["skmem_w"].astype("float64")
+    r = conns["skmem_r"].astype("float64")
+    tb = conns["skmem_tb"].astype("float64")
+    rb = conns["skmem_rb"].astype("float64")
+    frame = pd.DataFrame(
+        {
+            "ts": conns["ts"],
+            "w": w,
+            "r": r,
+            "buffer": conns["buffer_bytes"].astype("float64"),
+            "snd_full": ((w > 0) & (w >= AT_LIMIT * tb)).astype("int64"),
+            "rcv_full": ((r > 0) & (r >= AT_LIMIT * rb)).astype("int64"),
+        }
+    )
+    g = frame.groupby("ts")
+    out = pd.DataFrame(index=g.size().index)
+    for name in ("w", "r"):
+        q = g[name].quantile([0.5, 0.99]).unstack() if len(frame) else None
+        for label, at in (("p50", 0.5), ("p99", 0.99)):
+            out[f"socket_{name}_{label}_bytes"] = q[at] if q is not None else np.nan
+        out[f"socket_{name}_max_bytes"] = g[name].max()
+    out["socket_buffer_max_bytes"] = g["buffer"].max()
+    held = s[holding.to_numpy(dtype=bool)]
+    out["holding_buffer_p50_bytes"] = held.groupby("ts")["buffer_bytes"].median().astype("float64")
+    for side, col, limit in (("sending", "w", "tb"), ("receiving", "r", "rb")):
+        part = frame[frame[col] >= page_bytes].assign(limit=conns[f"skmem_{limit}"])
+        pg = part.groupby("ts")
+        out[f"{side}_connections"] = pg.size()
+        out[f"{side}_{col}_p50_bytes"] = pg[col].median()
+        out[f"{side}_{limit}_p50_bytes"] = pg["limit"].median().astype("float64")
+    out["at_sndbuf_limit"] = g["snd_full"].sum()
+    out["at_rcvbuf_limit"] = g["rcv_full"].sum()
+    out = out.reindex(s["ts"].unique())
+    for c in DISTRIBUTION_COLUMNS:
+        counts = c.startswith("at_") or c.endswith("_connections")
+        out[c] = out[c].astype("Int64").fillna(0) if counts else out[c].astype("Float64")
+    return out[list(DISTRIBUTION_COLUMNS)]
+
+
+def per_snapshot_socket_sums(cap: Capture, sockets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per snapshot (every snapshot, 0 when it had no TCP socket): ``tcp_sockets``, ``connections``,
+    ``listeners``, ``buffer_bytes``, ``skmem_{r,w,f,t}_bytes``, ``rcvbuf_limit_bytes``,
+    ``sndbuf_limit_bytes``, ``queued_bytes`` (= ``recv_q_bytes`` + ``send_q_bytes``, connections
+    only), ``max_f_bytes`` (the largest ``f`` of any socket), ``sockets_without_skmem``.
+
+    From the capture's one pass over its socket rows (:func:`socket_summary`), or from ``sockets``
+    (rows of ``socket_rows.tcp_sockets``) when given."""
+    if sockets is None:
+        sums = socket_summary(cap).per_snapshot[list(R.SNAPSHOT_SUMS)]
+    else:
+        sums = R.snapshot_sums(sockets)
+    out = snapshots(cap).merge(sums.reset_index(), on="ts", how="left")
+    for c in R.SNAPSHOT_SUMS:
+        out[c] = out[c].astype("Int64").fillna(0)
+    return out
 
 
 def _sum_counts(
