@@ -202,8 +202,13 @@ def test_rollout_equals_compare(dataset: Path, captures: dict[str, Path]) -> Non
     f = fleet.open_fleet(dataset)
     before = load(captures["samples"] / "sample-before.tar.gz")
     after = load(captures["samples"] / "sample-tuned.tar.gz")
-    system = tm.compare(before, after).system.set_index("metric")
-    for metric, theirs in (("buffer_bytes", "skmem_buffer_bytes"), ("sockstat_tcp_mem_bytes",) * 2):
+    result = tm.compare(before, after)
+    assert result.matched  # both are one phase, send_backlog: every snapshot on each side
+    system = result.system.set_index("metric")
+    for metric, theirs in (
+        ("buffer_bytes", "kernel_socket_bytes"),
+        ("sockstat_tcp_mem_bytes", "sockstat_tcp_mem_bytes"),
+    ):
         roll = fleet.rollout(
             f,
             ["vm"],
@@ -213,7 +218,7 @@ def test_rollout_equals_compare(dataset: Path, captures: dict[str, Path]) -> Non
             metric=metric,
         )
         row = roll.hosts.set_index("host").loc["vm"]
-        for col in ("before", "after", "delta", "noise"):
+        for col in ("before", "after", "delta", "delta_low", "delta_high", "noise"):
             assert row[col] == pytest.approx(float(system.loc[theirs, col])), (metric, col)
         assert bool(row["significant"]) == bool(system.loc[theirs, "significant"])
     assert roll.groups.set_index("group").loc["A", "reduced"] == 1

@@ -1,5 +1,5 @@
-"""fleet.sockets on the real sample's socket rows: the pass's sums add up, and a ``netns`` column
-(which the loader may give socket rows later) is summed per namespace."""
+"""fleet.sockets on the real sample's socket rows: the pass's sums add up, and the ``netns`` column
+(the namespace inode; NA in this collector-1 sample, so the test sets one) is summed per namespace."""
 
 from __future__ import annotations
 
@@ -43,12 +43,17 @@ def test_sums_add_up_and_rows_keep_their_owner() -> None:
 
 def test_a_netns_column_is_summed_per_namespace() -> None:
     cap = _capture()
+    unnamed = SocketPass(lambda s: s, None)
+    for sockets, owners in cap.socket_batches(None, owners=True):
+        unnamed.add(sockets, owners)
+    assert unnamed.netns_sums() is None  # every row NA: no namespace table
     passed = SocketPass(lambda s: s, None)
     for sockets, owners in cap.socket_batches(None, owners=True):
-        named = sockets.assign(netns=["ns-even" if i % 2 else "ns-odd" for i in sockets["sock_id"]])
+        inode = pd.array([4026531840 + i % 2 for i in sockets["sock_id"]], dtype="Int64")
+        named = sockets.assign(netns=inode)
         passed.add(named, owners)
     ns = passed.netns_sums()
-    assert ns is not None and set(ns["netns"]) == {"ns-even", "ns-odd"}
+    assert ns is not None and set(ns["netns"]) == {4026531840, 4026531841}
     per_ts = ns.groupby("ts")[["tcp_sockets", "buffer_bytes"]].sum().astype("int64")
     snaps = passed.snapshot_sums().set_index("ts")[["tcp_sockets", "buffer_bytes"]]
     pd.testing.assert_frame_equal(per_ts, snaps.astype("int64"))

@@ -19,7 +19,9 @@
 | buffer_bytes, skmem_{r,w,f,t}_bytes, recv_q_bytes, send_q_bytes, queued_bytes | bytes | the socket rows (``fleet.sockets``) |
 | gap_bytes, pcpu_reserve_bound_bytes, unexplained, persistent | bytes, bool | ``reconcile(cap).by_snapshot`` |
 
-``namespaces``: ``Capture.netns`` as loaded, where the capture has such a frame (not yet: skipped).
+``netns``: per (snapshot, namespace inode) the socket sums (``fleet.sockets``) with the namespace's
+``name`` and ``cgroup`` from ``Capture.netns``; ``namespaces``: ``Capture.netns`` as loaded (both only
+where the capture records namespaces, collector 2 and later).
 ``counters``: ``ts``, ``counter``, ``value`` for the TcpExt counters ``pressure`` reads
 (``tcpmemlib.analysis.pressure.COUNTERS``). ``verdicts``: ``analysis`` (``growth``, ``reconcile``,
 ``pressure``, ``where``), ``phase`` (NA: the whole capture; growth labels each phase too), ``label``,
@@ -191,10 +193,15 @@ def capture_tables(cap: Any, passed: SocketPass) -> dict[str, pd.DataFrame]:
         "problems": cap.problems.astype({"line": "Int64"}),
     }
     netns = passed.netns_sums()
+    frame = getattr(cap, "netns", None)  # Capture.netns: the namespaces netns.txt lists
+    known = isinstance(frame, pd.DataFrame) and len(frame) > 0
     if netns is not None:
+        if known and {"ts", "netns", "name", "cgroup"} <= set(frame.columns):
+            names = frame[["ts", "netns", "name", "cgroup"]].drop_duplicates(["ts", "netns"])
+            names = names.astype({"netns": "Int64", "name": "string", "cgroup": "string"})
+            netns = netns.merge(names, on=["ts", "netns"], how="left")
         tables["netns"] = netns
-    frame = getattr(cap, "netns", None)  # a per-namespace frame, where the Capture has one
-    if isinstance(frame, pd.DataFrame) and len(frame):
+    if known:
         tables["namespaces"] = frame.drop(columns=[c for c in ("host",) if c in frame.columns])
     return tables
 

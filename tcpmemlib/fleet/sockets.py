@@ -6,8 +6,8 @@ owners=True)`` (whole snapshots each) and, per batch:
 - writes every socket row (every protocol) with its primary owner: ``pid`` (Int64, NA when no
   process holds it), ``comm`` and ``owner_pids`` (how many processes hold it), the ``owners`` tuples
   left out (the primary owner and the count say what a drill-down needs);
-- sums the TCP sockets per snapshot, per (snapshot, primary owner) and, where the socket rows carry
-  a ``netns`` column, per (snapshot, namespace).
+- sums the TCP sockets per snapshot, per (snapshot, primary owner) and, where the socket rows name
+  their network namespace (``netns``: its inode; NA before collector 2), per (snapshot, namespace).
 
 The definitions are the analyses' (docs/design.md §3, ``by_process``): TCP = ``netid`` starting with
 ``tcp`` or not printed; ``buffer_bytes`` = skmem r + w + f (NA when the socket printed no skmem, so it
@@ -134,9 +134,11 @@ class SocketPass:
         comm = keyed.groupby(["ts", "key_pid"], sort=True)["comm"].first()
         procs["comm"] = comm.to_numpy()
         self.per_process.append(procs)
-        if "netns" in t.columns:
-            ns = t.assign(netns=t["netns"].astype("string"))
-            self.per_netns.append(_sums(ns, ["ts", "netns"]))
+        if "netns" in t.columns:  # the namespace's inode (NA: not recorded, collector 1)
+            ns = t[t["netns"].notna().to_numpy(dtype=bool)]
+            if len(ns):
+                ns = ns.assign(netns=ns["netns"].astype("Int64"))
+                self.per_netns.append(_sums(ns, ["ts", "netns"]))
 
     def snapshot_sums(self) -> pd.DataFrame:
         """Per snapshot with TCP rows: ``tcp_sockets``, ``connections``, ``listeners``,
@@ -153,7 +155,7 @@ class SocketPass:
         return out.drop(columns="key_pid")
 
     def netns_sums(self) -> pd.DataFrame | None:
-        """Per (snapshot, namespace), or None when the socket rows name no namespace."""
+        """Per (snapshot, namespace inode), or None when no socket row names its namespace."""
         return _cat(self.per_netns, ["ts", "netns"]) if self.per_netns else None
 
 
