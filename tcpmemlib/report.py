@@ -32,6 +32,8 @@ from tcpmemlib import resources
 from tcpmemlib.html import esc
 
 NOTEBOOKS: tuple[str, ...] = ("00_primer", "01_where", "02_per_process", "03_idle_or_traffic")
+# The fleet notebook reads a dataset (``tcpmem ingest``), not a capture: only ``--fleet`` runs it.
+FLEET_NOTEBOOK = "04_fleet"
 SUMMARY_TAG = "tcpmem-summary"
 SUMMARY_MIME = "application/vnd.tcpmem.summary+json"
 KERNEL_NAME = "tcpmem-python"
@@ -255,6 +257,7 @@ TITLES = {
     "01_where": "Q1: where is TCP buffer memory reported?",
     "02_per_process": "Q2: per process, and did tuning reduce it?",
     "03_idle_or_traffic": "Q3: held while idle, or growing with traffic?",
+    FLEET_NOTEBOOK: "Fleet: which hosts, which processes, did the rollout help?",
 }
 
 
@@ -263,6 +266,7 @@ QUESTIONS = {
     "01_where": "Where is it reported?",
     "02_per_process": "Which process?",
     "03_idle_or_traffic": "Idle or traffic?",
+    FLEET_NOTEBOOK: "Fleet",
 }
 
 
@@ -307,7 +311,11 @@ def summary_paragraph(runs: Sequence[NotebookRun]) -> str:
 
 
 def write_index(
-    out_dir: Path, runs: Sequence[NotebookRun], capture: str, before: str | None
+    out_dir: Path,
+    runs: Sequence[NotebookRun],
+    capture: str,
+    before: str | None,
+    what: str = "Capture",
 ) -> Path:
     """Write ``index.html`` linking every notebook's HTML, with the summary paragraph."""
     rows = []
@@ -324,7 +332,7 @@ def write_index(
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}}
 td,th{{padding:0.2em 0.8em;text-align:left}}</style></head>
 <body><h1>tcpmem: where does this box's TCP socket memory go?</h1>
-<p>Capture: <code>{esc(capture)}</code>{before_line}</p>
+<p>{esc(what)}: <code>{esc(capture)}</code>{before_line}</p>
 <h2>The answers</h2>
 {summary_paragraph(runs)}
 <h2>The reports</h2>
@@ -351,12 +359,47 @@ def build_report(
     nb_dir = Path(notebook_dir) if notebook_dir else resources.notebook_dir()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.stem for p in nb_dir.glob("*.ipynb"))
+    names = sorted(p.stem for p in nb_dir.glob("*.ipynb") if p.stem != FLEET_NOTEBOOK)
     if only:
         names = [n for n in names if n in set(only)]
     capture_abs = str(Path(capture).resolve())
     before_abs = str(Path(before).resolve()) if before else ""
     params = {"capture": capture_abs, "before": before_abs}
+    runs = _run_notebooks(nb_dir, names, out, params, with_code, log)
+    index = write_index(out, runs, capture_abs, before_abs or None)
+    log(f"index: {index}")
+    return Report(out, index, runs)
+
+
+def build_fleet_report(
+    dataset: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = "reports",
+    with_code: bool = False,
+    notebook_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Run the fleet notebook (``04_fleet``) on a dataset written by ``tcpmem ingest``; write its
+    HTML and an ``index.html``."""
+    nb_dir = Path(notebook_dir) if notebook_dir else resources.notebook_dir()
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    names = [FLEET_NOTEBOOK] if (nb_dir / f"{FLEET_NOTEBOOK}.ipynb").is_file() else []
+    dataset_abs = str(Path(dataset).resolve())
+    runs = _run_notebooks(nb_dir, names, out, {"dataset": dataset_abs}, with_code, log)
+    index = write_index(out, runs, dataset_abs, None, what="Fleet dataset")
+    log(f"index: {index}")
+    return Report(out, index, runs)
+
+
+def _run_notebooks(
+    nb_dir: Path,
+    names: Sequence[str],
+    out: Path,
+    params: Mapping[str, Any],
+    with_code: bool,
+    log: Callable[[str], None],
+) -> list[NotebookRun]:
+    """Run each notebook of ``names`` with ``params``; an executed copy and HTML for each."""
     runs: list[NotebookRun] = []
     with current_python_kernel() as kernel:
         for i, name in enumerate(names, 1):
@@ -380,6 +423,4 @@ def build_report(
             runs.append(run)
             state = "ok" if run.ok else f"FAILED ({error})"
             log(f"[{i}/{len(names)}] {name}: {state} in {seconds:.1f} s -> {html_path}")
-    index = write_index(out, runs, capture_abs, before_abs or None)
-    log(f"index: {index}")
-    return Report(out, index, runs)
+    return runs

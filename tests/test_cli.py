@@ -130,3 +130,53 @@ def test_installed_package_without_its_files_says_so(tmp_path):
     proc = _tcpmem("report", str(sample), "-o", "out", cwd=tmp_path, env=env)
     _one_error_line(proc, "no report notebooks", "broken install")
     assert not (tmp_path / "out").exists()
+
+
+# --- tcpmem ingest / tcpmem report --fleet (issue 13)
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_ingest_then_fleet_report(tmp_path):
+    bundle = tmp_path / "sample-before.tar.gz"
+    shutil.copy(DATA / "sample-before.tar.gz", bundle)
+    ds = tmp_path / "ds"
+    first = _tcpmem(
+        "ingest", str(bundle), str(tmp_path / "missing"), "--into", str(ds), cwd=tmp_path
+    )
+    assert first.returncode == 1, first.stderr  # one capture failed: listed, the other ingested
+    out = first.stdout.decode()
+    assert "added" in out and "failed" in out and "no such file" in out
+    again = _tcpmem("ingest", str(bundle), "--into", str(ds), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 unchanged" in again.stdout.decode()
+    rep = _tcpmem("report", "--fleet", str(ds), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    page = (tmp_path / "out" / "04_fleet.html").read_text()
+    assert "peaked highest" in page and "GiB" in page
+    assert "04_fleet.html" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_fleet_report_of_a_non_dataset_is_one_line_exit_2(tmp_path):
+    proc = _tcpmem("report", "--fleet", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2
+    _one_error_line(proc, "not a fleet dataset")
+    proc = _tcpmem("report", "--fleet", str(tmp_path), str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2
+
+
+def test_ingest_into_a_damaged_dataset_is_one_line_exit_2(tmp_path):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "_catalog.parquet").write_bytes(b"PAR1 not parquet")
+    proc = _tcpmem("ingest", str(DATA / "sample-before.tar.gz"), "--into", str(ds), cwd=tmp_path)
+    _one_error_line(proc, "not a readable catalog")
+
+
+def test_ingest_on_a_local_dask_cluster(tmp_path):
+    for name in ("sample-before.tar.gz", "sample-tuned.tar.gz"):
+        shutil.copy(DATA / name, tmp_path / name)
+    ds = tmp_path / "ds"
+    proc = _tcpmem("ingest", str(tmp_path), "--into", str(ds), "--dask", "local:2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 added" in proc.stdout.decode()
+    assert len(list(ds.glob("sockets/host=vm/date=2026-11-25/*.parquet"))) == 2
