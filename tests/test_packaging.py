@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tcpmemlib.report import FLEET_NOTEBOOK
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample.tar.gz"
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -154,7 +156,7 @@ def test_wheel_carries_the_notebooks_and_collect_sh(installed):
         for nb in NOTEBOOKS:
             name = f"tcpmemlib/share/notebooks/{nb}"
             assert zf.read(name) == (ROOT / "notebooks" / nb).read_bytes(), name
-    assert len(NOTEBOOKS) == 4
+    assert len(NOTEBOOKS) == 5  # the four capture notebooks and 04_fleet
     assert not any(n.startswith(("notebooks/", "collect.sh")) for n in names)
 
 
@@ -204,11 +206,12 @@ def test_installed_report_builds_every_page(installed):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reports = work / "reports"
-    for nb in NOTEBOOKS:
+    pages = [nb for nb in NOTEBOOKS if not nb.startswith(FLEET_NOTEBOOK)]  # (report --fleet)
+    for nb in pages:
         page = reports / nb.replace(".ipynb", ".html")
         assert page.is_file() and page.stat().st_size > 10_000, page
     index = (reports / "index.html").read_text()
-    for nb in NOTEBOOKS:
+    for nb in pages:
         assert f"href='{nb.replace('.ipynb', '.html')}'" in index
     assert "FAILED" not in index
 
