@@ -21,7 +21,9 @@ class _KeywordOnly(TcpmemError):
 
 
 def _examples() -> list[TcpmemError]:
+    from tcpmemlib.fleet.layout import FleetError
     from tcpmemlib.lab.control import LabError
+    from tcpmemlib.lab.netns import NetnsError
 
     noted = CaptureError(None, "no snapshot directories")
     noted.add_note("seen while loading")
@@ -34,6 +36,8 @@ def _examples() -> list[TcpmemError]:
         WorkerError("cannot start worker processes"),
         LabError("tcpmem-server (pid 9): no answer to 'ping'"),
         ResourceError("collect.sh not found in /nowhere"),
+        FleetError("/fleet: no catalog (run tcpmem ingest first)"),
+        NetnsError("ip netns add tcpmem-lab-1: File exists"),
         TcpmemError("plain"),
         _KeywordOnly(count=3),
     ]
