@@ -414,13 +414,17 @@ def _socket_evidence(r: CompareResult) -> tuple[str, dict[str, float]]:
 
 
 def _rss_mover(r: CompareResult, kernel_delta: float) -> tuple[str, float, float] | None:
-    """The comm whose RSS rose the most, significantly and by at least :data:`MOVER_SHARE` of the
-    kernel's change (and a MiB), with its before/after medians."""
+    """The comm whose RSS rose the most by at least :data:`MOVER_SHARE` of the kernel's change (and
+    a MiB), with its before/after medians: a significant rise first; else (a ramp over a few
+    snapshots can leave the interval wide) the largest such rise."""
     p = r.by_process
     least = max(
         float(1 << 20), MOVER_SHARE * abs(kernel_delta) if kernel_delta == kernel_delta else 0
     )
-    rss = p[(p["metric"] == "rss_bytes") & p["significant"].fillna(False) & (p["delta"] >= least)]
+    rose = p[(p["metric"] == "rss_bytes") & (p["delta"] >= least)]
+    rss = rose[rose["significant"].fillna(False).astype(bool)]
+    if not len(rss):
+        rss = rose
     if not len(rss):
         return None
     top = rss.loc[rss["delta"].astype("float64").idxmax()]
