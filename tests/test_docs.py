@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_repository_cites_no_outside_document():
     out = subprocess.run(
-        ["git", "-C", str(ROOT), "grep", "-n", "-I", "-e", "kernel-accounting", "-e",
-         "reference §", "-e", "reference doc", "-e", "shared/reference", "--", ".",
-         ":!tests/test_docs.py"],
+        ["git", "-C", str(ROOT), "grep", "-n", "-I", "-e", "kernel-" + "accounting", "-e",
+         "reference " + "§", "-e", "reference " + "doc", "-e", "shared/" + "reference", "-e",
+         "steering " + "repo", "--", "."],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.stdout == "", out.stdout
