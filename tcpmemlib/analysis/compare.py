@@ -102,25 +102,8 @@ SYSTEM_METRICS = (
     "unlisted_bytes",
     "process_rss_bytes",
 )
-SOCKET_METRICS = (
-    "socket_w_p50_bytes",
-    "socket_w_p99_bytes",
-    "socket_w_max_bytes",
-    "socket_r_p50_bytes",
-    "socket_r_p99_bytes",
-    "socket_r_max_bytes",
-    "socket_buffer_max_bytes",
-    "connections_with_buffer",
-    "holding_buffer_p50_bytes",
-    "sending_connections",
-    "sending_w_p50_bytes",
-    "sending_tb_p50_bytes",
-    "receiving_connections",
-    "receiving_r_p50_bytes",
-    "receiving_rb_p50_bytes",
-    "at_sndbuf_limit",
-    "at_rcvbuf_limit",
-)
+# the per-connection distribution of summary.DISTRIBUTION_COLUMNS, and how many held a page or more
+SOCKET_METRICS = ("connections_with_buffer", *DISTRIBUTION_COLUMNS)
 PROCESS_METRICS = (
     "buffer_bytes",
     "rss_bytes",
