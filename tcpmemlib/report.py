@@ -282,8 +282,8 @@ def _ordered_verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def summary_paragraph(runs: Sequence[NotebookRun]) -> str:
-    """One escaped HTML paragraph of short answers (each verdict's label and first sentence, in
-    notebook order), then the full verdicts as a list."""
+    """The short answers, escaped HTML: one list item per question (each verdict's label and first
+    sentence, in notebook order), then the full verdicts folded below."""
     short, full = [], []
     for run in runs:
         if run.summary is None:
@@ -307,7 +307,8 @@ def summary_paragraph(runs: Sequence[NotebookRun]) -> str:
     if not short:
         return "<p>No verdicts were produced.</p>"
     details = f"<details><summary>Every verdict in full</summary><ul>{''.join(full)}</ul></details>"
-    return "<p>" + " ".join(short) + "</p>\n" + (details if full else "")
+    items = "".join(f"<li>{answer}</li>" for answer in short)
+    return f"<ul class='answers'>{items}</ul>\n" + (details if full else "")
 
 
 def write_index(
