@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 from tcpmemlib.errors import ParseError
+from tcpmemlib.safeio import decode_text
 
 __all__ = ["read_text", "split_lines"]
 
@@ -48,13 +49,10 @@ def _decode(path: str | None, data: bytes) -> str:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
             raise ParseError(path, None, None, f"corrupt or truncated gzip data ({err})") from err
-    if b"\x00" in data:
-        line_no = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        raise ParseError(path, line_no, None, "binary data (NUL byte), not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("utf-8", "backslashreplace")
+    text, nul_line = decode_text(data)  # the loader's decoding policy, one place
+    if nul_line is not None:
+        raise ParseError(path, nul_line, None, "binary data (NUL byte), not text")
+    return text
 
 
 def read_text(source: str | bytes | os.PathLike[str]) -> tuple[str | None, str]:
