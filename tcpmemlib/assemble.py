@@ -1,8 +1,8 @@
 """The last pass of a load: the chunks' results merged into the frames of one ``Capture``.
 
 Chunk results arrive in snapshot order. Small frames are concatenated once at the end; socket rows
-are merged as they come: kept in memory, or written to disk chunk by chunk (``sockstore``), so the
-whole socket frame is never held. ``ts`` and ``host`` come from each row's snapshot's meta.txt.
+were written by each chunk to its own part file (``sockstore``): the index of the parts is written
+here, then the rows are left on disk or read into memory. ``ts`` and ``host`` come from each row's snapshot's meta.txt.
 """
 
 from __future__ import annotations
@@ -10,23 +10,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tcpmemlib import safeio, sockstore
-from tcpmemlib.chunks import ChunkResult, OwnerCodes, build_frame
+from tcpmemlib.chunks import ChunkResult, build_frame
 from tcpmemlib.errors import ParseError
 from tcpmemlib.model import Capture
 from tcpmemlib.parsers import meta, phases
 from tcpmemlib.problems import Problems, short_reason
 from tcpmemlib.registry import FRAME_KINDS
-from tcpmemlib.schema import META_COLUMNS, socket_rows_template, sockets_template
+from tcpmemlib.schema import META_COLUMNS, sockets_template
 from tcpmemlib.snapmeta import SnapshotMeta
-from tcpmemlib.tables import concat_columns, host_categorical, str_category, with_ts_host
+from tcpmemlib.tables import concat_columns, host_categorical, with_ts_host
 
-__all__ = ["SocketMerge", "assemble", "snapshot_frame"]
+__all__ = ["assemble", "snapshot_frame"]
 
 
 def snapshot_frame(kept: SnapshotMeta) -> pd.DataFrame:
@@ -34,56 +33,6 @@ def snapshot_frame(kept: SnapshotMeta) -> pd.DataFrame:
     frame = meta.frame(kept.values)
     frame.insert(0, "snapshot", [v["snapshot"] for v in kept.values])
     return frame
-
-
-class SocketMerge:
-    """Merges the chunks' socket rows: in memory, or, with a ``writer``, to disk chunk by chunk."""
-
-    def __init__(self, ts: Any, hosts: pd.Categorical, writer: Any = None) -> None:
-        self.ts, self.hosts, self.writer = ts, hosts, writer
-        self.frames: list[pd.DataFrame] = []
-        self.snap_index: list[np.ndarray] = []
-        self.kinds: list[np.ndarray] = []
-        self.codes: list[np.ndarray] = []
-        self.interner = OwnerCodes()
-        self.next_id = 0
-        self.template = socket_rows_template().drop(columns=["owners"])
-
-    def add(self, result: ChunkResult) -> None:
-        remap = np.array([self.interner.code(u) for u in result.owner_uniques], dtype=np.int64)
-        self.frames.extend(result.ss_frames)
-        self.snap_index.extend(result.ss_index)
-        self.kinds.extend(result.ss_kind)
-        self.codes.extend(remap[c] if len(c) else c for c in result.owner_codes)
-        if self.writer is not None:
-            sockets, codes = self._build()
-            self.writer.write(sockets.assign(owner_code=codes))
-
-    def _build(self) -> tuple[pd.DataFrame, np.ndarray]:
-        """The rows added since the last call (without ``owners``) and each row's owner code."""
-        sockets = concat_columns(self.frames, self.template)
-        index = np.concatenate(self.snap_index) if self.snap_index else np.array([], np.int64)
-        kind = np.concatenate(self.kinds) if self.kinds else np.array([], dtype=object)
-        codes = np.concatenate(self.codes) if self.codes else np.array([], np.int64)
-        self.snap_index, self.kinds, self.codes = [], [], []
-        netid = sockets["netid"].astype("string").fillna(pd.Series(kind, dtype="string"))
-        sockets["netid"] = str_category(netid)
-        n = len(sockets)
-        sockets.insert(0, "sock_id", np.arange(self.next_id, self.next_id + n, dtype=np.int64))
-        self.next_id += n
-        return with_ts_host(sockets, index, self.ts, self.hosts), codes
-
-    def finish(self) -> sockstore.MemoryRows | None:
-        """The socket rows in memory; with a writer, None (closed: the rows are on disk)."""
-        if self.writer is not None:
-            self.writer.close(self.interner.uniques)
-            return None
-        sockets, codes = self._build()
-        uniques = self.interner.objects()
-        at = list(socket_rows_template().columns).index("owners") + 3  # after ts, host, sock_id
-        sockets.insert(at, "owners", uniques[codes] if len(codes) else np.empty(0, dtype=object))
-        owners = sockstore.owners_from_codes(sockets, codes, self.interner.uniques)
-        return sockstore.MemoryRows(sockets, owners)
 
 
 def _phases(root: Path, problems: Problems) -> pd.DataFrame:
@@ -154,26 +103,27 @@ def assemble(
     kept: SnapshotMeta,
     results: Iterable[ChunkResult],
     problems: Problems,
-    rows_dir: Path | None,
+    rows_dir: Path,
+    on_disk: bool,
 ) -> Capture:
-    """Every frame of the capture from the chunk results (``rows_dir``: write the socket rows
-    there instead of keeping them in memory)."""
+    """Every frame of the capture from the chunk results, whose socket rows are part files in
+    ``rows_dir`` (``on_disk``: leave them there, read in batches; else read them into memory)."""
     meta_frame = snapshot_frame(kept)
     ts = meta_frame["start"].array
     hosts = host_categorical(meta_frame["hostname"])
-    writer = None
-    if rows_dir is not None:
-        writer = sockstore.SocketWriter(rows_dir, sockets_template(hosts.dtype))
-    sockets = SocketMerge(ts, hosts, writer)
     parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in FRAME_KINDS}
+    written: list[sockstore.PartRows] = []
     for result in results:
         problems.extend(result.problems)
         for kind, part in result.small.items():
             parts[kind].append(part)
-        sockets.add(result)
-    rows = sockets.finish()
-    if rows_dir is not None:
-        rows = sockstore.open_rows(rows_dir, sockets_template(hosts.dtype))
+        if result.rows is not None:
+            written.append(result.rows)
+    sockstore.write_index(rows_dir, written, ts, hosts)
+    rows: sockstore.DiskRows | sockstore.MemoryRows
+    rows = sockstore.open_rows(rows_dir, sockets_template(hosts.dtype))
+    if not on_disk:
+        rows = sockstore.read_memory(rows)
     frames: dict[str, pd.DataFrame] = {}
     snap_of_row: dict[str, np.ndarray] = {}
     for kind, chunk_parts in parts.items():

@@ -49,12 +49,12 @@ __all__ = [
     "finish",
     "load",
     "load_current",
-    "store",
 ]
 
-# 6: netns tcp_mem_pages; 5: sockstat *_after columns; keys cover links; 4: socket rows in
+# 7: socket rows in part files written by each chunk; 6: netns tcp_mem_pages; 5: sockstat *_after
+# columns; keys cover links; 4: socket rows in
 # sockstore's layout
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 # Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
 ON_DISK_MIN_ROWS = 1_000_000
 _COMPLETE = "complete"
@@ -279,17 +279,13 @@ def abandon(tmp: Path | None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def finish(
-    source: str | os.PathLike[str], key: str, tmp: Path, capture: Capture, rows_written: bool
-) -> bool:
-    """Complete the temporary entry ``tmp`` with ``capture``'s frames and make it the entry for
-    ``key`` (older entries removed). ``rows_written``: the socket rows are already in ``tmp``
-    (a streamed load); else they are written from the capture's frames. False if it failed."""
+def finish(source: str | os.PathLike[str], key: str, tmp: Path, capture: Capture) -> bool:
+    """Complete the temporary entry ``tmp`` (the load wrote its socket rows there) with
+    ``capture``'s other frames and make it the entry for ``key`` (older entries removed). False if
+    it failed."""
     try:
         for name in _HELD:
             write_parquet(getattr(capture, name), tmp / f"{name}.parquet")
-        if not rows_written:
-            sockstore.write_frames(tmp, capture.sockets)
         dtypes = {name: _dtype_names(getattr(capture, name)) for name in _HELD}
         (tmp / _DTYPES).write_text(json.dumps(dtypes))
         (tmp / _COMPLETE).write_text(key + "\n")
@@ -330,9 +326,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
-
-
-def store(source: str | os.PathLike[str], key: str, capture: Capture) -> bool:
-    """Write ``capture`` under ``key`` (replacing older entries); False if it cannot be written."""
-    tmp = begin(source)
-    return tmp is not None and finish(source, key, tmp, capture, rows_written=False)

@@ -11,8 +11,10 @@ The load, in passes, each in its own module:
 2. ``snapmeta``: each snapshot's meta.txt (time, host, page size, the files collect.sh wrote);
 3. ``chunks``: runs of consecutive snapshots parsed (in two worker processes for large captures,
    ``tcpmemlib.workers``), every file read by ``safeio`` and parsed by its ``registry`` kind;
-4. ``assemble``: the chunks merged into the frames; socket rows kept in memory, or streamed to
-   disk for large captures (``sockstore``);
+   Each chunk writes its socket rows to its own Parquet part file (``sockstore``), in the new
+   cache entry (or a temporary directory): they never cross a pipe;
+4. ``assemble``: the chunks merged into the frames; socket rows left on disk for large captures,
+   else read into memory;
 5. ``cache``: the result kept as Parquet beside the capture, reused until the capture changes.
 
 What cannot be read is data, not an exception: ``Capture.problems`` names every file, line or
@@ -34,7 +36,7 @@ from typing import Any
 
 from tcpmemlib import bundle, cache, workers
 from tcpmemlib.assemble import assemble
-from tcpmemlib.chunks import SS_BATCH_BYTES, ChunkResult, load_chunk
+from tcpmemlib.chunks import SS_BATCH_BYTES, ChunkResult, ChunkTask, load_chunk
 from tcpmemlib.discovery import Snapshot, find_snapshots
 from tcpmemlib.errors import CaptureError
 from tcpmemlib.model import FRAMES, Capture
@@ -45,6 +47,9 @@ from tcpmemlib.snapmeta import read_meta, warn_missing
 __all__ = ["FRAMES", "Capture", "load_capture"]
 
 SS_CHUNK_SNAPSHOTS = 512
+# Compressed ss bytes per chunk (a part file of ~300k socket rows for 2k sockets a snapshot): a
+# chunk's result is small (its rows are in its part), so chunks are few; at least 3 per worker.
+CHUNK_BATCHES = 4  # SS_BATCH_BYTES each
 # compressed ss bytes (~100 snapshots of 2k sockets): below it, starting workers costs more
 PARALLEL_MIN_BYTES = 4 * 1024**2
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
@@ -137,7 +142,7 @@ def _load(
 
 
 class _Scratch:
-    """Where a large load streams its socket rows: a new cache entry (finished by ``keep``), or,
+    """Where the chunks write their socket rows: a new cache entry (finished by ``keep``), or,
     without a cache, a temporary directory; either way removed by ``remove`` unless kept (open
     files stay readable: the capture reads its rows from there)."""
 
@@ -154,13 +159,9 @@ class _Scratch:
         return self.temp
 
     def keep(self, capture: Capture) -> None:
-        if self.key is None:
-            return
-        if self.entry is not None:
-            cache.finish(self.source, self.key, self.entry, capture, rows_written=True)
+        if self.key is not None and self.entry is not None:
+            cache.finish(self.source, self.key, self.entry, capture)
             self.entry = None
-        elif self.temp is None:
-            cache.store(self.source, self.key, capture)
 
     def remove(self) -> None:
         cache.abandon(self.entry)
@@ -192,8 +193,9 @@ def _load_dir(
     show = progress if progress is not None else total >= PROGRESS_MIN_BYTES
     bar = _progress_bar(show, len(kept.snapshots))
     try:
-        results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar)
-        return assemble(listing.root, kept, results, problems, scratch.make() if on_disk else None)
+        rows_dir = scratch.make()
+        results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar, rows_dir)
+        return assemble(listing.root, kept, results, problems, rows_dir, on_disk)
     finally:
         if bar is not None:
             bar.close()
@@ -226,25 +228,29 @@ def auto_workers(ss_bytes: int) -> int:
 
 
 def _chunks(
-    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int
-) -> list[list[tuple[int, Snapshot]]]:
-    """Runs of consecutive snapshots of about ``SS_BATCH_BYTES`` of ss files each."""
+    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int, rows_dir: Path
+) -> list[ChunkTask]:
+    """Runs of consecutive snapshots of about ``CHUNK_BATCHES`` x ``SS_BATCH_BYTES`` of ss files
+    each, part ``k`` of the socket rows written by chunk ``k``."""
     per_snapshot = max(1, sum(ss_bytes) // max(1, len(snaps)))
-    size = int(min(SS_CHUNK_SNAPSHOTS, max(1, SS_BATCH_BYTES // per_snapshot)))
-    if n_workers > 1:  # at least two chunks per worker, so both stay busy
-        size = max(1, min(size, -(-len(snaps) // (2 * n_workers))))
+    size = int(min(SS_CHUNK_SNAPSHOTS, max(1, CHUNK_BATCHES * SS_BATCH_BYTES // per_snapshot)))
+    if n_workers > 1:  # at least three chunks per worker, so both stay busy to the end
+        size = max(1, min(size, -(-len(snaps) // (3 * n_workers))))
     items = list(enumerate(snaps))
-    return [items[k : k + size] for k in range(0, len(items), size)]
+    return [
+        ChunkTask(items[k : k + size], str(rows_dir), part)
+        for part, k in enumerate(range(0, len(items), size))
+    ]
 
 
 def _run_chunks(
-    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int | None, bar: Any
+    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int | None, bar: Any, rows_dir: Path
 ) -> Iterator[ChunkResult]:
     """``ChunkResult`` of each run of snapshots, in order; in worker processes if more than one.
     If the workers fail (they died, could not start), the remaining runs are parsed here."""
     if n_workers is None:
         n_workers = auto_workers(sum(ss_bytes))
-    chunks = _chunks(snaps, ss_bytes, n_workers)
+    chunks = _chunks(snaps, ss_bytes, n_workers, rows_dir)
     done = 0
     if n_workers > 1 and len(chunks) > 1:
         try:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tcpmemlib import safeio
+from tcpmemlib import safeio, sockstore
 from tcpmemlib.discovery import Snapshot
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers import netns as netns_parser
@@ -36,10 +36,17 @@ from tcpmemlib.registry import (
     namespace_files,
     socket_file,
 )
-from tcpmemlib.schema import SOCKET_CATEGORIES
+from tcpmemlib.schema import SOCKET_CATEGORIES, socket_rows_template
 from tcpmemlib.tables import str_category
 
-__all__ = ["ChunkResult", "OwnerCodes", "build_frame", "load_chunk", "read_snapshot_file"]
+__all__ = [
+    "ChunkResult",
+    "ChunkTask",
+    "OwnerCodes",
+    "build_frame",
+    "load_chunk",
+    "read_snapshot_file",
+]
 
 # Compressed ss bytes per read_numbered call (about 50k sockets): one call amortises its fixed cost
 # over many snapshots; 1 MB kept a day's load ~420 MB lower at its peak than 2 MB (bench/README.md).
@@ -47,17 +54,24 @@ SS_BATCH_BYTES = 1024**2
 
 
 @dataclass
+class ChunkTask:
+    """A run of consecutive snapshots to parse: ``items`` (global index, snapshot), and where its
+    socket rows go: part file number ``part`` in the directory ``rows_dir``."""
+
+    items: list[tuple[int, Snapshot]]
+    rows_dir: str
+    part: int
+
+
+@dataclass
 class ChunkResult:
-    """What one chunk of snapshots gave (all plain, picklable data)."""
+    """What one chunk of snapshots gave (all plain, picklable data); its socket rows are in its
+    part file (``rows``: which snapshots, how many rows each; None without a socket row)."""
 
     snapshots: int
     small: dict[str, tuple[pd.DataFrame, np.ndarray]]  # typed frame, snapshot index per row
     problems: Problems
-    ss_frames: list[pd.DataFrame] = field(default_factory=list)
-    ss_index: list[np.ndarray] = field(default_factory=list)  # snapshot of each row
-    ss_kind: list[np.ndarray] = field(default_factory=list)  # netid from the file name
-    owner_codes: list[np.ndarray] = field(default_factory=list)  # into owner_uniques
-    owner_uniques: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: sockstore.PartRows | None = None
 
 
 class OwnerCodes:
@@ -179,26 +193,38 @@ def _one_row(parts: list[Columns]) -> Columns:
 
 
 class _Accumulator:
-    """Column lists of each frame kind over the chunk's snapshots, with each row's snapshot."""
+    """Column values of each frame kind over the chunk's snapshots, with each row's snapshot.
+
+    A parser gives each column as a list or a 1-D numpy array; a column's parts are joined once,
+    when the frame is built (lists chained, or one ``np.concatenate`` if any part is an array)."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, Columns] = {}
-        self.index: dict[str, list[int]] = {}
+        self.parts: dict[str, dict[str, list[Any]]] = {}
+        self.index: dict[str, list[np.ndarray]] = {}
 
     def add(self, kind: str, snap_index: int, columns: Columns) -> None:
         if not columns:
             return
         n = len(next(iter(columns.values())))
-        have = self.columns.setdefault(kind, {c: [] for c in columns})
+        have = self.parts.setdefault(kind, {c: [] for c in columns})
         for name, values in columns.items():
-            have.setdefault(name, []).extend(values)
-        self.index.setdefault(kind, []).extend([snap_index] * n)
+            have.setdefault(name, []).append(values)
+        self.index.setdefault(kind, []).append(np.full(n, snap_index, dtype=np.int64))
 
     def frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         return {
-            kind: (build_frame(kind, columns), np.asarray(self.index[kind], dtype=np.int64))
-            for kind, columns in self.columns.items()
+            kind: (
+                build_frame(kind, {c: _joined(p) for c, p in parts.items()}),
+                np.concatenate(self.index[kind]),
+            )
+            for kind, parts in self.parts.items()
         }
+
+
+def _joined(parts: list[Any]) -> Any:
+    if any(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate([np.asarray(p) for p in parts])
+    return [v for p in parts for v in p]
 
 
 def _small_files(
@@ -279,11 +305,12 @@ def _namespaces(
 
 
 class _SocketFiles:
-    """The ss files of one chunk: read, then parsed with one ``read_numbered`` call per batch."""
+    """The ss files of one chunk: read, parsed with one ``read_numbered`` call per batch, and
+    written to the chunk's part file a batch at a time (never the chunk's rows at once)."""
 
-    def __init__(self, problems: Problems, result: ChunkResult) -> None:
+    def __init__(self, problems: Problems, writer: sockstore.PartWriter) -> None:
         self.problems = problems
-        self.result = result
+        self.writer = writer
         self.interner = OwnerCodes()
         self.batch: list[tuple[int, Snapshot, str, str, int]] = []
         self.batch_bytes = 0
@@ -300,6 +327,7 @@ class _SocketFiles:
                 continue
             item = (i, snap, base, text, -1 if inode is None else inode)
             if not ss.starts_record(text):  # it would join the file before it: parse it alone
+                self.flush()  # (after the files before it: rows stay in snapshot order)
                 self._parse([item])
                 continue
             self.batch.append(item)
@@ -333,36 +361,53 @@ class _SocketFiles:
         snap_of_file = np.array([item[0] for item in batch], dtype=np.int64)
         kind_of_file = np.array([socket_file(item[2])[0] for item in batch], dtype=object)  # type: ignore[index]
         netns_of_file = np.array([item[4] for item in batch], dtype=np.int64)
-        self._keep(
+        self._write(
             got.frame,
             snap_of_file[file_of_row],
             kind_of_file[file_of_row],
             netns_of_file[file_of_row],
         )
 
-    def _keep(
+    def _write(
         self, frame: pd.DataFrame, index: np.ndarray, kind: np.ndarray, netns: np.ndarray
     ) -> None:
+        """The batch's rows as the loader keeps them (``netid`` from the file name where ss did
+        not print one, ``netns``, owner codes, ``str`` categories), into the part file."""
         if not len(frame):
             return
+        frame["netid"] = _fill_category(frame["netid"], kind)
         frame["netns"] = pd.arrays.IntegerArray(netns, netns < 0)
         owners = frame.pop("owners").to_numpy()
-        self.result.owner_codes.append(self.interner.codes(owners))
+        codes = self.interner.codes(owners)
         for column in SOCKET_CATEGORIES:
             if not isinstance(frame[column].dtype, pd.CategoricalDtype):
                 frame[column] = str_category(frame[column])
-        self.result.ss_frames.append(frame)
-        self.result.ss_index.append(index)
-        self.result.ss_kind.append(kind)
+        self.writer.write(frame, index, codes)
 
 
-def load_chunk(items: list[tuple[int, Snapshot]]) -> ChunkResult:
-    """Parse every file but meta.txt of the snapshots ``items`` (global index, snapshot)."""
+def _fill_category(values: pd.Series, fill: np.ndarray) -> pd.Series:
+    """``values`` (a category, or anything ``str_category`` takes) with its missing values taken
+    from ``fill`` (one string per row), as a ``str`` category."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = str_category(values.astype("string").fillna(pd.Series(fill, dtype="string")))
+        return values
+    codes = values.cat.codes.to_numpy()
+    missing = codes < 0
+    if not missing.any():
+        return values
+    labels = np.asarray(values.cat.categories, dtype=object)
+    filled = np.where(missing, fill, labels[np.where(missing, 0, codes)] if len(labels) else fill)
+    return str_category(pd.Series(filled, dtype=object))
+
+
+def load_chunk(task: ChunkTask) -> ChunkResult:
+    """Parse every file but meta.txt of the task's snapshots; its socket rows into its part."""
     problems = Problems()
     acc = _Accumulator()
-    result = ChunkResult(snapshots=len(items), small={}, problems=problems)
-    sockets = _SocketFiles(problems, result)
-    for i, snap in items:
+    result = ChunkResult(snapshots=len(task.items), small={}, problems=problems)
+    writer = sockstore.PartWriter(task.rows_dir, task.part, socket_rows_template())
+    sockets = _SocketFiles(problems, writer)
+    for i, snap in task.items:
         try:
             dir_fd = safeio.open_dir(snap.dir)
         except safeio.Refused as err:
@@ -379,5 +424,5 @@ def load_chunk(items: list[tuple[int, Snapshot]]) -> ChunkResult:
             os.close(dir_fd)
     sockets.flush()
     result.small = acc.frames()
-    result.owner_uniques = sockets.interner.uniques
+    result.rows = writer.close(sockets.interner.uniques)
     return result

@@ -10,10 +10,13 @@ read from disk on each access (docs/design.md §2, "Socket rows on disk").
 Two sources, one interface (``rows``, ``batches``, ``frames``; ``restrict`` takes what each needs):
 
 - ``MemoryRows``: the frames themselves (small captures, and any Capture built by hand);
-- ``DiskRows``: one Parquet file of socket rows, row groups of consecutive whole snapshots, each
-  row's owners as an ``owner_code`` into a list of distinct owner tuples; ``owners`` rows are built
-  from those codes per batch. The file is kept open, so a later cache rewrite or removal does not
-  change what this capture reads.
+- ``DiskRows``: Parquet part files, each the rows of consecutive whole snapshots with each row's
+  ``snapshot`` number and its owners as an ``owner_code`` into that part's list of distinct owner
+  tuples, plus an index (one row per snapshot: ts, host, part, rows). Each worker process of a load
+  writes its own parts (``PartWriter``); the loader writes the index (``write_index``). ``ts``,
+  ``host`` and ``sock_id`` (rows numbered in snapshot order) are not stored: they come from the
+  index and a row's place. The part files are kept open, so a later cache rewrite or removal does
+  not change what this capture reads.
 
 Batches: rows of consecutive whole snapshots in snapshot order; a batch's categorical columns have
 that batch's own categories (compare them as strings across batches).
@@ -22,7 +25,10 @@ that batch's own categories (compare them as strings across batches).
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tcpmemlib.tables import arrow_fix, arrow_to_pandas, concat_columns, read_parquet
+from tcpmemlib.tables import arrow_to_pandas, concat_columns
 
-__all__ = ["BATCH_ROWS", "DiskRows", "MemoryRows", "owners_from_codes"]
+__all__ = [
+    "BATCH_ROWS",
+    "DiskRows",
+    "MemoryRows",
+    "PartRows",
+    "PartWriter",
+    "open_rows",
+    "owners_from_codes",
+    "part_files",
+    "read_memory",
+    "write_index",
+]
 
 BATCH_ROWS = (
     1 << 20
@@ -150,24 +167,31 @@ def owners_from_codes(
 
 
 class DiskRows:
-    """Socket rows in one open Parquet file (see module doc); ``keep`` restricts it to snapshots."""
+    """Socket rows in open Parquet part files (see module doc); ``keep`` restricts to snapshots."""
 
     on_disk = True
 
     def __init__(
         self,
-        parquet: Any,
-        uniques: Sequence[tuple[Any, ...]],
+        parts: dict[int, tuple[Any, list[tuple[Any, ...]]]],
         index: pd.DataFrame,
         template: pd.DataFrame,
         keep: np.ndarray | None = None,
     ) -> None:
-        self.parquet = parquet  # pyarrow.parquet.ParquetFile on an open file
-        self.uniques = list(uniques)
-        # one row per snapshot in the file: ts, host (string), row_group, rows
+        # part number -> (pyarrow.parquet.ParquetFile on an open file, its distinct owner tuples)
+        self.parts = parts
+        # one row per snapshot with rows, in snapshot order: snapshot, ts, host (string), part, rows
         self.index = index
         self.template = template  # empty sockets frame: every column with its dtype
         self.keep = keep  # boolean per index row, None = all
+        counts = index.groupby("part", sort=True)["rows"].sum()
+        # the sock_id of each part's first row: rows are numbered in snapshot order, part by part
+        self.first_id = dict(
+            zip(counts.index.tolist(), (counts.cumsum() - counts).tolist(), strict=True)
+        )
+        self.snapshots = index["snapshot"].to_numpy(dtype=np.int64)
+        self.ts = index["ts"].array
+        self.hosts = pd.Categorical(index["host"].astype(object), dtype=template["host"].dtype)
 
     @property
     def rows(self) -> int:
@@ -183,13 +207,13 @@ class DiskRows:
             mask = np.asarray(self.index["ts"].isin(ts))
         if self.keep is not None:
             mask &= self.keep
-        return DiskRows(self.parquet, self.uniques, self.index, self.template, mask)
+        return DiskRows(self.parts, self.index, self.template, mask)
 
-    def _groups(self) -> list[int]:
-        groups = self.index["row_group"].to_numpy()
+    def _parts(self) -> list[int]:
+        parts = self.index["part"].to_numpy()
         if self.keep is not None:
-            groups = groups[self.keep]
-        return sorted(set(groups.tolist()))
+            parts = parts[self.keep]
+        return sorted(set(parts.tolist()))
 
     def batches(
         self,
@@ -197,35 +221,32 @@ class DiskRows:
         owners: bool = False,
         batch_rows: int | None = None,
     ) -> Iterator[Batch]:
-        del batch_rows  # a batch is one row group (whole snapshots, written that way)
+        del batch_rows  # a batch is one part file (whole snapshots, written that way)
         names = _wanted(list(self.template.columns), columns)
-        read = [c for c in names if c != "owners"]
+        read = ["snapshot", *(c for c in names if c not in ("owners", *KEY_COLUMNS))]
         if owners or "owners" in names:
             read.append("owner_code")
-        if self.keep is not None:
-            kept = self.index[self.keep]
-            kept_pairs = pd.MultiIndex.from_frame(kept[["ts", "host"]])
-        for group in self._groups():
-            table = self.parquet.read_row_group(group, columns=read, use_threads=True)
-            frame = self._to_pandas(table)
-            del table
-            if self.keep is not None:
-                key = pd.MultiIndex.from_frame(frame[["ts", "host"]].astype({"host": "string"}))
-                mask = np.asarray(key.isin(kept_pairs))
+        kept = self.snapshots[self.keep] if self.keep is not None else None
+        for part in self._parts():
+            parquet, uniques = self.parts[part]
+            frame = self._to_pandas(parquet.read(columns=read, use_threads=True))
+            snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
+            sock_id = np.arange(len(frame), dtype=np.int64) + self.first_id[part]
+            if kept is not None:
+                mask = np.isin(snapshot, kept)
                 if not mask.all():
                     frame = frame[mask].reset_index(drop=True)
+                    snapshot, sock_id = snapshot[mask], sock_id[mask]
+            at = np.searchsorted(self.snapshots, snapshot)
+            frame.insert(0, "sock_id", sock_id)
+            frame.insert(0, "host", self.hosts.take(at))
+            frame.insert(0, "ts", self.ts.take(at))
             codes = frame.pop("owner_code").to_numpy() if "owner_code" in frame else None
             if "owners" in names and codes is not None:
-                frame["owners"] = self.owner_objects()[codes]
-                frame = frame[names]
-            own = owners_from_codes(frame, codes, self.uniques) if owners else None
+                frame["owners"] = _objects(uniques)[codes]
+            frame = frame[names]
+            own = owners_from_codes(frame, codes, uniques) if owners else None
             yield frame, own
-
-    def owner_objects(self) -> np.ndarray:
-        table = np.empty(len(self.uniques), dtype=object)
-        for i, u in enumerate(self.uniques):
-            table[i] = u
-        return table
 
     def _to_pandas(self, table: Any) -> pd.DataFrame:
         return arrow_to_pandas(table, self.template)
@@ -235,25 +256,38 @@ class DiskRows:
         parts = list(self.batches(owners=True))
         if not parts:
             return self.template.copy(), owners_from_codes(
-                self.template, np.zeros(0, dtype=np.int64), self.uniques
+                self.template, np.zeros(0, dtype=np.int64), []
             )
         socks = concat_columns([p[0] for p in parts], parts[0][0].iloc[:0])
         owns = concat_columns([p[1] for p in parts], parts[0][1].iloc[:0])
         return socks, owns
 
 
+def _objects(uniques: Sequence[tuple[Any, ...]]) -> np.ndarray:
+    table = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(uniques):
+        table[i] = u
+    return table
+
+
 # --------------------------------------------------------------------------------------------
-# On disk: the layout (a directory) and its writer
+# On disk: the layout (a directory), its writers and its readers
 
-SOCKETS_FILE = "sockets.parquet"  # socket rows, ``owners`` as ``owner_code``
-OWNERS_FILE = "owners.json"  # the distinct owner tuples, as JSON lists
-INDEX_FILE = "socket_index.parquet"  # one row per snapshot: ts, host, row_group, rows
+INDEX_FILE = (
+    "socket_index.parquet"  # one row per snapshot with rows: snapshot, ts, host, part, rows
+)
+_PART = "sockets-{:05d}.parquet"  # a part's socket rows: ``snapshot``, ``owner_code`` and columns
+_OWNERS = "owners-{:05d}.json"  # a part's distinct owner tuples, as JSON lists
+_PART_NAME = re.compile(r"^sockets-(\d{5})\.parquet$")
+_NOT_STORED = ("ts", "host", "sock_id", "owners")  # from the index and the row's place; codes
 
 
-def _arrow_schema(template: pd.DataFrame) -> Any:
-    """The Parquet schema of socket rows: ``owners`` as ``owner_code`` (int32), categories as
-    dictionaries with int32 indices (a batch's own categories, whatever their number)."""
-    frame = template.drop(columns=["owners"], errors="ignore").iloc[:0].copy()
+def _part_schema(template: pd.DataFrame) -> Any:
+    """The Parquet schema of a part: ``snapshot`` (int32), the socket columns but ``ts``, ``host``,
+    ``sock_id`` and ``owners``, then ``owner_code`` (int32); categories as dictionaries with int32
+    indices (a row group's own categories, whatever their number)."""
+    frame = template.drop(columns=list(_NOT_STORED), errors="ignore").iloc[:0].copy()
+    frame.insert(0, "snapshot", np.zeros(0, dtype=np.int32))
     frame["owner_code"] = np.zeros(0, dtype=np.int32)
     schema = pa.Schema.from_pandas(frame, preserve_index=False)
     fields = [
@@ -265,96 +299,112 @@ def _arrow_schema(template: pd.DataFrame) -> Any:
     return pa.schema(fields, metadata=schema.metadata)
 
 
-class SocketWriter:
-    """Writes socket rows to ``directory`` as the on-disk layout, one row group per ``write``.
+@dataclass
+class PartRows:
+    """What a part file holds: its number, and its snapshots (in order) with their row counts."""
 
-    Each ``write`` takes whole snapshots, in snapshot order, with an ``owner_code`` column (int)
-    indexing the ``uniques`` list given to ``close``.
-    """
+    part: int
+    snapshots: np.ndarray  # int64
+    rows: np.ndarray  # int64, one count per snapshot
 
-    def __init__(self, directory: Any, template: pd.DataFrame) -> None:
-        self.directory = Path(directory)
-        self.schema = _arrow_schema(template)
-        self.writer = pq.ParquetWriter(
-            self.directory / SOCKETS_FILE, self.schema, compression="lz4", write_statistics=False
-        )
-        self.index: list[pd.DataFrame] = []
-        self.groups = 0
 
-    def write(self, frame: pd.DataFrame) -> None:
+class PartWriter:
+    """Writes one part: socket rows of consecutive whole snapshots, in snapshot order, one row
+    group per ``write``. A worker process writes its own parts; ``write_index`` ties them up."""
+
+    def __init__(self, directory: Any, part: int, template: pd.DataFrame) -> None:
+        self.directory, self.part = Path(directory), part
+        self.schema = _part_schema(template)
+        self.writer: Any = None
+        self.snapshots: list[np.ndarray] = []
+
+    def write(self, frame: pd.DataFrame, snapshot: np.ndarray, owner_code: np.ndarray) -> None:
+        """Rows (without ``ts``, ``host``, ``sock_id``, ``owners``) of the snapshots ``snapshot``
+        (one number per row, never below the last one written) and their owner codes."""
         if not len(frame):
             return
-        frame = frame.drop(columns=["owners"], errors="ignore")
-        frame = frame.assign(owner_code=frame["owner_code"].to_numpy(dtype=np.int32))
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        self.writer.write_table(table, row_group_size=len(frame))
-        del table
-        counts = (
-            frame[["ts", "host"]]
-            .astype({"host": "string"})
-            .groupby(["ts", "host"], sort=False, dropna=False)
-            .size()
-        )
-        part = counts.rename("rows").reset_index()
-        part["row_group"] = self.groups
-        self.index.append(part)
-        self.groups += 1
-
-    def close(self, uniques: Sequence[tuple[Any, ...]]) -> None:
-        self.writer.close()
-        index = (
-            pd.concat(self.index, ignore_index=True)
-            if self.index
-            else pd.DataFrame(
-                {
-                    "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
-                    "host": pd.Series([], dtype="string"),
-                    "rows": pd.Series([], dtype="int64"),
-                    "row_group": pd.Series([], dtype="int64"),
-                }
+        snapshot = np.asarray(snapshot, dtype=np.int64)
+        if self.snapshots and snapshot[0] < self.snapshots[-1][-1]:
+            raise ValueError("socket rows must be written in snapshot order")
+        columns = frame.drop(columns=list(_NOT_STORED), errors="ignore")
+        columns.insert(0, "snapshot", snapshot.astype(np.int32))
+        columns["owner_code"] = np.asarray(owner_code, dtype=np.int32)
+        table = pa.Table.from_pandas(columns, schema=self.schema, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(
+                self.directory / _PART.format(self.part),
+                self.schema,
+                compression="lz4",
+                write_statistics=False,
             )
-        )
-        index.astype({"rows": "int64", "row_group": "int64"}).to_parquet(
-            self.directory / INDEX_FILE, index=False
-        )
-        (self.directory / OWNERS_FILE).write_text(
-            json.dumps([[list(e) for e in u] for u in uniques])
-        )
+        self.writer.write_table(table, row_group_size=len(columns))
+        self.snapshots.append(snapshot)
+
+    def close(self, uniques: Sequence[tuple[Any, ...]]) -> PartRows | None:
+        """Finish the part file and its owners list; None if no row was written."""
+        if self.writer is None:
+            return None
+        self.writer.close()
+        owners = json.dumps([[list(e) for e in u] for u in uniques])
+        (self.directory / _OWNERS.format(self.part)).write_text(owners)
+        snapshots, rows = np.unique(np.concatenate(self.snapshots), return_counts=True)
+        return PartRows(self.part, snapshots, rows.astype(np.int64))
 
 
-def write_frames(directory: Any, sockets: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> None:
-    """Write in-memory ``sockets`` (with its ``owners`` tuples column) as the on-disk layout."""
-    template = sockets.iloc[:0]
-    codes, uniques = pd.factorize(sockets["owners"].to_numpy(), use_na_sentinel=False)
-    writer = SocketWriter(directory, template)
-    try:
-        if len(sockets) and not sockets["ts"].is_monotonic_increasing:
-            order = np.argsort(_ts_numbers(sockets["ts"]), kind="stable")
-            sockets, codes = sockets.iloc[order], codes[order]
-        for lo, hi in _snapshot_bounds(_ts_numbers(sockets["ts"]), batch_rows):
-            writer.write(sockets.iloc[lo:hi].assign(owner_code=codes[lo:hi]))
-    finally:
-        writer.close([tuple(u) if u else () for u in uniques])
+def write_index(directory: Any, parts: Sequence[PartRows], ts: Any, hosts: pd.Categorical) -> None:
+    """The index of the parts written to ``directory`` (``ts``, ``hosts``: per snapshot number)."""
+    snapshots = [p.snapshots for p in parts]
+    snapshot = np.concatenate(snapshots) if snapshots else np.zeros(0, dtype=np.int64)
+    index = pd.DataFrame(
+        {
+            "snapshot": snapshot,
+            "ts": pd.Series(ts.take(snapshot), dtype="datetime64[ns, UTC]"),
+            "host": pd.Series(hosts.take(snapshot), dtype="string"),
+            "part": np.concatenate([np.full(len(p.snapshots), p.part) for p in parts])
+            if parts
+            else np.zeros(0, dtype=np.int64),
+            "rows": np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64),
+        }
+    )
+    if len(index) and not (np.diff(index["snapshot"].to_numpy()) > 0).all():
+        raise ValueError("parts must hold consecutive snapshots, in order")
+    index.astype({"part": "int64", "rows": "int64"}).to_parquet(
+        Path(directory) / INDEX_FILE, index=False
+    )
 
 
 def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
-    """The socket rows of an on-disk layout, kept open (see the module doc)."""
+    """The socket rows of an on-disk layout, its part files kept open (see the module doc)."""
     directory = Path(directory)
-    uniques = [
-        tuple(tuple(e) for e in u) for u in json.loads((directory / OWNERS_FILE).read_text())
-    ]
     index = pd.read_parquet(directory / INDEX_FILE)
     index["host"] = index["host"].astype("string")
-    parquet = pq.ParquetFile(pa.OSFile(str(directory / SOCKETS_FILE)))
-    return DiskRows(parquet, uniques, index, template)
+    parts = {}
+    for part in sorted(set(index["part"].tolist())):
+        uniques = [
+            tuple(tuple(e) for e in u)
+            for u in json.loads((directory / _OWNERS.format(part)).read_text())
+        ]
+        parquet = pq.ParquetFile(pa.OSFile(str(directory / _PART.format(part))))
+        parts[part] = (parquet, uniques)
+    return DiskRows(parts, index, template)
+
+
+def part_files(directory: Any) -> list[str]:
+    """The names of the part files in ``directory`` (written or being written)."""
+    return sorted(n for n in os.listdir(directory) if _PART_NAME.match(n))
 
 
 def read_memory(rows: DiskRows) -> MemoryRows:
     """All the socket rows of an opened on-disk layout, read into memory."""
     template = rows.template
-    wanted = {c: str(t) for c, t in template.dtypes.items()}
-    frame = arrow_fix(read_parquet(rows.parquet, wanted), template)
-    codes = frame.pop("owner_code").to_numpy()
-    owners_column = rows.owner_objects()[codes] if len(codes) else np.empty(0, dtype=object)
-    frame.insert(list(template.columns).index("owners"), "owners", owners_column)
-    return MemoryRows(frame, owners_from_codes(frame, codes, rows.uniques))
+    names = list(template.columns)
+    socks, owns = [], []
+    for frame, own in rows.batches(owners=True):
+        socks.append(frame[names])
+        owns.append(own)
+    if not socks:
+        sockets, owners = rows.frames()
+        return MemoryRows(sockets, owners)
+    sockets = concat_columns(socks, template)
+    owners = concat_columns(owns, owns[0].iloc[:0])
+    return MemoryRows(sockets, owners)

@@ -627,11 +627,13 @@ def test_an_unguarded_script_with_workers_runs_once(small: Path, tmp_path: Path)
     assert run.stdout.split() == [str(len(one.sockets)), str(len(one.meminfo))]
 
 
-def test_an_error_in_a_worker_is_raised_in_the_caller():
+def test_an_error_in_a_worker_is_raised_in_the_caller(tmp_path: Path):
+    from tcpmemlib.chunks import ChunkTask
     from tcpmemlib.workers import WorkerError, run_ordered
 
+    tasks = [ChunkTask([(0, "not a snapshot")], str(tmp_path), 0), ChunkTask([], str(tmp_path), 1)]
     with pytest.raises(WorkerError, match=r"AttributeError: .*dir"):
-        list(run_ordered("tcpmemlib.chunks:load_chunk", [[(0, "not a snapshot")], []], 2))
+        list(run_ordered("tcpmemlib.chunks:load_chunk", tasks, 2))
     assert _worker_children() == []
 
 

@@ -170,23 +170,47 @@ def test_setting_frames_moves_rows_to_memory_and_forgets_the_memo(sample: Path):
     assert cap.memo("k", lambda: 43) == 43
 
 
-def test_owner_codes_round_trip(tmp_path: Path, memory: Capture):
-    sockets = memory.sockets.iloc[:5000]
-    sockstore.write_frames(tmp_path, sockets, batch_rows=1000)
+def test_parts_round_trip(tmp_path: Path, memory: Capture):
+    """Rows written as several parts (each with its own owner codes) read back as they were:
+    sock_id numbered in snapshot order across parts, each owner tuple back on its socket."""
+    sockets = memory.sockets[memory.sockets["ts"].isin(memory.meta["ts"].iloc[:5])]
+    sockets = sockets.reset_index(drop=True)
+    snapshot, pairs = pd.factorize(sockets["ts"])
+    cuts = np.flatnonzero(np.diff(snapshot)) + 1  # one part per snapshot
+    parts = []
+    for part, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, len(sockets)], strict=True)):
+        rows = sockets.iloc[lo:hi]
+        codes, uniques = pd.factorize(rows["owners"].to_numpy(), use_na_sentinel=False)
+        writer = sockstore.PartWriter(tmp_path, part, schema.socket_rows_template())
+        writer.write(rows, snapshot[lo:hi], codes)
+        parts.append(writer.close([tuple(u) if u else () for u in uniques]))
+    hosts = pd.Categorical(["vm"] * len(pairs), dtype=memory.meta["host"].dtype)
+    sockstore.write_index(tmp_path, parts, pd.array(pairs), hosts)
     template = schema.sockets_template(memory.meta["host"].dtype)
     back = sockstore.read_memory(sockstore.open_rows(tmp_path, template))
     pd.testing.assert_frame_equal(_plain(back.sockets), _plain(sockets))
     disk = sockstore.open_rows(tmp_path, template)
-    assert disk.parquet.num_row_groups > 1 and disk.rows == 5000
+    assert len(disk.parts) == 5 and disk.rows == len(sockets)
     owners = pd.concat([o for _, o in disk.batches(owners=True)], ignore_index=True)
     want = memory.owners[memory.owners["sock_id"].isin(sockets["sock_id"])]
     assert len(owners) == len(want)
     np.testing.assert_array_equal(owners["pid"].to_numpy(), want["pid"].to_numpy())
-    assert sorted(os.listdir(tmp_path)) == [
-        "owners.json",
+    np.testing.assert_array_equal(owners["sock_id"].to_numpy(), want["sock_id"].to_numpy())
+    names = sorted(os.listdir(tmp_path))
+    assert names == [
+        *(f"owners-{k:05d}.json" for k in range(5)),
         "socket_index.parquet",
-        "sockets.parquet",
+        *(f"sockets-{k:05d}.parquet" for k in range(5)),
     ]
+    assert sockstore.part_files(tmp_path) == [f"sockets-{k:05d}.parquet" for k in range(5)]
+
+
+def test_a_part_refuses_rows_out_of_snapshot_order(tmp_path: Path, memory: Capture):
+    rows = memory.sockets.iloc[:10]
+    writer = sockstore.PartWriter(tmp_path, 0, schema.socket_rows_template())
+    writer.write(rows, np.full(10, 3), np.zeros(10, dtype=np.int64))
+    with pytest.raises(ValueError, match="snapshot order"):
+        writer.write(rows, np.full(10, 2), np.zeros(10, dtype=np.int64))
 
 
 # ------------------------------------------------------------- the small real capture, edge cases
