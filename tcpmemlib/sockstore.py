@@ -395,16 +395,28 @@ def part_files(directory: Any) -> list[str]:
 
 
 def read_memory(rows: DiskRows) -> MemoryRows:
-    """All the socket rows of an opened on-disk layout, read into memory."""
+    """All the socket rows of an opened on-disk layout (not restricted), read into memory: the
+    parts as one Arrow table, converted once; owner codes made global by each part's offset."""
     template = rows.template
-    names = list(template.columns)
-    socks, owns = [], []
-    for frame, own in rows.batches(owners=True):
-        socks.append(frame[names])
-        owns.append(own)
-    if not socks:
-        sockets, owners = rows.frames()
-        return MemoryRows(sockets, owners)
-    sockets = concat_columns(socks, template)
-    owners = concat_columns(owns, owns[0].iloc[:0])
-    return MemoryRows(sockets, owners)
+    tables, codes, uniques = [], [], []
+    for part in rows._parts():
+        parquet, part_uniques = rows.parts[part]
+        table = parquet.read(use_threads=True)
+        codes.append(table.column("owner_code").to_numpy().astype(np.int64) + len(uniques))
+        uniques.extend(part_uniques)
+        tables.append(table.drop_columns(["owner_code"]))
+    if not tables:
+        return MemoryRows(*rows.frames())
+    table = pa.concat_tables(tables)
+    del tables
+    frame = arrow_to_pandas(table, template)
+    del table
+    snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
+    at = np.searchsorted(rows.snapshots, snapshot)
+    all_codes = np.concatenate(codes)
+    frame.insert(0, "sock_id", np.arange(len(frame), dtype=np.int64))
+    frame.insert(0, "host", rows.hosts.take(at))
+    frame.insert(0, "ts", rows.ts.take(at))
+    frame["owners"] = _objects(uniques)[all_codes]
+    sockets = frame[list(template.columns)]
+    return MemoryRows(sockets, owners_from_codes(sockets, all_codes, uniques))
