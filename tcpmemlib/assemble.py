@@ -113,17 +113,22 @@ def assemble(
     hosts = host_categorical(meta_frame["hostname"])
     parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in FRAME_KINDS}
     written: list[sockstore.PartRows] = []
+    reader = None if on_disk else sockstore.MemoryReader()
     for result in results:
         problems.extend(result.problems)
         for kind, part in result.small.items():
             parts[kind].append(part)
         if result.rows is not None:
             written.append(result.rows)
+            if reader is not None:  # (while the workers parse the next chunks)
+                reader.add_file(rows_dir, result.rows.part)
     sockstore.write_index(rows_dir, written, ts, hosts)
+    template = sockets_template(hosts.dtype)
     rows: sockstore.DiskRows | sockstore.MemoryRows
-    rows = sockstore.open_rows(rows_dir, sockets_template(hosts.dtype))
-    if not on_disk:
-        rows = sockstore.read_memory(rows)
+    if reader is None:
+        rows = sockstore.open_rows(rows_dir, template)
+    else:
+        rows = reader.rows(np.arange(len(ts)), ts, hosts, template)  # ts, hosts: per snapshot
     frames: dict[str, pd.DataFrame] = {}
     snap_of_row: dict[str, np.ndarray] = {}
     for kind, chunk_parts in parts.items():

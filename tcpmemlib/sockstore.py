@@ -42,6 +42,7 @@ from tcpmemlib.tables import arrow_to_pandas, concat_columns
 __all__ = [
     "BATCH_ROWS",
     "DiskRows",
+    "MemoryReader",
     "MemoryRows",
     "PartRows",
     "PartWriter",
@@ -166,6 +167,21 @@ def owners_from_codes(
     )
 
 
+class _Part:
+    """One part file, open, and its owner tuples (JSON read at open, parsed when first used)."""
+
+    def __init__(self, parquet: Any, owners_json: str) -> None:
+        self.parquet = parquet  # pyarrow.parquet.ParquetFile on an open file
+        self.owners_json: str | None = owners_json
+        self.parsed: list[tuple[Any, ...]] = []
+
+    def uniques(self) -> list[tuple[Any, ...]]:
+        if self.owners_json is not None:
+            self.parsed = [tuple(tuple(e) for e in u) for u in json.loads(self.owners_json)]
+            self.owners_json = None
+        return self.parsed
+
+
 class DiskRows:
     """Socket rows in open Parquet part files (see module doc); ``keep`` restricts to snapshots."""
 
@@ -173,13 +189,12 @@ class DiskRows:
 
     def __init__(
         self,
-        parts: dict[int, tuple[Any, list[tuple[Any, ...]]]],
+        parts: dict[int, _Part],
         index: pd.DataFrame,
         template: pd.DataFrame,
         keep: np.ndarray | None = None,
     ) -> None:
-        # part number -> (pyarrow.parquet.ParquetFile on an open file, its distinct owner tuples)
-        self.parts = parts
+        self.parts = parts  # part number -> its open file and owner tuples
         # one row per snapshot with rows, in snapshot order: snapshot, ts, host (string), part, rows
         self.index = index
         self.template = template  # empty sockets frame: every column with its dtype
@@ -228,7 +243,7 @@ class DiskRows:
             read.append("owner_code")
         kept = self.snapshots[self.keep] if self.keep is not None else None
         for part in self._parts():
-            parquet, uniques = self.parts[part]
+            parquet, uniques = self.parts[part].parquet, self.parts[part].uniques()
             frame = self._to_pandas(parquet.read(columns=read, use_threads=True))
             snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
             sock_id = np.arange(len(frame), dtype=np.int64) + self.first_id[part]
@@ -380,12 +395,9 @@ def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
     index["host"] = index["host"].astype("string")
     parts = {}
     for part in sorted(set(index["part"].tolist())):
-        uniques = [
-            tuple(tuple(e) for e in u)
-            for u in json.loads((directory / _OWNERS.format(part)).read_text())
-        ]
+        owners = (directory / _OWNERS.format(part)).read_text()
         parquet = pq.ParquetFile(pa.OSFile(str(directory / _PART.format(part))))
-        parts[part] = (parquet, uniques)
+        parts[part] = _Part(parquet, owners)
     return DiskRows(parts, index, template)
 
 
@@ -394,29 +406,57 @@ def part_files(directory: Any) -> list[str]:
     return sorted(n for n in os.listdir(directory) if _PART_NAME.match(n))
 
 
-def read_memory(rows: DiskRows) -> MemoryRows:
-    """All the socket rows of an opened on-disk layout (not restricted), read into memory: the
-    parts as one Arrow table, converted once; owner codes made global by each part's offset."""
-    template = rows.template
-    tables, codes, uniques = [], [], []
-    for part in rows._parts():
-        parquet, part_uniques = rows.parts[part]
+class MemoryReader:
+    """Reads parts into memory one by one (a load reads each part as soon as it is written, while
+    the workers parse the next), then makes the frames once: the parts as one Arrow table
+    converted once, owner codes made global by each part's offset."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+        self.codes: list[np.ndarray] = []
+        self.uniques: list[tuple[Any, ...]] = []
+
+    def add(self, parquet: Any, uniques: list[tuple[Any, ...]]) -> None:
         table = parquet.read(use_threads=True)
-        codes.append(table.column("owner_code").to_numpy().astype(np.int64) + len(uniques))
-        uniques.extend(part_uniques)
-        tables.append(table.drop_columns(["owner_code"]))
-    if not tables:
-        return MemoryRows(*rows.frames())
-    table = pa.concat_tables(tables)
-    del tables
-    frame = arrow_to_pandas(table, template)
-    del table
-    snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
-    at = np.searchsorted(rows.snapshots, snapshot)
-    all_codes = np.concatenate(codes)
-    frame.insert(0, "sock_id", np.arange(len(frame), dtype=np.int64))
-    frame.insert(0, "host", rows.hosts.take(at))
-    frame.insert(0, "ts", rows.ts.take(at))
-    frame["owners"] = _objects(uniques)[all_codes]
-    sockets = frame[list(template.columns)]
-    return MemoryRows(sockets, owners_from_codes(sockets, all_codes, uniques))
+        codes = table.column("owner_code").to_numpy().astype(np.int64)
+        self.codes.append(codes + len(self.uniques))
+        self.uniques.extend(uniques)
+        self.tables.append(table.drop_columns(["owner_code"]))
+
+    def add_file(self, directory: Any, part: int) -> None:
+        """Part ``part`` of ``directory``, just written by a chunk."""
+        directory = Path(directory)
+        owners = _Part(None, (directory / _OWNERS.format(part)).read_text()).uniques()
+        with pq.ParquetFile(directory / _PART.format(part)) as parquet:
+            self.add(parquet, owners)
+
+    def rows(
+        self, snapshots: np.ndarray, ts: Any, hosts: Any, template: pd.DataFrame
+    ) -> MemoryRows:
+        """The rows read (``snapshots``, ``ts``, ``hosts``: the index's snapshot numbers, in
+        order, and each one's ts and host)."""
+        if not self.tables:
+            return MemoryRows(
+                template.copy(), owners_from_codes(template, np.zeros(0, dtype=np.int64), [])
+            )
+        table = pa.concat_tables(self.tables)
+        self.tables = []
+        frame = arrow_to_pandas(table, template)
+        del table
+        snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
+        at = np.searchsorted(snapshots, snapshot)
+        codes = np.concatenate(self.codes)
+        frame.insert(0, "sock_id", np.arange(len(frame), dtype=np.int64))
+        frame.insert(0, "host", hosts.take(at))
+        frame.insert(0, "ts", ts.take(at))
+        frame["owners"] = _objects(self.uniques)[codes]
+        sockets = frame[list(template.columns)]
+        return MemoryRows(sockets, owners_from_codes(sockets, codes, self.uniques))
+
+
+def read_memory(rows: DiskRows) -> MemoryRows:
+    """All the socket rows of an opened on-disk layout (not restricted), read into memory."""
+    reader = MemoryReader()
+    for part in rows._parts():
+        reader.add(rows.parts[part].parquet, rows.parts[part].uniques())
+    return reader.rows(rows.snapshots, rows.ts, rows.hosts, rows.template)

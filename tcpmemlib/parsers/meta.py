@@ -33,6 +33,7 @@ A line without ``=``, or a bad number/timestamp, raises ``ParseError`` naming th
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 
@@ -69,6 +70,7 @@ SCHEMA: dict[str, str] = {
 }
 PROBLEMS_SCHEMA: dict[str, str] = {"kind": "category", "item": "string", "reason": "string"}
 _KEYS = {"page_size": "page_size_bytes", "args": "args_collected"}
+_SPACE = re.compile(r"\s")  # (the same characters as str.isspace)
 _INT = {"page_size_bytes", "cpus", "uid"}
 _BOOL = {"ss_oneline", "args_collected"}
 _TIME = {"start", "end"}
@@ -107,7 +109,7 @@ def records(
         if not line.strip():
             continue
         key, sep, raw = line.partition("=")
-        if not sep or not key or any(c.isspace() for c in key):
+        if not sep or not key or _SPACE.search(key):
             raise ParseError(path, no, line, "expected 'key=value'")
         if key == "file":
             continue  # file_sizes() reads these
