@@ -200,9 +200,9 @@ def test_parts_round_trip(tmp_path: Path, memory: Capture):
     assert names == [
         *(f"owners-{k:05d}.json" for k in range(5)),
         "socket_index.parquet",
-        *(f"sockets-{k:05d}.parquet" for k in range(5)),
+        *(f"sockets-{k:05d}.arrows" for k in range(5)),
     ]
-    assert sockstore.part_files(tmp_path) == [f"sockets-{k:05d}.parquet" for k in range(5)]
+    assert sockstore.part_files(tmp_path) == [f"sockets-{k:05d}.arrows" for k in range(5)]
 
 
 def test_a_part_refuses_rows_out_of_snapshot_order(tmp_path: Path, memory: Capture):
