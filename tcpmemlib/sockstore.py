@@ -301,6 +301,7 @@ _PART_NAME = re.compile(r"^sockets-(\d{5})\.arrows$")
 # the same size (bench/README.md); a stream, not an IPC file, since each batch has its own
 # categories (an IPC file allows one dictionary per column).
 _IPC_WRITE = pa.ipc.IpcWriteOptions(compression="lz4")
+_IPC_READ = pa.ipc.IpcReadOptions(use_threads=False)
 _NOT_STORED = ("ts", "host", "sock_id", "owners")  # from the index and the row's place; codes
 
 
@@ -371,13 +372,14 @@ class PartWriter:
         return PartRows(self.part, snapshots, rows.astype(np.int64))
 
 
-def _read_stream(data: Any, columns: Sequence[str] | None) -> Any:
-    reader = pa.ipc.open_stream(pa.BufferReader(data))
+def _read_stream(data: Any, columns: Sequence[str] | None = None) -> Any:
+    """An IPC stream (a Buffer) as one table; one thread (lz4 on a part is a few ms: threads only
+    cost more, and a load's workers hold the CPUs)."""
+    reader = pa.ipc.open_stream(pa.BufferReader(data), options=_IPC_READ)
     if columns is not None:
         fields = [i for i, name in enumerate(reader.schema.names) if name in set(columns)]
-        reader = pa.ipc.open_stream(
-            pa.BufferReader(data), options=pa.ipc.IpcReadOptions(included_fields=fields)
-        )
+        options = pa.ipc.IpcReadOptions(included_fields=fields, use_threads=False)
+        reader = pa.ipc.open_stream(pa.BufferReader(data), options=options)
     return reader.read_all()
 
 
@@ -441,8 +443,8 @@ class MemoryReader:
         """Part ``part`` of ``directory``, just written by a chunk."""
         directory = Path(directory)
         owners = _Part(None, (directory / _OWNERS.format(part)).read_text()).uniques()
-        with pa.OSFile(str(directory / _PART.format(part))) as stream:
-            self.add(pa.ipc.open_stream(stream).read_all(), owners)
+        with pa.memory_map(str(directory / _PART.format(part))) as mapped:
+            self.add(_read_stream(mapped.read_buffer()), owners)
 
     def rows(
         self, snapshots: np.ndarray, ts: Any, hosts: Any, template: pd.DataFrame
