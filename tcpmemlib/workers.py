@@ -48,6 +48,11 @@ ENV = "TCPMEM_WORKER"
 POLL_S = 0.2  # the caller checks the workers this often while it waits for a result
 GRACE_S = 2.0  # a dead worker's thread has this long to report before the caller stops waiting
 _LEN = struct.Struct("<Q")
+# glibc malloc in a worker: blocks up to 32 MiB from the heap, and freed memory kept (up to 256 MiB)
+# for the next task instead of returned to the kernel: each new page costs a fault (on the 2-vCPU
+# VM of bench/README.md, ~20-50 us). An hour's load: 62k faults in its workers instead of 104-147k.
+# Not set if the caller's environment sets GLIBC_TUNABLES; ignored by other C libraries.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 _FUNCTION = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<attribute>[A-Za-z]\w*)")
 
 
@@ -139,6 +144,7 @@ class _Run:
         # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
         path = os.pathsep.join(p for p in sys.path if p)
         env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
+        env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
         for _ in range(self.n_workers):
             try:
                 proc = Popen(

@@ -191,6 +191,18 @@ def _harness(setup: str, function: str, tasks: list[Any], timeout: float = 120) 
 
 
 @pytest.mark.timeout(60)
+def test_workers_keep_freed_memory_unless_the_caller_tunes_malloc(monkeypatch):
+    """Workers get MALLOC_TUNABLES (fewer page faults), unless GLIBC_TUNABLES is already set."""
+    from tcpmemlib.workers import MALLOC_TUNABLES
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    got = list(run_ordered("os:getenv", ["GLIBC_TUNABLES"], 1, allow=("os",)))
+    assert got == [MALLOC_TUNABLES]
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+    got = list(run_ordered("os:getenv", ["GLIBC_TUNABLES"], 1, allow=("os",)))
+    assert got == ["glibc.malloc.arena_max=1"]
+
+
 def test_results_come_in_task_order_from_worker_processes():
     results = list(run_ordered(_fn("task_square"), [0, 1, 2, 3, 4], 2, allow=ALLOW))
     assert [r[0] for r in results] == [0, 1, 4, 9, 16]
