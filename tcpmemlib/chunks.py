@@ -123,6 +123,14 @@ def read_snapshot_file(
 
     Names a file that is refused, cut (a gzip stream ending early, a last line without newline,
     fewer bytes or lines than collect.sh recorded) or binary, in ``problems``."""
+    got = _read_lines(snap, base, dir_fd, problems)
+    return None if got is None else got[0]
+
+
+def _read_lines(
+    snap: Snapshot, base: str, dir_fd: int | None, problems: Problems
+) -> tuple[str, int] | None:
+    """``read_snapshot_file``'s text and its number of lines."""
     stored = snap.files[base]
     try:
         got = safeio.read_file(stored, dir_fd)
@@ -135,13 +143,13 @@ def read_snapshot_file(
         reason = "not loaded: binary data (a NUL byte), not text"
         problems.add(snap.name, stored, nul_line, reason, "error", warn=True)
         return None
+    lines = got.data.count(b"\n")  # (as in the text: decoding makes no newline)
     cuts: list[str] = []
     if got.cut is not None:
         cuts.append(got.cut)
     expected = snap.sizes.get(stored)
     if expected is not None and expected[0] != got.stored_bytes:
         cuts.append(f"{got.stored_bytes:,} bytes on disk, collect.sh wrote {expected[0]:,}")
-    lines = text.count("\n")
     lines_cut = bool(text) and not text.endswith("\n")
     if lines_cut:
         lines_kept = text.rfind("\n") + 1
@@ -153,7 +161,7 @@ def read_snapshot_file(
         what = "truncated" if got.cut or lines_cut else "cut or changed since collect.sh wrote it"
         reason = f"{what}: " + "; ".join(cuts) + f"; its {lines:,} complete lines loaded"
         problems.add(snap.name, stored, None, reason, "error", warn=True)
-    return text
+    return text, lines
 
 
 def _parse(
@@ -312,7 +320,7 @@ class _SocketFiles:
         self.problems = problems
         self.writer = writer
         self.interner = OwnerCodes()
-        self.batch: list[tuple[int, Snapshot, str, str, int]] = []
+        self.batch: list[tuple[int, Snapshot, str, str, int, int]] = []
         self.batch_bytes = 0
 
     def add(self, i: int, snap: Snapshot, dir_fd: int | None, own: int | None) -> None:
@@ -322,10 +330,11 @@ class _SocketFiles:
             if which is None:
                 continue
             inode = which[1] if which[1] is not None else own
-            text = read_snapshot_file(snap, base, dir_fd, self.problems)
-            if not text or not text.strip():  # unreadable (named), or no socket at all
+            got = _read_lines(snap, base, dir_fd, self.problems)
+            if got is None or not got[0].strip():  # unreadable (named), or no socket at all
                 continue
-            item = (i, snap, base, text, -1 if inode is None else inode)
+            text, lines = got
+            item = (i, snap, base, text, -1 if inode is None else inode, lines)
             if not ss.starts_record(text):  # it would join the file before it: parse it alone
                 self.flush()  # (after the files before it: rows stay in snapshot order)
                 self._parse([item])
@@ -340,12 +349,12 @@ class _SocketFiles:
         if batch:
             self._parse(batch)
 
-    def _parse(self, batch: list[tuple[int, Snapshot, str, str, int]]) -> None:
+    def _parse(self, batch: list[tuple[int, Snapshot, str, str, int, int]]) -> None:
         texts = [item[3] for item in batch]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             got = ss.read_numbered(None, "".join(texts), categories=SOCKET_CATEGORIES)
-        starts = np.cumsum([0] + [t.count("\n") for t in texts])  # first line of each file - 1
+        starts = np.cumsum([0] + [item[5] for item in batch])  # first line of each file - 1
         file_of_row = np.searchsorted(starts, got.line_numbers - 1, side="right") - 1
         for err in got.errors:
             k = int(np.searchsorted(starts, (err.line_no or 1) - 1, side="right") - 1)
