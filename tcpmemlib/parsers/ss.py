@@ -384,18 +384,3 @@ def read_ss(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
 
 
 parse = read_ss
-
-
-def _read_numbered(
-    path: str | None,
-    text: str,
-    threads: int = 2,
-    engine: str | None = None,
-    categories: tuple[str, ...] = (),
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Transition only, for capture.py until it calls ``read_numbered``: the old contract
-    (raises the first bad record's ``ParseError``). Remove with that change."""
-    result = read_numbered(path, text, categories)
-    if result.errors:
-        raise result.errors[0]
-    return result.frame, result.line_numbers
