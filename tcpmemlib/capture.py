@@ -38,7 +38,7 @@ from tcpmemlib import bundle, cache, workers
 from tcpmemlib.assemble import assemble
 from tcpmemlib.chunks import SS_BATCH_BYTES, ChunkResult, ChunkTask, load_chunk
 from tcpmemlib.discovery import Snapshot, find_snapshots
-from tcpmemlib.errors import CaptureError
+from tcpmemlib.errors import CaptureError, ScratchError
 from tcpmemlib.model import FRAMES, Capture
 from tcpmemlib.problems import Problems, warn_cached
 from tcpmemlib.registry import socket_file
@@ -122,9 +122,29 @@ def _load(
                 problems.add(None, member, None, reason, "error", warn=True)
             problems.transient = problems.transient or extraction.transient
         try:
-            capture = _load_dir(
-                extracted or source, problems, progress, n_workers, sockets, scratch, cut
-            )
+            got: tuple[Capture, Problems] | None = None
+            try:
+                got = _attempt(
+                    extracted or source, problems, progress, n_workers, sockets, scratch, cut
+                )
+            except ScratchError as err:
+                if scratch.entry is None:
+                    raise
+                warnings.warn(
+                    f"tcpmem: the cache cannot take this load's socket rows ({err.reason}): "
+                    "loading again without writing the cache",
+                    stacklevel=3,
+                )
+            if got is None:  # (out of the except block: the first attempt is all gone)
+                scratch.remove()
+                scratch = _Scratch(source, None)
+                got = _attempt(
+                    extracted or source, problems, progress, n_workers, sockets, scratch, cut
+                )
+            capture, problems = got
+        except ScratchError as err:
+            why = f"{err.reason} ({err.path}): free space there, or set TMPDIR to a roomier place"
+            raise ScratchError(source, err.errno, why) from err
         except CaptureError as err:
             if not is_bundle:
                 raise
@@ -169,6 +189,21 @@ class _Scratch:
             shutil.rmtree(self.temp, ignore_errors=True)
 
 
+def _attempt(
+    directory: Path,
+    problems: Problems,
+    progress: bool | None,
+    n_workers: int | None,
+    sockets: str,
+    scratch: _Scratch,
+    cut: frozenset[str],
+) -> tuple[Capture, Problems]:
+    """``_load_dir`` on a copy of ``problems`` (a failed attempt leaves no row behind)."""
+    mine = Problems()
+    mine.extend(problems)
+    return _load_dir(directory, mine, progress, n_workers, sockets, scratch, cut), mine
+
+
 def _load_dir(
     directory: Path,
     problems: Problems,
@@ -195,7 +230,10 @@ def _load_dir(
     try:
         rows_dir = scratch.make()
         results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar, rows_dir)
-        return assemble(listing.root, kept, results, problems, rows_dir, on_disk)
+        try:
+            return assemble(listing.root, kept, results, problems, rows_dir, on_disk)
+        finally:
+            results.close()  # the workers are stopped now, whatever happened
     finally:
         if bar is not None:
             bar.close()

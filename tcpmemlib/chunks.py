@@ -24,7 +24,7 @@ import pandas as pd
 
 from tcpmemlib import safeio, sockstore
 from tcpmemlib.discovery import Snapshot
-from tcpmemlib.errors import ParseError
+from tcpmemlib.errors import ParseError, ScratchError
 from tcpmemlib.parsers import netns as netns_parser
 from tcpmemlib.parsers import sockstat, ss
 from tcpmemlib.problems import Problems
@@ -391,7 +391,15 @@ class _SocketFiles:
         for column in SOCKET_CATEGORIES:
             if not isinstance(frame[column].dtype, pd.CategoricalDtype):
                 frame[column] = str_category(frame[column])
-        self.writer.write(frame, index, codes)
+        try:
+            self.writer.write(frame, index, codes)
+        except OSError as err:
+            raise _scratch_error(self.writer.directory, err) from err
+
+
+def _scratch_error(directory: Any, err: OSError) -> ScratchError:
+    why = os.strerror(err.errno) if err.errno else str(err)  # (Arrow's messages are longer)
+    return ScratchError(directory, err.errno, f"socket rows not written here: {why}")
 
 
 def _fill_category(values: pd.Series, fill: np.ndarray) -> pd.Series:
@@ -433,5 +441,8 @@ def load_chunk(task: ChunkTask) -> ChunkResult:
             os.close(dir_fd)
     sockets.flush()
     result.small = acc.frames()
-    result.rows = writer.close(sockets.interner.uniques)
+    try:
+        result.rows = writer.close(sockets.interner.uniques)
+    except OSError as err:
+        raise _scratch_error(task.rows_dir, err) from err
     return result

@@ -96,3 +96,12 @@ class WorkerError(TcpmemError):
 
 class ResourceError(TcpmemError):
     """A file the package should ship (a notebook directory, collect.sh) is not where it should be."""
+
+
+class ScratchError(CaptureError):
+    """The socket rows of a load could not be written where the load puts them (a cache entry, or a
+    temporary directory): ``path`` is that directory, ``errno`` the error number (e.g. ENOSPC)."""
+
+    def __init__(self, path: str | os.PathLike[str], errno: int | None, reason: str) -> None:
+        self.errno = errno
+        super().__init__(path, reason)

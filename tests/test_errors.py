@@ -9,7 +9,14 @@ import pkgutil
 import pytest
 
 import tcpmemlib
-from tcpmemlib.errors import CaptureError, ParseError, ResourceError, TcpmemError, WorkerError
+from tcpmemlib.errors import (
+    CaptureError,
+    ParseError,
+    ResourceError,
+    ScratchError,
+    TcpmemError,
+    WorkerError,
+)
 
 
 class _KeywordOnly(TcpmemError):
@@ -32,6 +39,7 @@ def _examples() -> list[TcpmemError]:
         ParseError(None, None, None, "empty text"),
         CaptureError("/cap", "not a directory"),
         noted,
+        ScratchError("/cap/.tcpmem-cache/.tmp-1-x", 28, "socket rows not written here: No space"),
         WorkerError("worker pid 7 was killed by SIGKILL", pid=7, task=3, remote_traceback="tb"),
         WorkerError("cannot start worker processes"),
         LabError("tcpmem-server (pid 9): no answer to 'ping'"),
