@@ -3,11 +3,33 @@
 The kernel prints counters as unsigned 64-bit numbers; a damaged or hostile file can print any
 number of digits. ``int64`` raises ``ValueError`` (which every parser turns into a ``ParseError``
 naming the line) for a value the frames' ``Int64`` columns cannot hold.
+
+Whole columns at once (the parsers' fast paths, which parse a whole file with one regex):
+
+- ``int64_array(raws)``: the strings -> one int64 array, ``int()``'s syntax, ``ValueError`` when one
+  is not an integer or is outside int64 (the caller then re-reads the file line by line to name it).
+- ``digits_array(joined, count)``: blank-separated tokens that a regex already vouched for as
+  ``-?[0-9]{1,18}`` (always inside int64) -> int64 array, parsed in C.
+- ``int64_column(values)``: a column of records (a list of ints and ``pd.NA``, or an int64 array)
+  -> the ``Int64`` array ``DataFrame(...).astype("Int64")`` gives for it.
 """
 
 from __future__ import annotations
 
-__all__ = ["INT64_MAX", "INT64_MIN", "int64", "int64s"]
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "digits_array",
+    "int64",
+    "int64_array",
+    "int64_column",
+    "int64s",
+]
 
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
@@ -27,3 +49,32 @@ def int64s(raws: list[str]) -> list[int]:
     if values and (max(values) > INT64_MAX or min(values) < INT64_MIN):
         raise ValueError("a value is outside the 64-bit integer range")
     return values
+
+
+def int64_array(raws: Sequence[str]) -> np.ndarray:
+    """``int64`` of each of ``raws`` as one int64 array (``ValueError`` as ``int64`` raises it)."""
+    try:
+        return np.array(raws, dtype=np.int64)
+    except OverflowError as err:
+        raise ValueError("a value is outside the 64-bit integer range") from err
+
+
+def digits_array(joined: str, count: int) -> np.ndarray:
+    """The ``count`` blank-separated integers of ``joined`` as an int64 array.
+
+    Only for tokens a regex matched as ``-?[0-9]{1,18}`` (no sign but ``-``, at most 18 digits, so
+    always inside int64): numpy's C text reader would saturate a longer one silently.
+    """
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    values = np.fromstring(joined, dtype=np.int64, sep=" ")
+    if len(values) != count:  # cannot happen for vouched tokens; never return a short column
+        raise ValueError(f"{len(values)} integers read, {count} expected")
+    return values
+
+
+def int64_column(values: Sequence[object] | np.ndarray) -> pd.arrays.IntegerArray:
+    """A records column (ints and ``pd.NA`` in a list, or an int64 array) -> an ``Int64`` array."""
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool))
+    return pd.array(values, dtype="Int64")

@@ -19,6 +19,12 @@ name: quotes, commas, ``<img src=x>``): everything after the fifth number is the
 ``parse_args(ps_args.txt)`` gives ``pid`` (Int64) and ``args`` (string, to the end of the line).
 A header line (first token ``PID``) is skipped; a row whose first five tokens are not integers raises
 ``ParseError`` naming the line.
+
+``records`` reads a whole file with one regex (``records_fast``: plain ASCII, an optional header
+line first, then only ``pid ppid rss vsz uid [comm]`` lines with integers of at most 18 digits) and
+gives int64 arrays; any other text (blank or odd lines, huge or ``+``-signed numbers, non-ASCII
+names, ``\\r``) is read by the line-by-line parser (``records_by_line``), which gives the same
+columns as lists and names a bad line.
 """
 
 from __future__ import annotations
@@ -26,14 +32,25 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64, int64s
-from tcpmemlib.parsers.text import read_text, split_lines
-from tcpmemlib.units import kib_to_bytes
+from tcpmemlib.parsers.numbers import INT64_MAX, INT64_MIN, digits_array, int64, int64s
+from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
+from tcpmemlib.units import KIB, kib_to_bytes
 
-__all__ = ["ARGS_SCHEMA", "SCHEMA", "args_records", "frame", "parse", "parse_args", "records"]
+__all__ = [
+    "ARGS_SCHEMA",
+    "SCHEMA",
+    "args_records",
+    "frame",
+    "parse",
+    "parse_args",
+    "records",
+    "records_by_line",
+    "records_fast",
+]
 
 SCHEMA: dict[str, str] = {
     "pid": "Int64",
@@ -49,10 +66,48 @@ ARGS_SCHEMA: dict[str, str] = {"pid": "Int64", "args": "string"}
 
 # pid ppid rss vsz uid, then comm (which may hold blanks) to the end of the line
 _LINE = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
+# The same, for a whole text of plain lines: the five numbers as one group, comm to the line end.
+_N = r"-?[0-9]{1,18}"
+_ROWS = re.compile(
+    rf"^[ \t]*+({_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N})(?:[ \t]++([^\n]*+))?+$", re.M
+)
+_NUMBER_COLUMNS = ["pid", "ppid", "rss_bytes", "vsz_bytes", "uid"]  # in the file's order
 
 
-def records(text: str, path: str | None = None) -> dict[str, list[object]]:
-    """Column lists of one ps.txt (see ``frame``)."""
+def records(text: str, path: str | None = None) -> dict[str, list[object] | np.ndarray]:
+    """Columns of one ps.txt (see ``frame``): ``records_fast``, else ``records_by_line``."""
+    fast = records_fast(text)
+    return fast if fast is not None else records_by_line(text, path)
+
+
+def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
+    """Columns of one ps.txt read with one regex (int64 arrays), or None when the text is not
+    plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
+    if not plain(text):
+        return None
+    body = text
+    first = _LINE.match(text[: text.find("\n")] if "\n" in text else text)
+    if first is not None and first[1] == "PID":
+        body = text[len(first[0]) + 1 :] if "\n" in text else ""
+    rows = _ROWS.findall(body)
+    if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
+        return None
+    numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows)).reshape(-1, 5)
+    columns: dict[str, list[object] | np.ndarray] = {}
+    for i, name in enumerate(_NUMBER_COLUMNS):
+        columns[name] = np.ascontiguousarray(numbers[:, i])
+    for name in ("rss_bytes", "vsz_bytes"):  # KiB; bytes must stay inside int64
+        kib = columns[name]
+        if len(kib) and (kib.max() > INT64_MAX // KIB or kib.min() < INT64_MIN // KIB):
+            return None
+        columns[name] = kib_to_bytes(kib)
+    columns["comm"] = [r[1] for r in rows]
+    columns["args"] = [pd.NA] * len(rows)
+    return {c: columns[c] for c in ["pid", "ppid", "uid", "rss_bytes", "vsz_bytes", "comm", "args"]}
+
+
+def records_by_line(text: str, path: str | None = None) -> dict[str, list[object]]:
+    """Column lists of one ps.txt, line by line (the reference parser; names a bad line)."""
     numbers: list[list[int]] = []
     comms: list[str] = []
     for no, line in enumerate(split_lines(text), 1):
@@ -79,9 +134,9 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
     return columns
 
 
-def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
-    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+def frame(columns: dict[str, list[object] | np.ndarray]) -> pd.DataFrame:
+    """Columns (from ``records``, possibly of many files chained) -> the typed frame."""
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:
