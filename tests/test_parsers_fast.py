@@ -431,8 +431,12 @@ def test_int64_array_and_digits_array_bounds():
             numbers.int64_array(bad)
     assert numbers.digits_array("1 -2\t03", 3).tolist() == [1, -2, 3]
     assert numbers.digits_array("", 0).dtype == np.int64
-    with pytest.raises(ValueError):
-        numbers.digits_array("1 2", 3)
+    for bad, count in (("1 2", 3), (str(2**63 - 1), 1), (str(-(2**63)), 1)):
+        with pytest.raises(ValueError):
+            numbers.digits_array(bad, count)
+    for huge in ("9" * 19, "1" + "0" * 40, "-" + "9" * 19, "-1" + "0" * 40, str(2**64)):
+        with pytest.raises(ValueError):  # numpy saturates them silently: read as a limit
+            numbers.digits_array(f"1 {huge} 2", 3)
 
 
 def test_plain_text():

@@ -9,7 +9,7 @@ Whole columns at once (the parsers' fast paths, which parse a whole file with on
 - ``int64_array(raws)``: the strings -> one int64 array, ``int()``'s syntax, ``ValueError`` when one
   is not an integer or is outside int64 (the caller then re-reads the file line by line to name it).
 - ``digits_array(joined, count)``: blank-separated tokens that a regex already vouched for as
-  ``-?[0-9]{1,18}`` (always inside int64) -> int64 array, parsed in C.
+  ``-?[0-9]+`` -> int64 array, parsed in C (``ValueError`` for a value at an int64 limit).
 - ``int64_column(values)``: a column of records (a list of ints and ``pd.NA``, or an int64 array)
   -> the ``Int64`` array ``DataFrame(...).astype("Int64")`` gives for it.
 """
@@ -60,16 +60,19 @@ def int64_array(raws: Sequence[str]) -> np.ndarray:
 
 
 def digits_array(joined: str, count: int) -> np.ndarray:
-    """The ``count`` blank-separated integers of ``joined`` as an int64 array.
+    """The ``count`` blank-separated integers of ``joined`` as an int64 array, parsed in C.
 
-    Only for tokens a regex matched as ``-?[0-9]{1,18}`` (no sign but ``-``, at most 18 digits, so
-    always inside int64): numpy's C text reader would saturate a longer one silently.
+    Only for tokens a regex matched as ``-?[0-9]+``. numpy's text reader saturates a value outside
+    int64 to a limit without a word, so a value at either limit raises ``ValueError`` (the caller
+    then reads the file line by line, which keeps a real limit value and names a too large one).
     """
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     values = np.fromstring(joined, dtype=np.int64, sep=" ")
     if len(values) != count:  # cannot happen for vouched tokens; never return a short column
         raise ValueError(f"{len(values)} integers read, {count} expected")
+    if values.max() == INT64_MAX or values.min() == INT64_MIN:
+        raise ValueError("a value is at or beyond the 64-bit integer range")
     return values
 
 

@@ -21,7 +21,7 @@ A header line (first token ``PID``) is skipped; a row whose first five tokens ar
 ``ParseError`` naming the line.
 
 ``records`` reads a whole file with one regex (``records_fast``: plain ASCII, an optional header
-line first, then only ``pid ppid rss vsz uid [comm]`` lines with integers of at most 18 digits) and
+line first, then only ``pid ppid rss vsz uid [comm]`` lines with integers inside int64) and
 gives int64 arrays; any other text (blank or odd lines, huge or ``+``-signed numbers, non-ASCII
 names, ``\\r``) is read by the line-by-line parser (``records_by_line``), which gives the same
 columns as lists and names a bad line.
@@ -67,7 +67,7 @@ ARGS_SCHEMA: dict[str, str] = {"pid": "Int64", "args": "string"}
 # pid ppid rss vsz uid, then comm (which may hold blanks) to the end of the line
 _LINE = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
 # The same, for a whole text of plain lines: the five numbers as one group, comm to the line end.
-_N = r"-?[0-9]{1,18}"
+_N = r"-?[0-9]++"
 _ROWS = re.compile(
     rf"^[ \t]*+({_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N})(?:[ \t]++([^\n]*+))?+$", re.M
 )
@@ -92,7 +92,10 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     rows = _ROWS.findall(body)
     if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
         return None
-    numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows)).reshape(-1, 5)
+    try:
+        numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows)).reshape(-1, 5)
+    except ValueError:
+        return None
     columns: dict[str, list[object] | np.ndarray] = {}
     for i, name in enumerate(_NUMBER_COLUMNS):
         columns[name] = np.ascontiguousarray(numbers[:, i])

@@ -23,7 +23,8 @@ large kmalloc (> 8 KiB) is in meminfo ``SUnreclaim`` but in no row here.
 Versions other than 2.x raise ``ParseError`` (1.x had other columns); so does a malformed row.
 
 ``records`` reads a whole file with one regex (``records_fast``: plain ASCII, the version line, an
-optional ``#`` header, then only well-formed rows with integers of at most 18 digits) and gives
+optional ``#`` header, then only well-formed rows of unsigned integers inside int64, blanks
+being spaces) and gives
 int64 arrays; any other text is read by the line-by-line parser (``records_by_line``), which gives
 the same columns as lists and names a bad line.
 """
@@ -57,13 +58,12 @@ SCHEMA: dict[str, str] = {
 }
 _INTS = list(SCHEMA)[1:8]
 
-# The whole-text fast path (plain text only): the head, then rows of name, five numbers (one
-# group), the tunables and the slabdata numbers (the first two as one group).
-_N = r"-?[0-9]{1,18}"
+# The whole-text fast path (plain text only): the head, then rows of name (not a number), five
+# numbers (one group), the tunables and the slabdata numbers (the first two as one group).
 _HEAD = re.compile(r"slabinfo - version:[ \t]*+2\.[^\n]*+\n(?:#[^\n]*+\n)?")
 _ROWS = re.compile(
-    rf"^(?!#)([^\s:]++)((?:[ \t]++{_N}){{5}})[ \t]++:[ \t]++tunables(?:[ \t]++{_N}){{3}}"
-    rf"[ \t]++:[ \t]++slabdata[ \t]++({_N}[ \t]++{_N})[ \t]++{_N}[ \t]*+$",
+    r"^([^\s:#0-9-][^\s:]*+)((?: ++[0-9]++){5}) ++: tunables ++[0-9]++ ++[0-9]++ ++[0-9]++"
+    r" : slabdata ++([0-9]++ ++[0-9]++) ++[0-9]++ *+$",
     re.M,
 )
 
@@ -87,8 +87,11 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
         return None
     n = len(rows)
     names, five, two = zip(*rows, strict=True) if rows else ((), (), ())
-    head_numbers = digits_array(" ".join(five), 5 * n).reshape(n, 5)
-    slab_numbers = digits_array(" ".join(two), 2 * n).reshape(n, 2)
+    try:
+        head_numbers = digits_array(" ".join(five), 5 * n).reshape(n, 5)
+        slab_numbers = digits_array(" ".join(two), 2 * n).reshape(n, 2)
+    except ValueError:
+        return None
     columns: dict[str, list[object] | np.ndarray] = {"name": list(names)}
     for i, column in enumerate(_INTS[:5]):
         columns[column] = np.ascontiguousarray(head_numbers[:, i])
