@@ -256,6 +256,10 @@ def test_real_texts_same_as_baseline(kind: str):
 FAST = {
     "ps.txt": ps,
     "slabinfo.txt": slabinfo,
+    "slab_aliases.txt": slab_aliases,
+    "zoneinfo.txt": zoneinfo,
+    "meminfo.txt": meminfo,
+    "protocols.txt": protocols,
 }
 
 

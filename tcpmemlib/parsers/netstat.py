@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64s
-from tcpmemlib.parsers.text import read_text, split_lines
+from tcpmemlib.parsers.numbers import int64_array
+from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
 
@@ -35,14 +36,16 @@ SCHEMA: dict[str, str] = {
 }
 
 
-def records(text: str, path: str | None = None, file: str | None = None) -> dict[str, list[object]]:
-    """Column lists of one file (see ``frame``)."""
+def records(
+    text: str, path: str | None = None, file: str | None = None
+) -> dict[str, list[object] | np.ndarray]:
+    """Columns of one file (see ``frame``); ``value`` is an int64 array."""
     if file is None:
         file = "snmp" if path is not None and "snmp" in os.path.basename(path) else "netstat"
     lines = [(no, ln) for no, ln in enumerate(split_lines(text), 1) if ln.strip()]
     groups: list[str] = []
     counters: list[str] = []
-    values: list[int] = []
+    values: list[np.ndarray] = []
     for i in range(0, len(lines), 2):
         head_no, head = lines[i]
         if i + 1 >= len(lines):
@@ -65,18 +68,18 @@ def records(text: str, path: str | None = None, file: str | None = None) -> dict
                 f"{len(number_list)} values for {len(name_list)} names in {label!r}",
             )
         try:
-            values.extend(int64s(number_list))
+            values.append(int64_array(number_list))
         except ValueError as err:
             raise ParseError(path, value_no, value_line, "a value is not an integer") from err
         groups.extend([label] * len(name_list))
         counters.extend(name_list)
-    return {"file": [file] * len(values), "group": groups, "counter": counters, "value": values}
+    value = np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
+    return {"file": [file] * len(value), "group": groups, "counter": counters, "value": value}
 
 
-def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
-    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    out = pd.DataFrame(columns, columns=list(SCHEMA))
-    return out.astype({"file": "str", "group": "str"}).astype(SCHEMA)
+def frame(columns: dict[str, list[object] | np.ndarray]) -> pd.DataFrame:
+    """Columns (from ``records``, possibly of many files chained) -> the typed frame."""
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(source: str | bytes | os.PathLike[str], file: str | None = None) -> pd.DataFrame:

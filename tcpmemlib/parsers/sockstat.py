@@ -46,7 +46,7 @@ import pandas as pd
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers.numbers import int64
-from tcpmemlib.parsers.text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 from tcpmemlib.units import pages_to_bytes
 
 __all__ = ["SCHEMA", "after_records", "frame", "merge", "parse", "records", "with_bytes"]
@@ -143,7 +143,7 @@ def after_records(text: str, path: str | None = None) -> dict[str, list[object]]
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(

@@ -46,6 +46,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+try:  # the storage of pandas' "string" dtype when pyarrow is installed
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - pandas then stores "string" as Python objects
+    pa = None
+
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers.numbers import int64_column
 from tcpmemlib.safeio import decode_text
@@ -147,8 +152,15 @@ def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
     return out
 
 
+_ARROW_STRINGS = pa is not None and pd.StringDtype().storage == "pyarrow"
+
+
 def string_column(values: Column) -> pd.api.extensions.ExtensionArray:
-    """Text values (``pd.NA`` for none) -> the frames' ``string`` array."""
+    """Text values (``str``, or ``pd.NA`` for none) -> the frames' ``string`` array (the same as
+    ``pd.array(values, dtype="string")``; built by pyarrow directly when that is its storage)."""
+    if _ARROW_STRINGS:
+        strings = pa.array(values, type=pa.large_string(), from_pandas=True)
+        return pd.arrays.ArrowStringArray(pa.chunked_array([strings]))
     return pd.array(values, dtype="string")
 
 
