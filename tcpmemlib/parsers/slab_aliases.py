@@ -19,8 +19,8 @@ A line that is not two whitespace-separated names raises ``ParseError`` naming t
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
+from itertools import compress
 
 import pandas as pd
 
@@ -30,7 +30,6 @@ from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
 __all__ = ["SCHEMA", "frame", "parse", "records", "records_by_line", "records_fast", "resolve"]
 
 SCHEMA: dict[str, str] = {"cache": "string", "target": "string", "shown_as": "string"}
-_PAIRS = re.compile(r"^[ \t]*+(\S++)[ \t]++(\S++)[ \t]*+$", re.M)
 
 
 def records(
@@ -44,13 +43,19 @@ def records(
 def records_fast(
     text: str, slab_names: Iterable[str] | None = None
 ) -> dict[str, list[object]] | None:
-    """Column lists read with one regex, or None when the text is not plainly well-formed."""
-    if not plain(text):
+    """Column lists from one ``split()`` of the whole text, or None when the text is not plain or
+    a line is not two words (then ``records_by_line`` reads it and names any bad line)."""
+    if not plain(text) or "\x00" in text:
         return None
-    pairs = _PAIRS.findall(text)
-    if len(pairs) != text.count("\n") + (not text.endswith("\n") and bool(text)):
+    lines = text.count("\n") + (not text.endswith("\n") and bool(text))
+    # a NUL word ends each line (plain text has none): every line is two words when every third
+    # word is one
+    words = text.replace("\n", " \x00 ").split()
+    if not text.endswith("\n") and text:
+        words.append("\x00")
+    if len(words) != 3 * lines or words[2::3] != ["\x00"] * lines:
         return None
-    caches, targets = (list(c) for c in zip(*pairs, strict=True)) if pairs else ([], [])
+    caches, targets = words[0::3], words[1::3]
     if "/" in text:
         targets = [t.rstrip("/").rsplit("/", 1)[-1] for t in targets]
     return {"cache": caches, "target": targets, "shown_as": resolve(caches, targets, slab_names)}
@@ -80,9 +85,13 @@ def resolve(
     if slab_names is None:
         return [pd.NA] * len(caches)
     names = set(slab_names)
-    shown = [(t, c) for c, t in zip(caches, targets, strict=True) if c in names]
-    by_target = dict(reversed(shown))  # the first cache of each target
-    return [by_target.get(t, pd.NA) for t in targets]
+    has_row = list(map(names.__contains__, caches))
+    shown = dict.fromkeys(targets, pd.NA)
+    # the first cache of each target that has a row: the last one written, walking backwards
+    kept_targets = list(compress(targets, has_row))
+    kept_caches = list(compress(caches, has_row))
+    shown.update(zip(reversed(kept_targets), reversed(kept_caches), strict=True))
+    return list(map(shown.__getitem__, targets))
 
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:

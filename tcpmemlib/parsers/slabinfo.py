@@ -61,10 +61,9 @@ _INTS = list(SCHEMA)[1:8]
 # The whole-text fast path (plain text only): the head, then rows of name (not a number), five
 # numbers (one group), the tunables and the slabdata numbers (the first two as one group).
 _HEAD = re.compile(r"slabinfo - version:[ \t]*+2\.[^\n]*+\n(?:#[^\n]*+\n)?")
-_ROWS = re.compile(
-    r"^([^\s:#0-9-][^\s:]*+)((?: ++[0-9]++){5}) ++: tunables ++[0-9]++ ++[0-9]++ ++[0-9]++"
-    r" : slabdata ++([0-9]++ ++[0-9]++) ++[0-9]++ *+$",
-    re.M,
+_ROWS = re.compile(  # each row after its line's newline (the head ends with one)
+    r"\n([^\s:#0-9-][^\s:]*+)((?: ++[0-9]++){5}) ++: tunables ++[0-9]++ ++[0-9]++ ++[0-9]++"
+    r" : slabdata ++([0-9]++ ++[0-9]++) ++[0-9]++ *+(?=\n|\Z)"
 )
 
 
@@ -81,9 +80,9 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     head = _HEAD.match(text)
     if head is None or not plain(text):
         return None
-    body = text[head.end() :]
-    rows = _ROWS.findall(body)
-    if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
+    start = head.end()
+    rows = _ROWS.findall(text, start - 1)
+    if len(rows) != text.count("\n", start) + (not text.endswith("\n") and len(text) > start):
         return None
     n = len(rows)
     names, five, two = zip(*rows, strict=True) if rows else ((), (), ())
