@@ -41,6 +41,7 @@ import gzip
 import os
 import zlib
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -141,14 +142,19 @@ def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
         names.update(dict.fromkeys(part))
     out: dict[str, Column] = {}
     for name in names:
-        pieces = [part[name] for part in parts if name in part and len(part[name])]
-        if pieces and all(isinstance(p, np.ndarray) and p.dtype == np.int64 for p in pieces):
+        pieces = [part[name] for part in parts if name in part]
+        if np.ndarray not in set(map(type, pieces)):
+            out[name] = list(chain.from_iterable(pieces))
+            continue
+        pieces = [piece for piece in pieces if len(piece)]
+        if not pieces:
+            out[name] = []
+        elif all(isinstance(p, np.ndarray) and p.dtype == np.int64 for p in pieces):
             out[name] = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         else:
-            chained: list[object] = []
-            for piece in pieces:
-                chained.extend(piece.tolist() if isinstance(piece, np.ndarray) else piece)
-            out[name] = chained
+            out[name] = list(
+                chain.from_iterable(p.tolist() if isinstance(p, np.ndarray) else p for p in pieces)
+            )
     return out
 
 
