@@ -16,6 +16,7 @@ snapshot of ``capture`` (a capture directory or a ``.tar.gz`` of one), cycled to
 files per kind (360: an hour at 10 s).
 
     python bench/bench_parsers.py [capture] [--snapshots 360] [--rounds 7] [--baseline 32a3938]
+        [--kinds ps.txt ...]
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=360, help="files per kind (cycled)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--baseline", default="32a3938", help="git revision of the baseline parsers")
+    ap.add_argument("--kinds", nargs="*", help="only these files (e.g. ps.txt netstat.txt)")
     args = ap.parse_args()
     snaps = read_capture(args.capture)
     old = load_baseline(args.baseline)
@@ -223,6 +225,8 @@ def main() -> None:
     print("|" + "---|" * 8)
     sums = [0.0, 0.0]
     for kind in KINDS:
+        if args.kinds and kind[0] not in args.kinds:
+            continue
         have = [s for s in snaps if kind[0] in s]
         if not have:
             print(f"| {kind[0]} | 0 | (not in this capture) | | | | | |")

@@ -18,16 +18,19 @@ non-integer value raises ``ParseError`` naming the line.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64_array
+from tcpmemlib.parsers.numbers import digits_array, int64_array
 from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 
 __all__ = ["SCHEMA", "frame", "parse", "records"]
 
+# a value line's numbers that numpy's C reader reads exactly as ``int()`` does
+_DIGITS = re.compile(r"[ \t]*+(?:-?[0-9]++(?:[ \t]++|\Z))*+")
 SCHEMA: dict[str, str] = {
     "file": "category",
     "group": "category",
@@ -68,13 +71,24 @@ def records(
                 f"{len(number_list)} values for {len(name_list)} names in {label!r}",
             )
         try:
-            values.append(int64_array(number_list))
+            values.append(_values(numbers, number_list))
         except ValueError as err:
             raise ParseError(path, value_no, value_line, "a value is not an integer") from err
         groups.extend([label] * len(name_list))
         counters.extend(name_list)
     value = np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
     return {"file": [file] * len(value), "group": groups, "counter": counters, "value": value}
+
+
+def _values(numbers: str, tokens: list[str]) -> np.ndarray:
+    """A value line's integers (its text after the label, and that text split); ``ValueError``
+    as ``int64`` raises it."""
+    if _DIGITS.fullmatch(numbers):
+        try:
+            return digits_array(numbers, len(tokens))
+        except ValueError:  # a value at an int64 limit: int() decides
+            pass
+    return int64_array(tokens)
 
 
 def frame(columns: dict[str, list[object] | np.ndarray]) -> pd.DataFrame:
