@@ -62,7 +62,9 @@ _INTS = list(SCHEMA)[1:8]
 # numbers (one group), the tunables and the slabdata numbers (the first two as one group).
 _HEAD = re.compile(r"slabinfo - version:[ \t]*+2\.[^\n]*+\n(?:#[^\n]*+\n)?")
 _ROWS = re.compile(  # each row after its line's newline (the head ends with one)
-    r"\n([^\s:#0-9-][^\s:]*+)((?: ++[0-9]++){5}) ++: tunables ++[0-9]++ ++[0-9]++ ++[0-9]++"
+    r"\n([^ \t\n:#0-9-][^ \t\n:]*+)"  # name: not a number, no blank or ':'
+    r"( ++[0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++)"  # the five counts
+    r" ++: tunables ++[0-9]++ ++[0-9]++ ++[0-9]++"
     r" : slabdata ++([0-9]++ ++[0-9]++) ++[0-9]++ *+(?=\n|\Z)"
 )
 
