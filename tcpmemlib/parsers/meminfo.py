@@ -33,7 +33,7 @@ from tcpmemlib.units import KIB, kib_to_bytes
 __all__ = ["SCHEMA", "frame", "parse", "records", "records_by_line", "records_fast"]
 
 SCHEMA: dict[str, str] = {"field": "category", "value": "Int64", "unit": "category"}
-_FIELDS = re.compile(r"^([^:\s]++):[ \t]*+(-?[0-9]++)(?:[ \t]++(kB))?+[ \t]*+$", re.M)
+_FIELDS = re.compile(r"^([^: \t\n]++):[ \t]*+(-?[0-9]++)(?:[ \t]++(kB))?+[ \t]*+$", re.M)
 
 
 def records(text: str, path: str | None = None) -> dict[str, list[object] | np.ndarray]:

@@ -46,8 +46,8 @@ _BOOL = {"yes": True, "no": False}
 _N = r"-?[0-9]++"
 # name (not ``protocol``), size sockets memory (one group), press, maxhdr, slab, the rest
 _ROWS = re.compile(
-    rf"^(?!protocol[ \t])(\S++)[ \t]++({_N}[ \t]++{_N}[ \t]++{_N})[ \t]++(\S++)[ \t]++({_N})"
-    r"[ \t]++(yes|no)(?:[ \t][^\n]*+)?+$",
+    rf"^(?!protocol[ \t])([^ \t\n]++)[ \t]++({_N}[ \t]++{_N}[ \t]++{_N})"
+    rf"[ \t]++([^ \t\n]++)[ \t]++({_N})[ \t]++(yes|no)(?:[ \t][^\n]*+)?+$",
     re.M,
 )
 

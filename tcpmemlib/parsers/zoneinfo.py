@@ -49,19 +49,16 @@ _ENDS_PCP = ("vm", "pagesets", "node_unreclaimable", "start_pfn", "per-node")
 
 # The fast path (plain text, a newline put before the first line and after the last): the lines
 # that make or fill a row, as events. A per-CPU entry is one event of four lines in the kernel's
-# order (cpu, count, high, batch).
+# order (cpu, count, high, batch). The last group is any other line the line-by-line reader could
+# act on (and a few more): when one is found, the fast path leaves the text to that reader.
 _B = r"[ \t]*+"
 _EVENTS = re.compile(
     r"\n(?:(Node[^\n]*+)|[ \t]*+(?:"
     rf"cpu{_B}:{_B}([0-9]++){_B}\n{_B}count{_B}:{_B}([0-9]++){_B}"
     rf"\n{_B}high{_B}:{_B}([0-9]++){_B}\n{_B}batch{_B}:{_B}([0-9]++){_B}(?=\n)"
     rf"|nr_free_pages[ \t]++([0-9]++){_B}(?=\n)"
-    rf"|pages[ \t]++free[ \t]++([0-9]++){_B}(?=\n)|(?=Node)))"
-)
-# Every line the line-by-line reader could act on (and a few more): when there are as many as the
-# events above hold, no such line is outside an event.
-_ACTING = re.compile(
-    rf"\n{_B}(?:Node|(?:cpu|count|high|batch){_B}:|(?:nr_free_pages|pages[ \t]++free)(?=[ \t:\n]))"
+    rf"|pages[ \t]++free[ \t]++([0-9]++){_B}(?=\n)|(?=Node)"
+    rf"|((?:cpu|count|high|batch){_B}:|(?:nr_free_pages|pages[ \t]++free)(?=[ \t:\n]))))"
 )
 
 
@@ -85,10 +82,11 @@ def records_fast(text: str) -> dict[str, list[object]] | None:
         columns["count_pages"],
     )
     highs, batches = columns["high_pages"], columns["batch_pages"]
-    lines = 0
     zone_at = -1  # the row of the current zone
     try:
-        for node_line, cpu, count, high, batch, nr_free, pages_free in _EVENTS.findall(framed):
+        for node_line, cpu, count, high, batch, nr_free, pages_free, stray in _EVENTS.findall(
+            framed
+        ):
             if node_line:
                 match = _ZONE.match(node_line)
                 if match is None:
@@ -100,7 +98,6 @@ def records_fast(text: str) -> dict[str, list[object]] | None:
                 counts.append(pd.NA)
                 highs.append(pd.NA)
                 batches.append(pd.NA)
-                lines += 1
             elif cpu:
                 if zone_at < 0:
                     return None
@@ -110,20 +107,15 @@ def records_fast(text: str) -> dict[str, list[object]] | None:
                 counts.append(int64(count))
                 highs.append(int64(high))
                 batches.append(int64(batch))
-                lines += 4
             elif nr_free:
                 if zone_at >= 0:
                     counts[zone_at] = int64(nr_free)
-                lines += 1
             elif pages_free:
                 if zone_at >= 0 and counts[zone_at] is pd.NA:
                     counts[zone_at] = int64(pages_free)
-                lines += 1
-            else:  # an indented Node: no row, but a line the reader looks at
-                lines += 1
+            elif stray:
+                return None
     except ValueError:
-        return None
-    if lines != len(_ACTING.findall(framed)):
         return None
     return columns
 
