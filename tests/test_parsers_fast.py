@@ -260,6 +260,7 @@ FAST = {
     "zoneinfo.txt": zoneinfo,
     "meminfo.txt": meminfo,
     "protocols.txt": protocols,
+    "sockstat.txt": sockstat,
 }
 
 

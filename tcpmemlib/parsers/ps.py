@@ -93,17 +93,17 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
         return None
     try:
-        numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows)).reshape(-1, 5)
+        numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows))
     except ValueError:
         return None
-    columns: dict[str, list[object] | np.ndarray] = {}
-    for i, name in enumerate(_NUMBER_COLUMNS):
-        columns[name] = np.ascontiguousarray(numbers[:, i])
-    for name in ("rss_bytes", "vsz_bytes"):  # KiB; bytes must stay inside int64
-        kib = columns[name]
-        if len(kib) and (kib.max() > INT64_MAX // KIB or kib.min() < INT64_MIN // KIB):
-            return None
-        columns[name] = kib_to_bytes(kib)
+    by_column = numbers.reshape(-1, 5).T.copy()  # one contiguous row per column
+    kib = by_column[2:4]  # rss and vsz in KiB; in bytes they must stay inside int64
+    if len(rows) and (kib.max() > INT64_MAX // KIB or kib.min() < INT64_MIN // KIB):
+        return None
+    by_column[2:4] = kib_to_bytes(kib)
+    columns: dict[str, list[object] | np.ndarray] = dict(
+        zip(_NUMBER_COLUMNS, by_column, strict=True)
+    )
     columns["comm"] = [r[1] for r in rows]
     columns["args"] = [pd.NA] * len(rows)
     return {c: columns[c] for c in ["pid", "ppid", "uid", "rss_bytes", "vsz_bytes", "comm", "args"]}

@@ -89,15 +89,14 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     n = len(rows)
     names, five, two = zip(*rows, strict=True) if rows else ((), (), ())
     try:
-        head_numbers = digits_array(" ".join(five), 5 * n).reshape(n, 5)
-        slab_numbers = digits_array(" ".join(two), 2 * n).reshape(n, 2)
+        head_numbers = digits_array(" ".join(five), 5 * n).reshape(n, 5).T.copy()
+        slab_numbers = digits_array(" ".join(two), 2 * n).reshape(n, 2).T.copy()
     except ValueError:
         return None
+    # one contiguous row per column
     columns: dict[str, list[object] | np.ndarray] = {"name": list(names)}
-    for i, column in enumerate(_INTS[:5]):
-        columns[column] = np.ascontiguousarray(head_numbers[:, i])
-    for i, column in enumerate(_INTS[5:]):
-        columns[column] = np.ascontiguousarray(slab_numbers[:, i])
+    columns.update(zip(_INTS[:5], head_numbers, strict=True))
+    columns.update(zip(_INTS[5:], slab_numbers, strict=True))
     return columns
 
 

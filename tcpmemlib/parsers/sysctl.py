@@ -32,7 +32,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             continue
         name, sep, value = line.partition("=")
         name = name.strip()
-        if not sep or not name or any(c.isspace() for c in name):
+        if not sep or not name or len(name.split()) != 1:  # a blank inside the name
             raise ParseError(path, no, line, "expected 'name = value'")
         names.append(name)
         values_.append(value.strip())

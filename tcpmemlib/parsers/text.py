@@ -42,6 +42,7 @@ import os
 import zlib
 from collections.abc import Mapping, Sequence
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -140,9 +141,13 @@ def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
     names: dict[str, None] = {}
     for part in parts:
         names.update(dict.fromkeys(part))
+    every = all(len(part) == len(names) for part in parts)  # every part has every column
     out: dict[str, Column] = {}
     for name in names:
-        pieces = [part[name] for part in parts if name in part]
+        if every:
+            pieces = list(map(itemgetter(name), parts))
+        else:
+            pieces = [part[name] for part in parts if name in part]
         if np.ndarray not in set(map(type, pieces)):
             out[name] = list(chain.from_iterable(pieces))
             continue
