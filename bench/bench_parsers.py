@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--baseline", default="32a3938", help="git revision of the baseline parsers")
     ap.add_argument("--kinds", nargs="*", help="only these files (e.g. ps.txt netstat.txt)")
+    ap.add_argument(
+        "--parts", action="store_true", help="also this tree's time in records / join / frame"
+    )
     args = ap.parse_args()
     snaps = read_capture(args.capture)
     old = load_baseline(args.baseline)
@@ -260,6 +263,45 @@ def main() -> None:
         f"| **all kinds** | | | {sums[0] * 1e3:.1f} | {sums[1] * 1e3:.1f} | "
         f"**{sums[0] / sums[1]:.1f}x** | | |"
     )
+    if args.parts:
+        print("\nthis tree, ms (median): | kind | records | join | frame |")
+        for kind in KINDS:
+            have = [s for s in snaps if kind[0] in s]
+            if have and (not args.kinds or kind[0] in args.kinds):
+                print(
+                    f"| {kind[0]} | "
+                    + " | ".join(f"{t:.1f}" for t in parts(kind, have, args))
+                    + " |"
+                )
+
+
+def parts(kind: tuple[str, Records, Frames], have: list[dict[str, str]], args) -> list[float]:
+    """This tree's median ms in records, join and frame for one kind."""
+    picked = [have[i % len(have)] for i in range(args.snapshots)]
+    texts = [s[kind[0]] for s in picked]
+    names = [slabinfo.records(s["slabinfo.txt"], None)["name"] for s in picked]
+    spent: list[list[float]] = [[], [], []]
+    joined: list[Any] = []
+
+    def join(got: list[Any]) -> Any:  # the frames' own call, timed apart
+        t = time.process_time()
+        out = join_columns(got)
+        joined.append(time.process_time() - t)
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(args.rounds):
+            joined.clear()
+            t = time.process_time()
+            got = [kind[1](CURRENT, text, slab) for text, slab in zip(texts, names, strict=True)]
+            t1 = time.process_time()
+            kind[2](CURRENT, got, join)
+            t2 = time.process_time()
+            spent[0].append(t1 - t)
+            spent[1].append(sum(joined))
+            spent[2].append(t2 - t1 - sum(joined))
+    return [statistics.median(x) * 1e3 for x in spent]
 
 
 if __name__ == "__main__":

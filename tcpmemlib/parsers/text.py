@@ -178,9 +178,19 @@ def string_column(values: Column) -> pd.api.extensions.ExtensionArray:
 def category_column(values: Column) -> pd.Categorical:
     """Repeated labels -> a category whose categories are ``str``, sorted (``astype("str")`` then
     ``astype("category")``: the categories the line-by-line frames always had)."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=True)
+    labels = dict.fromkeys(values)  # few labels, each repeated (hashes cached): cheap
+    if all(type(label) is str for label in labels):
+        ordered = sorted(labels)
+        if len(ordered) == 1:  # one label (netstat's ``file``)
+            codes = np.zeros(len(values), dtype=np.int8)
+        else:
+            position = {label: i for i, label in enumerate(ordered)}
+            codes = np.fromiter(map(position.__getitem__, values), np.int64, count=len(values))
+        uniques: Sequence[object] | np.ndarray = ordered
+    else:  # NA among them
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=True)
     dtype = pd.CategoricalDtype(pd.Index(uniques, dtype="str"))
-    return pd.Categorical.from_codes(codes, dtype=dtype)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
 _BUILDERS = {
