@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from itertools import compress
+from itertools import repeat
 
 import pandas as pd
 
@@ -85,13 +85,9 @@ def resolve(
     if slab_names is None:
         return [pd.NA] * len(caches)
     names = set(slab_names)
-    has_row = list(map(names.__contains__, caches))
-    shown = dict.fromkeys(targets, pd.NA)
     # the first cache of each target that has a row: the last one written, walking backwards
-    kept_targets = list(compress(targets, has_row))
-    kept_caches = list(compress(caches, has_row))
-    shown.update(zip(reversed(kept_targets), reversed(kept_caches), strict=True))
-    return list(map(shown.__getitem__, targets))
+    shown = {t: c for c, t in zip(reversed(caches), reversed(targets), strict=True) if c in names}
+    return list(map(shown.get, targets, repeat(pd.NA)))
 
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
