@@ -84,11 +84,11 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     names, numbers, press, maxhdr, slab = (
         (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [], [], [])
     )
-    try:
-        counts = digits_array(" ".join(numbers), 3 * n).reshape(n, 3)
-        maxhdr_bytes = digits_array(" ".join(maxhdr), n)
+    try:  # size sockets memory of every row, then every maxhdr
+        read = digits_array(f"{' '.join(numbers)} {' '.join(maxhdr)}", 4 * n)
     except ValueError:
         return None
+    counts, maxhdr_bytes = read[: 3 * n].reshape(n, 3), read[3 * n :]
     sockets, memory = ([pd.NA if v == -1 else v for v in counts[:, i].tolist()] for i in (1, 2))
     return {
         "protocol": names,

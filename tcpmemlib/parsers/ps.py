@@ -21,10 +21,10 @@ A header line (first token ``PID``) is skipped; a row whose first five tokens ar
 ``ParseError`` naming the line.
 
 ``records`` reads a whole file with one regex (``records_fast``: plain ASCII, an optional header
-line first, then only ``pid ppid rss vsz uid [comm]`` lines with integers inside int64) and
-gives int64 arrays; any other text (blank or odd lines, huge or ``+``-signed numbers, non-ASCII
-names, ``\\r``) is read by the line-by-line parser (``records_by_line``), which gives the same
-columns as lists and names a bad line.
+line first, then only ``pid ppid rss vsz uid [comm]`` lines of unsigned integers inside int64
+separated by spaces) and gives int64 arrays; any other text (blank or odd lines, tabs, signed or
+huge numbers, non-ASCII names, ``\\r``) is read by the line-by-line parser (``records_by_line``),
+which gives the same columns as lists and names a bad line.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ ARGS_SCHEMA: dict[str, str] = {"pid": "Int64", "args": "string"}
 
 # pid ppid rss vsz uid, then comm (which may hold blanks) to the end of the line
 _LINE = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
-# The same, for a whole text of plain lines: the five numbers as one group, comm to the line end.
-_N = r"-?[0-9]++"
+# The fast path's rows, each after its line's newline: five unsigned numbers separated by spaces
+# (one group), then comm to the line end.
 _ROWS = re.compile(
-    rf"^[ \t]*+({_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N}[ \t]++{_N})(?:[ \t]++([^\n]*+))?+$", re.M
+    r"\n *+([0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++)(?: ++([^\n]*+))?+(?=\n|\Z)"
 )
 _NUMBER_COLUMNS = ["pid", "ppid", "rss_bytes", "vsz_bytes", "uid"]  # in the file's order
 
@@ -85,12 +85,15 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
     if not plain(text):
         return None
-    body = text
-    first = _LINE.match(text[: text.find("\n")] if "\n" in text else text)
-    if first is not None and first[1] == "PID":
-        body = text[len(first[0]) + 1 :] if "\n" in text else ""
-    rows = _ROWS.findall(body)
-    if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
+    end = text.find("\n")
+    first = _LINE.match(text if end < 0 else text[:end])
+    if first is not None and first[1] == "PID":  # rows after the header
+        if end < 0:
+            text, end = "", 0
+    else:
+        text, end = "\n" + text, 0
+    rows = _ROWS.findall(text, end)
+    if len(rows) != text.count("\n", end) - text.endswith("\n"):
         return None
     try:
         numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows))

@@ -88,11 +88,12 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
         return None
     n = len(rows)
     names, five, two = zip(*rows, strict=True) if rows else ((), (), ())
-    try:
-        head_numbers = digits_array(" ".join(five), 5 * n).reshape(n, 5).T.copy()
-        slab_numbers = digits_array(" ".join(two), 2 * n).reshape(n, 2).T.copy()
+    try:  # the five counts of every row, then the two slabdata counts of every row
+        numbers = digits_array(f"{' '.join(five)} {' '.join(two)}", 7 * n)
     except ValueError:
         return None
+    head_numbers = numbers[: 5 * n].reshape(n, 5).T.copy()
+    slab_numbers = numbers[5 * n :].reshape(n, 2).T.copy()
     # one contiguous row per column
     columns: dict[str, list[object] | np.ndarray] = {"name": list(names)}
     columns.update(zip(_INTS[:5], head_numbers, strict=True))
