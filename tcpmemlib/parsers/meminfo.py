@@ -13,7 +13,7 @@ Each line is ``Field:   value kB`` or ``Field:   value`` (``meminfo_proc_show()`
 | unit | category | | ``bytes`` (source said kB) or ``count`` (no unit) |
 
 A line that is not ``Field: integer [kB]`` raises ``ParseError`` naming the line. ``records``
-reads a plain ASCII file of only well-formed lines with one regex (``records_fast``; ``value`` an
+reads a plain ASCII file of only well-formed lines (spaces, unsigned values) with one regex (``records_fast``; ``value`` an
 int64 array); any other text is read line by line (``records_by_line``), naming a bad line.
 """
 
@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import INT64_MAX, INT64_MIN, digits_array, int64
+from tcpmemlib.parsers.numbers import INT64_MAX, digits_array, int64
 from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
 from tcpmemlib.units import KIB, kib_to_bytes
 
 __all__ = ["SCHEMA", "frame", "parse", "records", "records_by_line", "records_fast"]
 
 SCHEMA: dict[str, str] = {"field": "category", "value": "Int64", "unit": "category"}
-_FIELDS = re.compile(r"^([^: \t\n]++):[ \t]*+(-?[0-9]++)(?:[ \t]++(kB))?+[ \t]*+$", re.M)
+# each field after its line's newline: the kernel's spaces, unsigned values
+_FIELDS = re.compile(r"\n([^: \t\n]++): *+([0-9]++)(?: ++(kB))?+ *+(?=\n|\Z)")
 
 
 def records(text: str, path: str | None = None) -> dict[str, list[object] | np.ndarray]:
@@ -47,7 +48,7 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
     if not plain(text):
         return None
-    fields = _FIELDS.findall(text)
+    fields = _FIELDS.findall(f"\n{text}")
     if len(fields) != text.count("\n") + (not text.endswith("\n") and bool(text)):
         return None
     names, numbers, kib = (list(c) for c in zip(*fields, strict=True)) if fields else ([], [], [])
@@ -55,11 +56,10 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
         values = digits_array(" ".join(numbers), len(numbers))
     except ValueError:
         return None
-    in_kib = np.array(kib, dtype=bool)
-    scaled = values[in_kib]
-    if len(scaled) and (scaled.max() > INT64_MAX // KIB or scaled.min() < INT64_MIN // KIB):
+    if len(values) and values.max() > INT64_MAX // KIB:  # in bytes it must stay inside int64
         return None
-    values[in_kib] = kib_to_bytes(scaled)
+    in_kib = np.array(kib, dtype=bool)
+    values[in_kib] = kib_to_bytes(values[in_kib])
     return {"field": names, "value": values, "unit": ["bytes" if k else "count" for k in kib]}
 
 

@@ -44,11 +44,11 @@ SCHEMA: dict[str, str] = {
 }
 _BOOL = {"yes": True, "no": False}
 _N = r"-?[0-9]++"
-# name (not ``protocol``), size sockets memory (one group), press, maxhdr, slab, the rest
+# each row after its line's newline, words separated by spaces: name (not ``protocol``), size
+# sockets memory (one group), press, maxhdr, slab, the rest
 _ROWS = re.compile(
-    rf"^(?!protocol[ \t])([^ \t\n]++)[ \t]++({_N}[ \t]++{_N}[ \t]++{_N})"
-    rf"[ \t]++([^ \t\n]++)[ \t]++({_N})[ \t]++(yes|no)(?:[ \t][^\n]*+)?+$",
-    re.M,
+    rf"\n(?!protocol )([^ \t\n]++) ++({_N} ++{_N} ++{_N}) ++([^ \t\n]++) ++({_N}) ++(yes|no)"
+    r"(?: [^\n]*+)?+(?=\n|\Z)"
 )
 
 
@@ -73,12 +73,13 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     not plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
     if not plain(text):
         return None
-    body = text
     end = text.find("\n")
-    if end >= 0 and _header(text[:end]):
-        body = text[end + 1 :]
-    rows = _ROWS.findall(body)
-    if len(rows) != body.count("\n") + (not body.endswith("\n") and bool(body)):
+    if not _header(text if end < 0 else text[:end]):
+        text, end = "\n" + text, 0
+    elif end < 0:  # the header alone
+        text, end = "", 0
+    rows = _ROWS.findall(text, end)
+    if len(rows) != text.count("\n", end) - text.endswith("\n"):
         return None
     n = len(rows)
     names, numbers, press, maxhdr, slab = (
