@@ -1,12 +1,14 @@
 """The small-file parsers' whole-text fast paths against the line-by-line parsers they replace.
 
-Each of ps, slabinfo, slab_aliases, zoneinfo, meminfo, protocols, netstat/snmp, sockstat, sysctl
-and cgroups reads a well-formed file with one regex and gives int64 arrays; anything else goes to
-the line-by-line parser. These tests hold the whole chain (``records`` of each file, the columns of
-several files joined with ``text.join_columns``, then ``frame``) to what the parsers of git revision
-``32a3938`` (before the fast paths; loaded from git into fresh modules) give for the same texts:
-the same frames (dtypes, values, NA, categories, column order) or the same ``ParseError`` (path,
-line number, line, reason). Texts: every small file of the captures under ``data/`` and
+ps, slabinfo, slab_aliases, zoneinfo, meminfo, protocols, netstat/snmp and sockstat read a
+well-formed file in one pass over the whole text (``records_fast``, int64 arrays for integer
+columns without NA) and leave any other text to the line-by-line parser (``records_by_line``);
+every kind, sysctl and cgroups included, builds its frame column by column (``text.typed_frame``).
+These tests hold the whole chain (``records`` of each file, the columns of several files joined with
+``text.join_columns``, then ``frame``) to what the parsers of git revision ``32a3938`` (before the
+fast paths; loaded from git into fresh modules) give for the same texts: the same frames (dtypes,
+values, NA, categories, column order), the same warnings, or the same ``ParseError`` (path, line
+number, line, reason). Texts: every small file of the captures under ``data/`` and
 ``tests/fixtures``, and the same texts damaged by hypothesis (cut, lines dropped, doubled or
 swapped, garbage lines, numbers over 2^63, signs, underscores, tabs, ``\\r``, names with blanks,
 quotes and non-ASCII, empty and header-only files).
