@@ -13,8 +13,9 @@ Each line is ``Field:   value kB`` or ``Field:   value`` (``meminfo_proc_show()`
 | unit | category | | ``bytes`` (source said kB) or ``count`` (no unit) |
 
 A line that is not ``Field: integer [kB]`` raises ``ParseError`` naming the line. ``records``
-reads a plain ASCII file of only well-formed lines (spaces, unsigned values) with one regex (``records_fast``; ``value`` an
-int64 array); any other text is read line by line (``records_by_line``), naming a bad line.
+reads a plain ASCII file of only well-formed lines (spaces, unsigned values) with one regex
+(``records_fast``; ``value`` an int64 array); any other text is read line by line
+(``records_by_line``), naming a bad line.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The kernel prints counters as unsigned 64-bit numbers; a damaged or hostile file
 number of digits. ``int64`` raises ``ValueError`` (which every parser turns into a ``ParseError``
 naming the line) for a value the frames' ``Int64`` columns cannot hold.
 
-Whole columns at once (the parsers' fast paths, which parse a whole file with one regex):
+Whole columns at once (the parsers' fast paths, which read a whole file in one pass):
 
 - ``int64_array(raws)``: the strings -> one int64 array, ``int()``'s syntax, ``ValueError`` when one
   is not an integer or is outside int64 (the caller then re-reads the file line by line to name it).

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import INT64_MAX, INT64_MIN, digits_array, int64, int64s
+from tcpmemlib.parsers.numbers import INT64_MAX, digits_array, int64, int64s
 from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
 from tcpmemlib.units import KIB, kib_to_bytes
 
@@ -100,8 +100,8 @@ def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
     except ValueError:
         return None
     by_column = numbers.reshape(-1, 5).T.copy()  # one contiguous row per column
-    kib = by_column[2:4]  # rss and vsz in KiB; in bytes they must stay inside int64
-    if len(rows) and (kib.max() > INT64_MAX // KIB or kib.min() < INT64_MIN // KIB):
+    kib = by_column[2:4]  # rss and vsz in KiB (unsigned); in bytes they must stay inside int64
+    if len(rows) and kib.max() > INT64_MAX // KIB:
         return None
     by_column[2:4] = kib_to_bytes(kib)
     columns: dict[str, list[object] | np.ndarray] = dict(

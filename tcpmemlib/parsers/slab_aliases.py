@@ -12,8 +12,9 @@ names only (e.g. ``tcp_bind_bucket`` is counted in the row named ``eventpoll_epi
 | shown_as | string | the name slabinfo prints for ``target``: the one cache of the same target that has a slabinfo row (``parse(source, slab_names=...)``), ``<NA>`` if unknown |
 
 A line that is not two whitespace-separated names raises ``ParseError`` naming the line.
-``records`` reads a plain ASCII file of only ``<cache> <target>`` lines with one regex
-(``records_fast``); any other text is read line by line (``records_by_line``), naming a bad line.
+``records`` reads a plain ASCII file of only ``<cache> <target>`` lines with one ``split()`` of
+the whole text (``records_fast``); any other text is read line by line (``records_by_line``),
+naming a bad line.
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ large kmalloc (> 8 KiB) is in meminfo ``SUnreclaim`` but in no row here.
 Versions other than 2.x raise ``ParseError`` (1.x had other columns); so does a malformed row.
 
 ``records`` reads a whole file with one regex (``records_fast``: plain ASCII, the version line, an
-optional ``#`` header, then only well-formed rows of unsigned integers inside int64, blanks
-being spaces) and gives
-int64 arrays; any other text is read by the line-by-line parser (``records_by_line``), which gives
-the same columns as lists and names a bad line.
+optional ``#`` header, then only well-formed rows of unsigned integers inside int64, blanks being
+spaces) and gives int64 arrays; any other text is read by the line-by-line parser
+(``records_by_line``), which gives the same columns as lists and names a bad line.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ For the parsers' whole-text fast paths and their frames (the other end of the sa
     typed_frame(columns, schema) -> DataFrame
 
 - ``plain``: the text is ASCII and its only blanks are space, tab and newline. A fast path's regex
-  (``\\S``, ``[ \\t]``) then splits exactly where ``str.split()`` and ``str.strip()`` of the
-  line-by-line parser would; any other text is left to the line-by-line parser.
+  (``[ \\t]``, ``[^ \\t\\n]``) then splits exactly where ``str.split()`` and ``str.strip()`` of
+  the line-by-line parser would; any other text is left to the line-by-line parser.
 - ``join_columns``: the columns of several files' ``records`` as one set of columns (the chunk
   accumulator's job): a column whose every non-empty part is an int64 array becomes one array
   (``np.concatenate``), any other column one list (arrays as ``tolist()``: Python ints, never a
