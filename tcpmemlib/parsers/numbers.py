@@ -10,8 +10,9 @@ Whole columns at once (the parsers' fast paths, which read a whole file in one p
   is not an integer or is outside int64 (the caller then re-reads the file line by line to name it).
 - ``digits_array(joined, count)``: blank-separated tokens that a regex already vouched for as
   ``-?[0-9]+`` -> int64 array, parsed in C (``ValueError`` for a value at an int64 limit).
-- ``int64_column(values)``: a column of records (a list of ints and ``pd.NA``, or an int64 array)
-  -> the ``Int64`` array ``DataFrame(...).astype("Int64")`` gives for it.
+- ``int64_column(values)``: a column of records (a list of ints and ``pd.NA``, or an int64 array,
+  or a list an accumulator extended with int64 arrays) -> the ``Int64`` array
+  ``DataFrame(...).astype("Int64")`` gives for it.
 """
 
 from __future__ import annotations
@@ -80,4 +81,8 @@ def int64_column(values: Sequence[object] | np.ndarray) -> pd.arrays.IntegerArra
     """A records column (ints and ``pd.NA`` in a list, or an int64 array) -> an ``Int64`` array."""
     if isinstance(values, np.ndarray) and values.dtype == np.int64:
         return pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool))
+    if len(values) and type(values[0]) is np.int64:  # a list extended with int64 arrays
+        array = np.array(values)
+        if array.dtype == np.int64:  # no NA among them
+            return pd.arrays.IntegerArray(array, np.zeros(len(array), dtype=bool))
     return pd.array(values, dtype="Int64")
