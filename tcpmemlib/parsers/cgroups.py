@@ -27,7 +27,7 @@ import pandas as pd
 
 from tcpmemlib.errors import ParseError
 from tcpmemlib.parsers.numbers import int64
-from tcpmemlib.parsers.text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 
 __all__ = [
     "PIDS_SCHEMA",
@@ -81,13 +81,12 @@ def records(
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Stat column lists (from ``records``, possibly of many files) -> the ``cgroups`` frame."""
-    out = pd.DataFrame(columns, columns=list(SCHEMA))
-    return out.astype({"key": "str"}).astype(SCHEMA)
+    return typed_frame(columns, SCHEMA)
 
 
 def pids_frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Pid column lists -> the ``proc_cgroups`` frame."""
-    return pd.DataFrame(columns, columns=list(PIDS_SCHEMA)).astype(PIDS_SCHEMA)
+    return typed_frame(columns, PIDS_SCHEMA)
 
 
 def parse_both(source: str | bytes | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -12,27 +12,60 @@ Each line is ``Field:   value kB`` or ``Field:   value`` (``meminfo_proc_show()`
 | value | Int64 | bytes if ``unit`` is ``bytes``, else a count | the number (kB × 1024) |
 | unit | category | | ``bytes`` (source said kB) or ``count`` (no unit) |
 
-A line that is not ``Field: integer [kB]`` raises ``ParseError`` naming the line.
+A line that is not ``Field: integer [kB]`` raises ``ParseError`` naming the line. ``records``
+reads a plain ASCII file of only well-formed lines (spaces, unsigned values) with one regex
+(``records_fast``; ``value`` an int64 array); any other text is read line by line
+(``records_by_line``), naming a bad line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
+import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import INT64_MAX, int64
-from tcpmemlib.parsers.text import read_text, split_lines
-from tcpmemlib.units import kib_to_bytes
+from tcpmemlib.parsers.numbers import INT64_MAX, digits_array, int64
+from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
+from tcpmemlib.units import KIB, kib_to_bytes
 
-__all__ = ["SCHEMA", "frame", "parse", "records"]
+__all__ = ["SCHEMA", "frame", "parse", "records", "records_by_line", "records_fast"]
 
 SCHEMA: dict[str, str] = {"field": "category", "value": "Int64", "unit": "category"}
+# each field after its line's newline: the kernel's spaces, unsigned values
+_FIELDS = re.compile(r"\n([^: \t\n]++): *+([0-9]++)(?: ++(kB))?+ *+(?=\n|\Z)")
 
 
-def records(text: str, path: str | None = None) -> dict[str, list[object]]:
-    """Column lists of one file (see ``frame``)."""
+def records(text: str, path: str | None = None) -> dict[str, list[object] | np.ndarray]:
+    """Columns of one file (see ``frame``): ``records_fast``, else ``records_by_line``."""
+    fast = records_fast(text)
+    return fast if fast is not None else records_by_line(text, path)
+
+
+def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
+    """Columns read with one regex (``value`` an int64 array), or None when the text is not
+    plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
+    if not plain(text):
+        return None
+    fields = _FIELDS.findall(f"\n{text}")
+    if len(fields) != text.count("\n") + (not text.endswith("\n") and bool(text)):
+        return None
+    names, numbers, kib = (list(c) for c in zip(*fields, strict=True)) if fields else ([], [], [])
+    try:
+        values = digits_array(" ".join(numbers), len(numbers))
+    except ValueError:
+        return None
+    if len(values) and values.max() > INT64_MAX // KIB:  # in bytes it must stay inside int64
+        return None
+    in_kib = np.array(kib, dtype=bool)
+    values[in_kib] = kib_to_bytes(values[in_kib])
+    return {"field": names, "value": values, "unit": ["bytes" if k else "count" for k in kib]}
+
+
+def records_by_line(text: str, path: str | None = None) -> dict[str, list[object]]:
+    """Column lists of one file, line by line (the reference parser; names a bad line)."""
     fields: list[str] = []
     values: list[int] = []
     units: list[str] = []
@@ -65,8 +98,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    out = pd.DataFrame(columns, columns=list(SCHEMA))
-    return out.astype({"field": "str", "value": "Int64", "unit": "str"}).astype(SCHEMA)
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:

@@ -19,6 +19,12 @@ name: quotes, commas, ``<img src=x>``): everything after the fifth number is the
 ``parse_args(ps_args.txt)`` gives ``pid`` (Int64) and ``args`` (string, to the end of the line).
 A header line (first token ``PID``) is skipped; a row whose first five tokens are not integers raises
 ``ParseError`` naming the line.
+
+``records`` reads a whole file with one regex (``records_fast``: plain ASCII, an optional header
+line first, then only ``pid ppid rss vsz uid [comm]`` lines of unsigned integers inside int64
+separated by spaces) and gives int64 arrays; any other text (blank or odd lines, tabs, signed or
+huge numbers, non-ASCII names, ``\\r``) is read by the line-by-line parser (``records_by_line``),
+which gives the same columns as lists and names a bad line.
 """
 
 from __future__ import annotations
@@ -26,14 +32,25 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64, int64s
-from tcpmemlib.parsers.text import read_text, split_lines
-from tcpmemlib.units import kib_to_bytes
+from tcpmemlib.parsers.numbers import INT64_MAX, digits_array, int64, int64s
+from tcpmemlib.parsers.text import plain, read_text, split_lines, typed_frame
+from tcpmemlib.units import KIB, kib_to_bytes
 
-__all__ = ["ARGS_SCHEMA", "SCHEMA", "args_records", "frame", "parse", "parse_args", "records"]
+__all__ = [
+    "ARGS_SCHEMA",
+    "SCHEMA",
+    "args_records",
+    "frame",
+    "parse",
+    "parse_args",
+    "records",
+    "records_by_line",
+    "records_fast",
+]
 
 SCHEMA: dict[str, str] = {
     "pid": "Int64",
@@ -49,10 +66,54 @@ ARGS_SCHEMA: dict[str, str] = {"pid": "Int64", "args": "string"}
 
 # pid ppid rss vsz uid, then comm (which may hold blanks) to the end of the line
 _LINE = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
+# The fast path's rows, each after its line's newline: five unsigned numbers separated by spaces
+# (one group), then comm to the line end.
+_ROWS = re.compile(
+    r"\n *+([0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++ ++[0-9]++)(?: ++([^\n]*+))?+(?=\n|\Z)"
+)
+_NUMBER_COLUMNS = ["pid", "ppid", "rss_bytes", "vsz_bytes", "uid"]  # in the file's order
 
 
-def records(text: str, path: str | None = None) -> dict[str, list[object]]:
-    """Column lists of one ps.txt (see ``frame``)."""
+def records(text: str, path: str | None = None) -> dict[str, list[object] | np.ndarray]:
+    """Columns of one ps.txt (see ``frame``): ``records_fast``, else ``records_by_line``."""
+    fast = records_fast(text)
+    return fast if fast is not None else records_by_line(text, path)
+
+
+def records_fast(text: str) -> dict[str, list[object] | np.ndarray] | None:
+    """Columns of one ps.txt read with one regex (int64 arrays), or None when the text is not
+    plainly well-formed (then ``records_by_line`` reads it and names any bad line)."""
+    if not plain(text):
+        return None
+    end = text.find("\n")
+    first = _LINE.match(text if end < 0 else text[:end])
+    if first is not None and first[1] == "PID":  # rows after the header
+        if end < 0:
+            text, end = "", 0
+    else:
+        text, end = "\n" + text, 0
+    rows = _ROWS.findall(text, end)
+    if len(rows) != text.count("\n", end) - text.endswith("\n"):
+        return None
+    try:
+        numbers = digits_array(" ".join([r[0] for r in rows]), 5 * len(rows))
+    except ValueError:
+        return None
+    by_column = numbers.reshape(-1, 5).T.copy()  # one contiguous row per column
+    kib = by_column[2:4]  # rss and vsz in KiB (unsigned); in bytes they must stay inside int64
+    if len(rows) and kib.max() > INT64_MAX // KIB:
+        return None
+    by_column[2:4] = kib_to_bytes(kib)
+    columns: dict[str, list[object] | np.ndarray] = dict(
+        zip(_NUMBER_COLUMNS, by_column, strict=True)
+    )
+    columns["comm"] = [r[1] for r in rows]
+    columns["args"] = [pd.NA] * len(rows)
+    return {c: columns[c] for c in ["pid", "ppid", "uid", "rss_bytes", "vsz_bytes", "comm", "args"]}
+
+
+def records_by_line(text: str, path: str | None = None) -> dict[str, list[object]]:
+    """Column lists of one ps.txt, line by line (the reference parser; names a bad line)."""
     numbers: list[list[int]] = []
     comms: list[str] = []
     for no, line in enumerate(split_lines(text), 1):
@@ -79,9 +140,9 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
     return columns
 
 
-def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
-    """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+def frame(columns: dict[str, list[object] | np.ndarray]) -> pd.DataFrame:
+    """Columns (from ``records``, possibly of many files chained) -> the typed frame."""
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:

@@ -45,11 +45,21 @@ import warnings
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.numbers import int64
-from tcpmemlib.parsers.text import read_text, split_lines
+from tcpmemlib.parsers.numbers import INT64_MAX, INT64_MIN, int64
+from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 from tcpmemlib.units import pages_to_bytes
 
-__all__ = ["SCHEMA", "after_records", "frame", "merge", "parse", "records", "with_bytes"]
+__all__ = [
+    "SCHEMA",
+    "after_records",
+    "frame",
+    "merge",
+    "parse",
+    "records",
+    "records_by_line",
+    "records_fast",
+    "with_bytes",
+]
 
 SCHEMA: dict[str, str] = {
     c: "Int64"
@@ -99,8 +109,58 @@ _COLUMNS.update(
 )
 
 
+# label -> {key -> column}: the fast path's lookups
+_BY_LABEL: dict[str, dict[str, str]] = {}
+for (_label, _key), _column in _COLUMNS.items():
+    _BY_LABEL.setdefault(_label, {})[_key] = _column
+
+
 def records(text: str, path: str | None = None) -> dict[str, list[object]]:
-    """Column lists (one row, or none for empty text); unknown fields -> one warning per file."""
+    """Column lists (one row, or none for empty text); unknown fields -> one warning per file.
+
+    ``records_fast`` reads an ASCII file of only known fields; any other text is read by
+    ``records_by_line``, which warns about unknown fields and names a bad line."""
+    fast = records_fast(text)
+    return fast if fast is not None else records_by_line(text, path, stacklevel=3)
+
+
+def records_fast(text: str) -> dict[str, list[object]] | None:
+    """The row of an ASCII file without ``\\r`` whose every line is blank or ``LABEL: key value
+    ...`` with known labels and keys and int64 values, else None."""
+    if not text.isascii() or "\r" in text:
+        return None
+    values: dict[str, int] = {}
+    for line in text.split("\n"):
+        label, sep, rest = line.partition(":")
+        by_key = _BY_LABEL.get(label)
+        if by_key is None or not sep:
+            if line.strip():
+                return None
+            continue
+        tokens = rest.split()
+        if len(tokens) % 2:
+            return None
+        for i in range(0, len(tokens), 2):
+            column = by_key.get(tokens[i])
+            if column is None:
+                return None
+            try:
+                value = int(tokens[i + 1])
+            except ValueError:
+                return None
+            if not INT64_MIN <= value <= INT64_MAX:
+                return None
+            values[column] = value
+    if not values:
+        return {c: [] for c in SCHEMA}
+    return {c: [values.get(c, pd.NA)] for c in SCHEMA}
+
+
+def records_by_line(
+    text: str, path: str | None = None, stacklevel: int = 2
+) -> dict[str, list[object]]:
+    """The row of one file, line by line (the reference parser): unknown fields -> one warning
+    (attributed ``stacklevel`` frames up), a bad line -> ``ParseError`` naming it."""
     values: dict[str, int] = {}
     unknown: list[str] = []
     for no, line in enumerate(split_lines(text), 1):
@@ -123,7 +183,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
     if unknown:
         warnings.warn(
             f"{path or '<text>'}: unknown sockstat fields skipped: {', '.join(unknown)}",
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     if not values:
         return {c: [] for c in SCHEMA}
@@ -143,7 +203,7 @@ def after_records(text: str, path: str | None = None) -> dict[str, list[object]]
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(

@@ -16,7 +16,7 @@ import os
 import pandas as pd
 
 from tcpmemlib.errors import ParseError
-from tcpmemlib.parsers.text import read_text, split_lines
+from tcpmemlib.parsers.text import read_text, split_lines, typed_frame
 
 __all__ = ["SCHEMA", "frame", "parse", "records", "values"]
 
@@ -32,7 +32,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
             continue
         name, sep, value = line.partition("=")
         name = name.strip()
-        if not sep or not name or any(c.isspace() for c in name):
+        if not sep or not name or len(name.split()) != 1:  # a blank inside the name
             raise ParseError(path, no, line, "expected 'name = value'")
         names.append(name)
         values_.append(value.strip())
@@ -41,7 +41,7 @@ def records(text: str, path: str | None = None) -> dict[str, list[object]]:
 
 def frame(columns: dict[str, list[object]]) -> pd.DataFrame:
     """Column lists (from ``records``, possibly of many files) -> the typed frame."""
-    return pd.DataFrame(columns, columns=list(SCHEMA)).astype(SCHEMA)
+    return typed_frame(columns, SCHEMA)
 
 
 def parse(source: str | bytes | os.PathLike[str]) -> pd.DataFrame:

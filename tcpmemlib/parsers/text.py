@@ -15,6 +15,24 @@ API (small and stable; every parser uses it)::
   set with ``prctl(PR_SET_NAME)``, which ``ss`` and ``ps`` print as raw bytes, reads as ``caf\\xe9``.
 - Errors are ``ParseError`` naming the path: missing/unreadable file, truncated or corrupt gzip,
   binary garbage (NUL bytes).
+
+For the parsers' whole-text fast paths and their frames (the other end of the same texts)::
+
+    plain(text) -> bool
+    join_columns(parts) -> columns
+    typed_frame(columns, schema) -> DataFrame
+
+- ``plain``: the text is ASCII and its only blanks are space, tab and newline. A fast path's regex
+  (``[ \\t]``, ``[^ \\t\\n]``) then splits exactly where ``str.split()`` and ``str.strip()`` of
+  the line-by-line parser would; any other text is left to the line-by-line parser.
+- ``join_columns``: the columns of several files' ``records`` as one set of columns (the chunk
+  accumulator's job): a column whose every non-empty part is an int64 array becomes one array
+  (``np.concatenate``), any other column one list (arrays as ``tolist()``: Python ints, never a
+  float array from an empty list).
+- ``typed_frame``: the column lists of ``records`` (of one file or many files chained; a column may
+  be a list or a 1-D numpy array: int64, or object for text) -> the frame with ``schema``'s dtypes,
+  equal to ``DataFrame(columns, columns=list(schema)).astype(schema)`` (a missing column is all NA)
+  but built one column at a time from arrays, without pandas' inference over Python objects.
 """
 
 from __future__ import annotations
@@ -22,12 +40,33 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+try:  # the storage of pandas' "string" dtype when pyarrow is installed
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - pandas then stores "string" as Python objects
+    pa = None
+
 from tcpmemlib.errors import ParseError
+from tcpmemlib.parsers.numbers import int64_column
 from tcpmemlib.safeio import decode_text
 
-__all__ = ["read_text", "split_lines"]
+__all__ = [
+    "Column",
+    "category_column",
+    "join_columns",
+    "plain",
+    "read_text",
+    "split_lines",
+    "string_column",
+    "typed_frame",
+]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -83,3 +122,93 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+# str.split()'s blanks in ASCII other than space, tab and newline
+_ODD_BLANKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def plain(text: str) -> bool:
+    """ASCII text whose only blanks are space, tab and newline (see the module docstring)."""
+    return text.isascii() and not any(c in text for c in _ODD_BLANKS)
+
+
+Column = Sequence[object] | np.ndarray
+
+
+def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
+    """Several files' columns as one (see the module docstring); columns in first-seen order."""
+    names: dict[str, None] = {}
+    for part in parts:
+        names.update(dict.fromkeys(part))
+    every = all(len(part) == len(names) for part in parts)  # every part has every column
+    out: dict[str, Column] = {}
+    for name in names:
+        if every:
+            pieces = list(map(itemgetter(name), parts))
+        else:
+            pieces = [part[name] for part in parts if name in part]
+        if np.ndarray not in set(map(type, pieces)):
+            out[name] = list(chain.from_iterable(pieces))
+            continue
+        pieces = [piece for piece in pieces if len(piece)]
+        if not pieces:
+            out[name] = []
+        elif all(isinstance(p, np.ndarray) and p.dtype == np.int64 for p in pieces):
+            out[name] = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        else:
+            out[name] = list(
+                chain.from_iterable(p.tolist() if isinstance(p, np.ndarray) else p for p in pieces)
+            )
+    return out
+
+
+_ARROW_STRINGS = pa is not None and pd.StringDtype().storage == "pyarrow"
+
+
+def string_column(values: Column) -> pd.api.extensions.ExtensionArray:
+    """Text values (``str``, or ``pd.NA`` for none) -> the frames' ``string`` array (the same as
+    ``pd.array(values, dtype="string")``; built by pyarrow directly when that is its storage)."""
+    if _ARROW_STRINGS:
+        strings = pa.array(values, type=pa.large_string(), from_pandas=True)
+        return pd.arrays.ArrowStringArray(pa.chunked_array([strings]))
+    return pd.array(values, dtype="string")
+
+
+def category_column(values: Column) -> pd.Categorical:
+    """Repeated labels -> a category whose categories are ``str``, sorted (``astype("str")`` then
+    ``astype("category")``: the categories the line-by-line frames always had)."""
+    labels = dict.fromkeys(values)  # few labels, each repeated (hashes cached): cheap
+    if all(type(label) is str for label in labels):
+        ordered = sorted(labels)
+        if len(ordered) == 1:  # one label (netstat's ``file``)
+            codes = np.zeros(len(values), dtype=np.int8)
+        else:
+            position = {label: i for i, label in enumerate(ordered)}
+            codes = np.fromiter(map(position.__getitem__, values), np.int64, count=len(values))
+        uniques: Sequence[object] | np.ndarray = ordered
+    else:  # NA among them
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=True)
+    dtype = pd.CategoricalDtype(pd.Index(uniques, dtype="str"))
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+
+_BUILDERS = {
+    "Int64": int64_column,
+    "string": string_column,
+    "category": category_column,
+    "boolean": lambda values: pd.array(values, dtype="boolean"),
+}
+
+
+def typed_frame(columns: Mapping[str, Column], schema: Mapping[str, str]) -> pd.DataFrame:
+    """Column lists or arrays -> the frame with ``schema``'s dtypes (see the module docstring)."""
+    present = [columns[c] for c in schema if c in columns]
+    n = len(present[0]) if present else 0
+    out = {}
+    for name, dtype in schema.items():
+        values = columns.get(name)
+        if values is None:
+            values = [pd.NA] * n
+        out[name] = _BUILDERS[dtype](values)
+    return pd.DataFrame(out, columns=list(schema), copy=False)
