@@ -27,6 +27,7 @@ from tcpmemlib.discovery import Snapshot
 from tcpmemlib.errors import ParseError, ScratchError
 from tcpmemlib.parsers import netns as netns_parser
 from tcpmemlib.parsers import sockstat, ss
+from tcpmemlib.parsers.text import join_columns
 from tcpmemlib.problems import Problems
 from tcpmemlib.registry import (
     FILES,
@@ -109,10 +110,9 @@ def build_frame(kind: str, columns: Columns) -> pd.DataFrame:
     spec = FRAME_KINDS[kind]
     frame = spec.build(columns)
     for column in spec.categories:  # categories in order of appearance
-        values = frame[column]
-        frame[column] = values.astype(
-            pd.CategoricalDtype(pd.Index(values.dropna().unique(), dtype="str"))
-        )
+        codes, uniques = pd.factorize(frame[column])
+        dtype = pd.CategoricalDtype(pd.Index(uniques, dtype="str"))
+        frame[column] = pd.Categorical.from_codes(codes, dtype=dtype)
     return frame
 
 
@@ -201,38 +201,26 @@ def _one_row(parts: list[Columns]) -> Columns:
 
 
 class _Accumulator:
-    """Column values of each frame kind over the chunk's snapshots, with each row's snapshot.
-
-    A parser gives each column as a list or a 1-D numpy array; a column's parts are joined once,
-    when the frame is built (lists chained, or one ``np.concatenate`` if any part is an array)."""
+    """Column values of each frame kind over the chunk's snapshots, with each row's snapshot: each
+    file's columns (lists or int64 arrays) kept as parsed, joined once when the frame is built
+    (``text.join_columns``)."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, dict[str, list[Any]]] = {}
+        self.parts: dict[str, list[Columns]] = {}
         self.index: dict[str, list[np.ndarray]] = {}
 
     def add(self, kind: str, snap_index: int, columns: Columns) -> None:
         if not columns:
             return
         n = len(next(iter(columns.values())))
-        have = self.parts.setdefault(kind, {c: [] for c in columns})
-        for name, values in columns.items():
-            have.setdefault(name, []).append(values)
+        self.parts.setdefault(kind, []).append(columns)
         self.index.setdefault(kind, []).append(np.full(n, snap_index, dtype=np.int64))
 
     def frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         return {
-            kind: (
-                build_frame(kind, {c: _joined(p) for c, p in parts.items()}),
-                np.concatenate(self.index[kind]),
-            )
+            kind: (build_frame(kind, join_columns(parts)), np.concatenate(self.index[kind]))
             for kind, parts in self.parts.items()
         }
-
-
-def _joined(parts: list[Any]) -> Any:
-    if any(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate([np.asarray(p) for p in parts])
-    return [v for p in parts for v in p]
 
 
 def _small_files(
