@@ -99,7 +99,7 @@ def load_baseline(rev: str) -> types.SimpleNamespace:
             else:
                 mods[name] = mod
     finally:
-        sys.modules.update(saved)
+        sys.modules.update({f"tcpmemlib.parsers.{n}": m for n, m in saved.items()})
     return types.SimpleNamespace(**mods)
 
 
