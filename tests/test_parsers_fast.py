@@ -494,6 +494,6 @@ def test_plain_text():
 
 
 def test_load_baseline_is_the_old_code():
-    source = io.StringIO(_git_show("tcpmemlib/parsers/ps.py"))
+    source = io.StringIO(_baseline_source("tcpmemlib/parsers/ps.py"))
     assert "records_fast" not in source.read()
     assert not hasattr(OLD.ps, "records_fast")
