@@ -32,9 +32,12 @@ lint: setup-dev
 	$(PY) -m ruff format --check tcpmemlib tests bench
 	$(if $(wildcard notebooks/*.ipynb),$(PY) -m nbstripout --verify notebooks/*.ipynb)
 
-# Sets up (venv with dev extras, system tools), then runs every test.
+# Sets up (venv with dev extras, system tools), then runs every test: on $(TEST_WORKERS) pytest-xdist
+# workers, a test file per worker at a time, the longest files first; `serial` tests run alone
+# (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup-dev system-deps lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Sets up, then builds the HTML reports from the bundled sample capture into $(REPORT_DIR)/.
 # Also the real-server sample (data/real/): the Redis slow-subscriber before/after pair and idle nginx.

@@ -43,6 +43,7 @@ from collect_helpers import REPO
 NOBODY_UID = 65534
 NOBODY = ["setpriv", "--reuid", str(NOBODY_UID), "--regid", str(NOBODY_UID), "--clear-groups"]
 LOAD_TIMEOUT_S = 120.0  # one load of a 4-snapshot capture takes ~0.1 s (workers=2: ~1.5 s)
+PRISTINE_SNAPSHOTS = 4  # the shared real capture's (tests/conftest.py ``pristine``)
 ADDRESS_SPACE_BYTES = 4 * 1024**3  # the loader process's RLIMIT_AS (pandas+pyarrow map ~1.5 GB)
 
 # The loader process: reads one JSON request per line on stdin, answers one JSON line on the fd

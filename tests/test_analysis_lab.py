@@ -36,7 +36,8 @@ from tcpmemlib import (
 )
 from tcpmemlib.lab import LabRun
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# sockstat's TCP mem and slabinfo are box-wide: no other test of the run moves them meanwhile
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECT = REPO / "collect.sh"

@@ -1179,6 +1179,7 @@ def netns_rows(snap: Path) -> list[list[str]]:
     return [ln.split("\t") for ln in (snap / "netns.txt").read_text().splitlines()]
 
 
+@pytest.mark.serial  # every namespace on the box is read: none of the run's own come or go meanwhile
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
     """#12: every network namespace on the box is found (by /proc/PID/ns/net, and by /run/netns
@@ -1275,6 +1276,7 @@ def test_every_network_namespace_is_read(shell: str, tmp_path: Path) -> None:
     check_file_lines(snap)
 
 
+@pytest.mark.serial  # every namespace on the box is read: none of the run's own come or go meanwhile
 def test_namespaces_appearing_mid_run_keep_the_budget(tmp_path: Path) -> None:
     """The other namespaces' ss text is plain until ss is done, and bounded by what the budget has
     left: namespaces appearing mid-run (here 9 x 121 sockets, two workers) never push DIR over -m;
@@ -1325,6 +1327,7 @@ def test_namespaces_appearing_mid_run_keep_the_budget(tmp_path: Path) -> None:
             check_file_lines(snap)
 
 
+@pytest.mark.serial  # every namespace on the box is read: none of the run's own come or go meanwhile
 def test_no_nsenter_lists_the_namespaces_and_says_so(tmp_path: Path) -> None:
     """Root without nsenter: the other namespaces are listed in netns.txt, not read, and meta.txt
     says so (once per namespace, and why); the run goes on."""

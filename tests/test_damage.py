@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from damage_helpers import (
     FILE_KINDS,
+    PRISTINE_SNAPSHOTS,
     SNAPSHOT_KINDS,
     STRAY_KINDS,
     Damage,
@@ -39,7 +40,6 @@ from damage_helpers import (
     apply_damage,
     chown_tree,
     finish_damage,
-    make_capture,
     named,
     new_problems,
     snapshot_dirs,
@@ -48,7 +48,7 @@ from damage_helpers import (
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-N_SNAPSHOTS = 4
+N_SNAPSHOTS = PRISTINE_SNAPSHOTS  # the shared ``pristine`` capture (tests/conftest.py)
 MAX_EXAMPLES = 50
 SEED = 20261204  # fixed: every run damages the same way
 
@@ -62,13 +62,6 @@ def base() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def pristine(base: Path) -> Path:
-    cap = make_capture(base / "pristine", n_snapshots=N_SNAPSHOTS)
-    assert len(snapshot_dirs(cap)) == N_SNAPSHOTS
-    return cap
 
 
 @pytest.fixture(scope="module")

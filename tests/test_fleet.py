@@ -125,8 +125,16 @@ def answers(ds: Path, engine: str) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_duckdb_and_dask_cluster_agree(dataset: Path, cluster: object) -> None:
-    duck = answers(dataset, "duckdb")
+@pytest.fixture(scope="module")
+def duck_answers(dataset: Path) -> dict[str, pd.DataFrame]:
+    """The dataset's answers by DuckDB, the reference two tests compare with (read-only)."""
+    return answers(dataset, "duckdb")
+
+
+def test_duckdb_and_dask_cluster_agree(
+    dataset: Path, cluster: object, duck_answers: dict[str, pd.DataFrame]
+) -> None:
+    duck = duck_answers
     dask = answers(dataset, "dask")
     for name, frame in duck.items():
         pd.testing.assert_frame_equal(frame, dask[name], obj=name)
@@ -320,7 +328,10 @@ def test_a_damaged_capture_is_listed_and_the_batch_goes_on(
 
 
 def test_dask_ingest_writes_the_same_layout(
-    tmp_path: Path, captures: dict[str, Path], dataset: Path, cluster: object
+    tmp_path: Path,
+    captures: dict[str, Path],
+    duck_answers: dict[str, pd.DataFrame],
+    cluster: object,
 ) -> None:
     ds = tmp_path / "ds"
     bundles = sorted(captures["samples"].glob("*.tar.gz"))
@@ -331,7 +342,7 @@ def test_dask_ingest_writes_the_same_layout(
         progress=False,
     )
     assert sorted(result.rows["outcome"]) == ["added"] * 5
-    local, remote = answers(dataset, "duckdb"), answers(ds, "duckdb")
+    local, remote = duck_answers, answers(ds, "duckdb")
     for name, frame in local.items():
         pd.testing.assert_frame_equal(frame, remote[name], obj=name)
     keys = {json.dumps(sorted(p.relative_to(ds).parts[:2])) for p in ds.rglob("*.parquet")}

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 from damage_helpers import (
+    PRISTINE_SNAPSHOTS,
     Loader,
     Result,
     edit_file,
     file_stem,
     grow_capture,
     make_bundle,
-    make_capture,
     named,
     rows_of,
     snapshot_dirs,
@@ -36,7 +36,7 @@ from damage_helpers import (
     world_dir,
 )
 
-N_SNAPSHOTS = 4
+N_SNAPSHOTS = PRISTINE_SNAPSHOTS  # the shared ``pristine`` capture (tests/conftest.py)
 HANG_S = 60.0  # a load of this capture takes well under a second; a minute is a hang
 FIFO_HANG_S = 20.0  # where a hang is the expected failure, it costs less
 
@@ -50,13 +50,6 @@ def base() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def pristine(base: Path) -> Path:
-    cap = make_capture(base / "pristine", n_snapshots=N_SNAPSHOTS)
-    assert len(snapshot_dirs(cap)) == N_SNAPSHOTS
-    return cap
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,11 @@ import tcpmemlib
 from tcpmemlib.analysis import namespaces as N
 from tcpmemlib.lab import LabNetns
 
-pytestmark = pytest.mark.skipif(
-    can_make_namespaces() is not None, reason=str(can_make_namespaces())
-)
+pytestmark = [
+    pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces())),
+    # collect.sh reads every namespace on the box and sockstat's box-wide TCP mem
+    pytest.mark.serial,
+]
 
 # (N connections, K unread bytes per server socket): K below the fresh namespace's tcp_rmem[1]
 # (131072, of which the receive window offers ~64-128 KiB), so all of it is queued

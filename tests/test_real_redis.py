@@ -19,7 +19,8 @@ from realserver.workloads import DEFAULT_WMEM, LOW_WMEM, missing, run_redis
 
 import tcpmemlib
 
-pytestmark = pytest.mark.slow
+# serial: where_is_it weighs the owners' RSS against sockstat's TCP mem, which is box-wide
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SUBSCRIBERS = 250
 SLOW = 50  # every 5th subscriber stops reading after SUBSCRIBE
