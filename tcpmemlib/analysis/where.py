@@ -24,7 +24,9 @@ most socket buffer memory (sockstat TCP ``mem``).
 
 ``places`` (one row per place): ``place``, ``contains_socket_buffers`` (``yes``/``no``/``partly``),
 ``why`` (kernel reason, docs/kernel.md §10), ``low_bytes`` and ``high_bytes`` (the place's value in the
-snapshot with the least and the most sockstat TCP mem), ``delta_bytes`` and ``delta_ratio``
+snapshot with the least and the most socket memory of the capture's own sockets, Σ skmem; sockstat
+TCP mem when ss gave none: sockstat counts the whole box, sockets the capture does not see
+included), ``delta_bytes`` and ``delta_ratio``
 (delta_bytes / the sockstat delta, or the Σ skmem delta when sockstat did not move: ≈1 for a place
 that holds the buffers, ≈0 for one that does not). For ``RSS of socket owners`` the delta is taken
 over the pids that own sockets in the high snapshot and also ran in the low one, so a process that
@@ -285,9 +287,12 @@ def _owner_rss_delta(cap: Capture, ts_lo: pd.Timestamp, ts_hi: pd.Timestamp) -> 
 
 
 def _places(bs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, int | None]:
-    tcp = bs["sockstat_tcp_mem_bytes"].astype("Float64")
-    if tcp.notna().sum() == 0:
-        tcp = bs["skmem_buffer_bytes"].astype("Float64")
+    # The snapshots with the least and the most socket memory, by the capture's own sockets (ss
+    # skmem): sockstat's TCP mem counts every socket of the box, in namespaces the capture may not
+    # see (another workload's), and could pick the peak of sockets that are not in the capture.
+    tcp = bs["skmem_buffer_bytes"].astype("Float64")
+    if tcp.notna().sum() == 0 or not tcp.max():
+        tcp = bs["sockstat_tcp_mem_bytes"].astype("Float64")
     lo = hi = None
     if tcp.notna().any():
         lo, hi = int(tcp.idxmin()), int(tcp.idxmax())
