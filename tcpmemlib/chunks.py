@@ -98,12 +98,6 @@ class OwnerCodes:
         )
         return remap[local] if len(local) else np.zeros(0, dtype=np.int64)
 
-    def objects(self) -> np.ndarray:
-        out = np.empty(len(self.uniques), dtype=object)
-        for i, u in enumerate(self.uniques):
-            out[i] = u
-        return out
-
 
 def build_frame(kind: str, columns: Columns) -> pd.DataFrame:
     """The typed frame of one frame kind, its repeated names as ``str`` categories."""
