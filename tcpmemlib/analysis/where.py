@@ -373,7 +373,13 @@ def where_verdict(result: WhereResult) -> Verdict:
     def val(place: str, col: str) -> float:
         return number(by_place.at[place, col])
 
-    peak = val("sockstat TCP mem", "high_bytes")
+    # sockstat's own peak ("up to"): the high snapshot is chosen by the capture's sockets (skmem)
+    sockstat = pd.to_numeric(bs["sockstat_tcp_mem_bytes"], errors="coerce") if len(bs) else None
+    peak = (
+        float(sockstat.max())
+        if sockstat is not None and sockstat.notna().any()
+        else val("sockstat TCP mem", "high_bytes")
+    )
     skmem_peak = val("ss skmem r+w+f", "high_bytes")
     skmem_max = number(bs["skmem_buffer_bytes"].max()) if len(bs) else float("nan")
     fig: dict[str, float] = {
