@@ -2,7 +2,8 @@
 
 Chunk results arrive in snapshot order. Small frames are concatenated once at the end; socket rows
 were written by each chunk to its own part file (``sockstore``): the index of the parts is written
-here, then the rows are left on disk or read into memory. ``ts`` and ``host`` come from each row's snapshot's meta.txt.
+here, then the rows are left on disk or read into memory. ``ts`` and ``host`` come from each row's
+snapshot's meta.txt.
 """
 
 from __future__ import annotations

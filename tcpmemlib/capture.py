@@ -11,11 +11,12 @@ The load, in passes, each in its own module:
 2. ``snapmeta``: each snapshot's meta.txt (time, host, page size, the files collect.sh wrote);
 3. ``chunks``: runs of consecutive snapshots parsed (in two worker processes for large captures,
    ``tcpmemlib.workers``), every file read by ``safeio`` and parsed by its ``registry`` kind;
-   Each chunk writes its socket rows to its own Parquet part file (``sockstore``), in the new
-   cache entry (or a temporary directory): they never cross a pipe;
+   each chunk writes its socket rows to its own part file (``sockstore``: an Arrow IPC stream),
+   in the new cache entry (or a temporary directory): they never cross a pipe;
 4. ``assemble``: the chunks merged into the frames; socket rows left on disk for large captures,
    else read into memory;
-5. ``cache``: the result kept as Parquet beside the capture, reused until the capture changes.
+5. ``cache``: the result kept beside the capture (the frames as Parquet, the socket rows' parts),
+   reused until the capture changes.
 
 What cannot be read is data, not an exception: ``Capture.problems`` names every file, line or
 bundle member skipped or cut (``tcpmemlib.problems``). Only a capture that cannot be read at all
