@@ -302,6 +302,7 @@ _PART_NAME = re.compile(r"^sockets-(\d{5})\.arrows$")
 # own categories (an IPC file allows one dictionary per column).
 _IPC_WRITE = pa.ipc.IpcWriteOptions(compression="lz4")
 _IPC_READ = pa.ipc.IpcReadOptions(use_threads=False)
+_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an IPC stream's end-of-stream marker
 _NOT_STORED = ("ts", "host", "sock_id", "owners")  # from the index and the row's place; codes
 
 
@@ -434,7 +435,10 @@ def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
     for part in sorted(set(index["part"].tolist())):
         owners = (directory / _OWNERS.format(part)).read_text()
         with pa.memory_map(str(directory / _PART.format(part))) as mapped:
-            parts[part] = _Part(mapped.read_buffer(), owners)  # (the map outlives the file)
+            data = mapped.read_buffer()  # (the map outlives the file)
+        if data.size < len(_END) or data[data.size - len(_END) :].to_pybytes() != _END:
+            raise ValueError(f"{_PART.format(part)}: not a whole Arrow stream (cut)")
+        parts[part] = _Part(data, owners)
     return DiskRows(parts, index, template)
 
 

@@ -105,6 +105,19 @@ def test_a_damaged_entry_is_a_miss_not_an_error(small: Path):
     pd.testing.assert_frame_equal(first.meminfo, _load(small).meminfo)
 
 
+def test_a_cut_part_of_socket_rows_is_a_miss(small: Path):
+    """A part cut short is seen when the entry is opened, even where its rows would stay on disk
+    (read only later, by the analyses): the capture is parsed again, every row there."""
+    first = _load(small)
+    entry = next(p for p in (small / ".tcpmem-cache").iterdir() if (p / "complete").exists())
+    part = next(entry.glob("sockets-*.arrows"))
+    part.write_bytes(part.read_bytes()[:-100])
+    assert cache.load(small, entry.name, sockets="disk") is None
+    again = _load(small, sockets="disk")
+    assert again.sockets_on_disk and again.socket_rows == first.socket_rows
+    assert sum(len(b) for b, _ in again.socket_batches(["skmem_w"])) == first.socket_rows
+
+
 def test_the_key_covers_links_and_special_entries(small: Path):
     key = cache.capture_key(small)
     snap = next(p for p in small.iterdir() if not p.name.startswith("."))
