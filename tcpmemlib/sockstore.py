@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tcpmemlib.errors import CaptureError
 from tcpmemlib.tables import arrow_to_pandas, concat_columns
 
 __all__ = [
@@ -167,16 +168,25 @@ def owners_from_codes(
 
 
 class _Part:
-    """One part file, mapped, and its owner tuples (JSON read at open, parsed when first used)."""
+    """One part file, open, and its owner tuples (JSON read at open, parsed when first used). Read
+    whole at each use (not mapped: a part cut on disk is then an error, never a SIGBUS)."""
 
-    def __init__(self, data: Any, owners_json: str) -> None:
-        self.data = data  # the file's bytes (a pyarrow Buffer over a memory map of it)
+    def __init__(self, file: Any, owners_json: str, path: str) -> None:
+        self.file = file  # the part, open (pyarrow OSFile): readable after its entry is removed
         self.owners_json: str | None = owners_json
         self.parsed: list[tuple[Any, ...]] = []
+        self.path = path
 
     def read(self, columns: Sequence[str] | None = None) -> Any:
-        """The part as one Arrow table (``columns``: only those; the others are not decoded)."""
-        return _read_stream(self.data, columns)
+        """The part as one Arrow table (``columns``: only those; the others are not decoded). A
+        part changed on disk since it was written is a ``CaptureError`` naming it."""
+        try:
+            data = pa.py_buffer(self.file.read_at(os.fstat(self.file.fileno()).st_size, 0))
+            return _read_stream(data, columns)
+        except (pa.ArrowException, OSError) as err:
+            raise CaptureError(
+                self.path, f"socket rows unreadable (changed on disk?): {err}"
+            ) from err
 
     def uniques(self) -> list[tuple[Any, ...]]:
         if self.owners_json is not None:
@@ -434,11 +444,13 @@ def open_rows(directory: Any, template: pd.DataFrame) -> DiskRows:
     parts = {}
     for part in sorted(set(index["part"].tolist())):
         owners = (directory / _OWNERS.format(part)).read_text()
-        with pa.memory_map(str(directory / _PART.format(part))) as mapped:
-            data = mapped.read_buffer()  # (the map outlives the file)
-        if data.size < len(_END) or data[data.size - len(_END) :].to_pybytes() != _END:
-            raise ValueError(f"{_PART.format(part)}: not a whole Arrow stream (cut)")
-        parts[part] = _Part(data, owners)
+        path = str(directory / _PART.format(part))
+        file = pa.OSFile(path)
+        size = os.fstat(file.fileno()).st_size
+        if size < len(_END) or file.read_at(len(_END), size - len(_END)) != _END:
+            file.close()
+            raise ValueError(f"{path}: not a whole Arrow stream (cut)")
+        parts[part] = _Part(file, owners, path)
     return DiskRows(parts, index, template)
 
 
@@ -466,9 +478,9 @@ class MemoryReader:
     def add_file(self, directory: Any, part: int) -> None:
         """Part ``part`` of ``directory``, just written by a chunk."""
         directory = Path(directory)
-        owners = _Part(None, (directory / _OWNERS.format(part)).read_text()).uniques()
-        with pa.memory_map(str(directory / _PART.format(part))) as mapped:
-            self.add(_read_stream(mapped.read_buffer()), owners)
+        owners = _Part(None, (directory / _OWNERS.format(part)).read_text(), "").uniques()
+        with pa.OSFile(str(directory / _PART.format(part))) as file:
+            self.add(_read_stream(file.read_buffer()), owners)
 
     def rows(
         self, snapshots: np.ndarray, ts: Any, hosts: Any, template: pd.DataFrame

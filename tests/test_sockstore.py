@@ -297,3 +297,15 @@ def test_reading_many_rows_whole_warns_once(sample: Path, monkeypatch: pytest.Mo
     _, said = _warnings(lambda: (cap.sockets, cap.owners))
     assert len(said) == 1 and "reads all 44,105 socket rows from disk" in said[0]
     assert "socket_batches" in said[0]
+
+
+def test_a_part_changed_on_disk_is_a_capture_error_naming_it(sample: Path):
+    from tcpmemlib.errors import CaptureError
+
+    cap = load_capture(sample, sockets="disk")
+    (part,) = sorted((sample.parent / "sample.tar.gz.tcpmem-cache").glob("*/sockets-*.arrows"))[:1]
+    data = bytearray(part.read_bytes())
+    data[5000:5200] = b"x" * 200
+    part.write_bytes(bytes(data))  # in place: the capture's map sees it
+    with pytest.raises(CaptureError, match=r"sockets-\d{5}\.arrows: socket rows unreadable"):
+        sum(len(b) for b, _ in cap.socket_batches(["skmem_w"]))
