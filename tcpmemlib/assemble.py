@@ -114,7 +114,7 @@ def assemble(
     hosts = host_categorical(meta_frame["hostname"])
     parts: dict[str, list[tuple[pd.DataFrame, np.ndarray]]] = {k: [] for k in FRAME_KINDS}
     written: list[sockstore.PartRows] = []
-    reader = None if on_disk else sockstore.MemoryReader()
+    reader = None if on_disk else sockstore.MemoryReader(sockets_template(hosts.dtype))
     for result in results:
         problems.extend(result.problems)
         for kind, part in result.small.items():
@@ -129,7 +129,7 @@ def assemble(
     if reader is None:
         rows = sockstore.open_rows(rows_dir, template)
     else:
-        rows = reader.rows(np.arange(len(ts)), ts, hosts, template)  # ts, hosts: per snapshot
+        rows = reader.rows(np.arange(len(ts)), ts, hosts)  # ts, hosts: per snapshot
     frames: dict[str, pd.DataFrame] = {}
     snap_of_row: dict[str, np.ndarray] = {}
     for kind, chunk_parts in parts.items():
