@@ -265,10 +265,7 @@ class DiskRows:
                 if not mask.all():
                     frame = frame[mask].reset_index(drop=True)
                     snapshot, sock_id = snapshot[mask], sock_id[mask]
-            at = np.searchsorted(self.snapshots, snapshot)
-            frame.insert(0, "sock_id", sock_id)
-            frame.insert(0, "host", self.hosts.take(at))
-            frame.insert(0, "ts", self.ts.take(at))
+            _add_keys(frame, snapshot, sock_id, self.snapshots, self.ts, self.hosts)
             codes = frame.pop("owner_code").to_numpy() if "owner_code" in frame else None
             if "owners" in names and codes is not None:
                 frame["owners"] = _objects(uniques)[codes]
@@ -289,6 +286,22 @@ class DiskRows:
         socks = concat_columns([p[0] for p in parts], parts[0][0].iloc[:0])
         owns = concat_columns([p[1] for p in parts], parts[0][1].iloc[:0])
         return socks, owns
+
+
+def _add_keys(
+    frame: pd.DataFrame,
+    snapshot: np.ndarray,
+    sock_id: np.ndarray,
+    snapshots: np.ndarray,
+    ts: Any,
+    hosts: Any,
+) -> None:
+    """Put ``ts``, ``host`` and ``sock_id`` first in ``frame`` (rows of the snapshot numbers
+    ``snapshot``; ``snapshots``: sorted numbers, ``ts``/``hosts`` each one's values)."""
+    at = np.searchsorted(snapshots, snapshot)
+    frame.insert(0, "sock_id", sock_id)
+    frame.insert(0, "host", hosts.take(at))
+    frame.insert(0, "ts", ts.take(at))
 
 
 def _objects(uniques: Sequence[tuple[Any, ...]]) -> np.ndarray:
@@ -317,9 +330,9 @@ _NOT_STORED = ("ts", "host", "sock_id", "owners")  # from the index and the row'
 
 
 def _part_schema(template: pd.DataFrame) -> Any:
-    """The Parquet schema of a part: ``snapshot`` (int32), the socket columns but ``ts``, ``host``,
+    """The Arrow schema of a part: ``snapshot`` (int32), the socket columns but ``ts``, ``host``,
     ``sock_id`` and ``owners``, then ``owner_code`` (int32); categories as dictionaries with int32
-    indices (a row group's own categories, whatever their number)."""
+    indices (a batch's own categories, whatever their number)."""
     frame = template.drop(columns=list(_NOT_STORED), errors="ignore").iloc[:0].copy()
     frame.insert(0, "snapshot", np.zeros(0, dtype=np.int32))
     frame["owner_code"] = np.zeros(0, dtype=np.int32)
@@ -495,11 +508,8 @@ class MemoryReader:
             )
         frame = concat_columns(self.frames, self.frames[0].iloc[:0])
         snapshot = frame.pop("snapshot").to_numpy(dtype=np.int64)
-        at = np.searchsorted(snapshots, snapshot)
         codes = np.concatenate(self.codes)
-        frame.insert(0, "sock_id", np.arange(len(frame), dtype=np.int64))
-        frame.insert(0, "host", hosts.take(at))
-        frame.insert(0, "ts", ts.take(at))
+        _add_keys(frame, snapshot, np.arange(len(frame), dtype=np.int64), snapshots, ts, hosts)
         frame["owners"] = _objects(self.uniques)[codes]
         sockets = frame[list(template.columns)]
         return MemoryRows(sockets, owners_from_codes(sockets, codes, self.uniques))
