@@ -17,6 +17,7 @@ columns (snapshot, file, line, reason, severity) and ``tcpmemlib.errors.TcpmemEr
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import gzip
@@ -31,6 +32,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -184,7 +186,8 @@ class Loader:
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        python, path = nobody_python() if self.user == "nobody" else (sys.executable, str(REPO))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH", "")) if p)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.setdefault("TQDM_DISABLE", "1")
         env.update(self.env)
@@ -193,7 +196,7 @@ class Loader:
             [
                 *self.wrapper,
                 *prefix,
-                sys.executable,
+                python,
                 "-c",
                 _SERVER,
                 str(write_fd),
@@ -365,6 +368,41 @@ def world_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     return path
+
+
+def _nobody_imports(python: str, path: str) -> bool:
+    """Whether ``python`` run as nobody with PYTHONPATH ``path`` imports tcpmemlib and pandas."""
+    env = {**os.environ, "PYTHONPATH": path}
+    probe = [*NOBODY, python, "-c", "import tcpmemlib.capture, pandas"]
+    run = subprocess.run(probe, env=env, cwd="/", capture_output=True, timeout=120, check=False)
+    return run.returncode == 0
+
+
+_MIRROR: list[tuple[str, str]] = []  # the interpreter and PYTHONPATH found for nobody, once
+
+
+def nobody_python() -> tuple[str, str]:
+    """The interpreter and PYTHONPATH a loader run as ``nobody`` uses: this venv's and the checkout,
+    or, when nobody cannot read them there (a checkout in a ``mktemp -d`` directory, mode 0700),
+    the venv's base interpreter with hard links of the venv's packages and of tcpmemlib in a
+    world-traversable temporary directory (made once, removed at exit)."""
+    if _MIRROR:
+        return _MIRROR[0]
+    if _nobody_imports(sys.executable, str(REPO)):
+        _MIRROR.append((sys.executable, str(REPO)))
+        return _MIRROR[0]
+    base = world_dir("tcpmem-nobody-python-")
+    atexit.register(shutil.rmtree, base, True)
+    (base / "repo").mkdir(mode=0o755)
+    site = sysconfig.get_paths()["purelib"]
+    subprocess.run(["cp", "-al", site, str(base / "site")], check=True, timeout=120)
+    cmd = ["cp", "-al", str(REPO / "tcpmemlib"), str(base / "repo" / "tcpmemlib")]
+    subprocess.run(cmd, check=True, timeout=120)
+    found = (os.path.realpath(sys.executable), f"{base / 'repo'}{os.pathsep}{base / 'site'}")
+    if not _nobody_imports(*found):
+        raise AssertionError(f"user nobody cannot run {found[0]} with tcpmemlib and pandas")
+    _MIRROR.append(found)
+    return found
 
 
 def chown_tree(path: Path, uid: int = NOBODY_UID) -> None:

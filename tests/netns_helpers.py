@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tcpmemlib.lab import LabNetns, LabRun
@@ -194,12 +195,23 @@ def collect(
     out: Path, user: str | None = None, snapshots: int = 1, timeout_s: float = 120.0
 ) -> str:
     """Run collect.sh -o OUT -n SNAPSHOTS (-i 1); as ``nobody`` when asked. Returns its stderr."""
-    cmd = ["sh", str(COLLECT), "-o", str(out), "-n", str(snapshots), "-i", "1"]
-    if user == "nobody":
-        cmd = [*NOBODY, *cmd]
+    script = COLLECT
+    if user == "nobody":  # a copy nobody can read wherever the checkout is (a mktemp -d clone)
+        copy_dir = Path(tempfile.mkdtemp(prefix="tcpmem-collect-"))
+        copy_dir.chmod(0o755)
+        script = copy_dir / "collect.sh"
+        shutil.copy(COLLECT, script)
+        script.chmod(0o755)
     elif user is not None:
         raise ValueError(f"user must be None or 'nobody', not {user!r}")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    cmd = ["sh", str(script), "-o", str(out), "-n", str(snapshots), "-i", "1"]
+    if user == "nobody":
+        cmd = [*NOBODY, *cmd]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    finally:
+        if script != COLLECT:
+            shutil.rmtree(script.parent, ignore_errors=True)
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr}")
     return r.stderr
