@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,8 @@ from tcpmemlib.snapmeta import SnapshotMeta
 from tcpmemlib.tables import concat_columns, host_categorical, with_ts_host
 
 __all__ = ["assemble", "snapshot_frame"]
+
+ASSEMBLE_THREADS = 2
 
 
 def snapshot_frame(kept: SnapshotMeta) -> pd.DataFrame:
@@ -87,16 +91,41 @@ def _meta_with_phase(meta_frame: pd.DataFrame, phase_frame: pd.DataFrame) -> pd.
 
 
 def _page_bytes(
-    kind: str, frame: pd.DataFrame, sizes: pd.Series, problems: Problems
-) -> pd.DataFrame:
+    kind: str, frame: pd.DataFrame, page_sizes: pd.Series, index: np.ndarray
+) -> tuple[pd.DataFrame, str | None]:
+    """``frame``'s ``*_bytes`` columns from its page columns, with the page size of each row's
+    snapshot (``page_sizes``: one per snapshot; ``index``: each row's snapshot), and why they are
+    left NA (or None). One size for the whole capture (the usual case) is passed as a number: no
+    per-row column is built."""
     convert = FRAME_KINDS[kind].page_bytes
     if convert is None or not len(frame):
-        return frame
+        return frame, None
+    distinct = page_sizes.unique()
+    sizes: int | pd.Series
+    if len(distinct) == 1 and not pd.isna(distinct[0]):
+        sizes = int(distinct[0])
+    else:
+        sizes = pd.Series(page_sizes.array.take(index))
     try:
-        return convert(frame, sizes.reset_index(drop=True))
+        return convert(frame, sizes), None
     except ValueError as err:
-        problems.add(None, "meta.txt", None, f"page size unusable, *_bytes left NA: {err}", "error")
-        return frame
+        return frame, f"page size unusable, *_bytes left NA: {err}"
+
+
+def _kind_frame(
+    kind: str,
+    chunk_parts: list[tuple[pd.DataFrame, np.ndarray]],
+    page_sizes: pd.Series,
+    ts: Any,
+    hosts: pd.Categorical,
+) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+    """One kind's frame from its chunks' parts (emptied): joined, ``*_bytes`` filled, ``ts`` and
+    ``host`` put first; with each row's snapshot and a problem's reason (or None)."""
+    frame = concat_columns([f for f, _ in chunk_parts], build_frame(kind, {}))
+    index = np.concatenate([i for _, i in chunk_parts]) if chunk_parts else np.array([], np.int64)
+    chunk_parts.clear()
+    frame, problem = _page_bytes(kind, frame, page_sizes, index)
+    return with_ts_host(frame, index, ts, hosts), index, problem
 
 
 def assemble(
@@ -132,16 +161,18 @@ def assemble(
         rows = reader.rows(np.arange(len(ts)), ts, hosts)  # ts, hosts: per snapshot
     frames: dict[str, pd.DataFrame] = {}
     snap_of_row: dict[str, np.ndarray] = {}
-    for kind, chunk_parts in parts.items():
-        empty = build_frame(kind, {})
-        frame = concat_columns([f for f, _ in chunk_parts], empty)
-        index = (
-            np.concatenate([i for _, i in chunk_parts]) if chunk_parts else np.array([], np.int64)
-        )
-        chunk_parts.clear()
-        frame = _page_bytes(kind, frame, meta_frame["page_size_bytes"].iloc[index], problems)
-        frames[kind] = with_ts_host(frame, index, ts, hosts)
-        snap_of_row[kind] = index
+    page_sizes = meta_frame["page_size_bytes"]
+    # Two kinds at a time: the copies (and the first touches of new memory, most of this step's
+    # time) run in numpy and pyarrow without the GIL.
+    with ThreadPoolExecutor(max_workers=ASSEMBLE_THREADS) as pool:
+        built = {
+            kind: pool.submit(_kind_frame, kind, chunk_parts, page_sizes, ts, hosts)
+            for kind, chunk_parts in parts.items()
+        }
+        for kind, future in built.items():  # (in kind order: the problems rows too)
+            frames[kind], snap_of_row[kind], problem = future.result()
+            if problem is not None:
+                problems.add(None, "meta.txt", None, problem, "error")
     _join_args(frames, snap_of_row)
     phase_frame = _phases(root, problems)
     meta_out = _meta_with_phase(meta_frame, phase_frame)

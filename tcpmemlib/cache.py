@@ -57,6 +57,7 @@ __all__ = [
 CACHE_FORMAT = 7
 # Socket rows from which a cached capture leaves them on disk (sockets="auto"): ~250 MB as frames.
 ON_DISK_MIN_ROWS = 1_000_000
+WRITE_THREADS = 2  # frames written at once by `finish`
 _COMPLETE = "complete"
 _DTYPES = "dtypes.json"
 _KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -284,8 +285,14 @@ def finish(source: str | os.PathLike[str], key: str, tmp: Path, capture: Capture
     ``capture``'s other frames and make it the entry for ``key`` (older entries removed). False if
     it failed."""
     try:
-        for name in _HELD:
-            write_parquet(getattr(capture, name), tmp / f"{name}.parquet")
+        # two frames at a time: Arrow's conversion and Parquet's encoding run without the GIL
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            writes = [
+                pool.submit(write_parquet, getattr(capture, name), tmp / f"{name}.parquet")
+                for name in _HELD
+            ]
+            for write in writes:
+                write.result()
         dtypes = {name: _dtype_names(getattr(capture, name)) for name in _HELD}
         (tmp / _DTYPES).write_text(json.dumps(dtypes))
         (tmp / _COMPLETE).write_text(key + "\n")

@@ -112,7 +112,7 @@ class FrameKind:
     build: Callable[[Columns], pd.DataFrame]
     categories: tuple[str, ...] = ()
     one_row: bool = False
-    page_bytes: Callable[[pd.DataFrame, pd.Series], pd.DataFrame] | None = None
+    page_bytes: Callable[[pd.DataFrame, int | pd.Series], pd.DataFrame] | None = None
 
 
 def _plain(
@@ -149,10 +149,12 @@ def _cgroup_pids(text: str, path: str | None, earlier: Earlier) -> Columns:
     return cgroups.records(text, path)[1]
 
 
-def _slab_bytes(frame: pd.DataFrame, page_size_bytes: pd.Series) -> pd.DataFrame:
+def _slab_bytes(frame: pd.DataFrame, page_size_bytes: int | pd.Series) -> pd.DataFrame:
     frame = frame.copy(deep=False)
     pages = frame["num_slabs"] * frame["pagesperslab"]
-    frame["slab_bytes"] = pages_to_bytes(pages, page_size_bytes.set_axis(frame.index))
+    if isinstance(page_size_bytes, pd.Series):
+        page_size_bytes = page_size_bytes.set_axis(frame.index)
+    frame["slab_bytes"] = pages_to_bytes(pages, page_size_bytes)
     return frame
 
 
