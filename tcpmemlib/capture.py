@@ -27,6 +27,7 @@ too little memory). Nothing raised is anything but a ``TcpmemError``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -53,6 +54,8 @@ SS_CHUNK_SNAPSHOTS = 512
 CHUNK_BATCHES = 4  # SS_BATCH_BYTES each
 # compressed ss bytes (~100 snapshots of 2k sockets): below it, starting workers costs more
 PARALLEL_MIN_BYTES = 4 * 1024**2
+# a directory with this many entries gets its worker processes started before it is listed
+EARLY_MIN_ENTRIES = 200
 PROGRESS_MIN_BYTES = 8 * 1024**2  # about 150 snapshots of 2k sockets: a few seconds
 # Compressed ss bytes from which load_capture leaves the socket rows on disk (sockets="auto"):
 # about 1M socket rows (~500 snapshots of 2k sockets), ~250 MB as frames.
@@ -99,7 +102,44 @@ def _load(
         raise CaptureError(source, "not a capture directory or a .tar.gz/.tgz/.tar bundle")
     if not is_bundle and not source.is_dir():
         raise CaptureError(source, "not a directory")
-    key, cached = cache.load_current(source, sockets) if use_cache else (None, None)
+    job = cache.KeyJob(source) if use_cache else None  # (a `find` lists the capture meanwhile)
+    early = None
+    if not (use_cache and cache.has_entry(source)):  # (a cold load: its workers start now)
+        early = _start_workers_early(source, n_workers)
+    try:
+        return _load_or_parse(source, is_bundle, progress, job, n_workers, sockets, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _start_workers_early(source: Path, n_workers: int | None) -> workers.Started | None:
+    """Worker processes started before the snapshots are listed, for a directory that looks like
+    it will want them (``EARLY_MIN_ENTRIES`` entries or more): they import pandas while this
+    process lists the capture and reads its meta.txt files. Stopped unused if it wants fewer."""
+    if n_workers is not None and n_workers < 2:
+        return None
+    if (os.cpu_count() or 1) < 2 or workers.in_worker() or not source.is_dir():
+        return None
+    try:
+        with os.scandir(source) as entries:
+            if sum(1 for _ in itertools.islice(entries, EARLY_MIN_ENTRIES)) < EARLY_MIN_ENTRIES:
+                return None
+        return workers.Started(CHUNK_TASK.split(":")[0], n_workers or 2)
+    except (OSError, workers.WorkerError):
+        return None  # (the load starts its workers later, or says why it cannot)
+
+
+def _load_or_parse(
+    source: Path,
+    is_bundle: bool,
+    progress: bool | None,
+    job: cache.KeyJob | None,
+    n_workers: int | None,
+    sockets: str,
+    early: workers.Started | None,
+) -> Capture:
+    key, cached = cache.load_current(source, sockets, job) if job else (None, None)
     if cached is not None:
         warn_cached(cached.problems)
         return cached._replace(path=str(source))
@@ -126,7 +166,7 @@ def _load(
             got: tuple[Capture, Problems] | None = None
             try:
                 got = _attempt(
-                    extracted or source, problems, progress, n_workers, sockets, scratch, cut
+                    extracted or source, problems, progress, n_workers, sockets, scratch, cut, early
                 )
             except ScratchError as err:
                 if scratch.entry is None:
@@ -198,11 +238,12 @@ def _attempt(
     sockets: str,
     scratch: _Scratch,
     cut: frozenset[str],
+    early: workers.Started | None = None,
 ) -> tuple[Capture, Problems]:
     """``_load_dir`` on a copy of ``problems`` (a failed attempt leaves no row behind)."""
     mine = Problems()
     mine.extend(problems)
-    return _load_dir(directory, mine, progress, n_workers, sockets, scratch, cut), mine
+    return _load_dir(directory, mine, progress, n_workers, sockets, scratch, cut, early), mine
 
 
 def _load_dir(
@@ -213,6 +254,7 @@ def _load_dir(
     sockets: str,
     scratch: _Scratch,
     cut: frozenset[str] = frozenset(),
+    early: workers.Started | None = None,
 ) -> Capture:
     listing = find_snapshots(directory)
     for name, reason in listing.refused:
@@ -230,7 +272,7 @@ def _load_dir(
     bar = _progress_bar(show, len(kept.snapshots))
     try:
         rows_dir = scratch.make()
-        results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar, rows_dir)
+        results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar, rows_dir, early)
         try:
             return assemble(listing.root, kept, results, problems, rows_dir, on_disk)
         finally:
@@ -283,17 +325,25 @@ def _chunks(
 
 
 def _run_chunks(
-    snaps: list[Snapshot], ss_bytes: list[int], n_workers: int | None, bar: Any, rows_dir: Path
+    snaps: list[Snapshot],
+    ss_bytes: list[int],
+    n_workers: int | None,
+    bar: Any,
+    rows_dir: Path,
+    early: workers.Started | None = None,
 ) -> Iterator[ChunkResult]:
-    """``ChunkResult`` of each run of snapshots, in order; in worker processes if more than one.
-    If the workers fail (they died, could not start), the remaining runs are parsed here."""
+    """``ChunkResult`` of each run of snapshots, in order; in worker processes if more than one
+    (``early``'s first). If the workers fail (they died, could not start), the remaining runs are
+    parsed here."""
     if n_workers is None:
         n_workers = auto_workers(sum(ss_bytes))
     chunks = _chunks(snaps, ss_bytes, n_workers, rows_dir)
     done = 0
+    if early is not None and (n_workers < 2 or len(chunks) < 2):
+        early.close()  # (not wanted: no need to keep them until the load ends)
     if n_workers > 1 and len(chunks) > 1:
         try:
-            for result in workers.run_ordered(CHUNK_TASK, chunks, n_workers):
+            for result in workers.run_ordered(CHUNK_TASK, chunks, n_workers, started=early):
                 done += 1
                 _advance(bar, result)
                 yield result

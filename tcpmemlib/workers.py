@@ -5,6 +5,9 @@ in task order, computed in ``workers`` processes. Each worker imports the functi
 nothing of the caller (``multiprocessing`` would import the caller's ``__main__`` again in each:
 an unguarded script would run itself there). This module imports only tcpmemlib.errors.
 
+``Started(module, workers)`` starts the processes ahead of their tasks (each imports ``module`` at
+once: ``python -m tcpmemlib.workers MODULE``); ``run_ordered(..., started=...)`` uses them first.
+
 - A ``TcpmemError`` raised by the function is raised again with its type and fields, in its place
   in the order (the results before it are yielded first).
 - Anything else is a ``WorkerError`` saying what happened: another exception in the function (its
@@ -42,7 +45,7 @@ from typing import IO, Any
 
 from tcpmemlib.errors import TcpmemError, WorkerError
 
-__all__ = ["ENV", "WorkerError", "in_worker", "run_ordered"]
+__all__ = ["ENV", "Started", "WorkerError", "in_worker", "run_ordered"]
 
 ENV = "TCPMEM_WORKER"
 POLL_S = 0.2  # the caller checks the workers this often while it waits for a result
@@ -80,9 +83,16 @@ def _read(stream: IO[bytes], w: _Worker | None = None) -> bytes:
 
 
 def run_ordered(
-    function: str, tasks: Sequence[Any], workers: int, *, allow: Sequence[str] = ("tcpmemlib",)
+    function: str,
+    tasks: Sequence[Any],
+    workers: int,
+    *,
+    allow: Sequence[str] = ("tcpmemlib",),
+    started: Started | None = None,
 ) -> Iterator[Any]:
     """``function(task)`` for each task in ``workers`` processes; the results in task order.
+    ``started``: processes already started for ``function``'s module, used first (and stopped at
+    the end like the others).
 
     ``function``: ``"module:attribute"``, a public function in one of the packages ``allow`` names
     (a worker's ``__main__`` is this module, never the caller's script); else ``ValueError`` before
@@ -90,12 +100,75 @@ def run_ordered(
     match = _FUNCTION.fullmatch(function)
     if match is None or match["attribute"].startswith("_"):
         raise ValueError(f"not 'package.module:public_function': {function!r}")
-    module, packages = match["module"], [allow] if isinstance(allow, str) else list(allow)
-    if module == "__main__" or not any(module == p or module.startswith(p + ".") for p in packages):
-        raise ValueError(f"{function!r}: workers only run functions in the packages {packages}")
+    module = match["module"]
+    _check(module, allow)
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
-    return _Run(function, list(tasks), workers).results() if tasks else iter(())
+    if started is not None and started.module != module:
+        raise ValueError(f"workers started for {started.module!r}, not for {function!r}")
+    return _Run(function, list(tasks), workers, started).results() if tasks else iter(())
+
+
+def _check(module: str, allow: Sequence[str]) -> None:
+    packages = [allow] if isinstance(allow, str) else list(allow)
+    if module == "__main__" or not any(module == p or module.startswith(p + ".") for p in packages):
+        raise ValueError(f"{module!r}: workers only run functions in the packages {packages}")
+
+
+def _spawn(module: str | None = None) -> Popen[bytes]:
+    """One worker process (importing ``module`` as it starts, if given)."""
+    # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
+    path = os.pathsep.join(p for p in sys.path if p)
+    env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
+    env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
+    command = [sys.executable, "-m", "tcpmemlib.workers", *([module] if module else [])]
+    try:
+        return Popen(command, stdin=PIPE, stdout=PIPE, env=env)
+    except (OSError, MemoryError) as err:
+        raise WorkerError(f"cannot start a worker process: {_summary(err)}") from err
+
+
+def _kill(proc: Popen[bytes]) -> None:
+    """Stop a worker by its pid and reap it (idle or busy: it holds no state worth a clean exit)."""
+    if proc.poll() is None:
+        proc.kill()  # by pid (Popen never signals a pid it has reaped)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
+
+
+class Started:
+    """Worker processes started ahead of their tasks: each imports ``module`` (a few tenths of a
+    second for pandas) while the caller is still preparing the tasks. Hand them to
+    ``run_ordered(..., started=...)``, which stops them when it ends; ``close()`` stops those not
+    handed over (a ``with`` block does). ``WorkerError`` if one cannot start."""
+
+    def __init__(self, module: str, workers: int, *, allow: Sequence[str] = ("tcpmemlib",)) -> None:
+        _check(module, allow)
+        self.module = module
+        self.procs: list[Popen[bytes]] = []
+        try:
+            for _ in range(workers):
+                self.procs.append(_spawn(module))
+        except WorkerError:
+            self.close()
+            raise
+
+    def take(self) -> Popen[bytes] | None:
+        return self.procs.pop(0) if self.procs else None
+
+    def close(self) -> None:
+        while self.procs:
+            proc = self.procs.pop()
+            _kill(proc)
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()  # type: ignore[union-attr]
+
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(eq=False)
@@ -114,8 +187,11 @@ class _Worker:
 class _Run:
     """One call of ``run_ordered``: the state its caller and its workers' threads share."""
 
-    def __init__(self, function: str, tasks: list[Any], workers: int) -> None:
+    def __init__(
+        self, function: str, tasks: list[Any], workers: int, started: Started | None = None
+    ) -> None:
         self.function, self.tasks, self.n_workers = function, tasks, workers
+        self.started = started
         self.module, self.attribute = function.split(":")
         self.window = max(2, workers)
         self.workers: list[_Worker] = []
@@ -141,18 +217,9 @@ class _Run:
             self._stop()
 
     def _start(self) -> None:
-        # The workers import tcpmemlib from where this process did (a source checkout on sys.path too).
-        path = os.pathsep.join(p for p in sys.path if p)
-        env = dict(os.environ, **{ENV: "1", "PYTHONPATH": path})
-        env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
         for _ in range(self.n_workers):
-            try:
-                proc = Popen(
-                    [sys.executable, "-m", "tcpmemlib.workers"], stdin=PIPE, stdout=PIPE, env=env
-                )
-            except (OSError, MemoryError) as err:
-                raise WorkerError(f"cannot start a worker process: {_summary(err)}") from err
-            self.workers.append(_Worker(proc))
+            proc = self.started.take() if self.started is not None else None
+            self.workers.append(_Worker(proc or _spawn()))
         for w in self.workers:
             thread = threading.Thread(target=self._feed, args=(w,), daemon=True)
             try:
@@ -238,11 +305,8 @@ class _Run:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        for w in self.workers:  # idle or busy: a worker holds no state worth a clean exit
-            if w.proc.poll() is None:
-                w.proc.kill()  # by pid (Popen never signals a pid it has reaped)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                w.proc.wait(timeout=30)
+        for w in self.workers:
+            _kill(w.proc)
             if w.thread is not None:
                 w.thread.join(timeout=GRACE_S)
             if w.thread is None or not w.thread.is_alive():  # never close a stream in use
@@ -283,6 +347,9 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
 
 def main() -> int:
     os.environ[ENV] = "1"
+    if len(sys.argv) > 1:  # started ahead of its tasks: their module imported now
+        with contextlib.suppress(Exception):  # (an import that fails is reported by its task)
+            importlib.import_module(sys.argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the caller, which stops us
     # The protocol owns the original stdout; anything else that writes to fd 1 (a print, a C
     # library) goes to stderr instead of corrupting it.
