@@ -22,7 +22,16 @@ import os
 import stat
 import zlib
 from dataclasses import dataclass
+from types import ModuleType
 from typing import BinaryIO
+
+try:  # ISA-L's inflate (python-isal): zlib's API, ~4.5 times its speed on snapshot files
+    from isal import isal_zlib
+
+    _INFLATE: ModuleType = isal_zlib
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, isal_zlib.error)
+except ImportError:  # (no wheel for this platform: zlib itself)
+    _INFLATE, _INFLATE_ERRORS = zlib, (zlib.error,)
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -131,7 +140,7 @@ def _gunzip(stream: BinaryIO, head: bytes, stored: int, limit: int) -> FileData:
     """Decompress every gzip member of ``stream`` as it is read, stopping at ``limit`` bytes."""
     out: list[bytes] = []
     size = 0
-    decoder = zlib.decompressobj(wbits=31)
+    decoder = _INFLATE.decompressobj(wbits=31)
     in_member = False  # the current decoder has been fed data and has not reached its end
     block = head
     while block:
@@ -139,7 +148,7 @@ def _gunzip(stream: BinaryIO, head: bytes, stored: int, limit: int) -> FileData:
             in_member = True
             try:
                 piece = decoder.decompress(block, limit + 1 - size)
-            except zlib.error as err:
+            except _INFLATE_ERRORS as err:
                 cut = f"corrupt gzip data after {size:,} bytes ({err})"
                 return FileData(b"".join(out), stored, cut)
             size += len(piece)
@@ -148,7 +157,7 @@ def _gunzip(stream: BinaryIO, head: bytes, stored: int, limit: int) -> FileData:
                 raise Refused(f"gzip data expands beyond the {limit // 1024**2} MiB limit")
             if decoder.eof:  # another member may follow (gzip files can be concatenated)
                 block, in_member = decoder.unused_data, False
-                decoder = zlib.decompressobj(wbits=31)
+                decoder = _INFLATE.decompressobj(wbits=31)
                 if not block.strip(b"\x00"):  # padding after the last member
                     block = b""
                 elif block[:2] != _GZIP_MAGIC:
