@@ -4,7 +4,9 @@
   ``<bundle>.tcpmem-cache/`` for a bundle.
 - Key: a hash of the tcpmemlib version, this cache format, and every entry of the capture as the
   loader sees it (name, type, size, mtime, without following links; a bundle: its size and mtime).
-  A changed capture (a new snapshot, a rewritten file, a link added) gets a new key.
+  A changed capture (a new snapshot, a rewritten file, a link added) gets a new key. The listing
+  is made by a ``find`` process (``KeyJob``: the caller goes on meanwhile), else in Python; it is
+  complete before anything of the capture is read, so an entry is never older than its key.
 - Content: one Parquet file per frame in ``<cache>/<key>/`` plus ``complete`` (written last; an
   entry without it is ignored). The socket rows are in ``tcpmemlib.sockstore``'s layout.
 - Safety: the cache never follows a link and never removes what it did not make. A cache

@@ -10,7 +10,8 @@ symlinks (to ``/dev/zero``, to a secret elsewhere), FIFOs, devices, gzip bombs, 
 - What one file may expand to is bounded (``MAX_TEXT_BYTES``); gzip is decompressed as a stream,
   so a bomb costs at most that much memory before it is refused.
 - A gzip stream that ends early keeps what was decoded: the caller loads the complete lines and
-  names the file as truncated.
+  names the file as truncated. Inflating is ISA-L's (python-isal) where installed, else zlib's:
+  the same bytes, except that ISA-L holds back the last byte or so of a broken stream.
 - OS errors that may not recur (full disk, I/O error, too little memory, too many open files) are
   marked transient: a load that met one is not cached.
 """

@@ -123,3 +123,40 @@ def test_the_key_covers_links_and_special_entries(small: Path):
     snap = next(p for p in small.iterdir() if not p.name.startswith("."))
     (small / "20991231T000000Z").symlink_to(snap)
     assert cache.capture_key(small) != key
+
+
+@pytest.mark.parametrize("find", [True, False])
+def test_the_key_follows_every_change_with_find_or_without(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, find: bool
+):
+    if not find:  # no `find` on PATH: the listing is made in Python
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    job = cache.KeyJob(small)
+    assert (job.proc is not None) == find
+    key = job.result()
+    assert key is not None and cache.capture_key(small) == key
+    (small / ".tcpmem-cache").mkdir()
+    (small / ".tcpmem-cache" / "x").write_text("the cache's own entries are not the capture")
+    assert cache.capture_key(small) == key
+    link = tmp_path / "link"
+    link.symlink_to(small)  # the capture's path itself may be a link
+    assert cache.capture_key(link) == key
+    snap = next(p for p in sorted(small.iterdir()) if not p.name.startswith("."))
+    meminfo = snap / "meminfo.txt"
+    st = meminfo.stat()
+    os.utime(meminfo, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # touched, same size
+    touched = cache.capture_key(small)
+    assert touched not in (None, key)
+    with meminfo.open("a") as f:
+        f.write("x")
+    grown = cache.capture_key(small)
+    assert grown not in (None, key, touched)
+    (snap / "new.txt").write_text("")
+    assert cache.capture_key(small) not in (None, key, touched, grown)
+
+
+def test_a_key_job_not_waited_for_is_stopped(small: Path):
+    job = cache.KeyJob(small)
+    proc = job.proc
+    job.close()
+    assert proc is not None and proc.returncode is not None and job.proc is None

@@ -192,8 +192,91 @@ def test_mixed_page_sizes_are_an_error_only_when_asked(small: Path):
     cap = _load(small)
     assert list(cap.meta["page_size_bytes"]) == [4096, 16384]
     assert cap.sockstat["tcp_mem_bytes"].iloc[1] == cap.sockstat["tcp_mem_pages"].iloc[1] * 16384
+    size_of = dict(zip(cap.meta["ts"], [4096, 16384], strict=True))
+    slab = cap.slab.assign(size=cap.slab["ts"].map(size_of))
+    pages = slab["num_slabs"] * slab["pagesperslab"]
+    assert (slab["slab_bytes"] == pages * slab["size"]).all()  # each row its snapshot's size
     with pytest.raises(CaptureError, match="disagree on page size"):
         _ = cap.page_size_bytes
+
+
+def test_an_unusable_page_size_leaves_the_bytes_na_and_says_so(small: Path):
+    for snap in _snapshots(small):
+        meta = snap / "meta.txt"
+        meta.write_text(meta.read_text().replace("page_size=4096", "page_size=5000"))
+    cap = _load(small)
+    assert cap.slab["slab_bytes"].isna().all() and cap.sockstat["tcp_mem_bytes"].isna().all()
+    said = cap.problems[cap.problems["reason"].str.contains("page size unusable")]
+    assert len(said) == 2 and set(said["file"]) == {"meta.txt"}  # slab, sockstat: one row each
+
+
+def _replicate(snap: Path, out: Path, n: int) -> Path:
+    """``n`` copies of snapshot ``snap`` 10 s apart (meta.txt's times shifted, same length; the
+    other files hard-linked)."""
+    out.mkdir()
+    lines = (snap / "meta.txt").read_text().splitlines()
+    times = {
+        k: pd.Timestamp(line[len(k) + 1 :])
+        for line in lines
+        for k in ("start", "end")
+        if line.startswith(k + "=")
+    }
+
+    def iso(ts: pd.Timestamp) -> str:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts.value % 10**9:09d}Z"
+
+    for i in range(n):
+        shift = pd.Timedelta(seconds=10 * i)
+        when = {k: iso(t + shift) for k, t in times.items()}
+        copy = out / when["start"].replace("-", "").replace(":", "")
+        copy.mkdir()
+        for p in snap.iterdir():
+            if p.name != "meta.txt":
+                os.link(p, copy / p.name)
+        key = [line.split("=", 1)[0] for line in lines]
+        text = [f"{k}={when[k]}" if k in when else line for k, line in zip(key, lines, strict=True)]
+        (copy / "meta.txt").write_text("\n".join(text) + "\n")
+    return out
+
+
+def _worker_children() -> list[int]:
+    found = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                if b"tcpmemlib.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("workers", [2, None])
+def test_a_large_directory_starts_its_workers_before_listing(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None
+):
+    """210 snapshots: the workers start before the listing; used (workers=2) or stopped at once
+    (None: the automatic choice is one process for so few socket bytes); same frames either way."""
+    import tcpmemlib.capture as capture_mod
+
+    capture = _replicate(_snapshots(small)[0], tmp_path / "many", 210)
+    made: list[capture_mod.workers.Started] = []
+
+    class Recorded(capture_mod.workers.Started):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)  # type: ignore[arg-type]
+            made.append(self)
+
+    monkeypatch.setattr(capture_mod.workers, "Started", Recorded)
+    cap = _load(capture, workers=workers)
+    assert len(made) == 1 and made[0].procs == [] and _worker_children() == []
+    one = _load(capture, workers=1, cache=False)
+    assert len(made) == 1  # (workers=1: none started ahead)
+    assert len(cap.meta) == 210 and cap.socket_rows == one.socket_rows
+    for name in FRAMES:
+        if name not in ("sockets", "owners"):
+            pd.testing.assert_frame_equal(getattr(cap, name), getattr(one, name))
 
 
 def test_phases_and_select(small: Path):

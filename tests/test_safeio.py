@@ -91,3 +91,51 @@ def test_decode_escapes_what_is_not_utf8_and_finds_nul():
     text, nul = safeio.decode_text('users:(("caf\xe9",pid=1,fd=3))\n'.encode("latin-1"))
     assert "caf\\xe9" in text and nul is None
     assert safeio.decode_text(b"a\nb\n\x00c\n")[1] == 3
+
+
+def test_isa_l_and_zlib_inflate_every_kind_of_gzip_alike(
+    tmp_path: Path, folder: int, monkeypatch: pytest.MonkeyPatch
+):
+    """The loader inflates with ISA-L where python-isal is installed (it is, with the project on
+    x86-64 and ARM64), else with zlib: whole, concatenated, cut, corrupt, padded, trailing garbage
+    and over the limit, both give the same bytes and the same verdict."""
+    import zlib
+
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    assert safeio._INFLATE is isal_zlib
+    text = b"".join(b"line %d of a snapshot file\n" % i for i in range(50_000))
+    whole = gzip.compress(text)
+    cases = {
+        "whole": whole,
+        "two members": whole + gzip.compress(b"after\n"),
+        "cut": whole[: len(whole) // 2],
+        "corrupt": whole[:40] + bytes(64) + whole[104:],
+        "padded": whole + bytes(512),
+        "garbage after": whole + b"not gzip",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    got = {}
+    for module, errors in ((isal_zlib, (zlib.error, isal_zlib.error)), (zlib, (zlib.error,))):
+        monkeypatch.setattr(safeio, "_INFLATE", module)
+        monkeypatch.setattr(safeio, "_INFLATE_ERRORS", errors)
+        for name in cases:
+            read = safeio.read_file(name, folder)
+            verdict = None if read.cut is None else read.cut.split(" (")[0]
+            got[module.__name__, name] = (read.data, verdict)
+        got[module.__name__, "limit"] = str(_refused("whole", folder, limit=100_000))
+    for name in [*cases, "limit"]:
+        if name in ("cut", "corrupt"):  # ISA-L holds back the last byte or so of a broken stream
+            (fast, fast_verdict), (slow, slow_verdict) = (
+                got["isal.isal_zlib", name],
+                got["zlib", name],
+            )
+            assert (
+                slow.startswith(fast) and len(slow) - len(fast) < 8 and fast_verdict == slow_verdict
+            )
+            continue
+        assert got["isal.isal_zlib", name] == got["zlib", name], name
+    assert got["zlib", "two members"][0] == text + b"after\n"
+    assert got["zlib", "cut"][1].startswith("truncated gzip data")
+    assert got["zlib", "corrupt"][1].startswith("corrupt gzip data")
+    assert got["zlib", "garbage after"][1] == "garbage after the gzip data"

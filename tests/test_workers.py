@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tcpmemlib.errors import CaptureError, ParseError, WorkerError
-from tcpmemlib.workers import GRACE_S, run_ordered
+from tcpmemlib.workers import GRACE_S, Started, run_ordered
 
 ALLOW = (__name__,)
 REPO = Path(__file__).resolve().parent.parent
@@ -418,3 +418,39 @@ def test_ctrl_c_stops_the_caller_and_its_workers_with_one_traceback(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def task_modules(_: int) -> tuple[int, bool]:
+    return os.getpid(), "tcpmemlib.chunks" in sys.modules
+
+
+@pytest.mark.timeout(60)
+def test_workers_started_ahead_import_their_module_and_serve_the_run():
+    started = Started(__name__, 2, allow=ALLOW)
+    pids = {p.pid for p in started.procs}
+    assert len(pids) == 2
+    results = list(run_ordered(_fn("task_modules"), [0, 1, 2, 3], 2, allow=ALLOW, started=started))
+    assert {pid for pid, _ in results} == pids  # the started processes ran the tasks
+    assert started.procs == []  # handed over, and stopped with the run
+    assert _worker_children() == []
+
+
+@pytest.mark.timeout(60)
+def test_workers_started_ahead_and_not_used_are_stopped_by_close():
+    with Started("tcpmemlib.chunks", 2) as started:
+        pids = [p.pid for p in started.procs]
+        deadline = time.monotonic() + 30  # each imports tcpmemlib.chunks (pandas) at once
+        while time.monotonic() < deadline:
+            maps = [Path(f"/proc/{pid}/maps").read_text() for pid in pids]
+            if all("pandas" in m for m in maps):
+                break
+            time.sleep(0.1)
+        assert all("pandas" in m for m in maps)
+    assert started.procs == [] and _worker_children() == []
+
+
+def test_workers_started_for_another_module_are_refused():
+    with Started(__name__, 1, allow=ALLOW) as started, pytest.raises(ValueError, match="started"):
+        run_ordered("tcpmemlib.parsers.meminfo:parse", ["x"], 1, started=started)
+    with pytest.raises(ValueError, match="only run functions"):
+        Started("os", 1)
