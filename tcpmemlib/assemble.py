@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,9 @@ from tcpmemlib.registry import FRAME_KINDS
 from tcpmemlib.schema import META_COLUMNS, sockets_template
 from tcpmemlib.snapmeta import SnapshotMeta
 from tcpmemlib.tables import concat_columns, host_categorical, with_ts_host
+from tcpmemlib.threads import map_threads
 
 __all__ = ["assemble", "snapshot_frame"]
-
-ASSEMBLE_THREADS = 2
 
 
 def snapshot_frame(kept: SnapshotMeta) -> pd.DataFrame:
@@ -164,15 +162,13 @@ def assemble(
     page_sizes = meta_frame["page_size_bytes"]
     # Two kinds at a time: the copies (and the first touches of new memory, most of this step's
     # time) run in numpy and pyarrow without the GIL.
-    with ThreadPoolExecutor(max_workers=ASSEMBLE_THREADS) as pool:
-        built = {
-            kind: pool.submit(_kind_frame, kind, chunk_parts, page_sizes, ts, hosts)
-            for kind, chunk_parts in parts.items()
-        }
-        for kind, future in built.items():  # (in kind order: the problems rows too)
-            frames[kind], snap_of_row[kind], problem = future.result()
-            if problem is not None:
-                problems.add(None, "meta.txt", None, problem, "error")
+    built = map_threads(
+        lambda kind: _kind_frame(kind, parts[kind], page_sizes, ts, hosts), list(parts), 2
+    )
+    for kind, (frame, index, problem) in zip(parts, built, strict=True):  # (problems in order)
+        frames[kind], snap_of_row[kind] = frame, index
+        if problem is not None:
+            problems.add(None, "meta.txt", None, problem, "error")
     _join_args(frames, snap_of_row)
     phase_frame = _phases(root, problems)
     meta_out = _meta_with_phase(meta_frame, phase_frame)

@@ -32,7 +32,6 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +41,7 @@ from tcpmemlib import __version__, sockstore
 from tcpmemlib.model import Capture
 from tcpmemlib.schema import FRAMES, SEVERITY_DTYPE, SOCKET_ROW_FRAMES, sockets_template
 from tcpmemlib.tables import Cancelled, read_parquet, write_parquet
+from tcpmemlib.threads import map_threads
 
 __all__ = [
     "CACHE_FORMAT",
@@ -250,10 +250,9 @@ def load_current(
                 stop.set()
             return key
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(key_or_stop)
-            cached = load(source, name, stop, sockets)
-            key = pending.result()
+        key, cached = map_threads(
+            lambda call: call(), [key_or_stop, lambda: load(source, name, stop, sockets)], 2
+        )
         return key, (cached if key == name else None)
     finally:
         job.close()
@@ -290,9 +289,7 @@ def _read_entry(entry: Path, stop: threading.Event | None, sockets: str) -> Capt
             return read_parquet(parquet, dtypes.get(name, {}), stop)
 
     # two frames at a time: decoding, copies and first touches of new memory run without the GIL
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        reads = {name: pool.submit(read, name) for name in _HELD}
-        frames = {name: future.result() for name, future in reads.items()}
+    frames = dict(zip(_HELD, map_threads(read, _HELD, READ_THREADS), strict=True))
     problems = frames["problems"]
     problems["severity"] = problems["severity"].astype("string").astype(SEVERITY_DTYPE)
     _restore_dtypes(frames, dtypes)
@@ -361,13 +358,11 @@ def finish(source: str | os.PathLike[str], key: str, tmp: Path, capture: Capture
     it failed."""
     try:
         # two frames at a time: Arrow's conversion and Parquet's encoding run without the GIL
-        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            writes = [
-                pool.submit(write_parquet, getattr(capture, name), tmp / f"{name}.parquet")
-                for name in _HELD
-            ]
-            for write in writes:
-                write.result()
+        map_threads(
+            lambda name: write_parquet(getattr(capture, name), tmp / f"{name}.parquet"),
+            _HELD,
+            WRITE_THREADS,
+        )
         dtypes = {name: _dtype_names(getattr(capture, name)) for name in _HELD}
         (tmp / _DTYPES).write_text(json.dumps(dtypes))
         (tmp / _COMPLETE).write_text(key + "\n")

@@ -127,7 +127,7 @@ def read_file(name: str, dir_fd: int | None = None, limit: int = MAX_TEXT_BYTES)
                 return _gunzip(stream, head, st.st_size, limit)
             if st.st_size > limit:
                 raise Refused(f"{st.st_size:,} bytes, over the {limit // 1024**2} MiB limit")
-            data = head + stream.read(limit + 1 - len(head))
+            data = head + _read_rest(stream, limit + 1 - len(head), st.st_size + 1 - len(head))
             if len(data) > limit:
                 raise Refused(f"over the {limit // 1024**2} MiB limit")
             return FileData(data, st.st_size)
@@ -137,11 +137,30 @@ def read_file(name: str, dir_fd: int | None = None, limit: int = MAX_TEXT_BYTES)
         os.close(fd)
 
 
+def _read_rest(stream: BinaryIO, most: int, expect: int) -> bytes:
+    """At most ``most`` bytes from ``stream``: ``expect`` (what ``fstat`` said is left, plus one)
+    in one read, more only if the file grew since. (A read of N bytes allocates N bytes first: a
+    ``most``-sized read of every small file cost an mmap, page faults and an munmap each.)"""
+    want = max(1, min(most, expect))
+    first = stream.read(want)
+    if len(first) < want:  # a regular file's short read: its end
+        return first
+    parts, size = [first], len(first)
+    while size < most:
+        block = stream.read(min(_READ_BLOCK, most - size))
+        if not block:
+            break
+        parts.append(block)
+        size += len(block)
+    return b"".join(parts)
+
+
 def _gunzip(stream: BinaryIO, head: bytes, stored: int, limit: int) -> FileData:
     """Decompress every gzip member of ``stream`` as it is read, stopping at ``limit`` bytes."""
     out: list[bytes] = []
     size = 0
     decoder = _INFLATE.decompressobj(wbits=31)
+    consumed = len(head)
     in_member = False  # the current decoder has been fed data and has not reached its end
     block = head
     while block:
@@ -165,7 +184,9 @@ def _gunzip(stream: BinaryIO, head: bytes, stored: int, limit: int) -> FileData:
                     return FileData(b"".join(out), stored, "garbage after the gzip data")
             else:
                 block = decoder.unconsumed_tail
-        block = stream.read(_READ_BLOCK)
+        left = stored + 1 - consumed  # (read by the size fstat gave, while it holds)
+        block = stream.read(min(_READ_BLOCK, left) if left > 0 else _READ_BLOCK)
+        consumed += len(block)
     cut = f"truncated gzip data (ends after {size:,} bytes)" if in_member else None
     return FileData(b"".join(out), stored, cut)
 

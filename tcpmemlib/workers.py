@@ -26,6 +26,7 @@ at the end of its input (its caller gone); ``TCPMEM_WORKER=1`` (``in_worker()``)
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import importlib
 import os
@@ -49,6 +50,7 @@ __all__ = ["ENV", "Started", "WorkerError", "in_worker", "run_ordered"]
 
 ENV = "TCPMEM_WORKER"
 POLL_S = 0.2  # the caller checks the workers this often while it waits for a result
+_POLL_START_S = 0.001  # how often the caller looks whether a worker's thread started or ended
 GRACE_S = 2.0  # a dead worker's thread has this long to report before the caller stops waiting
 _LEN = struct.Struct("<Q")
 # glibc malloc in a worker: blocks up to 32 MiB from the heap, and freed memory kept (up to 256 MiB)
@@ -176,7 +178,8 @@ class _Worker:
     """One worker process and what the thread that feeds it tasks and reads its answers is doing."""
 
     proc: Popen[bytes]
-    thread: threading.Thread | None = None
+    started: bool = False  # its thread began to run (one can die of a MemoryError before that)
+    running: bool = False  # its thread has not ended
     task: int | None = None  # the task it was last given
     doing: str = "starting"  # "sending", "waiting for", "reading" or "idle after" that task
     size: int = 0  # bytes of the answer being read
@@ -221,13 +224,18 @@ class _Run:
             proc = self.started.take() if self.started is not None else None
             self.workers.append(_Worker(proc or _spawn()))
         for w in self.workers:
-            thread = threading.Thread(target=self._feed, args=(w,), daemon=True)
-            try:
-                thread.start()
+            try:  # (not threading.Thread: its start() waits forever for a thread that died)
+                _thread.start_new_thread(self._feed, (w,))
             except (RuntimeError, MemoryError) as err:  # "can't start new thread"
                 why = f"cannot start a thread to talk to worker pid {w.proc.pid}: {_summary(err)}"
                 raise WorkerError(why, pid=w.proc.pid) from err
-            w.thread = thread
+        deadline = time.monotonic() + GRACE_S
+        for w in self.workers:
+            while not w.started and time.monotonic() < deadline:
+                time.sleep(_POLL_START_S)
+            if not w.started:  # it died before it ran (a MemoryError as it started)
+                why = f"the thread to talk to worker pid {w.proc.pid} did not start"
+                raise WorkerError(why, pid=w.proc.pid)
 
     def _take(self) -> int | None:
         """The next task to run, once it is at most ``window`` ahead of the caller; None at the end."""
@@ -241,6 +249,7 @@ class _Run:
 
     def _feed(self, w: _Worker) -> None:
         """A worker's thread: send it a task, read its answer, again. Whatever it meets is reported."""
+        w.started = w.running = True
         try:
             while (k := self._take()) is not None:
                 w.task, w.doing = k, "sending"
@@ -258,6 +267,8 @@ class _Run:
                 if self.failure is None:
                     self.failure = (w, err)
                 self.cond.notify_all()
+        finally:
+            w.running = False
 
     def _wait_for(self, k: int) -> tuple[int, tuple[Any, ...]]:
         with self.cond:
@@ -305,11 +316,12 @@ class _Run:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
+        deadline = time.monotonic() + GRACE_S
         for w in self.workers:
             _kill(w.proc)
-            if w.thread is not None:
-                w.thread.join(timeout=GRACE_S)
-            if w.thread is None or not w.thread.is_alive():  # never close a stream in use
+            while w.running and time.monotonic() < deadline:  # (its reads end with the process)
+                time.sleep(_POLL_START_S)
+            if not w.running:  # never close a stream in use
                 for stream in (w.proc.stdin, w.proc.stdout):
                     with contextlib.suppress(OSError):
                         stream.close()  # type: ignore[union-attr]

@@ -454,3 +454,25 @@ def test_workers_started_for_another_module_are_refused():
         run_ordered("tcpmemlib.parsers.meminfo:parse", ["x"], 1, started=started)
     with pytest.raises(ValueError, match="only run functions"):
         Started("os", 1)
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_that_dies_as_it_starts_is_a_worker_error_not_a_hang(monkeypatch):
+    """Under a tight address-space limit a new thread can die of a MemoryError before it runs
+    (``threading.Thread.start`` then waited forever): the caller gives up after ``GRACE_S``."""
+    import tcpmemlib.workers as workers_mod
+
+    real = workers_mod._thread.start_new_thread
+
+    def dying(function: object, args: tuple[object, ...]) -> int:
+        def die() -> None:
+            raise MemoryError
+
+        return real(die, ())
+
+    monkeypatch.setattr(workers_mod._thread, "start_new_thread", dying)
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match="did not start"):
+        list(run_ordered(_fn("task_square"), [1, 2], 2, allow=ALLOW))
+    assert time.monotonic() - start < GRACE_S + 10
+    assert _worker_children() == []

@@ -13,13 +13,13 @@ text (``owners``). Records it flags ``slow`` are left to the reference parser (`
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from tcpmemlib.parsers import _ss_line
+from tcpmemlib.threads import map_threads
 
 try:  # built by setup.py; optional: without it read_ss runs the reference engine
     from tcpmemlib.parsers import _sstok
@@ -87,9 +87,8 @@ class CColumns:
         """The string columns ``names`` (copied out of the text by ``threads`` threads)."""
         if threads <= 1:
             return {name: _spans(self.buf, *self.span(name)) for name in names}
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            arrays = pool.map(lambda name: _spans(self.buf, *self.span(name)), names)
-            return dict(zip(names, arrays, strict=True))
+        arrays = map_threads(lambda name: _spans(self.buf, *self.span(name)), names, threads)
+        return dict(zip(names, arrays, strict=True))
 
     def owners(self) -> np.ndarray:
         """One tuple of ``(comm, pid, fd)`` per record (``()`` for none and for slow records)."""
@@ -135,6 +134,5 @@ def parse(text: str, threads: int = 2) -> CColumns:
         for start in ranges:
             run(start)
     else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(run, ranges))
+        map_threads(run, ranges, threads)
     return out
