@@ -33,6 +33,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def _load(
     if not (use_cache and cache.has_entry(source)):  # (a cold load: its workers start now)
         early = _start_workers_early(source, n_workers)
     try:
-        return _load_or_parse(source, is_bundle, progress, job, n_workers, sockets, early)
+        return _load_or_parse(source, is_bundle, job, _How(progress, n_workers, sockets, early))
     finally:
         if early is not None:
             early.close()
@@ -130,16 +131,18 @@ def _start_workers_early(source: Path, n_workers: int | None) -> workers.Started
         return None  # (the load starts its workers later, or says why it cannot)
 
 
-def _load_or_parse(
-    source: Path,
-    is_bundle: bool,
-    progress: bool | None,
-    job: cache.KeyJob | None,
-    n_workers: int | None,
-    sockets: str,
-    early: workers.Started | None,
-) -> Capture:
-    key, cached = cache.load_current(source, sockets, job) if job else (None, None)
+@dataclass(frozen=True)
+class _How:
+    """How ``load_capture`` was asked to load (its arguments), and the workers started early."""
+
+    progress: bool | None
+    n_workers: int | None
+    sockets: str
+    early: workers.Started | None = None
+
+
+def _load_or_parse(source: Path, is_bundle: bool, job: cache.KeyJob | None, how: _How) -> Capture:
+    key, cached = cache.load_current(source, how.sockets, job) if job else (None, None)
     if cached is not None:
         warn_cached(cached.problems)
         return cached._replace(path=str(source))
@@ -165,9 +168,7 @@ def _load_or_parse(
         try:
             got: tuple[Capture, Problems] | None = None
             try:
-                got = _attempt(
-                    extracted or source, problems, progress, n_workers, sockets, scratch, cut, early
-                )
+                got = _attempt(extracted or source, problems, how, scratch, cut)
             except ScratchError as err:
                 if scratch.entry is None:
                     raise
@@ -179,9 +180,7 @@ def _load_or_parse(
             if got is None:  # (out of the except block: the first attempt is all gone)
                 scratch.remove()
                 scratch = _Scratch(source, None)
-                got = _attempt(
-                    extracted or source, problems, progress, n_workers, sockets, scratch, cut
-                )
+                got = _attempt(extracted or source, problems, how, scratch, cut)
             capture, problems = got
         except ScratchError as err:
             why = f"{err.reason} ({err.path}): free space there, or set TMPDIR to a roomier place"
@@ -231,30 +230,16 @@ class _Scratch:
 
 
 def _attempt(
-    directory: Path,
-    problems: Problems,
-    progress: bool | None,
-    n_workers: int | None,
-    sockets: str,
-    scratch: _Scratch,
-    cut: frozenset[str],
-    early: workers.Started | None = None,
+    directory: Path, problems: Problems, how: _How, scratch: _Scratch, cut: frozenset[str]
 ) -> tuple[Capture, Problems]:
     """``_load_dir`` on a copy of ``problems`` (a failed attempt leaves no row behind)."""
     mine = Problems()
     mine.extend(problems)
-    return _load_dir(directory, mine, progress, n_workers, sockets, scratch, cut, early), mine
+    return _load_dir(directory, mine, how, scratch, cut), mine
 
 
 def _load_dir(
-    directory: Path,
-    problems: Problems,
-    progress: bool | None,
-    n_workers: int | None,
-    sockets: str,
-    scratch: _Scratch,
-    cut: frozenset[str] = frozenset(),
-    early: workers.Started | None = None,
+    directory: Path, problems: Problems, how: _How, scratch: _Scratch, cut: frozenset[str]
 ) -> Capture:
     listing = find_snapshots(directory)
     for name, reason in listing.refused:
@@ -267,12 +252,12 @@ def _load_dir(
     warn_missing(kept, problems, cut)
     ss_bytes = [_socket_bytes(s) for s in kept.snapshots]
     total = sum(ss_bytes)
-    on_disk = sockets == "disk" or (sockets == "auto" and total >= ON_DISK_MIN_SS_BYTES)
-    show = progress if progress is not None else total >= PROGRESS_MIN_BYTES
+    on_disk = how.sockets == "disk" or (how.sockets == "auto" and total >= ON_DISK_MIN_SS_BYTES)
+    show = how.progress if how.progress is not None else total >= PROGRESS_MIN_BYTES
     bar = _progress_bar(show, len(kept.snapshots))
     try:
         rows_dir = scratch.make()
-        results = _run_chunks(kept.snapshots, ss_bytes, n_workers, bar, rows_dir, early)
+        results = _run_chunks(kept.snapshots, ss_bytes, how.n_workers, bar, rows_dir, how.early)
         try:
             return assemble(listing.root, kept, results, problems, rows_dir, on_disk)
         finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from worker_helpers import worker_children
 
 from tcpmemlib import cache as cache_mod
 from tcpmemlib import read_ss
@@ -239,18 +240,6 @@ def _replicate(snap: Path, out: Path, n: int) -> Path:
     return out
 
 
-def _worker_children() -> list[int]:
-    found = []
-    for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            try:
-                if b"tcpmemlib.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(int(pid))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("workers", [2, None])
 def test_a_large_directory_starts_its_workers_before_listing(
@@ -270,7 +259,7 @@ def test_a_large_directory_starts_its_workers_before_listing(
 
     monkeypatch.setattr(capture_mod.workers, "Started", Recorded)
     cap = _load(capture, workers=workers)
-    assert len(made) == 1 and made[0].procs == [] and _worker_children() == []
+    assert len(made) == 1 and made[0].procs == [] and worker_children() == []
     one = _load(capture, workers=1, cache=False)
     assert len(made) == 1  # (workers=1: none started ahead)
     assert len(cap.meta) == 210 and cap.socket_rows == one.socket_rows
@@ -605,22 +594,7 @@ def test_worker_processes_give_the_same_frames(small: Path):
         broken = _load(small, workers=2)
     row = broken.problems[broken.problems["severity"] == "error"].iloc[0]
     assert (row["snapshot"], row["file"], row["line"]) == (snap.name, "netstat.txt", 2)
-    assert _worker_children() == []
-
-
-def _worker_children() -> list[int]:
-    """Children of this process that are tcpmemlib workers (none should outlive a load)."""
-    pids = []
-    for children in Path("/proc/self/task").glob("*/children"):
-        pids += [int(p) for p in children.read_text().split()]
-    found = []
-    for pid in pids:
-        try:
-            if b"tcpmemlib.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            continue
-    return found
+    assert worker_children() == []
 
 
 def test_cached_load_warns_again_and_single_snapshot_is_explained(small: Path):
@@ -717,7 +691,7 @@ def test_an_error_in_a_worker_is_raised_in_the_caller(tmp_path: Path):
     tasks = [ChunkTask([(0, "not a snapshot")], str(tmp_path), 0), ChunkTask([], str(tmp_path), 1)]
     with pytest.raises(WorkerError, match=r"AttributeError: .*dir"):
         list(run_ordered("tcpmemlib.chunks:load_chunk", tasks, 2))
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 def test_batched_rows_land_in_their_own_snapshot_and_file(small: Path):

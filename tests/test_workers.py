@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from worker_helpers import worker_children
 
 from tcpmemlib.errors import CaptureError, ParseError, WorkerError
 from tcpmemlib.workers import GRACE_S, Started, run_ordered
@@ -123,19 +124,6 @@ def task_frame(mib: int) -> pd.DataFrame:
 # --- helpers ---
 
 
-def _worker_children() -> list[int]:
-    """Children of this process that are tcpmemlib workers (none should outlive a run)."""
-    found = []
-    for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            try:
-                if b"tcpmemlib.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(int(pid))
-            except OSError:
-                continue
-    return found
-
-
 def _in_session(sid: int) -> list[int]:
     """The processes of session ``sid``."""
     found = []
@@ -154,7 +142,7 @@ def _fails(function: str, tasks: list[Any], match: str, workers: int = 1) -> Wor
     with pytest.raises(WorkerError, match=match) as info:
         list(run_ordered(_fn(function), tasks, workers, allow=ALLOW))
     assert time.monotonic() - start < 4 * GRACE_S + 10
-    assert _worker_children() == []
+    assert worker_children() == []
     return info.value
 
 
@@ -208,7 +196,7 @@ def test_results_come_in_task_order_from_worker_processes():
     assert [r[0] for r in results] == [0, 1, 4, 9, 16]
     assert {r[1] for r in results} == {"1"}  # TCPMEM_WORKER is set in the workers
     assert len({r[2] for r in results}) == 2 and os.getpid() not in {r[2] for r in results}
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -220,7 +208,7 @@ def test_at_most_two_tasks_run_ahead_of_the_caller(tmp_path: Path):
     time.sleep(1.5)  # a slow caller: the workers start tasks 1 and 2, no more
     assert sorted(int(p.name) for p in tmp_path.iterdir()) == [0, 1, 2]
     assert list(results) == list(range(1, 8))
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -238,7 +226,7 @@ def test_a_real_tcpmemlib_function_and_its_parse_error_with_every_field():
         "MemFree: x kB",
         "value is not an integer",
     )
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -254,7 +242,7 @@ def test_a_tcpmem_error_in_a_task_is_raised_again_with_its_type_and_fields(kind:
     }[kind]
     assert type(info.value) is type(want) and info.value.__dict__ == want.__dict__
     assert str(info.value) == str(want)
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -296,7 +284,7 @@ def test_a_worker_killed_between_tasks_is_noticed_while_the_caller_waits_for_ano
     with pytest.raises(WorkerError, match=rf"worker pid {idle} was killed by SIGKILL after task 2"):
         next(results)  # waits for task 1, in the other worker
     assert time.monotonic() - start < GRACE_S + 5
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -335,7 +323,7 @@ def test_stopping_early_stops_busy_workers():
     start = time.monotonic()
     results.close()
     assert time.monotonic() - start < 10
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(30)
@@ -352,7 +340,7 @@ def test_stopping_early_stops_busy_workers():
 def test_the_function_is_a_public_one_in_an_allowed_package(function: str):
     with pytest.raises(ValueError, match="package"):
         run_ordered(function, [1], 2)  # refused before anything starts
-    assert _worker_children() == []
+    assert worker_children() == []
     with pytest.raises(ValueError, match="workers must be"):
         run_ordered("tcpmemlib.parsers.meminfo:parse", [1], 0)
 
@@ -432,7 +420,7 @@ def test_workers_started_ahead_import_their_module_and_serve_the_run():
     results = list(run_ordered(_fn("task_modules"), [0, 1, 2, 3], 2, allow=ALLOW, started=started))
     assert {pid for pid, _ in results} == pids  # the started processes ran the tasks
     assert started.procs == []  # handed over, and stopped with the run
-    assert _worker_children() == []
+    assert worker_children() == []
 
 
 @pytest.mark.timeout(60)
@@ -446,7 +434,7 @@ def test_workers_started_ahead_and_not_used_are_stopped_by_close():
                 break
             time.sleep(0.1)
         assert all("pandas" in m for m in maps)
-    assert started.procs == [] and _worker_children() == []
+    assert started.procs == [] and worker_children() == []
 
 
 def test_workers_started_for_another_module_are_refused():
@@ -475,4 +463,4 @@ def test_a_thread_that_dies_as_it_starts_is_a_worker_error_not_a_hang(monkeypatc
     with pytest.raises(WorkerError, match="did not start"):
         list(run_ordered(_fn("task_square"), [1, 2], 2, allow=ALLOW))
     assert time.monotonic() - start < GRACE_S + 10
-    assert _worker_children() == []
+    assert worker_children() == []
