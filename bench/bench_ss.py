@@ -72,6 +72,7 @@ def load_baseline(rev: str, work: Path) -> Callable[[str], pd.DataFrame]:
     loader.exec_module(sstok)
     mods: dict[str, types.ModuleType] = {"_sstok": sstok}
     patches = {
+        "_text": {},
         "_ss_line": {},
         "_ss_fast": {
             "from tcpmemlib.parsers import _ss_line as L": "L = _OLD['_ss_line']",
@@ -80,7 +81,11 @@ def load_baseline(rev: str, work: Path) -> Callable[[str], pd.DataFrame]:
         "ss": {
             "from tcpmemlib.parsers import _ss_fast, _ss_line": (
                 "_ss_fast, _ss_line = _OLD['_ss_fast'], _OLD['_ss_line']"
-            )
+            ),
+            # (its text helpers' module was renamed since: the baseline's own copy)
+            "from tcpmemlib.parsers._text import read_text, split_lines": (
+                "read_text, split_lines = _OLD['_text'].read_text, _OLD['_text'].split_lines"
+            ),
         },
     }
     for name, patch in patches.items():
