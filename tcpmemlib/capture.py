@@ -105,13 +105,15 @@ def _load(
         raise CaptureError(source, "not a directory")
     job = cache.KeyJob(source) if use_cache else None  # (a `find` lists the capture meanwhile)
     early = None
-    if not (use_cache and cache.has_entry(source)):  # (a cold load: its workers start now)
-        early = _start_workers_early(source, n_workers)
     try:
+        if not (use_cache and cache.has_entry(source)):  # (a cold load: its workers start now)
+            early = _start_workers_early(source, n_workers)
         return _load_or_parse(source, is_bundle, job, _How(progress, n_workers, sockets, early))
     finally:
         if early is not None:
             early.close()
+        if job is not None:
+            job.close()  # (a no-op once its result was taken)
 
 
 def _start_workers_early(source: Path, n_workers: int | None) -> workers.Started | None:
