@@ -6,20 +6,42 @@ Under a tight address-space limit a new thread can die of a ``MemoryError`` befo
 anything; ``threading.Thread.start`` then waits forever for it to say it started (and
 ``concurrent.futures`` for its results). So helpers are started with ``_thread.start_new_thread``,
 which does not wait, and the caller's thread works through the same list: every call is made even
-if no helper ever runs, and the caller waits only for calls a helper has taken.
+if no helper ever runs, and the caller waits only for calls a helper has taken. A thread that
+starts can still kill the process: glibc aborts it ("cannot allocate memory for thread-local
+data") when the thread's first use of a library's thread-local storage finds no memory. So under
+an address-space limit (``RLIMIT_AS``) with less than ``THREAD_ROOM_BYTES`` left, no thread is
+started at all (``room_for_threads``): the calls run one after the other.
 """
 
 from __future__ import annotations
 
 import _thread
+import resource
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["map_threads"]
+__all__ = ["THREAD_ROOM_BYTES", "map_threads", "room_for_threads"]
 
 POLL_S = 0.001  # how often the caller looks whether the helpers' calls are done
+# Address space a process must have left under its RLIMIT_AS to start threads (each maps an 8 MiB
+# stack, and its first calls into numpy or Arrow allocate their per-thread state).
+THREAD_ROOM_BYTES = 256 * 2**20
+
+
+def room_for_threads() -> bool:
+    """False when this process runs under an address-space limit with less than
+    ``THREAD_ROOM_BYTES`` left (or cannot tell how much is left)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return True
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            size_bytes = int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return False
+    return soft - size_bytes >= THREAD_ROOM_BYTES
 
 
 def map_threads(
@@ -48,7 +70,7 @@ def map_threads(
                 errors[i] = err
             finished[i] = True
 
-    for _ in range(min(threads, n) - 1):
+    for _ in range(min(threads, n) - 1 if room_for_threads() else 0):
         try:
             _thread.start_new_thread(work, ())
         except (RuntimeError, MemoryError):  # "can't start new thread": this thread does it all

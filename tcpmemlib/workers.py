@@ -3,7 +3,8 @@
 ``run_ordered("tcpmemlib.x.y:function", tasks, workers)`` yields ``function(task)`` for each task,
 in task order, computed in ``workers`` processes. Each worker imports the function's module and
 nothing of the caller (``multiprocessing`` would import the caller's ``__main__`` again in each:
-an unguarded script would run itself there). This module imports only tcpmemlib.errors.
+an unguarded script would run itself there). This module imports only tcpmemlib.errors and
+tcpmemlib.threads.
 
 ``Started(module, workers)`` starts the processes ahead of their tasks (each imports ``module`` at
 once: ``python -m tcpmemlib.workers MODULE``); ``run_ordered(..., started=...)`` uses them first.
@@ -45,6 +46,7 @@ from subprocess import PIPE, Popen
 from typing import IO, Any
 
 from tcpmemlib.errors import TcpmemError, WorkerError
+from tcpmemlib.threads import room_for_threads
 
 __all__ = ["ENV", "Started", "WorkerError", "in_worker", "run_ordered"]
 
@@ -220,6 +222,9 @@ class _Run:
             self._stop()
 
     def _start(self) -> None:
+        if not room_for_threads():  # (a thread started now could abort the process: threads.py)
+            left = "too little address space left (RLIMIT_AS) for the threads that talk to workers"
+            raise WorkerError(left)
         for _ in range(self.n_workers):
             proc = self.started.take() if self.started is not None else None
             self.workers.append(_Worker(proc or _spawn()))

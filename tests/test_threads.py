@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -68,3 +71,26 @@ def test_a_thread_that_dies_as_it_starts_is_not_waited_for(monkeypatch):
 
     assert map_threads(call, range(5), 2) == [0, -1, -2, -3, -4]
     assert callers == {me}
+
+
+@pytest.mark.timeout(60)
+def test_no_thread_is_started_with_too_little_address_space_left():
+    """Under RLIMIT_AS with less than THREAD_ROOM_BYTES left, a starting thread could make glibc
+    abort the process (thread-local data it cannot allocate): the calls run in the caller."""
+    code = textwrap.dedent(
+        """
+        import resource, threading
+        from tcpmemlib.threads import THREAD_ROOM_BYTES, map_threads, room_for_threads
+        assert room_for_threads()
+        vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1])
+        room = THREAD_ROOM_BYTES // 2
+        resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + room, resource.RLIM_INFINITY))
+        assert not room_for_threads()
+        print(len(set(map_threads(lambda x: threading.get_ident(), range(6), 2))))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"
